@@ -1,0 +1,48 @@
+//! burst's wire contract: the `burst.v1` messages and services generated from `burst/v1/*.proto`, plus the few
+//! conversions every side shares (state names, time stamps, addresses) and the shared config-file loader.
+//!
+//! No scheduling logic lives here: this crate is what the controller, the workers, the operator and the CLI
+//! agree on, nothing more.
+
+pub mod config;
+mod names;
+pub mod telemetry;
+
+pub use names::{ParseNameError, parse_state, reason_name, state_name};
+
+/// Generated code for package `burst.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("burst.v1");
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time stamp on the wire.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Resolves on SIGINT or SIGTERM: how every burst server is asked to stop.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// Turns `host:port` into `http://host:port`; leaves a URL with a scheme alone.
+pub fn endpoint_url(addr: &str) -> String {
+    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_addresses_get_an_http_scheme() {
+        assert_eq!(endpoint_url("127.0.0.1:5"), "http://127.0.0.1:5");
+        assert_eq!(endpoint_url("https://c:5"), "https://c:5");
+    }
+}

@@ -1,0 +1,66 @@
+//! Human names of states and reasons, as the CLI prints and parses them ("queued", "worker-lost").
+
+use crate::v1::{JobState, Reason};
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown state {0:?}: expected one of queued, leased, running, succeeded, failed, cancelled")]
+pub struct ParseNameError(pub String);
+
+pub fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Unspecified => "unspecified",
+        JobState::Queued => "queued",
+        JobState::Leased => "leased",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+pub fn parse_state(name: &str) -> Result<JobState, ParseNameError> {
+    let state = match name.to_ascii_lowercase().as_str() {
+        "queued" => JobState::Queued,
+        "leased" => JobState::Leased,
+        "running" => JobState::Running,
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "cancelled" | "canceled" => JobState::Cancelled,
+        _ => return Err(ParseNameError(name.to_string())),
+    };
+    Ok(state)
+}
+
+pub fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Unspecified => "",
+        Reason::Exited => "exited",
+        Reason::Signaled => "signaled",
+        Reason::Timeout => "timeout",
+        Reason::Cancelled => "cancelled",
+        Reason::SpawnError => "spawn-error",
+        Reason::WorkerLost => "worker-lost",
+        Reason::RejectedInput => "rejected-input",
+        Reason::QueueDeadlineExceeded => "queue-deadline-exceeded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_state_parses_back() {
+        for state in [
+            JobState::Queued,
+            JobState::Leased,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+        ] {
+            assert_eq!(parse_state(state_name(state)).unwrap(), state);
+        }
+        assert!(parse_state("bogus").is_err());
+    }
+}
