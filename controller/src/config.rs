@@ -1,0 +1,143 @@
+//! The controller's settings: command-line flags and `BURST_CONTROLLER_*` variables over the config file's
+//! `[controller]` section over the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::retention::{DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, Limits};
+use crate::router::RouterKind;
+
+/// Loopback by default: a controller is reachable from elsewhere only when its operator says so.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// A worker silent this long is dead. Ten seconds rides out a GC pause or a brief network blip without
+/// leaving a dead worker's jobs stranded for long.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Workers heartbeat this often: several heartbeats fit in one lease timeout, so one lost packet is harmless.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Config file (TOML, or JSON with a .json name); its [controller] section is read.
+    #[arg(long, env = "BURST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on; port 0 picks a free port. The bound address is the first line of stdout.
+    #[arg(long, env = "BURST_CONTROLLER_LISTEN")]
+    pub listen: Option<String>,
+    /// How jobs are spread over workers.
+    #[arg(long, env = "BURST_ROUTER", value_enum)]
+    pub router: Option<RouterKind>,
+    /// Milliseconds of silence after which a worker is dead and its jobs are requeued [default: 10000].
+    #[arg(long, env = "BURST_LEASE_TIMEOUT_MS")]
+    pub lease_timeout_ms: Option<u64>,
+    /// Milliseconds between worker heartbeats, told to workers at registration [default: 1000].
+    #[arg(long, env = "BURST_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Finished jobs kept (status and spec), oldest forgotten first [default: 1000000].
+    #[arg(long, env = "BURST_RETAIN_FINISHED_JOBS")]
+    pub retain_finished_jobs: Option<usize>,
+    /// Milliseconds a finished job is kept [default: 86400000, a day].
+    #[arg(long, env = "BURST_RETAIN_FINISHED_MS")]
+    pub retain_finished_ms: Option<u64>,
+    /// Directory of the durable job store (one file, burst.redb) [default: ./burst-data].
+    #[arg(long, env = "BURST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep state in memory only: nothing survives a restart (tests, demos).
+    #[arg(long, env = "BURST_EPHEMERAL")]
+    pub ephemeral: bool,
+}
+
+/// The `[controller]` section of the config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    pub listen: Option<String>,
+    pub router: Option<RouterKind>,
+    pub lease_timeout_ms: Option<u64>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub retain_finished_jobs: Option<usize>,
+    pub retain_finished_ms: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub ephemeral: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub listen: SocketAddr,
+    pub router: RouterKind,
+    pub lease_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub retention: Limits,
+    /// Where the durable store lives, unless `ephemeral`.
+    pub data_dir: PathBuf,
+    pub ephemeral: bool,
+}
+
+/// The durable store's directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "burst-data";
+
+/// The default is for embedding (tests, `burst dev`): loopback and in memory. The binaries default to the
+/// durable store (see [`Args::into_config`]).
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            router: RouterKind::default(),
+            lease_timeout: DEFAULT_LEASE_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            retention: Limits::default(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            ephemeral: true,
+        }
+    }
+}
+
+impl Args {
+    pub fn into_config(self) -> anyhow::Result<ControllerConfig> {
+        let Args {
+            config,
+            listen,
+            router,
+            lease_timeout_ms,
+            heartbeat_interval_ms,
+            retain_finished_jobs,
+            retain_finished_ms,
+            data_dir,
+            ephemeral,
+        } = self;
+        let file: Section = match &config {
+            Some(path) => burst_proto::config::load_section(path, "controller")?,
+            None => Section::default(),
+        };
+        let listen = listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr =
+            listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:50051"))?;
+        let lease_timeout =
+            lease_timeout_ms.or(file.lease_timeout_ms).map_or(DEFAULT_LEASE_TIMEOUT, Duration::from_millis);
+        let heartbeat_interval = heartbeat_interval_ms
+            .or(file.heartbeat_interval_ms)
+            .map_or(DEFAULT_HEARTBEAT_INTERVAL, Duration::from_millis);
+        if heartbeat_interval.is_zero() || heartbeat_interval * 2 > lease_timeout {
+            bail!(
+                "the heartbeat interval ({} ms) must be above 0 and at most half the lease timeout ({} ms)",
+                heartbeat_interval.as_millis(),
+                lease_timeout.as_millis()
+            );
+        }
+        Ok(ControllerConfig {
+            listen,
+            router: router.or(file.router).unwrap_or_default(),
+            lease_timeout,
+            heartbeat_interval,
+            retention: Limits {
+                max_jobs: retain_finished_jobs.or(file.retain_finished_jobs).unwrap_or(DEFAULT_MAX_JOBS),
+                max_age: retain_finished_ms.or(file.retain_finished_ms).map_or(DEFAULT_MAX_AGE, Duration::from_millis),
+            },
+            data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            ephemeral: ephemeral || file.ephemeral.unwrap_or(false),
+        })
+    }
+}

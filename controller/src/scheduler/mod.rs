@@ -1,0 +1,619 @@
+//! The scheduler: jobs, the queue, the workers, and the decisions that join them. Everything here is
+//! synchronous and runs under one lock (held by [`crate::Controller`]); nothing here awaits or does I/O. Every
+//! change is passed to the [`JobStore`] in order before the lock is released.
+//!
+//! Flow of a job:
+//! 1. `submit` puts it on the queue and calls `dispatch`.
+//! 2. `dispatch` asks the router for a worker with room that fits it, leases it there (a new epoch) and puts
+//!    the lease in that worker's outbox, waking its `PollJob`.
+//! 3. `take_leases` hands the outbox over; the worker reports `started` and `finished`, each fenced by the
+//!    lease's epoch and the worker's session.
+//! 4. `finished` frees the worker's room and dispatches again. A worker that goes silent (`expire`) or
+//!    registers again loses its leases: its jobs are released back to the queue.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burst_proto::v1::{
+    GetStatsResponse, JobResult, JobSpec, JobState, JobStatus, Lease, LeaseRef, Resources, SubmitJobResponse,
+    WorkerStatus,
+};
+use tokio::sync::{Notify, broadcast};
+use tracing::{debug, info};
+
+use crate::lifecycle::{Effect, Holder, Job, JobId, Outcome, Refused, State, WorkerId};
+use crate::registry::{Registry, WorkerEntry, covers};
+use crate::retention::{Limits, Retention};
+use crate::router::{Candidate, Router, RouterKind};
+use crate::store::{Durable, JobStore, Write};
+
+mod workers;
+
+/// How many jobs with resource requests one dispatch pass may look past while searching for one that fits.
+/// Bounds the cost of a dispatch when many large jobs wait for room.
+const MAX_SKIPPED_PER_DISPATCH: usize = 256;
+
+/// Peers named in one heartbeat answer: enough victims to choose from, few enough that a large cluster's
+/// heartbeats stay small.
+const MAX_PEERS: usize = 16;
+
+/// Largest page `list` returns, whatever the caller asks: keeps one response well under gRPC's message limit.
+pub const MAX_PAGE: usize = 5_000;
+const DEFAULT_PAGE: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    #[error("worker {0} is not registered (or registered again since); register before polling or reporting")]
+    UnknownWorker(String),
+    #[error("no job with id {0}")]
+    UnknownJob(String),
+    #[error("idempotency key {key:?} already names job {job} with a different spec")]
+    KeyConflict { key: String, job: JobId },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What `take_leases` found: leases to hand over and leases to stop now, or the handle to wait on.
+pub enum Poll {
+    Ready { leases: Vec<Lease>, stop: Vec<LeaseRef> },
+    Wait(Arc<Notify>),
+}
+
+/// Something the scheduler must do for a job at a given moment.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// A failed job's retry backoff is over: queue it.
+    Retry,
+    /// A job's queue deadline: if it has not started, fail it.
+    QueueDeadline,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub states: Vec<JobState>,
+    pub labels: HashMap<String, String>,
+    pub limit: usize,
+    pub after: Option<JobId>,
+}
+
+pub struct Scheduler {
+    jobs: BTreeMap<JobId, Job>,
+    keys: HashMap<String, JobId>,
+    queue: VecDeque<JobId>,
+    /// Queued jobs that no registered worker could ever fit; looked at again when a worker registers.
+    parked: Vec<JobId>,
+    registry: Registry,
+    router: Box<dyn Router>,
+    router_kind: RouterKind,
+    counts: [u64; 7],
+    submitted_total: u64,
+    stale_reports_total: u64,
+    steals_total: u64,
+    jobs_stolen_total: u64,
+    events: broadcast::Sender<JobStatus>,
+    store: Arc<dyn JobStore>,
+    writes: Vec<Write>,
+    /// Retry backoffs and queue deadlines, soonest first.
+    timers: BinaryHeap<Reverse<(Instant, JobId, Timer)>>,
+    /// Wakes the controller's timer task when a timer is added (it may be sooner than the one it sleeps for).
+    timer_added: Arc<Notify>,
+    retention: Retention,
+    /// After a restart: jobs leased before it that no worker has claimed yet, and until when they may be.
+    unclaimed: std::collections::HashSet<JobId>,
+    claim_deadline: Option<Instant>,
+}
+
+impl Scheduler {
+    pub fn new(router_kind: RouterKind, store: Arc<dyn JobStore>, events: broadcast::Sender<JobStatus>) -> Self {
+        Self::with_retention(router_kind, store, events, Limits::default())
+    }
+
+    pub fn with_retention(
+        router_kind: RouterKind,
+        store: Arc<dyn JobStore>,
+        events: broadcast::Sender<JobStatus>,
+        retention: Limits,
+    ) -> Self {
+        Scheduler {
+            jobs: BTreeMap::new(),
+            keys: HashMap::new(),
+            queue: VecDeque::new(),
+            parked: Vec::new(),
+            registry: Registry::default(),
+            router: router_kind.build(rand::random()),
+            router_kind,
+            counts: [0; 7],
+            submitted_total: 0,
+            stale_reports_total: 0,
+            steals_total: 0,
+            jobs_stolen_total: 0,
+            events,
+            store,
+            writes: Vec::new(),
+            timers: BinaryHeap::new(),
+            timer_added: Arc::new(Notify::new()),
+            retention: Retention::new(retention),
+            unclaimed: std::collections::HashSet::new(),
+            claim_deadline: None,
+        }
+    }
+
+    /// Takes in the jobs a store kept. No worker holds a lease yet, so jobs that were leased or running go back
+    /// to the queue (a running one spends a lost run).
+    ///
+    /// Jobs that were leased or running keep their holder until `claim_deadline`: a worker that comes back and
+    /// registers claims them (see [`Scheduler::register`]); whatever is still unclaimed then is released, like
+    /// a dead worker's jobs. So a job running on a worker that stayed up is not run twice because the controller
+    /// restarted.
+    pub fn restore(&mut self, jobs: Vec<Job>, now_ms: u64, claim_deadline: Instant) -> Durable {
+        let mut jobs = jobs;
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        for job in jobs {
+            self.counts[job.state().proto() as usize] += 1;
+            if job.is_terminal() {
+                self.retention.finished(job.id.clone(), Instant::now());
+            }
+            if job.state().holder().is_some() {
+                self.unclaimed.insert(job.id.clone());
+            }
+            if *job.state() == State::Queued && job.retry_at_ms() > now_ms {
+                let wait = std::time::Duration::from_millis(job.retry_at_ms() - now_ms);
+                self.add_timer(Instant::now() + wait, &job.id, Timer::Retry);
+            } else if *job.state() == State::Queued {
+                self.queue.push_back(job.id.clone());
+            }
+            if !job.spec.idempotency_key.is_empty() {
+                self.keys.insert(job.spec.idempotency_key.clone(), job.id.clone());
+            }
+            self.jobs.insert(job.id.clone(), job);
+        }
+        if !self.unclaimed.is_empty() {
+            info!(jobs = self.unclaimed.len(), "leased jobs wait for their workers to claim them");
+            self.claim_deadline = Some(claim_deadline);
+        }
+        self.flush()
+    }
+
+    /// Adds valid specs as queued jobs, all or none. A spec whose idempotency key names an existing job with the
+    /// same spec returns that job instead.
+    pub fn submit(
+        &mut self,
+        specs: Vec<JobSpec>,
+        now_ms: u64,
+    ) -> Result<(Vec<SubmitJobResponse>, Durable), SchedError> {
+        // 1. Resolve keys first, so a conflict anywhere submits nothing.
+        let mut batch_keys: HashMap<&str, usize> = HashMap::new();
+        let mut existing: Vec<Option<JobId>> = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let key = spec.idempotency_key.as_str();
+            if key.is_empty() {
+                existing.push(None);
+                continue;
+            }
+            if let Some(id) = self.keys.get(key) {
+                if *self.jobs[id].spec != *spec {
+                    return Err(SchedError::KeyConflict { key: key.to_string(), job: id.clone() });
+                }
+                existing.push(Some(id.clone()));
+            } else if let Some(&first) = batch_keys.get(key) {
+                if specs[first] != *spec {
+                    return Err(SchedError::KeyConflict {
+                        key: key.to_string(),
+                        job: format!("#{first} of this batch"),
+                    });
+                }
+                existing.push(None);
+            } else {
+                batch_keys.insert(key, i);
+                existing.push(None);
+            }
+        }
+        // 2. Create the new jobs; ids are fixed before anything else can see them.
+        let mut out = Vec::with_capacity(specs.len());
+        for (spec, found) in specs.into_iter().zip(existing) {
+            if let Some(id) = found.or_else(|| self.keys.get(&spec.idempotency_key).cloned()) {
+                out.push(SubmitJobResponse { job_id: id, existing: true });
+                continue;
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            if !spec.idempotency_key.is_empty() {
+                self.keys.insert(spec.idempotency_key.clone(), id.clone());
+            }
+            if spec.queue_timeout_ms > 0 {
+                let due = Instant::now() + std::time::Duration::from_millis(spec.queue_timeout_ms);
+                self.add_timer(due, &id, Timer::QueueDeadline);
+            }
+            let job = Job::new(id.clone(), Arc::new(spec), now_ms);
+            self.counts[JobState::Queued as usize] += 1;
+            self.submitted_total += 1;
+            self.jobs.insert(id.clone(), job);
+            self.record(&id);
+            self.queue.push_back(id.clone());
+            out.push(SubmitJobResponse { job_id: id, existing: false });
+        }
+        self.dispatch();
+        Ok((out, self.flush()))
+    }
+
+    pub fn job(&self, id: &str) -> Result<(Arc<JobSpec>, JobStatus), SchedError> {
+        let job = self.jobs.get(id).ok_or_else(|| SchedError::UnknownJob(id.to_string()))?;
+        Ok((job.spec.clone(), self.status_of(job)))
+    }
+
+    /// Statuses in submission order, after `filter.after`; the last element's id is the next page token when the
+    /// page is full.
+    pub fn list(&self, filter: &ListFilter) -> Vec<JobStatus> {
+        let limit = match filter.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let start = match &filter.after {
+            Some(id) => Bound::Excluded(id.clone()),
+            None => Bound::Unbounded,
+        };
+        self.jobs
+            .range((start, Bound::Unbounded))
+            .map(|(_, job)| job)
+            .filter(|job| filter.states.is_empty() || filter.states.contains(&job.state().proto()))
+            .filter(|job| filter.labels.iter().all(|(k, v)| job.spec.labels.get(k) == Some(v)))
+            .take(limit)
+            .map(|job| self.status_of(job))
+            .collect()
+    }
+
+    pub fn workers(&self) -> Vec<WorkerStatus> {
+        self.registry.iter().map(WorkerEntry::status).collect()
+    }
+
+    pub fn stats(&self) -> GetStatsResponse {
+        let count = |s: JobState| self.counts[s as usize];
+        GetStatsResponse {
+            queued: count(JobState::Queued),
+            leased: count(JobState::Leased),
+            running: count(JobState::Running),
+            succeeded: count(JobState::Succeeded),
+            failed: count(JobState::Failed),
+            cancelled: count(JobState::Cancelled),
+            workers: self.registry.len() as u32,
+            slots_total: self.registry.iter().map(|w| w.info.slots).sum(),
+            slots_busy: self.registry.iter().map(|w| w.running).sum(),
+            submitted_total: self.submitted_total,
+            stale_reports_total: self.stale_reports_total,
+            steal_attempts_total: self.registry.iter().map(|w| w.steal_attempts).sum(),
+            steals_total: self.steals_total,
+            jobs_stolen_total: self.jobs_stolen_total,
+        }
+    }
+
+    /// A job's status; a queued job's says why it waits.
+    fn status_of(&self, job: &Job) -> JobStatus {
+        let mut status = job.status();
+        if *job.state() == State::Queued {
+            status.waiting_reason = self.why_waiting(job);
+        }
+        status
+    }
+
+    /// Why a queued job has not been leased, in words for its owner.
+    fn why_waiting(&self, job: &Job) -> String {
+        let need = job.spec.resources.unwrap_or_default();
+        if self.registry.is_empty() {
+            return "no worker is registered".into();
+        }
+        if !self.registry.iter().any(|w| covers(&w.total(), &need)) {
+            let most = self.registry.iter().fold(Resources::default(), |m, w| {
+                let t = w.total();
+                Resources {
+                    cpu_millis: m.cpu_millis.max(t.cpu_millis),
+                    memory_bytes: m.memory_bytes.max(t.memory_bytes),
+                    gpus: m.gpus.max(t.gpus),
+                }
+            });
+            return format!(
+                "no worker fits its resources: it requests {}; the most any worker has is {}",
+                describe(&need),
+                describe(&most)
+            );
+        }
+        if self.registry.iter().all(|w| w.draining || w.quarantined()) {
+            return "every worker is draining or quarantined (died too often lately)".into();
+        }
+        if !self.registry.has_room() {
+            let held: usize = self.registry.iter().map(|w| w.held.len()).sum();
+            let capacity: u32 = self.registry.iter().map(WorkerEntry::capacity).sum();
+            return format!("every worker is full ({held} of {capacity} jobs held, slots + queue capacity)");
+        }
+        if !self.registry.iter().any(|w| w.room() > 0 && covers(&w.free(), &need)) {
+            return format!("waiting for resources: no worker with room has {} free", describe(&need));
+        }
+        if self.router_kind == RouterKind::Biased {
+            return "the biased router's workers (the first half) are full; the others get no new jobs".into();
+        }
+        "waiting for dispatch behind earlier jobs".into()
+    }
+
+    /// Leases queued jobs to workers with room while any has room. Jobs that fit no worker with room are
+    /// skipped (a bounded number per pass) so they do not block the jobs behind them.
+    fn dispatch(&mut self) {
+        let mut skipped = Vec::new();
+        // Once a job with no resource request is refused, every such job would be: stop trying those.
+        let mut plain_refused = false;
+        while self.registry.has_room() && skipped.len() < MAX_SKIPPED_PER_DISPATCH {
+            let Some(id) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            if *job.state() != State::Queued {
+                continue; // ended while it waited
+            }
+            let need = job.spec.resources.unwrap_or_default();
+            let plain = need == Resources::default();
+            if plain && plain_refused {
+                skipped.push(id);
+                continue;
+            }
+            let candidates: Vec<Candidate> =
+                self.registry.iter().map(|w| Candidate { room: w.room(), fits: covers(&w.free(), &need) }).collect();
+            match self.router.pick(&candidates) {
+                Some(i) => self.lease_to(&id, i),
+                None if !plain && !self.registry.iter().any(|w| covers(&w.total(), &need)) => {
+                    debug!(job = %id, "no worker could ever fit this job; parked until a worker registers");
+                    self.parked.push(id);
+                }
+                None => {
+                    plain_refused |= plain;
+                    skipped.push(id);
+                }
+            }
+        }
+        for id in skipped.into_iter().rev() {
+            self.queue.push_front(id);
+        }
+    }
+
+    /// Leases job `id` to the `index`-th worker (in id order).
+    fn lease_to(&mut self, id: &str, index: usize) {
+        let Some(w) = self.registry.iter_mut().nth(index) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let Ok(h) = job.lease(&w.info.worker_id, w.session) else {
+            return;
+        };
+        w.held.insert(id.to_string(), Instant::now());
+        w.reserve(&job.spec.resources.unwrap_or_default());
+        w.outbox.push(Lease {
+            job_id: id.to_string(),
+            epoch: h.epoch,
+            attempt: job.attempt(),
+            spec: Some((*job.spec).clone()),
+        });
+        w.wake.notify_one();
+        self.counts[JobState::Queued as usize] -= 1;
+        self.counts[JobState::Leased as usize] += 1;
+        self.record(id);
+    }
+
+    /// Applies `f` to job `id`, then keeps the counts, the registry and the queue in step with its effect.
+    fn transition(&mut self, id: &str, f: impl FnOnce(&mut Job) -> Result<Effect, Refused>) -> Result<(), Refused> {
+        let job = self.jobs.get_mut(id).ok_or(Refused::NotLeased(JobState::Unspecified))?;
+        let before = job.state().clone();
+        let effect = f(job)?;
+        let after = job.state().proto();
+        let reserved = job.spec.resources.unwrap_or_default();
+        self.counts[before.proto() as usize] -= 1;
+        self.counts[after as usize] += 1;
+        let was_running = matches!(before, State::Running(_));
+        match effect {
+            Effect::Moved => {
+                if let (State::Leased(h), JobState::Running) = (&before, after)
+                    && let Some(w) = self.registry.session_mut(&h.worker, h.session)
+                {
+                    w.running += 1;
+                }
+            }
+            Effect::Requeue { from } => {
+                self.unhold(&from, &before, id, was_running, &reserved);
+                self.queue.push_front(id.to_string());
+            }
+            Effect::Ended { from: Some(from) } => {
+                self.unhold(&from, &before, id, was_running, &reserved);
+                if let Some(w) = self.registry.get_mut(&from) {
+                    w.jobs_finished += 1;
+                }
+            }
+            Effect::Retry { from, after } => {
+                self.unhold(&from, &before, id, was_running, &reserved);
+                self.add_timer(Instant::now() + after, id, Timer::Retry);
+            }
+            Effect::Ended { from: None } => {}
+        }
+        self.record(id);
+        if matches!(after, JobState::Succeeded | JobState::Failed | JobState::Cancelled) {
+            self.retention.finished(id.to_string(), Instant::now());
+            if self.retention.over_count() {
+                self.forget_expired(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets finished jobs past the retention limits, in memory and in the store.
+    fn forget_expired(&mut self, now: Instant) {
+        for id in self.retention.expired(now) {
+            let Some(job) = self.jobs.remove(&id) else { continue };
+            self.counts[job.state().proto() as usize] -= 1;
+            let key = &job.spec.idempotency_key;
+            if !key.is_empty() && self.keys.get(key) == Some(&id) {
+                self.keys.remove(key);
+            }
+            self.writes.push(Write::Delete(id));
+        }
+    }
+
+    /// Applies the retention limits; the controller calls it periodically.
+    pub fn prune(&mut self, now: Instant) -> Durable {
+        self.forget_expired(now);
+        self.flush()
+    }
+
+    /// A report about a job that was cancelled under it is expected, not stale; anything else refused is.
+    fn count_refusal(&mut self, why: &Refused) {
+        if *why != Refused::Terminal(JobState::Cancelled) {
+            self.stale_reports_total += 1;
+        }
+    }
+
+    fn add_timer(&mut self, due: Instant, id: &str, timer: Timer) {
+        self.timers.push(Reverse((due, id.to_string(), timer)));
+        self.timer_added.notify_one();
+    }
+
+    /// When the next timer is due, and the handle that is woken when one is added.
+    pub fn next_timer(&self) -> (Option<Instant>, Arc<Notify>) {
+        (self.timers.peek().map(|Reverse((due, _, _))| *due), self.timer_added.clone())
+    }
+
+    /// Does what every timer due by `now` asks: queue jobs whose retry backoff is over, fail jobs that missed
+    /// their queue deadline (stopping them on their worker if they were leased).
+    pub fn fire_timers(&mut self, now: Instant, now_ms: u64) -> Durable {
+        while let Some(Reverse((due, _, _))) = self.timers.peek() {
+            if *due > now {
+                break;
+            }
+            let Some(Reverse((_, id, timer))) = self.timers.pop() else { break };
+            match timer {
+                Timer::Retry => {
+                    if let Some(job) = self.jobs.get_mut(&id).filter(|j| *j.state() == State::Queued) {
+                        job.retry_due();
+                        self.queue.push_back(id);
+                    }
+                }
+                Timer::QueueDeadline => self.end_job(&id, |job| job.miss_queue_deadline(now_ms)),
+            }
+        }
+        self.dispatch();
+        self.flush()
+    }
+
+    /// Cancels the named jobs, or every unfinished job whose labels all match. Leased and running ones are
+    /// stopped on their worker. Returns the cancelled ids and the named ids that had already ended.
+    pub fn cancel(
+        &mut self,
+        ids: &[String],
+        labels: &HashMap<String, String>,
+        now_ms: u64,
+    ) -> Result<(Vec<JobId>, Vec<JobId>, Durable), SchedError> {
+        if ids.is_empty() && labels.is_empty() {
+            return Err(SchedError::Invalid("name the jobs to cancel or give a label selector".into()));
+        }
+        if let Some(missing) = ids.iter().find(|id| !self.jobs.contains_key(*id)) {
+            return Err(SchedError::UnknownJob(missing.clone()));
+        }
+        let mut targets: Vec<JobId> = ids.to_vec();
+        if !labels.is_empty() {
+            targets.extend(
+                self.jobs
+                    .values()
+                    .filter(|j| !j.is_terminal() && labels.iter().all(|(k, v)| j.spec.labels.get(k) == Some(v)))
+                    .map(|j| j.id.clone()),
+            );
+        }
+        let (mut cancelled, mut ended) = (Vec::new(), Vec::new());
+        for id in targets {
+            if self.jobs.get(&id).is_some_and(Job::is_terminal) {
+                if !ended.contains(&id) && !cancelled.contains(&id) {
+                    ended.push(id);
+                }
+                continue;
+            }
+            self.end_job(&id, |job| job.cancel(now_ms));
+            cancelled.push(id);
+        }
+        self.dispatch();
+        Ok((cancelled, ended, self.flush()))
+    }
+
+    /// Ends a job through `f` (cancel, queue deadline); if a worker held it, tells the worker to stop it.
+    fn end_job(&mut self, id: &str, f: impl FnOnce(&mut Job) -> Result<Effect, Refused>) {
+        let Some(holder) = self.jobs.get(id).map(|j| j.state().holder().cloned()) else { return };
+        if self.transition(id, f).is_err() {
+            return;
+        }
+        if let Some(h) = holder
+            && let Some(w) = self.registry.session_mut(&h.worker, h.session)
+        {
+            w.stops.push(LeaseRef { job_id: id.to_string(), epoch: h.epoch });
+            w.wake.notify_one();
+        }
+    }
+
+    fn unhold(&mut self, worker: &str, before: &State, id: &str, was_running: bool, reserved: &Resources) {
+        let Some(h) = before.holder() else { return };
+        if let Some(w) = self.registry.session_mut(worker, h.session) {
+            w.held.remove(id);
+            w.unreserve(reserved);
+            if was_running {
+                w.running = w.running.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Queues job `id`'s new record for the store and tells watchers.
+    fn record(&mut self, id: &str) {
+        let Some(job) = self.jobs.get(id) else { return };
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(job.status());
+        }
+        self.writes.push(Write::Put(Box::new(job.clone())));
+    }
+
+    /// Hands the writes of this operation to the store, in order.
+    fn flush(&mut self) -> Durable {
+        self.store.write(std::mem::take(&mut self.writes))
+    }
+}
+
+fn holder(worker: &str, session: u64, epoch: u64) -> Holder {
+    Holder { worker: worker.to_string(), session, epoch }
+}
+
+fn outcome_of(r: JobResult) -> Outcome {
+    Outcome {
+        reason: r.reason(),
+        message: r.message,
+        exit_code: r.exit_code,
+        signal: r.signal,
+        stdout_path: r.stdout_path,
+        stderr_path: r.stderr_path,
+        stdout_truncated: r.stdout_truncated,
+        stderr_truncated: r.stderr_truncated,
+        started_at_ms: r.started_at_ms,
+        finished_at_ms: r.finished_at_ms,
+    }
+}
+
+/// "cpu 2000m, memory 1.0 GiB, gpus 1", leaving out what is zero.
+pub fn describe(r: &Resources) -> String {
+    let mut parts = Vec::new();
+    if r.cpu_millis > 0 {
+        parts.push(format!("cpu {}m", r.cpu_millis));
+    }
+    if r.memory_bytes > 0 {
+        parts.push(format!("memory {:.1} GiB", r.memory_bytes as f64 / (1u64 << 30) as f64));
+    }
+    if r.gpus > 0 {
+        parts.push(format!("gpus {}", r.gpus));
+    }
+    if parts.is_empty() { "nothing".into() } else { parts.join(", ") }
+}
+
+#[cfg(test)]
+mod tests;

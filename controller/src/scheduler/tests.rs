@@ -1,0 +1,359 @@
+use std::time::Duration;
+
+use burst_proto::v1::{JobResult, ProcessSpec, Reason, WorkerInfo, job_spec::Kind};
+use futures::FutureExt;
+
+use super::*;
+use crate::store::MemoryStore;
+
+fn sched(router: RouterKind) -> Scheduler {
+    let (events, _) = broadcast::channel(16);
+    Scheduler::new(router, Arc::new(MemoryStore::default()), events)
+}
+
+fn spec() -> JobSpec {
+    JobSpec {
+        kind: Some(Kind::Process(ProcessSpec { command: "/bin/true".into(), args: vec![] })),
+        ..JobSpec::default()
+    }
+}
+
+fn worker(id: &str, slots: u32, queue_capacity: u32) -> WorkerInfo {
+    WorkerInfo {
+        worker_id: id.into(),
+        advertise_addr: format!("{id}:1"),
+        slots,
+        queue_capacity,
+        resources: Some(Resources { cpu_millis: 2000, memory_bytes: 1 << 30, gpus: 0 }),
+        labels: Default::default(),
+    }
+}
+
+fn submit(s: &mut Scheduler, n: usize) -> Vec<JobId> {
+    let (jobs, durable) = s.submit(vec![spec(); n], 1).unwrap();
+    durable.now_or_never().unwrap().unwrap();
+    jobs.into_iter().map(|j| j.job_id).collect()
+}
+
+fn register(s: &mut Scheduler, info: WorkerInfo) -> u64 {
+    s.register(info, &[], 1).0
+}
+
+fn leases(s: &mut Scheduler, w: &str, session: u64) -> Vec<Lease> {
+    match s.take_leases(w, session).unwrap().0 {
+        Poll::Ready { leases, .. } => leases,
+        Poll::Wait(_) => vec![],
+    }
+}
+
+fn refs(leases: &[Lease]) -> Vec<LeaseRef> {
+    leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect()
+}
+
+fn ok_result(r: &LeaseRef) -> JobResult {
+    JobResult { lease: Some(r.clone()), reason: Reason::Exited as i32, exit_code: Some(0), ..JobResult::default() }
+}
+
+#[test]
+fn dispatch_never_leases_past_slots_plus_queue_capacity() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 2, 3));
+    submit(&mut s, 20);
+    let got = leases(&mut s, "w1", session);
+    assert_eq!(got.len(), 5);
+    assert_eq!(s.stats().queued, 15);
+    // Finishing one frees exactly one place.
+    let (accepted, refused, _) = s.finished("w1", session, vec![ok_result(&refs(&got)[0])], 9).unwrap();
+    assert_eq!((accepted, refused.len()), (1, 0));
+    assert_eq!(leases(&mut s, "w1", session).len(), 1);
+}
+
+#[test]
+fn a_stale_transfer_is_refused_and_the_victims_late_reports_are_refused_and_counted() {
+    let mut s = sched(RouterKind::Biased);
+    let v = register(&mut s, worker("a-victim", 1, 4));
+    let t = register(&mut s, worker("b-thief", 1, 4));
+    submit(&mut s, 4);
+    let got = refs(&leases(&mut s, "a-victim", v));
+    assert_eq!(got.len(), 4);
+    // A stale epoch moves nothing.
+    let stale = vec![LeaseRef { job_id: got[0].job_id.clone(), epoch: got[0].epoch + 7 }];
+    let (moved, refused, _) = s.transfer("a-victim", v, "b-thief", &stale).unwrap();
+    assert!(moved.is_empty());
+    assert_eq!(refused, vec![got[0].job_id.clone()]);
+    // A current one moves under epoch + 1.
+    let (moved, _, _) = s.transfer("a-victim", v, "b-thief", &got[..2]).unwrap();
+    assert_eq!(moved.len(), 2);
+    assert_eq!(moved[0].epoch, got[0].epoch + 1);
+    let before = s.stats().stale_reports_total;
+    // The victim's late start and result are refused; the thief's are accepted.
+    let (refused, _) = s.started("a-victim", v, &got[..1], 2).unwrap();
+    assert_eq!(refused, vec![got[0].job_id.clone()]);
+    let (accepted, refused, _) = s.finished("a-victim", v, vec![ok_result(&got[1])], 9).unwrap();
+    assert_eq!((accepted, refused.len()), (0, 1));
+    assert_eq!(s.stats().stale_reports_total, before + 2);
+    let (refused, _) = s.started("b-thief", t, &moved[..1], 2).unwrap();
+    assert!(refused.is_empty());
+    let (accepted, _, _) = s.finished("b-thief", t, vec![ok_result(&moved[0])], 9).unwrap();
+    assert_eq!(accepted, 1);
+    let (_, status) = s.job(&moved[0].job_id).unwrap();
+    assert_eq!((status.worker_id.as_str(), status.stolen_from.as_str()), ("b-thief", "a-victim"));
+    let stats = s.stats();
+    assert_eq!((stats.steals_total, stats.jobs_stolen_total), (1, 2));
+}
+
+#[test]
+fn a_started_job_never_moves_and_a_thief_never_exceeds_its_room() {
+    let mut s = sched(RouterKind::Biased);
+    let v = register(&mut s, worker("a-victim", 1, 9));
+    register(&mut s, worker("b-thief", 1, 1));
+    submit(&mut s, 6);
+    let got = refs(&leases(&mut s, "a-victim", v));
+    let _ = s.started("a-victim", v, &got[..1], 2).unwrap();
+    let (moved, refused, _) = s.transfer("a-victim", v, "b-thief", &got).unwrap();
+    assert_eq!(moved.len(), 2, "thief room is slots 1 + queue 1");
+    assert_eq!(refused.len(), 4);
+    assert!(refused.contains(&got[0].job_id), "the running job stays");
+    assert_eq!(s.workers().iter().map(|w| w.held).collect::<Vec<_>>(), [4, 2]);
+}
+
+#[test]
+fn a_lease_the_worker_never_received_is_queued_again_after_the_grace_period() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 1, 1));
+    let ids = submit(&mut s, 2);
+    let got = leases(&mut s, "w1", session);
+    assert_eq!(got.len(), 2);
+    // The worker knows the first job only (the answer carrying the second was lost, say).
+    let known = vec![ids[0].clone()];
+    let (_, _) = s.heartbeat("w1", session, &known, 0, Duration::from_secs(3600), 5).unwrap();
+    assert_eq!(s.stats().leased, 2, "within the grace period nothing moves");
+    let (_, _) = s.heartbeat("w1", session, &known, 0, Duration::ZERO, 5).unwrap();
+    // Released and leased again at once (the worker has room), under a new epoch.
+    let again = leases(&mut s, "w1", session);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].job_id, ids[1]);
+    assert_eq!(again[0].epoch, got[1].epoch + 1);
+    assert_eq!(again[0].attempt, 1, "it never ran, so no attempt was spent");
+}
+
+#[test]
+fn heartbeats_name_the_peers_with_jobs_queued_deepest_first() {
+    let mut s = sched(RouterKind::Biased);
+    let a = register(&mut s, worker("a", 1, 8));
+    let _b = register(&mut s, worker("b", 1, 8));
+    let c = register(&mut s, worker("c", 1, 8));
+    submit(&mut s, 10);
+    // The biased router fills a and b (the first half of three, rounded up); start one of a's jobs.
+    let got = refs(&leases(&mut s, "a", a));
+    let _ = s.started("a", a, &got[..1], 1).unwrap();
+    let (peers, _) = s.heartbeat("c", c, &[], 3, Duration::from_secs(60), 1).unwrap();
+    let named: Vec<(&str, u32)> = peers.iter().map(|p| (p.worker_id.as_str(), p.queued)).collect();
+    assert_eq!(named, [("b", 5), ("a", 4)], "deepest first, never the asker");
+    assert_eq!(peers[1].address, "a:1");
+    assert_eq!(peers[1].free_slots, 0);
+    assert_eq!(s.stats().steal_attempts_total, 3);
+}
+
+#[test]
+fn an_expired_workers_jobs_go_to_the_others() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let a = register(&mut s, worker("a", 1, 0));
+    submit(&mut s, 1);
+    let got = refs(&leases(&mut s, "a", a));
+    let _ = s.started("a", a, &got, 2).unwrap();
+    let b = register(&mut s, worker("b", 1, 0));
+    s.registry.get_mut("b").unwrap().last_seen = Instant::now() + Duration::from_secs(60);
+    let (dead, _) = s.expire(Instant::now() + Duration::from_secs(1), 3);
+    assert_eq!(dead, vec!["a".to_string()]);
+    let again = leases(&mut s, "b", b);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2, "it was running, so a new attempt");
+}
+
+#[test]
+fn a_job_that_fits_no_worker_is_parked_until_one_registers() {
+    let mut s = sched(RouterKind::Roundrobin);
+    register(&mut s, worker("small", 1, 1));
+    let big = JobSpec { resources: Some(Resources { memory_bytes: 1 << 40, ..Resources::default() }), ..spec() };
+    let (jobs, _) = s.submit(vec![big], 1).unwrap();
+    assert_eq!(s.parked.len(), 1);
+    let (_, status) = s.job(&jobs[0].job_id).unwrap();
+    assert!(status.waiting_reason.starts_with("no worker fits"), "{}", status.waiting_reason);
+    let mut huge = worker("huge", 1, 1);
+    huge.resources = Some(Resources { memory_bytes: 1 << 41, ..Resources::default() });
+    let session = register(&mut s, huge);
+    assert_eq!(leases(&mut s, "huge", session).len(), 1);
+}
+
+fn stops(s: &mut Scheduler, w: &str, session: u64) -> Vec<LeaseRef> {
+    match s.take_leases(w, session).unwrap().0 {
+        Poll::Ready { stop, .. } => stop,
+        Poll::Wait(_) => vec![],
+    }
+}
+
+#[test]
+fn cancel_ends_queued_jobs_at_once_and_tells_the_holder_to_stop_leased_ones() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 1, 0));
+    let ids = submit(&mut s, 2);
+    let leased = leases(&mut s, "w1", session);
+    assert_eq!(leased[0].job_id, ids[0]);
+    let (cancelled, ended, _) = s.cancel(&ids, &HashMap::new(), 7).unwrap();
+    assert_eq!((cancelled.len(), ended.len()), (2, 0));
+    assert_eq!(stops(&mut s, "w1", session), refs(&leased), "the holder is told to stop, with the lease's epoch");
+    assert_eq!(s.stats().cancelled, 2);
+    assert_eq!(s.workers()[0].held, 0, "the worker's room is free again");
+    // The worker's late result is refused but is not a stale report.
+    let (accepted, _, _) = s.finished("w1", session, vec![ok_result(&refs(&leased)[0])], 9).unwrap();
+    assert_eq!(accepted, 0);
+    assert_eq!(s.stats().stale_reports_total, 0);
+    // Cancelling again reports the jobs as already ended; an unknown id is an error; so is naming nothing.
+    let (cancelled, ended, _) = s.cancel(&ids[..1], &HashMap::new(), 8).unwrap();
+    assert_eq!((cancelled.len(), ended.len()), (0, 1));
+    assert!(matches!(s.cancel(&["nope".into()], &HashMap::new(), 8), Err(SchedError::UnknownJob(_))));
+    assert!(matches!(s.cancel(&[], &HashMap::new(), 8), Err(SchedError::Invalid(_))));
+}
+
+#[test]
+fn cancel_by_label_selector_takes_only_unfinished_matching_jobs() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let labelled = JobSpec { labels: [("batch".to_string(), "a".to_string())].into(), ..spec() };
+    let (a, _) = s.submit(vec![labelled.clone(), labelled, spec()], 1).unwrap();
+    let selector = HashMap::from([("batch".to_string(), "a".to_string())]);
+    let (cancelled, _, _) = s.cancel(&[], &selector, 2).unwrap();
+    assert_eq!(cancelled.len(), 2);
+    let (_, other) = s.job(&a[2].job_id).unwrap();
+    assert_eq!(other.state(), JobState::Queued);
+}
+
+#[test]
+fn a_failed_job_is_queued_again_when_its_backoff_is_over() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 1, 0));
+    let retried = JobSpec { max_attempts: 2, retry_backoff_ms: 50, ..spec() };
+    let _ = s.submit(vec![retried], 1).unwrap();
+    let got = refs(&leases(&mut s, "w1", session));
+    let failed = JobResult { exit_code: Some(1), ..ok_result(&got[0]) };
+    let _ = s.finished("w1", session, vec![failed], 9).unwrap();
+    let (_, status) = s.job(&got[0].job_id).unwrap();
+    assert_eq!((status.state(), status.attempt), (JobState::Queued, 2));
+    assert!(status.retry_at_ms > 0);
+    assert!(leases(&mut s, "w1", session).is_empty(), "not before the backoff");
+    let (due, _) = s.next_timer();
+    let due = due.expect("a retry timer");
+    s.fire_timers(due - Duration::from_millis(1), 10).now_or_never().unwrap().unwrap();
+    assert!(leases(&mut s, "w1", session).is_empty());
+    s.fire_timers(due, 10).now_or_never().unwrap().unwrap();
+    let again = leases(&mut s, "w1", session);
+    assert_eq!((again.len(), again[0].attempt), (1, 2));
+}
+
+#[test]
+fn a_job_past_its_queue_deadline_fails_and_its_holder_is_told_to_stop() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 1, 1));
+    let deadline = JobSpec { queue_timeout_ms: 1_000, ..spec() };
+    let (ids, _) = s.submit(vec![deadline.clone(), deadline.clone(), deadline], 1).unwrap();
+    let got = refs(&leases(&mut s, "w1", session));
+    assert_eq!(got.len(), 2);
+    let _ = s.started("w1", session, &got[..1], 2).unwrap();
+    s.fire_timers(Instant::now() + Duration::from_secs(2), 5).now_or_never().unwrap().unwrap();
+    let states: Vec<_> = ids.iter().map(|j| s.job(&j.job_id).unwrap().1.state()).collect();
+    assert_eq!(states, [JobState::Running, JobState::Failed, JobState::Failed], "the started job keeps running");
+    assert_eq!(s.job(&ids[2].job_id).unwrap().1.reason(), Reason::QueueDeadlineExceeded);
+    assert_eq!(stops(&mut s, "w1", session), got[1..].to_vec());
+}
+
+#[test]
+fn finished_jobs_past_the_retention_limit_are_forgotten_oldest_first() {
+    let (events, _) = broadcast::channel(16);
+    let store = Arc::new(MemoryStore::default());
+    let limits = crate::retention::Limits { max_jobs: 2, max_age: Duration::from_secs(3600) };
+    let mut s = Scheduler::with_retention(RouterKind::Roundrobin, store.clone(), events, limits);
+    let session = register(&mut s, worker("w1", 1, 3));
+    let keyed = JobSpec { idempotency_key: "k".into(), ..spec() };
+    let (first, d) = s.submit(vec![keyed.clone()], 1).unwrap();
+    d.now_or_never().unwrap().unwrap();
+    let mut ids = vec![first[0].job_id.clone()];
+    ids.extend(submit(&mut s, 3));
+    let got = refs(&leases(&mut s, "w1", session));
+    let results = got.iter().map(ok_result).collect();
+    let (_, _, d) = s.finished("w1", session, results, 9).unwrap();
+    d.now_or_never().unwrap().unwrap();
+    assert!(matches!(s.job(&ids[0]), Err(SchedError::UnknownJob(_))), "the oldest finished job is gone");
+    assert!(matches!(s.job(&ids[1]), Err(SchedError::UnknownJob(_))));
+    assert!(s.job(&ids[3]).is_ok());
+    assert_eq!(s.stats().succeeded, 2);
+    assert_eq!(store.load().unwrap().len(), 2, "and gone from the store");
+    // Its idempotency key is free again: the same key makes a new job.
+    let (again, _) = s.submit(vec![keyed], 1).unwrap();
+    assert!(!again[0].existing);
+}
+
+#[test]
+fn after_a_restart_workers_claim_their_leases_and_only_unclaimed_ones_are_requeued() {
+    let store = Arc::new(MemoryStore::default());
+    let (events, _) = broadcast::channel(16);
+    let mut before = Scheduler::new(RouterKind::Roundrobin, store.clone(), events.clone());
+    let a = before.register(worker("a", 1, 1), &[], 1).0;
+    let b = before.register(worker("b", 1, 1), &[], 1).0;
+    let ids = {
+        let (jobs, d) = before.submit(vec![spec(); 5], 1).unwrap();
+        d.now_or_never().unwrap().unwrap();
+        jobs.into_iter().map(|j| j.job_id).collect::<Vec<_>>()
+    };
+    let on_a = refs(&leases(&mut before, "a", a));
+    let on_b = refs(&leases(&mut before, "b", b));
+    let (_, d) = before.started("a", a, &on_a[..1], 2).unwrap();
+    d.now_or_never().unwrap().unwrap();
+    drop(before);
+
+    // The controller restarts on the same store; worker a comes back, worker b does not.
+    let mut after = Scheduler::new(RouterKind::Roundrobin, store.clone(), events);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    after.restore(store.load().unwrap(), 3, deadline).now_or_never().unwrap().unwrap();
+    assert_eq!(after.stats().queued, 1, "only the never-leased job is queued");
+    let mut claims = on_a.clone();
+    claims.push(LeaseRef { job_id: on_b[0].job_id.clone(), epoch: on_b[0].epoch }); // not a's
+    let (a2, rejected, _) = after.register(worker("a", 1, 1), &claims, 4);
+    assert_eq!(rejected, vec![on_b[0].job_id.clone()]);
+    let w = after.workers().into_iter().find(|w| w.info.as_ref().unwrap().worker_id == "a").unwrap();
+    assert_eq!((w.held, w.running), (2, 1), "a holds its two jobs again, one running");
+    // a's reports under its new session are accepted, at the same epochs.
+    let (accepted, _, _) = after.finished("a", a2, vec![ok_result(&on_a[0])], 5).unwrap();
+    assert_eq!(accepted, 1);
+    // b never claimed its leases: after the deadline they are queued again.
+    let _ = after.expire(Instant::now() - Duration::from_secs(3600), 6);
+    assert_eq!(after.job(&on_b[0].job_id).unwrap().1.state(), JobState::Leased, "before the deadline, kept");
+    after.claim_deadline = Some(Instant::now());
+    let _ = after.expire(Instant::now() - Duration::from_secs(3600), 7);
+    let states: Vec<_> = on_b.iter().map(|r| after.job(&r.job_id).unwrap().1.state()).collect();
+    let b_jobs_queued_or_leased_to_a = on_b.iter().all(|r| {
+        let (_, st) = after.job(&r.job_id).unwrap();
+        st.state() == JobState::Queued || st.worker_id == "a"
+    });
+    assert!(b_jobs_queued_or_leased_to_a, "{states:?}");
+    assert_eq!(ids.len(), 5);
+}
+
+#[test]
+fn a_worker_that_keeps_dying_is_quarantined_when_it_comes_back() {
+    let mut s = sched(RouterKind::Roundrobin);
+    for death in 1..=3 {
+        register(&mut s, worker("sick", 1, 1));
+        let (dead, _) = s.expire(Instant::now() + Duration::from_secs(1), death);
+        assert_eq!(dead, vec!["sick".to_string()]);
+    }
+    let session = register(&mut s, worker("sick", 1, 1));
+    submit(&mut s, 1);
+    assert!(leases(&mut s, "sick", session).is_empty(), "quarantined: no leases");
+    let w = &s.workers()[0];
+    assert!(w.quarantined_ms_left > 0);
+    let status = s.list(&ListFilter::default()).remove(0);
+    assert!(status.waiting_reason.contains("quarantined"), "{}", status.waiting_reason);
+    // A healthy worker still gets it.
+    let ok = register(&mut s, worker("well", 1, 1));
+    assert_eq!(leases(&mut s, "well", ok).len(), 1);
+}

@@ -1,0 +1,323 @@
+//! The scheduler's dealings with workers: registration (and claims after a restart), leases handed over and
+//! reported on, heartbeats and the peers they name, steals, drains, departures and deaths.
+
+use std::time::Instant;
+
+use burst_proto::v1::{JobResult, LeaseRef, PeerInfo, WorkerInfo};
+use tracing::{debug, info, warn};
+
+use super::*;
+
+impl Scheduler {
+    /// Adds a worker (or a new registration of a known one, whose old leases are released).
+    ///
+    /// `claims` are the leases the worker says it still has from an earlier registration. Each one the job is
+    /// still this worker's at that epoch is kept, under the new session; the others are returned as rejected (the
+    /// worker must drop them). Whatever the worker's previous session held and did not claim is released.
+    pub fn register(&mut self, info: WorkerInfo, claims: &[LeaseRef], now_ms: u64) -> (u64, Vec<JobId>, Durable) {
+        let worker = info.worker_id.clone();
+        let (session, old) = self.registry.insert(info, now_ms);
+        let mut old = old;
+        let mut rejected = Vec::new();
+        for c in claims {
+            let Some(job) = self.jobs.get_mut(&c.job_id) else {
+                rejected.push(c.job_id.clone());
+                continue;
+            };
+            let running = matches!(job.state(), State::Running(_));
+            if job.rebind(&worker, c.epoch, session).is_err() {
+                rejected.push(c.job_id.clone());
+                continue;
+            }
+            let need = job.spec.resources.unwrap_or_default();
+            self.unclaimed.remove(&c.job_id);
+            if let Some(old) = old.as_mut() {
+                old.held.remove(&c.job_id);
+            }
+            if let Some(w) = self.registry.session_mut(&worker, session) {
+                w.held.insert(c.job_id.clone(), Instant::now());
+                w.reserve(&need);
+                w.running += u32::from(running);
+            }
+            self.record(&c.job_id);
+        }
+        if !claims.is_empty() {
+            info!(worker, claimed = claims.len() - rejected.len(), rejected = rejected.len(), "leases claimed");
+        }
+        if let Some(old) = old {
+            info!(worker = %old.id(), "worker registered again; releasing what its previous session held");
+            self.release_all(old, now_ms);
+        }
+        // A new worker may fit jobs that fit nobody before.
+        for id in self.parked.drain(..).rev() {
+            self.queue.push_front(id);
+        }
+        self.dispatch();
+        (session, rejected, self.flush())
+    }
+
+    /// Removes workers silent since `deadline` and releases their jobs. Returns the ids removed.
+    /// After a restart, once the claim deadline has passed, also releases the leases no worker claimed.
+    pub fn expire(&mut self, deadline: Instant, now_ms: u64) -> (Vec<WorkerId>, Durable) {
+        if self.claim_deadline.is_some_and(|d| Instant::now() >= d) {
+            self.claim_deadline = None;
+            let unclaimed: Vec<JobId> = self.unclaimed.drain().collect();
+            for id in unclaimed {
+                let held_by_live = self
+                    .jobs
+                    .get(&id)
+                    .and_then(|j| j.state().holder().cloned())
+                    .is_some_and(|h| self.registry.get(&h.worker).is_some_and(|w| w.session == h.session));
+                if !held_by_live {
+                    warn!(job = %id, "no worker claimed this lease after the restart; queueing it again");
+                    let _ = self.transition(&id, |job| job.release(now_ms));
+                }
+            }
+        }
+        let dead = self.registry.silent_since(deadline);
+        for id in &dead {
+            if let Some(entry) = self.registry.remove(id) {
+                self.registry.died(id);
+                warn!(worker = %id, held = entry.held.len(), "worker silent past the lease timeout; releasing its jobs");
+                self.release_all(entry, now_ms);
+            }
+        }
+        if !dead.is_empty() {
+            self.dispatch();
+        }
+        (dead, self.flush())
+    }
+
+    /// The leases (and stops) waiting for a worker. Hand them over only once the returned barrier resolves:
+    /// a lease a worker acts on must be durable, or a controller restarted in between would lease the job again
+    /// under the same epoch.
+    pub fn take_leases(&mut self, worker: &str, session: u64) -> Result<(Poll, Durable), SchedError> {
+        let w = self.live(worker, session)?;
+        if w.outbox.is_empty() && w.stops.is_empty() {
+            let wake = w.wake.clone();
+            return Ok((Poll::Wait(wake), Box::pin(std::future::ready(Ok(())))));
+        }
+        let poll = Poll::Ready { leases: std::mem::take(&mut w.outbox), stop: std::mem::take(&mut w.stops) };
+        Ok((poll, self.store.write(Vec::new())))
+    }
+
+    /// Records a heartbeat; returns the peers a would-be thief should know about.
+    ///
+    /// `known` is every job the worker has. A job leased to it more than `grace` ago, not started, not waiting in
+    /// its outbox and not known to it never arrived (a lost `PollJob` answer, or a steal whose victim died
+    /// before handing the job over): it is queued again. That is safe even if the lease was merely slow: the
+    /// worker's start report for it would be refused.
+    pub fn heartbeat(
+        &mut self,
+        worker: &str,
+        session: u64,
+        known: &[String],
+        steal_attempts: u64,
+        grace: std::time::Duration,
+        now_ms: u64,
+    ) -> Result<(Vec<PeerInfo>, Durable), SchedError> {
+        let w = self.live(worker, session)?;
+        w.steal_attempts = steal_attempts;
+        let Some(deadline) = Instant::now().checked_sub(grace) else {
+            return Ok((self.peers(worker), self.flush()));
+        };
+        let known: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
+        let missing: Vec<JobId> = w
+            .held
+            .iter()
+            .filter(|(id, since)| **since < deadline && !known.contains(id.as_str()))
+            .filter(|(id, _)| !w.outbox.iter().any(|l| l.job_id == **id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in missing {
+            if matches!(self.jobs.get(&id).map(Job::state), Some(State::Leased(_))) {
+                warn!(job = %id, worker, "leased job never reached its worker; queueing it again");
+                let _ = self.transition(&id, |job| job.release(now_ms));
+            }
+        }
+        self.dispatch();
+        Ok((self.peers(worker), self.flush()))
+    }
+
+    /// Marks a worker as draining (no new leases) and queues again the leases it hands back, and those decided
+    /// for it but not yet delivered. Returns how many jobs were queued again.
+    pub fn drain(
+        &mut self,
+        worker: &str,
+        session: u64,
+        returned: &[LeaseRef],
+        now_ms: u64,
+    ) -> Result<(u32, Durable), SchedError> {
+        let w = self.live(worker, session)?;
+        w.draining = true;
+        let mut give_back: Vec<LeaseRef> =
+            std::mem::take(&mut w.outbox).into_iter().map(|l| LeaseRef { job_id: l.job_id, epoch: l.epoch }).collect();
+        give_back.extend(returned.iter().cloned());
+        let mut requeued = 0;
+        for r in give_back {
+            let holds = matches!(self.jobs.get(&r.job_id).map(Job::state),
+                Some(State::Leased(h)) if h.worker == worker && h.session == session && h.epoch == r.epoch);
+            if holds && self.transition(&r.job_id, |job| job.release(now_ms)).is_ok() {
+                requeued += 1;
+            }
+        }
+        info!(worker, requeued, "worker draining");
+        self.dispatch();
+        Ok((requeued, self.flush()))
+    }
+
+    /// Removes a worker that is leaving; whatever it still holds is queued again (a running job spends a lost
+    /// run, as with a dead worker). Returns how many jobs were queued again.
+    pub fn deregister(&mut self, worker: &str, session: u64, now_ms: u64) -> Result<(u32, Durable), SchedError> {
+        self.live(worker, session)?;
+        let entry = self.registry.remove(worker).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
+        let held = entry.held.len() as u32;
+        info!(worker, held, "worker deregistered");
+        self.release_all(entry, now_ms);
+        self.dispatch();
+        Ok((held, self.flush()))
+    }
+
+    /// Workers other than `except` with jobs queued, most queued first.
+    pub(super) fn peers(&self, except: &str) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = self
+            .registry
+            .iter()
+            .filter(|w| w.id() != except && w.queued() > 0 && !w.draining)
+            .map(|w| PeerInfo {
+                worker_id: w.id().to_string(),
+                address: w.info.advertise_addr.clone(),
+                queued: w.queued(),
+                free_slots: w.info.slots.saturating_sub(w.running),
+            })
+            .collect();
+        peers.sort_by(|a, b| b.queued.cmp(&a.queued).then_with(|| a.worker_id.cmp(&b.worker_id)));
+        peers.truncate(MAX_PEERS);
+        peers
+    }
+
+    /// Moves leases from `victim` to `thief` (a steal), each under a new epoch. A lease moves only if the victim
+    /// holds it at that epoch and has not started it, and only while the thief has room and free resources for
+    /// it. Returns the moved leases (new epochs) and the refused job ids.
+    pub fn transfer(
+        &mut self,
+        victim: &str,
+        session: u64,
+        thief: &str,
+        refs: &[LeaseRef],
+    ) -> Result<(Vec<LeaseRef>, Vec<JobId>, Durable), SchedError> {
+        self.live(victim, session)?;
+        let thief_session = match self.registry.get(thief) {
+            Some(t) if thief != victim => t.session,
+            _ => return Err(SchedError::UnknownWorker(thief.to_string())),
+        };
+        let (mut moved, mut refused) = (Vec::new(), Vec::new());
+        for r in refs {
+            let by = holder(victim, session, r.epoch);
+            match self.move_lease(&r.job_id, &by, thief, thief_session) {
+                Some(epoch) => moved.push(LeaseRef { job_id: r.job_id.clone(), epoch }),
+                None => refused.push(r.job_id.clone()),
+            }
+        }
+        if !moved.is_empty() {
+            self.steals_total += 1;
+            self.jobs_stolen_total += moved.len() as u64;
+            info!(from = victim, to = thief, jobs = moved.len(), "leases transferred");
+        }
+        Ok((moved, refused, self.flush()))
+    }
+
+    pub(super) fn move_lease(&mut self, id: &str, by: &Holder, thief: &str, thief_session: u64) -> Option<u64> {
+        let need = self.jobs.get(id)?.spec.resources.unwrap_or_default();
+        let t = self.registry.get(thief)?;
+        if t.room() == 0 || !covers(&t.free(), &need) {
+            return None;
+        }
+        let job = self.jobs.get_mut(id)?;
+        let Ok(to) = job.transfer(by, thief, thief_session) else {
+            self.stale_reports_total += 1;
+            return None;
+        };
+        if let Some(v) = self.registry.session_mut(&by.worker, by.session) {
+            v.held.remove(id);
+            v.unreserve(&need);
+        }
+        if let Some(t) = self.registry.session_mut(thief, thief_session) {
+            t.held.insert(id.to_string(), Instant::now());
+            t.reserve(&need);
+        }
+        self.record(id);
+        Some(to.epoch)
+    }
+
+    /// Leased → Running for each lease; returns the ids refused (stale leases the worker must not run).
+    pub fn started(
+        &mut self,
+        worker: &str,
+        session: u64,
+        refs: &[LeaseRef],
+        now_ms: u64,
+    ) -> Result<(Vec<JobId>, Durable), SchedError> {
+        self.live(worker, session)?;
+        let mut refused = Vec::new();
+        for r in refs {
+            let by = holder(worker, session, r.epoch);
+            match self.transition(&r.job_id, |job| job.start(&by, now_ms)) {
+                Ok(_) => {}
+                Err(why) => {
+                    self.count_refusal(&why);
+                    debug!(job = %r.job_id, worker, epoch = r.epoch, reason = %why, "start refused");
+                    refused.push(r.job_id.clone());
+                }
+            }
+        }
+        Ok((refused, self.flush()))
+    }
+
+    /// Records results; returns how many were accepted and the ids refused as stale.
+    pub fn finished(
+        &mut self,
+        worker: &str,
+        session: u64,
+        results: Vec<JobResult>,
+        now_ms: u64,
+    ) -> Result<(u32, Vec<JobId>, Durable), SchedError> {
+        self.live(worker, session)?;
+        let (mut accepted, mut refused) = (0, Vec::new());
+        for r in results {
+            let lease = r.lease.clone().unwrap_or_default();
+            let by = holder(worker, session, lease.epoch);
+            let outcome = outcome_of(r);
+            match self.transition(&lease.job_id, |job| job.finish(&by, outcome, now_ms)) {
+                Ok(_) => accepted += 1,
+                Err(why) => {
+                    self.count_refusal(&why);
+                    debug!(job = %lease.job_id, worker, epoch = lease.epoch, reason = %why, "result refused");
+                    refused.push(lease.job_id);
+                }
+            }
+        }
+        self.dispatch();
+        Ok((accepted, refused, self.flush()))
+    }
+
+    /// Releases every job a removed (or replaced) worker entry held.
+    pub(super) fn release_all(&mut self, entry: WorkerEntry, now_ms: u64) {
+        let mut held: Vec<JobId> = entry.held.into_keys().collect();
+        held.sort();
+        for id in held.into_iter().rev() {
+            let before = self.jobs.get(&id).map(|j| j.state().clone());
+            let Some(State::Leased(_) | State::Running(_)) = before else {
+                continue;
+            };
+            let _ = self.transition(&id, |job| job.release(now_ms));
+        }
+    }
+
+    pub(super) fn live(&mut self, worker: &str, session: u64) -> Result<&mut WorkerEntry, SchedError> {
+        let w =
+            self.registry.session_mut(worker, session).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
+        w.last_seen = Instant::now();
+        Ok(w)
+    }
+}

@@ -1,0 +1,155 @@
+//! Starting and stopping a controller: bind, serve gRPC, expire silent workers, stop on a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use burst_proto::v1::controller_rpc_server::ControllerRpcServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+use crate::service::ControllerService;
+use crate::store::{JobStore, MemoryStore, RedbStore};
+use crate::{Controller, ControllerConfig};
+
+/// gRPC messages up to this size are accepted: a full `SubmitJobs` batch of ordinary specs fits with room.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A controller serving on `addr` until [`RunningController::shutdown`] or drop.
+pub struct RunningController {
+    pub addr: SocketAddr,
+    pub controller: Arc<Controller>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    /// The reaper and the timer task.
+    background: Vec<JoinHandle<()>>,
+}
+
+impl RunningController {
+    /// Stops serving and waits for the server to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.controller.stop();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.background.iter().for_each(JoinHandle::abort);
+        (&mut self.task).await.context("controller server task")?
+    }
+
+    /// Waits until the server stops on its own (it only does on an error).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("controller server task")?
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.background.iter().for_each(JoinHandle::abort);
+        self.task.abort();
+    }
+}
+
+/// Starts a controller on the store its config names: in memory when `ephemeral`, else the redb file in
+/// `data_dir`.
+pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController> {
+    let store: Arc<dyn JobStore> =
+        if config.ephemeral { Arc::new(MemoryStore::default()) } else { Arc::new(RedbStore::open(&config.data_dir)?) };
+    start_with_store(config, store).await
+}
+
+pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>) -> anyhow::Result<RunningController> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
+    let service = ControllerRpcServer::new(ControllerService::new(controller.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let task = tokio::spawn(async move {
+        Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await
+            .context("gRPC server")
+    });
+    let reaper = tokio::spawn(reap(controller.clone()));
+    let timers = tokio::spawn(run_timers(controller.clone()));
+    info!(%addr, router = config.router.name(), "controller listening");
+    Ok(RunningController { addr, controller, stop: Some(stop), task, background: vec![reaper, timers] })
+}
+
+/// Fires retry backoffs and queue deadlines when they fall due; sleeps until the next one, or until one is added.
+async fn run_timers(controller: Arc<Controller>) {
+    loop {
+        let (next, added) = controller.lock().next_timer();
+        let added = added.notified();
+        match next {
+            Some(due) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = added => {}
+                }
+            }
+            None => added.await,
+        }
+        let durable = controller.lock().fire_timers(std::time::Instant::now(), burst_proto::now_ms());
+        if let Err(error) = durable.await {
+            warn!(%error, "could not record what timers did");
+        }
+    }
+}
+
+/// Every quarter lease timeout, declares workers silent for a whole lease timeout dead and forgets finished
+/// jobs past the retention limits.
+async fn reap(controller: Arc<Controller>) {
+    let timeout = controller.config().lease_timeout;
+    // As often as workers heartbeat (and at least 4 times per lease timeout): a dead worker is noticed within a
+    // lease timeout plus one heartbeat.
+    let mut tick = tokio::time::interval((timeout / 4).min(controller.config().heartbeat_interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(deadline) = std::time::Instant::now().checked_sub(timeout) else {
+            continue;
+        };
+        let (dead, durable) = controller.lock().expire(deadline, burst_proto::now_ms());
+        if let Err(error) = durable.await {
+            warn!(%error, "could not record expired workers' jobs");
+        }
+        let durable = controller.lock().prune(std::time::Instant::now());
+        if let Err(error) = durable.await {
+            warn!(%error, "could not forget expired finished jobs");
+        }
+        for worker in dead {
+            info!(worker = %worker, "worker expired");
+        }
+    }
+}
+
+/// Runs a controller until SIGINT or SIGTERM. Prints the bound address as the first line of stdout.
+pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
+    if config.ephemeral {
+        warn!("--ephemeral: jobs are kept in memory only and are lost when the controller stops");
+    } else {
+        info!(data_dir = %config.data_dir.display(), "durable job store");
+    }
+    let mut running = start(config).await?;
+    println!("{}", running.addr);
+    tokio::select! {
+        r = burst_proto::shutdown_signal() => r?,
+        r = &mut running.task => {
+            r.context("controller server task")??;
+            anyhow::bail!("controller server stopped unexpectedly");
+        }
+    }
+    info!("shutting down");
+    running.shutdown().await
+}

@@ -1,0 +1,336 @@
+//! The gRPC edge of the controller: checks input, calls the scheduler, awaits durability, and maps errors to
+//! `tonic::Status`. No scheduling decision is made here.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use burst_proto::v1::controller_rpc_server::ControllerRpc;
+use burst_proto::v1::*;
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+use tracing::{info, instrument};
+
+use crate::Controller;
+use crate::scheduler::{ListFilter, Poll, SchedError};
+use crate::store::{Durable, StoreError};
+use crate::validate;
+
+/// Longest a `PollJob` is held open, whatever the worker asks: well under any proxy's idle timeout.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
+/// Most specs one `SubmitJobs` call may carry; bigger batches are split by the client.
+pub const MAX_BATCH: usize = 10_000;
+
+pub struct ControllerService {
+    controller: Arc<Controller>,
+}
+
+impl ControllerService {
+    pub fn new(controller: Arc<Controller>) -> Self {
+        ControllerService { controller }
+    }
+
+    async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitJobResponse>, Status> {
+        if specs.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("{} specs in one batch; at most {MAX_BATCH}", specs.len())));
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            validate::job_spec(spec).map_err(|e| {
+                let at = if specs.len() > 1 { format!("spec #{i}: ") } else { String::new() };
+                Status::invalid_argument(format!("{at}{e}"))
+            })?;
+        }
+        let (jobs, durable) = self.controller.lock().submit(specs, burst_proto::now_ms()).map_err(sched_status)?;
+        durable.await.map_err(store_status)?;
+        Ok(jobs)
+    }
+}
+
+fn sched_status(e: SchedError) -> Status {
+    match e {
+        SchedError::UnknownWorker(_) | SchedError::UnknownJob(_) => Status::not_found(e.to_string()),
+        SchedError::KeyConflict { .. } => Status::already_exists(e.to_string()),
+        SchedError::Invalid(_) => Status::invalid_argument(e.to_string()),
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+async fn durable(d: Durable) -> Result<(), Status> {
+    d.await.map_err(store_status)
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<JobStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ControllerRpc for ControllerService {
+    #[instrument(skip_all, fields(job))]
+    async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
+        let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("request has no spec"))?;
+        let job = self.submit(vec![spec]).await?.remove(0);
+        tracing::Span::current().record("job", job.job_id.as_str());
+        Ok(Response::new(job))
+    }
+
+    #[instrument(skip_all, fields(count))]
+    async fn submit_jobs(&self, req: Request<SubmitJobsRequest>) -> Result<Response<SubmitJobsResponse>, Status> {
+        let specs = req.into_inner().specs;
+        tracing::Span::current().record("count", specs.len());
+        let jobs = self.submit(specs).await?;
+        Ok(Response::new(SubmitJobsResponse { jobs }))
+    }
+
+    #[instrument(skip_all, fields(job))]
+    async fn get_job_status(&self, req: Request<GetJobStatusRequest>) -> Result<Response<JobStatus>, Status> {
+        let id = req.into_inner().job_id;
+        tracing::Span::current().record("job", id.as_str());
+        let (_, status) = self.controller.lock().job(&id).map_err(sched_status)?;
+        Ok(Response::new(status))
+    }
+
+    #[instrument(skip_all, fields(job))]
+    async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        let id = req.into_inner().job_id;
+        tracing::Span::current().record("job", id.as_str());
+        let (spec, status) = self.controller.lock().job(&id).map_err(sched_status)?;
+        Ok(Response::new(Job { spec: Some((*spec).clone()), status: Some(status) }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_jobs(&self, req: Request<ListJobsRequest>) -> Result<Response<ListJobsResponse>, Status> {
+        let req = req.into_inner();
+        let states = req.states().collect();
+        let filter = ListFilter {
+            states,
+            labels: req.labels,
+            limit: req.limit as usize,
+            after: Some(req.page_token).filter(|t| !t.is_empty()),
+        };
+        let jobs = self.controller.lock().list(&filter);
+        let page = if filter.limit == 0 { 1_000 } else { filter.limit.min(crate::scheduler::MAX_PAGE) };
+        let next_page_token = match jobs.last() {
+            Some(last) if jobs.len() == page => last.job_id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListJobsResponse { jobs, next_page_token }))
+    }
+
+    type WatchJobsStream = StatusStream;
+
+    #[instrument(skip_all)]
+    async fn watch_jobs(&self, req: Request<WatchJobsRequest>) -> Result<Response<StatusStream>, Status> {
+        let req = req.into_inner();
+        let ids: HashSet<String> = req.job_ids.into_iter().collect();
+        // Subscribe before reading current statuses, so no change falls between the two.
+        let mut rx = self.controller.subscribe();
+        let mut stopping = self.controller.stopping();
+        let mut initial = Vec::new();
+        if req.initial {
+            let sched = self.controller.lock();
+            for id in &ids {
+                initial.push(sched.job(id).map(|(_, s)| s).map_err(sched_status)?);
+            }
+        }
+        let stream = async_stream(initial, move |tx| async move {
+            loop {
+                let next = tokio::select! {
+                    next = rx.recv() => next,
+                    _ = stopping.wait_for(|s| *s) => return,
+                };
+                match next {
+                    Ok(status) if ids.is_empty() || ids.contains(&status.job_id) => {
+                        if tx.send(Ok(status)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        let msg = format!("watcher fell {n} changes behind; watch again");
+                        let _ = tx.send(Err(Status::aborted(msg))).await;
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    #[instrument(skip_all)]
+    async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
+        let req = req.into_inner();
+        let (cancelled, already_ended, d) =
+            self.controller.lock().cancel(&req.job_ids, &req.labels, burst_proto::now_ms()).map_err(sched_status)?;
+        durable(d).await?;
+        info!(cancelled = cancelled.len(), "jobs cancelled");
+        Ok(Response::new(CancelJobResponse { cancelled, already_ended }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_workers(&self, _: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
+        let workers = self.controller.lock().workers();
+        Ok(Response::new(ListWorkersResponse { workers }))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_stats(&self, _: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
+        Ok(Response::new(self.controller.lock().stats()))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn register_worker(
+        &self,
+        req: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let req = req.into_inner();
+        let info = req.info.ok_or_else(|| Status::invalid_argument("request has no worker info"))?;
+        validate::worker_info(&info).map_err(Status::invalid_argument)?;
+        let worker_id = info.worker_id.clone();
+        tracing::Span::current().record("worker", worker_id.as_str());
+        info!(slots = info.slots, queue_capacity = info.queue_capacity, addr = %info.advertise_addr, "worker registered");
+        let (session, rejected, d) = self.controller.lock().register(info, &req.held, burst_proto::now_ms());
+        durable(d).await?;
+        let config = self.controller.config();
+        Ok(Response::new(RegisterWorkerResponse {
+            worker_id,
+            session,
+            heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
+            lease_timeout_ms: config.lease_timeout.as_millis() as u64,
+            rejected,
+        }))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn poll_job(&self, req: Request<PollJobRequest>) -> Result<Response<PollJobResponse>, Status> {
+        let req = req.into_inner();
+        tracing::Span::current().record("worker", req.worker_id.as_str());
+        let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
+        let (poll, barrier) = self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
+        let (poll, barrier) = match poll {
+            Poll::Wait(wake) => {
+                let mut stopping = self.controller.stopping();
+                tokio::select! {
+                    _ = tokio::time::timeout(wait, wake.notified()) => {}
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
+                self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?
+            }
+            ready => (ready, barrier),
+        };
+        durable(barrier).await?;
+        Ok(Response::new(match poll {
+            Poll::Ready { leases, stop } => PollJobResponse { leases, stop },
+            Poll::Wait(_) => PollJobResponse::default(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn report_job_started(
+        &self,
+        req: Request<ReportJobStartedRequest>,
+    ) -> Result<Response<ReportJobStartedResponse>, Status> {
+        let req = req.into_inner();
+        tracing::Span::current().record("worker", req.worker_id.as_str());
+        let (refused, d) = self
+            .controller
+            .lock()
+            .started(&req.worker_id, req.session, &req.started, burst_proto::now_ms())
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(ReportJobStartedResponse { refused }))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn report_job_result(
+        &self,
+        req: Request<ReportJobResultRequest>,
+    ) -> Result<Response<ReportJobResultResponse>, Status> {
+        let req = req.into_inner();
+        tracing::Span::current().record("worker", req.worker_id.as_str());
+        let (accepted, refused, d) = self
+            .controller
+            .lock()
+            .finished(&req.worker_id, req.session, req.results, burst_proto::now_ms())
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(ReportJobResultResponse { accepted, refused }))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        tracing::Span::current().record("worker", req.worker_id.as_str());
+        // Leases older than half a lease timeout have had many heartbeats' time to arrive.
+        let grace = self.controller.config().lease_timeout / 2;
+        let (peers, d) = self
+            .controller
+            .lock()
+            .heartbeat(&req.worker_id, req.session, &req.known, req.steal_attempts, grace, burst_proto::now_ms())
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(HeartbeatResponse { peers }))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn drain_worker(&self, req: Request<DrainWorkerRequest>) -> Result<Response<DrainWorkerResponse>, Status> {
+        let req = req.into_inner();
+        tracing::Span::current().record("worker", req.worker_id.as_str());
+        let (requeued, d) = self
+            .controller
+            .lock()
+            .drain(&req.worker_id, req.session, &req.returned, burst_proto::now_ms())
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(DrainWorkerResponse { requeued }))
+    }
+
+    #[instrument(skip_all, fields(worker))]
+    async fn deregister_worker(
+        &self,
+        req: Request<DeregisterWorkerRequest>,
+    ) -> Result<Response<DeregisterWorkerResponse>, Status> {
+        let req = req.into_inner();
+        tracing::Span::current().record("worker", req.worker_id.as_str());
+        let (requeued, d) = self
+            .controller
+            .lock()
+            .deregister(&req.worker_id, req.session, burst_proto::now_ms())
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(DeregisterWorkerResponse { requeued }))
+    }
+
+    #[instrument(skip_all, fields(worker, to))]
+    async fn transfer_leases(
+        &self,
+        req: Request<TransferLeasesRequest>,
+    ) -> Result<Response<TransferLeasesResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("worker", req.worker_id.as_str());
+        span.record("to", req.thief_worker_id.as_str());
+        let (transferred, refused, d) = self
+            .controller
+            .lock()
+            .transfer(&req.worker_id, req.session, &req.thief_worker_id, &req.leases)
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(TransferLeasesResponse { transferred, refused }))
+    }
+}
+
+/// A stream that yields `initial` and then whatever `produce` sends, ending when `produce` returns.
+fn async_stream<F, Fut>(initial: Vec<JobStatus>, produce: F) -> StatusStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<JobStatus, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let first = futures::stream::iter(initial.into_iter().map(Ok));
+    tokio::spawn(produce(tx));
+    Box::pin(futures::StreamExt::chain(first, tokio_stream::wrappers::ReceiverStream::new(rx)))
+}

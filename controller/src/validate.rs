@@ -1,0 +1,159 @@
+//! Checks on what clients and workers send, before anything is stored. Each error is one sentence that names the
+//! offending field, for an `InvalidArgument` status.
+
+use burst_proto::v1::job_spec::Kind;
+use burst_proto::v1::python_spec::Entry;
+use burst_proto::v1::{JobSpec, WorkerInfo};
+
+/// Longest id, key, label or env name accepted: generous for humans, small enough to index cheaply.
+const MAX_NAME_LEN: usize = 253;
+/// Attempts beyond this are a spec mistake, not a retry policy.
+const MAX_ATTEMPTS: u32 = 100;
+
+pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
+    match &spec.kind {
+        None => return Err("spec has no kind: set one of process, python or docker".into()),
+        Some(Kind::Process(p)) => {
+            if p.command.trim().is_empty() {
+                return Err("process.command is empty".into());
+            }
+            no_nul("process.command", &p.command)?;
+            args("process.args", &p.args)?;
+        }
+        Some(Kind::Python(p)) => {
+            match &p.entry {
+                None => return Err("python spec needs one of script, module or code".into()),
+                Some(Entry::Script(s) | Entry::Module(s) | Entry::Code(s)) if s.trim().is_empty() => {
+                    return Err("python script, module or code is empty".into());
+                }
+                Some(Entry::Script(s) | Entry::Module(s) | Entry::Code(s)) => no_nul("python entry", s)?,
+            }
+            no_nul("python.interpreter", &p.interpreter)?;
+            args("python.args", &p.args)?;
+        }
+        Some(Kind::Docker(d)) => {
+            if d.image.trim().is_empty() {
+                return Err("docker.image is empty".into());
+            }
+            if d.image.starts_with('-') || d.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("docker.image {:?} is not an image reference", d.image));
+            }
+            no_nul("docker.command", &d.command)?;
+            args("docker.args", &d.args)?;
+        }
+    }
+    for (k, v) in &spec.env {
+        env_name(k)?;
+        no_nul("env value", v)?;
+    }
+    for k in spec.labels.keys() {
+        name("label key", k)?;
+    }
+    no_nul("working_dir", &spec.working_dir)?;
+    if spec.idempotency_key.len() > MAX_NAME_LEN {
+        return Err(format!("idempotency_key is longer than {MAX_NAME_LEN} bytes"));
+    }
+    if spec.max_attempts > MAX_ATTEMPTS {
+        return Err(format!("max_attempts {} is over the limit of {MAX_ATTEMPTS}", spec.max_attempts));
+    }
+    Ok(())
+}
+
+pub fn worker_info(info: &WorkerInfo) -> Result<(), String> {
+    name("worker_id", &info.worker_id)?;
+    if info.slots == 0 {
+        return Err("slots must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Ids, label keys: 1 to 253 characters of letters, digits, `.`, `_`, `-`, `/`; not starting with `.` or `/`.
+pub fn name(what: &str, s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && !s.starts_with(['.', '/'])
+        && !s.contains("..")
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} {s:?} is not a valid name: use 1 to {MAX_NAME_LEN} letters, digits, '.', '_', '-' or '/'"))
+    }
+}
+
+fn env_name(k: &str) -> Result<(), String> {
+    let ok = !k.is_empty()
+        && k.len() <= MAX_NAME_LEN
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("env name {k:?} is not valid: use letters, digits and '_', not starting with a digit"))
+    }
+}
+
+fn args(what: &str, args: &[String]) -> Result<(), String> {
+    args.iter().try_for_each(|a| no_nul(what, a))
+}
+
+fn no_nul(what: &str, s: &str) -> Result<(), String> {
+    if s.contains('\0') { Err(format!("{what} contains a NUL byte")) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burst_proto::v1::{DockerSpec, ProcessSpec, PythonSpec};
+
+    fn process(cmd: &str) -> JobSpec {
+        JobSpec { kind: Some(Kind::Process(ProcessSpec { command: cmd.into(), args: vec![] })), ..JobSpec::default() }
+    }
+
+    #[test]
+    fn good_specs_pass() {
+        assert!(job_spec(&process("/bin/true")).is_ok());
+        let py = JobSpec {
+            kind: Some(Kind::Python(PythonSpec {
+                entry: Some(Entry::Code("print(1)".into())),
+                ..PythonSpec::default()
+            })),
+            ..JobSpec::default()
+        };
+        assert!(job_spec(&py).is_ok());
+    }
+
+    #[test]
+    fn bad_specs_name_the_problem() {
+        let cases: Vec<(JobSpec, &str)> = vec![
+            (JobSpec::default(), "no kind"),
+            (process(""), "process.command is empty"),
+            (process("a\0b"), "NUL"),
+            (
+                JobSpec { kind: Some(Kind::Python(PythonSpec::default())), ..JobSpec::default() },
+                "script, module or code",
+            ),
+            (
+                JobSpec {
+                    kind: Some(Kind::Docker(DockerSpec { image: "--privileged".into(), ..DockerSpec::default() })),
+                    ..JobSpec::default()
+                },
+                "not an image reference",
+            ),
+            (JobSpec { env: [("1BAD".to_string(), "x".to_string())].into(), ..process("x") }, "env name"),
+            (JobSpec { max_attempts: 1000, ..process("x") }, "max_attempts"),
+        ];
+        for (spec, want) in cases {
+            let err = job_spec(&spec).unwrap_err();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn worker_ids_refuse_traversal_and_junk() {
+        for bad in ["", "../x", "/abs", "a b", "a\nb", &"x".repeat(300)] {
+            assert!(name("worker_id", bad).is_err(), "{bad:?}");
+        }
+        assert!(name("worker_id", "worker-0.pod_1").is_ok());
+    }
+}
