@@ -1,0 +1,232 @@
+//! The worker's settings: command-line flags and `BURST_*` variables over the config file's `[worker]` section
+//! over the defaults (detected resources, one slot per core).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use burst_proto::v1::Resources;
+use serde::Deserialize;
+
+use crate::resources;
+
+pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
+/// Each job's stdout and stderr are cut at this many bytes unless configured otherwise: enough for any log a
+/// person reads, small enough that a runaway job cannot fill the disk.
+pub const DEFAULT_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
+/// How long a worker told to stop (SIGTERM) lets running jobs finish before it stops them: under Kubernetes'
+/// default 30 s termination grace period, with room to report and deregister.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(25);
+/// Time a job gets between SIGTERM and SIGKILL when it is stopped: enough to flush and exit cleanly.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Config file (TOML, or JSON with a .json name); its [worker] section is read.
+    #[arg(long, env = "BURST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Controller URL or host:port [default: http://127.0.0.1:50051].
+    #[arg(long, env = "BURST_CONTROLLER")]
+    pub controller: Option<String>,
+    /// Address to serve the peer RPC on; port 0 picks a free port. The bound address is the first line of stdout.
+    #[arg(long, env = "BURST_WORKER_LISTEN")]
+    pub listen: Option<String>,
+    /// Address peers use to reach this worker [default: the bound listen address].
+    #[arg(long, env = "BURST_WORKER_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Jobs run at once [default: number of cores].
+    #[arg(long, env = "BURST_SLOTS")]
+    pub slots: Option<u32>,
+    /// Jobs that may wait in the local queue beyond those running [default: 2 × slots].
+    #[arg(long, env = "BURST_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<u32>,
+    /// Directory for each job's <job id>.stdout and .stderr [default: ./burst-output].
+    #[arg(long, env = "BURST_OUTPUT_DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// This worker's id [default: <hostname>-<pid>].
+    #[arg(long, env = "BURST_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// CPU this worker offers, in millicores [default: detected].
+    #[arg(long, env = "BURST_CPU_MILLIS")]
+    pub cpu_millis: Option<u32>,
+    /// Memory this worker offers, in bytes [default: detected].
+    #[arg(long, env = "BURST_MEMORY_BYTES")]
+    pub memory_bytes: Option<u64>,
+    /// GPUs this worker offers [default: `nvidia-smi -L`, else 0].
+    #[arg(long, env = "BURST_GPUS")]
+    pub gpus: Option<u32>,
+    /// Label for routing and display, KEY=VALUE; repeatable.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Cap on each of a job's stdout and stderr files, in bytes [default: 64 MiB].
+    #[arg(long, env = "BURST_OUTPUT_CAP_BYTES")]
+    pub output_cap_bytes: Option<u64>,
+    /// Python interpreter for python jobs that name none [default: python3].
+    #[arg(long, env = "BURST_PYTHON")]
+    pub python: Option<String>,
+    /// Docker command for docker jobs [default: docker].
+    #[arg(long, env = "BURST_DOCKER")]
+    pub docker: Option<String>,
+    /// Whether this worker steals queued jobs from busy peers when it is idle [default: true].
+    #[arg(long, env = "BURST_STEAL", value_name = "BOOL")]
+    pub steal: Option<bool>,
+    /// On SIGTERM, milliseconds running jobs get to finish before they are stopped and requeued [default: 25000].
+    #[arg(long, env = "BURST_DRAIN_GRACE_MS")]
+    pub drain_grace_ms: Option<u64>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("label {s:?} is not KEY=VALUE"))
+}
+
+/// The `[worker]` section of the config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    pub controller: Option<String>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub slots: Option<u32>,
+    pub queue_capacity: Option<u32>,
+    pub output_dir: Option<PathBuf>,
+    pub worker_id: Option<String>,
+    pub cpu_millis: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub gpus: Option<u32>,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    pub output_cap_bytes: Option<u64>,
+    pub python: Option<String>,
+    pub docker: Option<String>,
+    pub steal: Option<bool>,
+    pub drain_grace_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub controller: String,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub worker_id: String,
+    pub slots: u32,
+    pub queue_capacity: u32,
+    pub resources: Resources,
+    pub labels: HashMap<String, String>,
+    /// Steal from busy peers when idle.
+    pub steal: bool,
+    /// On SIGTERM: how long running jobs may finish.
+    pub drain_grace: Duration,
+    pub exec: ExecConfig,
+}
+
+/// What executors need to know.
+#[derive(Clone, Debug)]
+pub struct ExecConfig {
+    pub worker_id: String,
+    pub output_dir: PathBuf,
+    pub output_cap: u64,
+    pub python: String,
+    pub docker: String,
+    pub kill_grace: Duration,
+}
+
+impl WorkerConfig {
+    /// A worker for tests and `burst dev`: loopback, a free port, detected resources.
+    pub fn local(controller: &str, worker_id: &str, slots: u32, queue_capacity: u32, output_dir: PathBuf) -> Self {
+        WorkerConfig {
+            controller: burst_proto::endpoint_url(controller),
+            listen: "127.0.0.1:0".parse().expect("loopback parses"),
+            advertise: None,
+            worker_id: worker_id.to_string(),
+            slots,
+            queue_capacity,
+            resources: resources::detect(),
+            labels: HashMap::new(),
+            steal: true,
+            drain_grace: DEFAULT_DRAIN_GRACE,
+            exec: ExecConfig {
+                worker_id: worker_id.to_string(),
+                output_dir,
+                output_cap: DEFAULT_OUTPUT_CAP,
+                python: "python3".into(),
+                docker: "docker".into(),
+                kill_grace: DEFAULT_KILL_GRACE,
+            },
+        }
+    }
+}
+
+impl Args {
+    pub fn into_config(self) -> anyhow::Result<WorkerConfig> {
+        let Args {
+            config,
+            controller,
+            listen,
+            advertise,
+            slots,
+            queue_capacity,
+            output_dir,
+            worker_id,
+            cpu_millis,
+            memory_bytes,
+            gpus,
+            labels,
+            output_cap_bytes,
+            python,
+            docker,
+            steal,
+            drain_grace_ms,
+        } = self;
+        let file: Section = match &config {
+            Some(path) => burst_proto::config::load_section(path, "worker")?,
+            None => Section::default(),
+        };
+        let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:0".into());
+        let listen: SocketAddr =
+            listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:0"))?;
+        let detected = resources::detect();
+        let slots = slots.or(file.slots).unwrap_or(detected.cpu_millis.div_ceil(1000).max(1));
+        if slots == 0 {
+            bail!("--slots must be at least 1");
+        }
+        let worker_id = worker_id.or(file.worker_id).unwrap_or_else(default_worker_id);
+        let mut all_labels = file.labels;
+        all_labels.extend(labels);
+        let output_dir = output_dir.or(file.output_dir).unwrap_or_else(|| PathBuf::from("burst-output"));
+        Ok(WorkerConfig {
+            controller: burst_proto::endpoint_url(&controller.or(file.controller).unwrap_or(DEFAULT_CONTROLLER.into())),
+            listen,
+            advertise: advertise.or(file.advertise),
+            slots,
+            queue_capacity: queue_capacity.or(file.queue_capacity).unwrap_or(slots * 2),
+            resources: Resources {
+                cpu_millis: cpu_millis.or(file.cpu_millis).unwrap_or(detected.cpu_millis),
+                memory_bytes: memory_bytes.or(file.memory_bytes).unwrap_or(detected.memory_bytes),
+                gpus: gpus.or(file.gpus).unwrap_or(detected.gpus),
+            },
+            labels: all_labels,
+            steal: steal.or(file.steal).unwrap_or(true),
+            drain_grace: drain_grace_ms.or(file.drain_grace_ms).map_or(DEFAULT_DRAIN_GRACE, Duration::from_millis),
+            exec: ExecConfig {
+                worker_id: worker_id.clone(),
+                output_dir,
+                output_cap: output_cap_bytes.or(file.output_cap_bytes).unwrap_or(DEFAULT_OUTPUT_CAP),
+                python: python.or(file.python).unwrap_or_else(|| "python3".into()),
+                docker: docker.or(file.docker).unwrap_or_else(|| "docker".into()),
+                kill_grace: DEFAULT_KILL_GRACE,
+            },
+            worker_id,
+        })
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+    let host = if host.is_empty() { "worker".to_string() } else { host };
+    format!("{host}-{}", std::process::id())
+}

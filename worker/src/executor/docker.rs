@@ -1,0 +1,39 @@
+//! `docker` jobs: `docker run --rm --name burst-<job id>` with the job's cpu and memory as limits, its env and
+//! working dir passed in, and `docker kill` to stop it.
+
+use burst_proto::v1::{DockerSpec, JobSpec};
+
+use super::Invocation;
+
+pub fn invocation(job_id: &str, spec: &JobSpec, d: &DockerSpec, docker: &str) -> Result<Invocation, String> {
+    if d.image.is_empty() || d.image.starts_with('-') {
+        return Err(format!("docker image {:?} is not an image reference", d.image));
+    }
+    let name = format!("burst-{job_id}");
+    let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), name.clone()];
+    args.extend(["--label".into(), format!("burst.dev/job={job_id}")]);
+    let res = spec.resources.unwrap_or_default();
+    if res.cpu_millis > 0 {
+        args.extend(["--cpus".into(), format!("{:.3}", f64::from(res.cpu_millis) / 1000.0)]);
+    }
+    if res.memory_bytes > 0 {
+        args.extend(["--memory".into(), format!("{}b", res.memory_bytes)]);
+    }
+    let mut env: Vec<_> = spec.env.iter().collect();
+    env.sort();
+    for (k, v) in env {
+        args.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    if !spec.working_dir.is_empty() {
+        args.extend(["--workdir".into(), spec.working_dir.clone()]);
+    }
+    // `--` is not accepted by `docker run` here; the image is the first positional argument, and it was
+    // checked above not to look like a flag.
+    args.push(d.image.clone());
+    if !d.command.is_empty() {
+        args.push(d.command.clone());
+    }
+    args.extend(d.args.iter().cloned());
+    let stop = Some(vec![docker.to_string(), "kill".into(), name]);
+    Ok(Invocation { program: docker.to_string(), args, stop, launch_failures: &[125, 126, 127] })
+}

@@ -1,0 +1,304 @@
+//! Runs one leased job to its end and describes how it ended.
+//!
+//! Each executor only turns a spec into an [`Invocation`] (an argv, never a shell line); running it is shared:
+//! 1. spawn the program in a process group of its own, stdin closed, stdout and stderr piped through a byte cap
+//!    into `<output_dir>/<job id>.stdout` and `.stderr` (each created only if the job writes to it);
+//! 2. wait for it, or for the timeout: then SIGTERM the group, and SIGKILL it after the grace period;
+//! 3. SIGKILL the group once the program has exited, so no grandchild outlives its job (or holds the pipes);
+//! 4. report exit code or signal, output paths and truncation.
+
+mod docker;
+mod process;
+mod python;
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use burst_proto::v1::job_spec::Kind;
+use burst_proto::v1::{JobResult, JobSpec, Lease, LeaseRef, Reason};
+use tokio::process::Command;
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use crate::config::ExecConfig;
+use crate::output::{self, Captured};
+
+/// After the program exits, how long its output pipes may stay open (held by an escaped grandchild) before the
+/// capture stops reading.
+const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// A program to run for a job, and how to stop it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    /// A command to run, besides signalling the process group, when the job must be stopped (a container).
+    pub stop: Option<Vec<String>>,
+    /// Exit codes by which the program says it could not launch the job at all (`docker run`'s 125, 126, 127:
+    /// no such image, not executable, not found). Such a job ends as a spawn error and is never retried.
+    pub launch_failures: &'static [i32],
+}
+
+/// The argv for a spec. Errors are input errors: the job is reported as rejected.
+pub fn invocation(job_id: &str, spec: &JobSpec, cfg: &ExecConfig) -> Result<Invocation, String> {
+    match &spec.kind {
+        Some(Kind::Process(p)) => process::invocation(p),
+        Some(Kind::Python(p)) => python::invocation(p, &cfg.python),
+        Some(Kind::Docker(d)) => docker::invocation(job_id, spec, d, &cfg.docker),
+        None => Err("spec has no kind".into()),
+    }
+}
+
+/// Runs `lease`'s job and returns its result. Never panics on the job's behaviour.
+/// When `stop` fires (the job was cancelled), the job is stopped like a timed-out one and reported `Cancelled`;
+/// a dropped `stop` sender means nobody will ever ask.
+pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -> JobResult {
+    let started_at_ms = burst_proto::now_ms();
+    let mut result = JobResult {
+        lease: Some(LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch }),
+        started_at_ms,
+        ..JobResult::default()
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    let paths = output_paths(&cfg.output_dir, &lease.job_id);
+    let outcome = match &paths {
+        Ok((out, err)) => execute(lease, &spec, cfg, out, err, stop).await,
+        Err(message) => Ended::Rejected(message.clone()),
+    };
+    // A path is reported only for a file that exists: one the job wrote to (or burst's own spawn error).
+    let (stdout_path, stderr_path) = match &paths {
+        Ok((out, err)) => (out.display().to_string(), err.display().to_string()),
+        Err(_) => Default::default(),
+    };
+    match outcome {
+        Ended::Exited { status, stdout, stderr, how, launch_failures } => {
+            result.stdout_truncated = stdout.truncated;
+            result.stderr_truncated = stderr.truncated;
+            if stdout.created {
+                result.stdout_path = stdout_path;
+            }
+            if stderr.created {
+                result.stderr_path = stderr_path;
+            }
+            describe_exit(&mut result, status, how, spec.timeout_ms);
+            if how == Ending::Exited && result.exit_code.is_some_and(|c| launch_failures.contains(&c)) {
+                result.reason = Reason::SpawnError as i32;
+                let code = result.exit_code.unwrap_or_default();
+                result.message = format!("the container could not be started (docker run exited {code}); see stderr");
+            }
+        }
+        Ended::SpawnFailed(message) => {
+            result.stderr_path = stderr_path;
+            result.reason = Reason::SpawnError as i32;
+            result.message = message;
+        }
+        Ended::Rejected(message) => {
+            result.reason = Reason::RejectedInput as i32;
+            result.message = message;
+        }
+    }
+    result.finished_at_ms = burst_proto::now_ms();
+    result
+}
+
+enum Ended {
+    Exited { status: ExitStatus, stdout: Captured, stderr: Captured, how: Ending, launch_failures: &'static [i32] },
+    SpawnFailed(String),
+    Rejected(String),
+}
+
+/// Why a started job's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// On its own.
+    Exited,
+    /// Stopped at its run timeout.
+    TimedOut,
+    /// Stopped because the job was cancelled.
+    Stopped,
+}
+
+async fn execute(
+    lease: &Lease,
+    spec: &JobSpec,
+    cfg: &ExecConfig,
+    out: &Path,
+    err: &Path,
+    stop_signal: oneshot::Receiver<()>,
+) -> Ended {
+    let inv = match invocation(&lease.job_id, spec, cfg) {
+        Ok(inv) => inv,
+        Err(message) => return Ended::Rejected(message),
+    };
+    let mut cmd = Command::new(&inv.program);
+    cmd.args(&inv.args)
+        .envs(&spec.env)
+        .env("BURST_JOB_ID", &lease.job_id)
+        .env("BURST_ATTEMPT", lease.attempt.to_string())
+        .env("BURST_WORKER_ID", &cfg.worker_id)
+        .env(crate::sweep::RUN_VAR, crate::sweep::run_token(&cfg.worker_id, &lease.job_id, lease.epoch))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if !spec.working_dir.is_empty() {
+        cmd.current_dir(&spec.working_dir);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let message = spawn_error(&inv.program, &spec.working_dir, &e);
+            let _ = std::fs::write(err, format!("burst: {message}\n"));
+            return Ended::SpawnFailed(message);
+        }
+    };
+    let group = child.id().map(|pid| pid as i32);
+    let _kill_group_if_dropped = GroupGuard(group);
+    let cap = cfg.output_cap;
+    let (out, err) = (out.to_path_buf(), err.to_path_buf());
+    let stdout = child.stdout.take().map(|p| tokio::spawn(async move { output::capture(p, &out, cap).await }));
+    let stderr = child.stderr.take().map(|p| tokio::spawn(async move { output::capture(p, &err, cap).await }));
+
+    let timeout = (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms));
+    let deadline = async {
+        match timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let cancelled = async {
+        if stop_signal.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let how = tokio::select! {
+        status = child.wait() => Ok(status),
+        _ = deadline => Err(Ending::TimedOut),
+        _ = cancelled => Err(Ending::Stopped),
+    };
+    let (status, how) = match how {
+        Ok(status) => (status, Ending::Exited),
+        Err(how) => {
+            debug!(job = %lease.job_id, ?how, "stopping the job");
+            (stop(&mut child, group, &inv, cfg.kill_grace).await, how)
+        }
+    };
+    // The program is gone; nothing it started may outlive it or keep its pipes open.
+    signal_group(group, libc::SIGKILL);
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return Ended::SpawnFailed(format!("waiting for {}: {e}", inv.program)),
+    };
+    Ended::Exited {
+        status,
+        stdout: join_capture(stdout).await,
+        stderr: join_capture(stderr).await,
+        how,
+        launch_failures: inv.launch_failures,
+    }
+}
+
+/// SIGTERM the job's group (and its stop command), then SIGKILL after `grace`.
+async fn stop(
+    child: &mut tokio::process::Child,
+    group: Option<i32>,
+    inv: &Invocation,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    if let Some(stop) = &inv.stop
+        && let Some((program, args)) = stop.split_first()
+    {
+        let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
+    }
+    signal_group(group, libc::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            signal_group(group, libc::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+/// Kills the job's process group when dropped, so a job whose worker task is stopped (worker shutdown) does not
+/// leave processes behind. On the normal path the group is already gone and the signal finds nobody.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, libc::SIGKILL);
+    }
+}
+
+fn signal_group(group: Option<i32>, signal: i32) {
+    if let Some(pgid) = group.filter(|&p| p > 0) {
+        // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory of ours. The group
+        // is the job's own (process_group(0) made the child its leader), so nothing else is hit.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+async fn join_capture(task: Option<tokio::task::JoinHandle<Captured>>) -> Captured {
+    let Some(mut task) = task else {
+        return Captured::default();
+    };
+    match tokio::time::timeout(PIPE_DRAIN_LIMIT, &mut task).await {
+        Ok(Ok(captured)) => captured,
+        _ => {
+            task.abort();
+            Captured::default()
+        }
+    }
+}
+
+fn describe_exit(result: &mut JobResult, status: ExitStatus, how: Ending, timeout_ms: u64) {
+    use std::os::unix::process::ExitStatusExt;
+    result.exit_code = status.code();
+    result.signal = status.signal();
+    if how == Ending::TimedOut {
+        result.reason = Reason::Timeout as i32;
+        result.message = format!("killed after its {timeout_ms} ms timeout");
+    } else if how == Ending::Stopped {
+        result.reason = Reason::Cancelled as i32;
+        result.message = "stopped: the job was cancelled".into();
+    } else if let Some(sig) = status.signal() {
+        result.reason = Reason::Signaled as i32;
+        result.message = format!("killed by signal {sig}");
+    } else {
+        result.reason = Reason::Exited as i32;
+    }
+}
+
+fn spawn_error(program: &str, dir: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound if !dir.is_empty() && !Path::new(dir).is_dir() => {
+            format!("working directory {dir:?} does not exist")
+        }
+        std::io::ErrorKind::NotFound => {
+            format!("cannot start {program:?}: no such file or command")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot start {program:?}: permission denied")
+        }
+        _ => format!("cannot start {program:?}: {e}"),
+    }
+}
+
+/// `<dir>/<job id>.stdout` and `.stderr`, after checking the id cannot point anywhere else.
+pub fn output_paths(dir: &Path, job_id: &str) -> Result<(PathBuf, PathBuf), String> {
+    let safe = !job_id.is_empty()
+        && job_id.len() <= 128
+        && !job_id.starts_with('.')
+        && job_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !safe {
+        return Err(format!("job id {job_id:?} cannot name an output file"));
+    }
+    Ok((dir.join(format!("{job_id}.stdout")), dir.join(format!("{job_id}.stderr"))))
+}
+
+#[cfg(test)]
+mod tests;

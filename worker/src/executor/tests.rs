@@ -1,0 +1,170 @@
+use std::collections::HashMap;
+
+use burst_proto::v1::{DockerSpec, ProcessSpec, PythonSpec, Resources, python_spec::Entry};
+
+use super::*;
+
+fn cfg(dir: &Path) -> ExecConfig {
+    ExecConfig {
+        worker_id: "w-test".into(),
+        output_dir: dir.to_path_buf(),
+        output_cap: 1024,
+        python: "python3".into(),
+        docker: "docker".into(),
+        kill_grace: Duration::from_millis(200),
+    }
+}
+
+/// A stop signal that never fires.
+fn never() -> oneshot::Receiver<()> {
+    oneshot::channel().1
+}
+
+fn lease(id: &str, spec: JobSpec) -> Lease {
+    Lease { job_id: id.into(), epoch: 1, attempt: 1, spec: Some(spec) }
+}
+
+fn process(cmd: &str, args: &[&str]) -> JobSpec {
+    JobSpec {
+        kind: Some(Kind::Process(ProcessSpec {
+            command: cmd.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        })),
+        ..JobSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn exit_code_and_output_are_captured() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = process("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"]);
+    let r = run(&lease("j1", spec), &cfg(dir.path()), never()).await;
+    assert_eq!(r.reason(), Reason::Exited);
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(std::fs::read_to_string(&r.stdout_path).unwrap(), "out\n");
+    assert_eq!(std::fs::read_to_string(&r.stderr_path).unwrap(), "err\n");
+    assert!(r.stdout_path.ends_with("j1.stdout"));
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_a_spawn_error_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&lease("j2", process("/no/such/binary", &[])), &cfg(dir.path()), never()).await;
+    assert_eq!(r.reason(), Reason::SpawnError);
+    assert!(r.message.contains("/no/such/binary"), "{}", r.message);
+    assert!(std::fs::read_to_string(&r.stderr_path).unwrap().contains("no such file"));
+}
+
+#[tokio::test]
+async fn shell_metacharacters_in_arguments_are_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let m = marker.display().to_string();
+    let evil = [format!("; touch {m}"), format!("$(touch {m})"), format!("`touch {m}`"), format!("\ntouch {m}")];
+    let args: Vec<&str> = evil.iter().map(String::as_str).collect();
+    let r = run(&lease("j3", process("/bin/echo", &args)), &cfg(dir.path()), never()).await;
+    assert_eq!(r.exit_code, Some(0));
+    assert!(!marker.exists(), "an argument ran a shell");
+    assert!(std::fs::read_to_string(&r.stdout_path).unwrap().contains("$(touch"));
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild.pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let mut spec = process("/bin/sh", &["-c", &script]);
+    spec.timeout_ms = 300;
+    let r = run(&lease("j4", spec), &cfg(dir.path()), never()).await;
+    assert_eq!(r.reason(), Reason::Timeout);
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // The grandchild was in the job's group: it must be gone (or a zombie waiting for init to reap it).
+    // Signal delivery is asynchronous, so wait for that with a deadline.
+    let alive = || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(), "grandchild {pid} survived its job");
+}
+
+#[tokio::test]
+async fn output_is_capped_and_the_cap_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = process("/bin/sh", &["-c", "head -c 5000 /dev/zero"]);
+    let r = run(&lease("j5", spec), &cfg(dir.path()), never()).await;
+    assert_eq!(r.exit_code, Some(0));
+    assert!(r.stdout_truncated);
+    assert_eq!(std::fs::metadata(&r.stdout_path).unwrap().len(), 1024);
+}
+
+#[tokio::test]
+async fn env_and_working_dir_reach_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = process("/bin/sh", &["-c", "echo $GREETING $BURST_JOB_ID; pwd"]);
+    spec.env = HashMap::from([("GREETING".to_string(), "hi".to_string())]);
+    spec.working_dir = "/tmp".into();
+    let r = run(&lease("j6", spec), &cfg(dir.path()), never()).await;
+    assert_eq!(std::fs::read_to_string(&r.stdout_path).unwrap(), "hi j6\n/tmp\n");
+}
+
+#[tokio::test]
+async fn a_bad_job_id_never_names_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for id in ["../x", "/etc/passwd", "a/b", "", ".hidden"] {
+        let r = run(&lease(id, process("/bin/true", &[])), &cfg(dir.path()), never()).await;
+        assert_eq!(r.reason(), Reason::RejectedInput, "{id:?}");
+        assert!(r.stdout_path.is_empty());
+    }
+}
+
+#[test]
+fn python_entries_become_argv() {
+    let spec = PythonSpec {
+        entry: Some(Entry::Module("http.server".into())),
+        args: vec!["8000".into()],
+        interpreter: String::new(),
+    };
+    let inv = python::invocation(&spec, "python3").unwrap();
+    assert_eq!(inv.program, "python3");
+    assert_eq!(inv.args, ["-m", "http.server", "8000"]);
+}
+
+#[test]
+fn docker_jobs_carry_name_limits_and_env() {
+    let spec = JobSpec {
+        env: HashMap::from([("A".to_string(), "1".to_string())]),
+        resources: Some(Resources { cpu_millis: 500, memory_bytes: 1 << 20, gpus: 0 }),
+        ..JobSpec::default()
+    };
+    let d = DockerSpec { image: "busybox:1".into(), command: "echo".into(), args: vec!["hi".into()] };
+    let inv = docker::invocation("abc", &spec, &d, "docker").unwrap();
+    let line = inv.args.join(" ");
+    assert!(line.starts_with("run --rm --name burst-abc"), "{line}");
+    assert!(line.contains("--cpus 0.500 --memory 1048576b --env A=1 busybox:1 echo hi"), "{line}");
+    assert_eq!(inv.stop.unwrap(), ["docker", "kill", "burst-abc"]);
+    assert!(docker::invocation("abc", &spec, &DockerSpec { image: "--privileged".into(), ..d }, "docker").is_err());
+}
+
+#[tokio::test]
+async fn a_job_that_prints_nothing_leaves_no_files_and_reports_no_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&lease("quiet", process("/bin/true", &[])), &cfg(dir.path()), never()).await;
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!((r.stdout_path.as_str(), r.stderr_path.as_str()), ("", ""));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_stop_signal_kills_the_job_and_reports_it_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let job = tokio::spawn({
+        let cfg = cfg(dir.path());
+        async move { run(&lease("j7", process("/bin/sleep", &["30"])), &cfg, stopped).await }
+    });
+    stop.send(()).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), job).await.unwrap().unwrap();
+    assert_eq!(r.reason(), Reason::Cancelled);
+    assert_eq!(r.signal, Some(libc::SIGTERM));
+}

@@ -1,0 +1,131 @@
+//! burst-worker: registers with the controller, takes leases into a local queue, runs up to `slots` jobs at
+//! once, writes their output, and reports their results.
+//!
+//! - [`agent`]: the conversation with the controller (poll, run, report, heartbeat).
+//! - [`queue`]: the local FIFO; [`executor`]: running one job; [`output`]: capped output capture.
+//! - [`service`]: the peer RPC; [`steal`]: taking queued jobs from busy peers; [`resources`]: what this machine
+//!   offers.
+
+pub mod agent;
+pub mod config;
+pub mod executor;
+pub mod output;
+pub mod queue;
+pub mod resources;
+pub mod service;
+pub mod steal;
+pub mod sweep;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use burst_proto::v1::worker_peer_rpc_server::WorkerPeerRpcServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Endpoint, Server};
+use tracing::info;
+
+pub use agent::Agent;
+pub use config::{Args, ExecConfig, WorkerConfig};
+
+/// A worker running until [`RunningWorker::shutdown`] or drop.
+pub struct RunningWorker {
+    pub addr: SocketAddr,
+    pub agent: Arc<Agent>,
+    stop: Option<oneshot::Sender<()>>,
+    loops: agent::Loops,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningWorker {
+    pub fn worker_id(&self) -> &str {
+        self.agent.worker_id()
+    }
+
+    /// Stops at once, as a crash would, but tidily: no more jobs or peers; jobs still running are killed with
+    /// their process groups. The controller finds out when the lease timeout passes.
+    pub async fn shutdown(mut self) {
+        self.loops.stop().await;
+        self.agent.kill_jobs().await;
+        self.stop_server().await;
+    }
+
+    /// Leaves the cluster gracefully: takes no new jobs, hands queued ones back at once, lets running ones finish
+    /// until `grace` has passed (then stops them), reports, deregisters. Returns (handed back, finished,
+    /// stopped).
+    pub async fn drain(mut self, grace: std::time::Duration) -> (u32, usize, usize) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.loops.stop_intake().await;
+        let summary = self.agent.drain(deadline).await;
+        self.loops.stop().await;
+        self.stop_server().await;
+        summary
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.loops.abort();
+        self.server.abort();
+    }
+}
+
+/// Starts a worker: binds the peer port, then registers and starts work in the background.
+pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
+    if cfg.slots == 0 {
+        bail!("slots must be at least 1");
+    }
+    std::fs::create_dir_all(&cfg.exec.output_dir)
+        .with_context(|| format!("cannot create output dir {}", cfg.exec.output_dir.display()))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let channel = Endpoint::from_shared(cfg.controller.clone())
+        .with_context(|| format!("controller address {:?} is not a URL", cfg.controller))?
+        .tcp_nodelay(true)
+        .connect_lazy();
+    let (agent, reports) = Agent::new(cfg, advertise, channel);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let peer = WorkerPeerRpcServer::new(service::PeerService::new(agent.clone()));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tokio::spawn(async move {
+        Server::builder()
+            .add_service(peer)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await
+            .context("peer gRPC server")
+    });
+    let mut loops = agent.spawn_loops(reports);
+    let registering = agent.clone();
+    loops.upkeep.push(tokio::spawn(async move {
+        if let Err(status) = registering.register().await {
+            tracing::error!(worker = %registering.worker_id(), error = %status.message(), "the controller refused this worker");
+        }
+    }));
+    info!(worker = %agent.worker_id(), %addr, "worker started");
+    Ok(RunningWorker { addr, agent, stop: Some(stop), loops, server })
+}
+
+/// Runs a worker until SIGINT or SIGTERM, then drains it (see [`RunningWorker::drain`]). Prints the bound peer
+/// address as the first line of stdout.
+pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
+    let grace = cfg.drain_grace;
+    let worker = start(cfg).await?;
+    println!("{}", worker.addr);
+    burst_proto::shutdown_signal().await?;
+    info!(worker = %worker.worker_id(), grace_ms = grace.as_millis() as u64, "draining");
+    worker.drain(grace).await;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+use clap::Parser;
+
+/// burst-worker: runs jobs leased by a burst controller.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    args: burst_worker::Args,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    burst_proto::telemetry::init();
+    let config = Cli::parse().args.into_config()?;
+    burst_worker::run(config).await
+}

@@ -1,0 +1,143 @@
+//! The worker's local FIFO of leases received but not yet started.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use burst_proto::v1::{Lease, LeaseRef};
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct LocalQueue {
+    /// Guards the leases; held only to push or pop.
+    leases: Mutex<VecDeque<Lease>>,
+    /// Wakes the runner when a lease arrives.
+    arrived: Notify,
+}
+
+impl LocalQueue {
+    pub fn push(&self, leases: impl IntoIterator<Item = Lease>) {
+        let mut q = self.lock();
+        let before = q.len();
+        q.extend(leases);
+        if q.len() > before {
+            self.arrived.notify_one();
+        }
+    }
+
+    /// Waits for the next lease.
+    pub async fn pop(&self) -> Lease {
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(lease) = self.lock().pop_front() {
+                return lease;
+            }
+            arrived.await;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes up to `count(len)` of the newest leases (the last to be started), oldest of them first. `count` sees
+    /// the queue's length under the same lock, so the decision and the taking are one step.
+    pub fn take_newest(&self, count: impl FnOnce(usize) -> usize) -> Vec<Lease> {
+        let mut q = self.lock();
+        let n = count(q.len()).min(q.len());
+        let at = q.len() - n;
+        q.drain(at..).collect()
+    }
+
+    /// Puts back leases taken with [`LocalQueue::take_newest`] that did not move, at the end where they were.
+    pub fn put_back(&self, leases: Vec<Lease>) {
+        self.push(leases);
+    }
+
+    /// Removes the lease of `job_id` at `epoch`, if it is waiting here; says whether it was.
+    pub fn remove(&self, job_id: &str, epoch: u64) -> bool {
+        let mut q = self.lock();
+        let before = q.len();
+        q.retain(|l| !(l.job_id == job_id && l.epoch == epoch));
+        q.len() < before
+    }
+
+    /// The leases waiting in the queue, as references.
+    pub fn refs(&self) -> Vec<LeaseRef> {
+        self.lock().iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect()
+    }
+
+    /// Removes every lease of `job_id`, whatever its epoch; says whether there was one.
+    pub fn remove_job(&self, job_id: &str) -> bool {
+        let mut q = self.lock();
+        let before = q.len();
+        q.retain(|l| l.job_id != job_id);
+        q.len() < before
+    }
+
+    /// The job ids waiting in the queue.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().iter().map(|l| l.job_id.clone()).collect()
+    }
+
+    /// Removes every lease (they belonged to a session the controller no longer knows).
+    pub fn clear(&self) -> usize {
+        let mut q = self.lock();
+        let n = q.len();
+        q.clear();
+        n
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Lease>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(id: &str) -> Lease {
+        Lease { job_id: id.into(), ..Lease::default() }
+    }
+
+    #[tokio::test]
+    async fn leases_come_out_in_arrival_order() {
+        let q = LocalQueue::default();
+        q.push([lease("a"), lease("b")]);
+        q.push([lease("c")]);
+        assert_eq!(q.pop().await.job_id, "a");
+        assert_eq!(q.pop().await.job_id, "b");
+        assert_eq!(q.pop().await.job_id, "c");
+        assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_newest_leases_are_taken_and_put_back_in_order() {
+        let q = LocalQueue::default();
+        q.push(["a", "b", "c", "d"].map(lease));
+        let taken = q.take_newest(|len| len / 2);
+        assert_eq!(taken.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(q.ids(), ["a", "b"]);
+        q.put_back(taken);
+        assert_eq!(q.ids(), ["a", "b", "c", "d"]);
+        assert!(q.take_newest(|_| 0).is_empty());
+        assert_eq!(q.take_newest(|_| 99).len(), 4, "never more than there is");
+    }
+
+    #[tokio::test]
+    async fn pop_waits_for_a_push() {
+        let q = std::sync::Arc::new(LocalQueue::default());
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.pop().await.job_id }
+        });
+        tokio::task::yield_now().await;
+        q.push([lease("late")]);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert_eq!(got, "late");
+    }
+}
