@@ -1,0 +1,273 @@
+//! The `burst` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "burst", version, about = "Run huge numbers of short jobs on a pool of warm workers")]
+pub struct Cli {
+    /// Controller URL or host:port [default: the config file's cli.controller, else http://127.0.0.1:50051].
+    #[arg(long, global = true, env = "BURST_CONTROLLER")]
+    pub controller: Option<String>,
+    /// Config file (TOML, or JSON with a .json name); its [cli] section is read.
+    #[arg(long, global = true, env = "BURST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format of read commands.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Format>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Submit jobs: `burst submit process /bin/echo hi`, `burst submit -f jobs.jsonl`.
+    Submit(SubmitArgs),
+    /// Show jobs' status.
+    Status {
+        #[arg(required = true)]
+        jobs: Vec<String>,
+    },
+    /// Wait until jobs end; exits with the job's exit code (one job) or 1 if any failed.
+    Wait {
+        #[arg(required = true)]
+        jobs: Vec<String>,
+        /// Give up after this long (e.g. 30s, 5m) and exit 1.
+        #[arg(long, value_parser = crate::units::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// List jobs, oldest first.
+    List {
+        /// Only jobs in this state (queued, leased, running, succeeded, failed, cancelled); repeatable.
+        #[arg(long = "state", value_parser = parse_state)]
+        states: Vec<burst_proto::v1::JobState>,
+        /// Only jobs with this label, KEY=VALUE; repeatable.
+        #[arg(long = "label", value_parser = crate::units::parse_pair)]
+        labels: Vec<(String, String)>,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Cancel jobs by id, or every unfinished job matching a label selector.
+    Cancel {
+        jobs: Vec<String>,
+        /// Cancel every unfinished job with this label, KEY=VALUE; repeatable (all must match).
+        #[arg(long = "label", value_parser = crate::units::parse_pair)]
+        labels: Vec<(String, String)>,
+    },
+    /// List the workers and what they hold.
+    Workers,
+    /// Live job counts by state (Ctrl-C to stop).
+    Watch {
+        /// Print the counts once and exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between updates.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Start a controller and workers in this process and run a demo batch on them.
+    Dev(DevArgs),
+    /// Run fixed workloads on a local cluster and compare them with their baselines.
+    Bench(BenchArgs),
+    /// Run a controller (the same as the burst-controller binary).
+    Controller(burst_controller::Args),
+    /// Run a worker (the same as the burst-worker binary).
+    Worker(burst_worker::Args),
+}
+
+fn parse_state(s: &str) -> Result<burst_proto::v1::JobState, String> {
+    burst_proto::parse_state(s).map_err(|e| e.to_string())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    /// Submit one job per line of this JSON Lines file ('-' for stdin).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub kind: Option<Kind>,
+    #[command(flatten)]
+    pub spec: SpecOpts,
+    /// Wait for the jobs to end; exit with the job's exit code (one job) or 1 if any failed.
+    #[arg(long, global = true)]
+    pub wait: bool,
+    /// Submit this many copies.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub count: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Kind {
+    /// Run an executable with arguments (no shell).
+    Process {
+        command: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run Python: a script, a module (-m) or code (-c).
+    Python {
+        /// Script to run.
+        #[arg(long, conflicts_with_all = ["module", "code"], required_unless_present_any = ["module", "code"])]
+        script: Option<String>,
+        /// Module to run, as with python -m.
+        #[arg(short = 'm', long, conflicts_with = "code")]
+        module: Option<String>,
+        /// Code to run, as with python -c.
+        #[arg(short = 'c', long)]
+        code: Option<String>,
+        /// Interpreter [default: the worker's, python3].
+        #[arg(long)]
+        interpreter: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a container with docker run --rm.
+    Docker {
+        image: String,
+        /// Command and arguments [default: the image's].
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+/// Spec options for jobs given on the command line.
+#[derive(clap::Args, Debug, Default)]
+pub struct SpecOpts {
+    /// Environment variable KEY=VALUE; repeatable.
+    #[arg(long = "env", global = true, value_parser = crate::units::parse_pair)]
+    pub env: Vec<(String, String)>,
+    /// Working directory on the worker.
+    #[arg(long, global = true)]
+    pub workdir: Option<String>,
+    /// Kill the job after this long (e.g. 500ms, 30s, 2m).
+    #[arg(long, global = true, value_parser = crate::units::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// CPU to reserve: cores (0.5, 2) or millicores (500m).
+    #[arg(long, global = true, value_parser = crate::units::parse_cpu)]
+    pub cpu: Option<u32>,
+    /// Memory to reserve: bytes or with a unit (512Mi, 2G).
+    #[arg(long, global = true, value_parser = crate::units::parse_bytes)]
+    pub memory: Option<u64>,
+    /// GPUs to reserve.
+    #[arg(long, global = true)]
+    pub gpus: Option<u32>,
+    /// Label KEY=VALUE; repeatable.
+    #[arg(long = "label", global = true, value_parser = crate::units::parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// Submitting the same key again returns the first job instead of a new one.
+    #[arg(long, global = true)]
+    pub idempotency_key: Option<String>,
+    /// Attempts allowed for the job's own failures (non-zero exit, signal, timeout).
+    #[arg(long, global = true)]
+    pub max_attempts: Option<u32>,
+    /// Retry only this exit code; repeatable [default: any failure of the job's own].
+    #[arg(long = "retry-exit-code", global = true)]
+    pub retry_exit_codes: Vec<i32>,
+    /// Wait before the first retry, doubling after each (e.g. 500ms, 10s) [default: 1s].
+    #[arg(long, global = true, value_parser = crate::units::parse_duration)]
+    pub retry_backoff: Option<std::time::Duration>,
+    /// Fail the job if it has not started this long after submission (e.g. 5m).
+    #[arg(long, global = true, value_parser = crate::units::parse_duration)]
+    pub queue_timeout: Option<std::time::Duration>,
+}
+
+impl SpecOpts {
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty()
+            && self.workdir.is_none()
+            && self.timeout.is_none()
+            && self.cpu.is_none()
+            && self.memory.is_none()
+            && self.gpus.is_none()
+            && self.labels.is_empty()
+            && self.idempotency_key.is_none()
+            && self.max_attempts.is_none()
+            && self.retry_exit_codes.is_empty()
+            && self.retry_backoff.is_none()
+            && self.queue_timeout.is_none()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Skewed job lengths routed to half of the workers: makespan with stealing off, on, and the ideal.
+    Steal,
+    /// Submit throughput with the durable store against the in-memory store (no workers).
+    Submit,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Which workload to run.
+    #[arg(long, value_enum, default_value_t = Workload::Steal)]
+    pub workload: Workload,
+    /// Jobs in the workload [default: steal 2000, submit 50000].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Seed of the job lengths.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Workers in the local cluster.
+    #[arg(long, default_value_t = 4)]
+    pub workers: u32,
+    /// Slots per worker.
+    #[arg(long, default_value_t = 4)]
+    pub slots: u32,
+    /// Queue capacity per worker.
+    #[arg(long, default_value_t = 64)]
+    pub queue_capacity: u32,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Workers to start [default: one per core, at least 2].
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Slots per worker [default: number of cores].
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Queue capacity per worker [default: 2 × slots].
+    #[arg(long)]
+    pub queue_capacity: Option<u32>,
+    /// Jobs in the demo batch (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub jobs: u64,
+    /// Router for the controller.
+    #[arg(long, value_enum, default_value_t = burst_controller::router::RouterKind::Roundrobin)]
+    pub router: burst_controller::router::RouterKind,
+    /// Controller address [default: 127.0.0.1 with a free port].
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Where job output goes [default: a temporary directory, removed at exit unless --keep].
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Skip the plain local spawner run that the batch is compared with.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Stay up after the batch so other shells can submit (Ctrl-C to stop).
+    #[arg(long)]
+    pub keep: bool,
+    /// The demo job's command and arguments [default: /bin/true].
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,96 @@
+//! Reaching the controller, and the errors the CLI turns into exit codes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
+use serde::Deserialize;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::args::Format;
+
+pub type Client = ControllerRpcClient<Channel>;
+
+pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
+/// How long the CLI waits for a TCP connection before saying the controller is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `[cli]` section of the config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    pub controller: Option<String>,
+    pub output: Option<Format>,
+}
+
+/// A mistake in what the user asked for: printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// What every command needs: where the controller is and how to print.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub controller: String,
+    pub format: Format,
+}
+
+impl Ctx {
+    pub fn new(controller: Option<String>, config: Option<&Path>, format: Option<Format>) -> anyhow::Result<Self> {
+        let file: Section = match config {
+            Some(path) => burst_proto::config::load_section(path, "cli").map_err(|e| Usage(e.to_string()))?,
+            None => Section::default(),
+        };
+        let controller = controller.or(file.controller).unwrap_or_else(|| DEFAULT_CONTROLLER.into());
+        Ok(Ctx {
+            controller: burst_proto::endpoint_url(&controller),
+            format: format.or(file.output).unwrap_or_default(),
+        })
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        connect(&self.controller).await
+    }
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|_| Usage(format!("controller address {url:?} is not a URL or host:port")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = endpoint.connect().await.with_context(|| format!("cannot reach the controller at {url}"))?;
+    Ok(ControllerRpcClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024))
+}
+
+/// The exit code for an error: 2 for the user's mistakes (bad input, unknown ids), 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        return 2;
+    }
+    match e.downcast_ref::<tonic::Status>().map(tonic::Status::code) {
+        Some(
+            Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition | Code::OutOfRange,
+        ) => 2,
+        _ => 1,
+    }
+}
+
+/// One readable line for an error: a gRPC status shows its message, not its debug form.
+pub fn error_line(e: &anyhow::Error) -> String {
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        let context: Vec<String> =
+            e.chain().take_while(|c| c.downcast_ref::<tonic::Status>().is_none()).map(|c| c.to_string()).collect();
+        let mut parts = context;
+        parts.push(status.message().to_string());
+        return parts.join(": ");
+    }
+    format!("{e:#}")
+}

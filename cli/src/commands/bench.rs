@@ -1,0 +1,214 @@
+//! `burst bench`: fixed workloads on a local cluster, measured in the same run as their baseline, printed as a
+//! table (or `-o json`: one object per workload).
+//!
+//! - `steal`: jobs of skewed length (`sleep` 0.01 to 0.2 s, seeded) routed with `biased` to half of the workers,
+//!   run once with stealing off and once with it on; the makespans are compared with the ideal, total work /
+//!   total slots.
+
+use std::time::Duration;
+
+use burst_controller::router::RouterKind;
+use burst_proto::v1::job_spec::Kind;
+use burst_proto::v1::{GetStatsRequest, JobSpec, ProcessSpec, SubmitJobRequest, SubmitJobsRequest};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::args::{BenchArgs, Workload};
+use crate::client::{Ctx, Usage};
+use crate::commands::dev::run_specs;
+use crate::local::{ClusterOptions, LocalCluster};
+use crate::render;
+
+pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<u8> {
+    match args.workload {
+        Workload::Steal => steal(ctx, &args, args.jobs.unwrap_or(2_000)).await,
+        Workload::Submit => submit(ctx, args.jobs.unwrap_or(50_000)).await,
+    }
+}
+
+/// Sleep lengths in seconds, uniform in [0.01, 0.2], rounded to the millisecond, the same for a given seed.
+pub fn skewed_durations(count: usize, seed: u64) -> Vec<f64> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..count).map(|_| (rng.random_range(10..=200) as f64) / 1000.0).collect()
+}
+
+struct StealRun {
+    makespan: Duration,
+    stolen: u64,
+    failed: usize,
+}
+
+async fn steal(ctx: &Ctx, args: &BenchArgs, jobs: usize) -> anyhow::Result<u8> {
+    if args.workers < 2 || args.slots == 0 || jobs == 0 {
+        return Err(Usage("the steal workload needs at least 2 workers, 1 slot and 1 job".into()).into());
+    }
+    let durations = skewed_durations(jobs, args.seed);
+    let ideal = durations.iter().sum::<f64>() / f64::from(args.workers * args.slots);
+    let off = steal_run(args, &durations, false).await?;
+    let on = steal_run(args, &durations, true).await?;
+    let (off_s, on_s) = (off.makespan.as_secs_f64(), on.makespan.as_secs_f64());
+    if ctx.json() {
+        let v = json!({
+            "workload": "steal",
+            "jobs": jobs,
+            "workers": args.workers,
+            "slots_per_worker": args.slots,
+            "queue_capacity": args.queue_capacity,
+            "seed": args.seed,
+            "makespan_off_s": off_s,
+            "makespan_on_s": on_s,
+            "makespan_ideal_s": ideal,
+            "on_vs_ideal": on_s / ideal,
+            "speedup": off_s / on_s,
+            "jobs_stolen": on.stolen,
+            "failed": off.failed + on.failed,
+            "jobs_per_sec": jobs as f64 / on_s,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "steal: {} jobs of sleep 0.01-0.2 s (seed {}), router biased, {} workers x {} slots, queue capacity {}",
+            jobs, args.seed, args.workers, args.slots, args.queue_capacity
+        );
+        let rows = vec![
+            vec!["".to_string(), "MAKESPAN".into(), "VS IDEAL".into(), "JOBS STOLEN".into()],
+            vec!["stealing off".into(), format!("{off_s:.2} s"), format!("{:.2}x", off_s / ideal), "0".into()],
+            vec!["stealing on".into(), format!("{on_s:.2} s"), format!("{:.2}x", on_s / ideal), on.stolen.to_string()],
+            vec!["ideal (work / slots)".into(), format!("{ideal:.2} s"), "1.00x".into(), "".into()],
+        ];
+        print!("{}", render::table(&rows));
+        println!("stealing on is {:.2}x faster than off", off_s / on_s);
+    }
+    Ok(if off.failed + on.failed > 0 { 1 } else { 0 })
+}
+
+async fn steal_run(args: &BenchArgs, durations: &[f64], steal: bool) -> anyhow::Result<StealRun> {
+    let dir = std::env::temp_dir().join(format!("burst-bench-{}-{steal}", std::process::id()));
+    let opts = ClusterOptions {
+        router: RouterKind::Biased,
+        queue_capacity: args.queue_capacity,
+        steal,
+        ..ClusterOptions::new(args.workers, args.slots, dir.clone())
+    };
+    let cluster = LocalCluster::start(opts).await?;
+    let argvs: Vec<Vec<String>> = durations.iter().map(|d| vec!["/bin/sleep".to_string(), format!("{d:.3}")]).collect();
+    let report = run_specs(&cluster, &argvs).await?;
+    let stats = cluster.client().await?.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?;
+    cluster.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(StealRun {
+        makespan: report.elapsed,
+        stolen: stats.into_inner().jobs_stolen_total,
+        failed: report.failed().len(),
+    })
+}
+
+/// Submissions in flight at once in the one-job-per-call run: enough for group commit to have company.
+const CONCURRENT_SUBMITTERS: usize = 32;
+
+/// Submit throughput, in memory and durable, with batches of 1,000 and with one job per call from
+/// [`CONCURRENT_SUBMITTERS`] concurrent callers.
+async fn submit(ctx: &Ctx, jobs: usize) -> anyhow::Result<u8> {
+    if jobs < CONCURRENT_SUBMITTERS {
+        return Err(Usage(format!("the submit workload needs at least {CONCURRENT_SUBMITTERS} jobs")).into());
+    }
+    let dir = std::env::temp_dir().join(format!("burst-bench-submit-{}", std::process::id()));
+    let mut rates = Vec::new();
+    for durable in [false, true] {
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = ClusterOptions { data_dir: durable.then(|| dir.clone()), ..ClusterOptions::new(0, 1, dir.clone()) };
+        let cluster = LocalCluster::start(opts).await?;
+        let batch = submit_rate(&cluster, jobs, false).await?;
+        let single = submit_rate(&cluster, jobs, true).await?;
+        cluster.shutdown().await?;
+        rates.push((batch, single));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let [(mem_batch, mem_single), (dur_batch, dur_single)] = rates[..] else { unreachable!("two runs") };
+    if ctx.json() {
+        let v = json!({
+            "workload": "submit",
+            "jobs": jobs,
+            "jobs_per_sec": dur_batch,
+            "baseline_jobs_per_sec": mem_batch,
+            "ratio": dur_batch / mem_batch,
+            "memory_batch_jobs_per_sec": mem_batch,
+            "durable_batch_jobs_per_sec": dur_batch,
+            "memory_single_jobs_per_sec": mem_single,
+            "durable_single_jobs_per_sec": dur_single,
+            "single_ratio": dur_single / mem_single,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "submit: {jobs} jobs, no workers; batches of 1,000, and one job per call from {CONCURRENT_SUBMITTERS} callers"
+        );
+        let rows = vec![
+            vec!["".to_string(), "IN MEMORY".into(), "DURABLE (redb)".into(), "DURABLE / MEMORY".into()],
+            vec![
+                "batches".into(),
+                format!("{mem_batch:.0} jobs/s"),
+                format!("{dur_batch:.0} jobs/s"),
+                format!("{:.2}", dur_batch / mem_batch),
+            ],
+            vec![
+                "one per call".into(),
+                format!("{mem_single:.0} jobs/s"),
+                format!("{dur_single:.0} jobs/s"),
+                format!("{:.2}", dur_single / mem_single),
+            ],
+        ];
+        print!("{}", render::table(&rows));
+    }
+    Ok(0)
+}
+
+/// Jobs per second accepted by `cluster`'s controller for `jobs` submissions (each acknowledged only once
+/// stored), in batches or one per call.
+async fn submit_rate(cluster: &LocalCluster, jobs: usize, one_per_call: bool) -> anyhow::Result<f64> {
+    let spec = JobSpec {
+        kind: Some(Kind::Process(ProcessSpec { command: "/bin/true".into(), args: vec![] })),
+        ..JobSpec::default()
+    };
+    let client = cluster.client().await?;
+    let started = std::time::Instant::now();
+    if one_per_call {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CONCURRENT_SUBMITTERS {
+            let (mut client, spec) = (client.clone(), spec.clone());
+            let n = jobs / CONCURRENT_SUBMITTERS;
+            tasks.spawn(async move {
+                for _ in 0..n {
+                    client.submit_job(SubmitJobRequest { spec: Some(spec.clone()) }).await?;
+                }
+                Ok::<_, tonic::Status>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+    } else {
+        let mut client = client;
+        for chunk in (0..jobs).collect::<Vec<_>>().chunks(1_000) {
+            client.submit_jobs(SubmitJobsRequest { specs: vec![spec.clone(); chunk.len()] }).await?;
+        }
+    }
+    let submitted = if one_per_call { jobs / CONCURRENT_SUBMITTERS * CONCURRENT_SUBMITTERS } else { jobs };
+    Ok(submitted as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skewed_workload_is_fixed_by_its_seed() {
+        let a = skewed_durations(2000, 42);
+        assert_eq!(a, skewed_durations(2000, 42));
+        assert_ne!(a, skewed_durations(2000, 43));
+        assert!(a.iter().all(|d| (0.01..=0.2).contains(d)));
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((mean - 0.105).abs() < 0.01, "{mean}");
+    }
+}

@@ -1,0 +1,153 @@
+//! `burst dev`: a controller and workers in this process on loopback, a demo batch run through them, and the
+//! same batch run by a plain local spawner for comparison. With `--keep` the cluster stays up for other shells.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use burst_proto::v1::{JobSpec, JobState, JobStatus, ProcessSpec, SubmitJobsRequest, job_spec::Kind};
+use serde_json::json;
+
+use crate::args::DevArgs;
+use crate::client::{Ctx, Usage};
+use crate::commands::wait;
+use crate::local::{ClusterOptions, LocalCluster};
+use crate::{render, spawner};
+
+/// What a batch run through the cluster measured.
+pub struct BatchReport {
+    pub elapsed: Duration,
+    pub statuses: Vec<JobStatus>,
+}
+
+impl BatchReport {
+    pub fn jobs_per_sec(&self) -> f64 {
+        self.statuses.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn failed(&self) -> Vec<&JobStatus> {
+        self.statuses.iter().filter(|s| s.state() != JobState::Succeeded).collect()
+    }
+
+    pub fn per_worker(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for s in &self.statuses {
+            *counts.entry(s.worker_id.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let workers = args.workers.unwrap_or(cores.max(2));
+    let slots = args.slots.unwrap_or(cores);
+    if workers == 0 || slots == 0 {
+        return Err(Usage("--workers and --slots must be at least 1".into()).into());
+    }
+    let own_dir = args.output_dir.is_none();
+    let output_dir = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("burst-dev-{}", std::process::id())));
+    let opts = ClusterOptions {
+        queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
+        router: args.router,
+        listen: args.listen.clone(),
+        ..ClusterOptions::new(workers, slots, output_dir.clone())
+    };
+    let cluster = LocalCluster::start(opts).await?;
+    eprintln!(
+        "burst dev: controller at {}, {workers} workers x {slots} slots, router {}, output in {}",
+        cluster.url(),
+        args.router.name(),
+        output_dir.display()
+    );
+    let argv = if args.command.is_empty() { vec!["/bin/true".to_string()] } else { args.command.clone() };
+    let mut code = 0;
+    if args.jobs > 0 {
+        let report = run_specs(&cluster, &vec![argv.clone(); args.jobs as usize]).await?;
+        let baseline = if args.no_baseline {
+            None
+        } else {
+            Some(spawner::run(&argv, args.jobs, (workers * slots) as usize).await?)
+        };
+        print_summary(ctx, &argv, &report, baseline, workers * slots);
+        if !report.failed().is_empty() {
+            code = 1;
+        }
+    }
+    if args.keep {
+        eprintln!("burst dev: up; in another shell: export BURST_CONTROLLER={}  (Ctrl-C here to stop)", cluster.url());
+        burst_proto::shutdown_signal().await?;
+    }
+    cluster.shutdown().await?;
+    if own_dir {
+        let _ = std::fs::remove_dir_all(&output_dir);
+    }
+    Ok(code)
+}
+
+/// Runs one process job per argv on `cluster` and waits for all of them, with a progress bar on a terminal;
+/// the clock runs from the first submit to the last terminal status.
+pub async fn run_specs(cluster: &LocalCluster, argvs: &[Vec<String>]) -> anyhow::Result<BatchReport> {
+    let mut specs = Vec::with_capacity(argvs.len());
+    for argv in argvs {
+        let (command, args) = argv.split_first().ok_or_else(|| Usage("a job needs a command".into()))?;
+        specs.push(JobSpec {
+            kind: Some(Kind::Process(ProcessSpec { command: command.clone(), args: args.to_vec() })),
+            ..JobSpec::default()
+        });
+    }
+    let mut client = cluster.client().await?;
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(specs.len());
+    for chunk in specs.chunks(1_000) {
+        let req = SubmitJobsRequest { specs: chunk.to_vec() };
+        let resp = client.submit_jobs(req).await.map_err(anyhow::Error::from)?;
+        ids.extend(resp.into_inner().jobs.into_iter().map(|j| j.job_id));
+    }
+    let statuses = wait::wait_all(&mut client, &ids, None, std::io::stderr().is_terminal()).await?;
+    Ok(BatchReport { elapsed: started.elapsed(), statuses })
+}
+
+fn print_summary(ctx: &Ctx, argv: &[String], report: &BatchReport, baseline: Option<(Duration, u64)>, slots: u32) {
+    let per_worker = report.per_worker();
+    let failed = report.failed();
+    let base_rate = baseline.map(|(t, _)| report.statuses.len() as f64 / t.as_secs_f64().max(1e-9));
+    if ctx.json() {
+        let v = json!({
+            "jobs": report.statuses.len(),
+            "command": argv,
+            "elapsed_s": report.elapsed.as_secs_f64(),
+            "jobs_per_sec": report.jobs_per_sec(),
+            "failed": failed.len(),
+            "per_worker": per_worker,
+            "concurrency": slots,
+            "baseline_jobs_per_sec": base_rate,
+            "ratio": base_rate.map(|b| report.jobs_per_sec() / b),
+        });
+        println!("{v}");
+        return;
+    }
+    let n = report.statuses.len();
+    println!("ran {n} x {}", argv.join(" "));
+    println!(
+        "  burst:   {n} jobs in {:.2} s = {:.0} jobs/s, {} failed",
+        report.elapsed.as_secs_f64(),
+        report.jobs_per_sec(),
+        failed.len()
+    );
+    if let (Some((t, spawn_failed)), Some(rate)) = (baseline, base_rate) {
+        println!(
+            "  spawner: {n} jobs in {:.2} s = {rate:.0} jobs/s at concurrency {slots}, {spawn_failed} failed (plain local processes)",
+            t.as_secs_f64()
+        );
+        println!("  ratio:   burst runs at {:.2}x the local spawner's rate", report.jobs_per_sec() / rate);
+    }
+    let workers: Vec<String> = per_worker.iter().map(|(w, c)| format!("{w} {c}")).collect();
+    println!("  per worker: {}", workers.join(", "));
+    for s in failed.iter().take(5) {
+        println!("  failed: {} on {}: {}", s.job_id, s.worker_id, render::outcome(s));
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per group of `burst` subcommands.
+
+pub mod bench;
+pub mod dev;
+pub mod read;
+pub mod submit;
+pub mod wait;

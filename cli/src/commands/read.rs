@@ -1,0 +1,140 @@
+//! The read commands: `status`, `wait`, `list`, `workers`, `watch`. Each prints a table, or JSON with `-o json`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use burst_proto::v1::{
+    CancelJobRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest, ListWorkersRequest,
+};
+use serde_json::Value;
+
+use crate::client::{Ctx, Usage};
+use crate::commands::wait;
+use crate::render;
+
+pub async fn status(ctx: &Ctx, ids: Vec<String>) -> anyhow::Result<u8> {
+    wait::check_ids(&ids)?;
+    let mut client = ctx.connect().await?;
+    let mut statuses = Vec::new();
+    for id in ids {
+        let req = GetJobStatusRequest { job_id: id };
+        statuses.push(client.get_job_status(req).await.map_err(anyhow::Error::from)?.into_inner());
+    }
+    if ctx.json() {
+        let values: Vec<Value> = statuses.iter().map(render::job_json).collect();
+        println!("{}", if values.len() == 1 { values[0].clone() } else { Value::Array(values) });
+    } else if let [one] = statuses.as_slice() {
+        print!("{}", render::job_details(one));
+    } else {
+        print!("{}", render::jobs_table(&statuses));
+    }
+    Ok(0)
+}
+
+pub async fn wait_jobs(ctx: &Ctx, ids: Vec<String>, timeout: Option<Duration>) -> anyhow::Result<u8> {
+    wait::check_ids(&ids)?;
+    let mut client = ctx.connect().await?;
+    let tty = std::io::stderr().is_terminal();
+    let statuses = wait::wait_all(&mut client, &ids, timeout, tty && ids.len() > 1).await?;
+    if ctx.json() {
+        println!("{}", Value::Array(statuses.iter().map(render::job_json).collect()));
+    } else {
+        print!("{}", render::jobs_table(&statuses));
+    }
+    Ok(wait::exit_code_of(&statuses))
+}
+
+pub async fn list(ctx: &Ctx, states: Vec<JobState>, labels: Vec<(String, String)>, limit: usize) -> anyhow::Result<u8> {
+    if limit == 0 {
+        return Err(Usage("--limit must be at least 1".into()).into());
+    }
+    let mut client = ctx.connect().await?;
+    let mut jobs = Vec::new();
+    let mut page_token = String::new();
+    while jobs.len() < limit {
+        let req = ListJobsRequest {
+            states: states.iter().map(|s| *s as i32).collect(),
+            labels: labels.iter().cloned().collect(),
+            limit: (limit - jobs.len()).min(5_000) as u32,
+            page_token,
+        };
+        let resp = client.list_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
+        jobs.extend(resp.jobs);
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        page_token = resp.next_page_token;
+    }
+    if ctx.json() {
+        println!("{}", Value::Array(jobs.iter().map(render::job_json).collect()));
+    } else {
+        print!("{}", render::jobs_table(&jobs));
+    }
+    Ok(0)
+}
+
+/// Not a read, but it prints like one: the cancelled ids (and those that had already ended).
+pub async fn cancel(ctx: &Ctx, ids: Vec<String>, labels: Vec<(String, String)>) -> anyhow::Result<u8> {
+    if ids.is_empty() && labels.is_empty() {
+        return Err(Usage("name the jobs to cancel, or give --label KEY=VALUE".into()).into());
+    }
+    wait::check_ids(&ids)?;
+    let mut client = ctx.connect().await?;
+    let req = CancelJobRequest { job_ids: ids, labels: labels.into_iter().collect() };
+    let resp = client.cancel_job(req).await.map_err(anyhow::Error::from)?.into_inner();
+    if ctx.json() {
+        println!("{}", serde_json::json!({ "cancelled": resp.cancelled, "already_ended": resp.already_ended }));
+    } else {
+        for id in &resp.cancelled {
+            println!("{id} cancelled");
+        }
+        for id in &resp.already_ended {
+            println!("{id} had already ended");
+        }
+    }
+    Ok(0)
+}
+
+pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
+    let mut client = ctx.connect().await?;
+    let workers = client.list_workers(ListWorkersRequest {}).await.map_err(anyhow::Error::from)?.into_inner().workers;
+    if ctx.json() {
+        println!("{}", Value::Array(workers.iter().map(render::worker_json).collect()));
+    } else {
+        print!("{}", render::workers_table(&workers));
+    }
+    Ok(0)
+}
+
+/// Prints job counts by state every `interval` until Ctrl-C (or once). On a terminal the line is redrawn in
+/// place; otherwise each update is a line of its own.
+pub async fn watch(ctx: &Ctx, once: bool, interval: f64) -> anyhow::Result<u8> {
+    if !(interval.is_finite() && interval >= 0.05) {
+        return Err(Usage("--interval must be at least 0.05 seconds".into()).into());
+    }
+    let mut client = ctx.connect().await?;
+    let tty = std::io::stdout().is_terminal() && !ctx.json();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(interval));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
+        if ctx.json() {
+            println!("{}", render::stats_json(&stats));
+        } else if tty {
+            print!("\r\x1b[2K{}", render::stats_line(&stats));
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{}", render::stats_line(&stats));
+        }
+        if once {
+            break;
+        }
+    }
+    if tty {
+        println!();
+    }
+    Ok(0)
+}

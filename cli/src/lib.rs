@@ -1,0 +1,43 @@
+//! The `burst` command: submit and observe jobs, run a local cluster (`burst dev`), and run the controller or a
+//! worker (`burst controller`, `burst worker`), so that one binary serves every role.
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod jobfile;
+pub mod local;
+pub mod render;
+pub mod spawner;
+pub mod units;
+
+use args::{Cli, Command};
+use client::Ctx;
+
+/// Runs one command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let Cli { controller, config, output, command } = cli;
+    match command {
+        Command::Controller(args) => {
+            burst_controller::run(args.into_config()?).await?;
+            return Ok(0);
+        }
+        Command::Worker(args) => {
+            burst_worker::run(args.into_config()?).await?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let ctx = Ctx::new(controller, config.as_deref(), output)?;
+    match command {
+        Command::Submit(args) => commands::submit::run(&ctx, args).await,
+        Command::Status { jobs } => commands::read::status(&ctx, jobs).await,
+        Command::Wait { jobs, timeout } => commands::read::wait_jobs(&ctx, jobs, timeout).await,
+        Command::List { states, labels, limit } => commands::read::list(&ctx, states, labels, limit).await,
+        Command::Workers => commands::read::workers(&ctx).await,
+        Command::Cancel { jobs, labels } => commands::read::cancel(&ctx, jobs, labels).await,
+        Command::Watch { once, interval } => commands::read::watch(&ctx, once, interval).await,
+        Command::Dev(args) => commands::dev::run(&ctx, args).await,
+        Command::Bench(args) => commands::bench::run(&ctx, args).await,
+        Command::Controller(_) | Command::Worker(_) => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,220 @@
+//! The `burst` binary end to end: a controller and a worker started as `burst controller` and `burst worker`
+//! processes, and every CLI command run against them as a user would.
+
+mod procs;
+
+use std::process::{Command, Output};
+
+use procs::{BURST, burst, json, serve, stderr, stdout};
+
+/// An error is one line on stderr, prefixed with `burst:`, and the exit code the caller expects.
+fn assert_error(o: &Output, code: i32, mentions: &str) {
+    assert_eq!(o.status.code(), Some(code), "stdout {} stderr {}", stdout(o), stderr(o));
+    let err = stderr(o);
+    assert!(err.contains(mentions), "{err:?} should mention {mentions:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line, not {err:?}");
+}
+
+#[test]
+fn the_cli_drives_a_real_controller_and_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = dir.path().join("data");
+    let (_controller, addr) = serve(&["controller", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]);
+    assert!(data.join("burst.redb").exists(), "the durable store is the default");
+    assert!(addr.starts_with("127.0.0.1:"), "first line is the bound address: {addr:?}");
+    let url = format!("http://{addr}");
+    let (_worker, peer) = serve(&[
+        "worker",
+        "--controller",
+        &addr,
+        "--listen",
+        "127.0.0.1:0",
+        "--slots",
+        "2",
+        "--queue-capacity",
+        "2",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--worker-id",
+        "cli-worker",
+    ]);
+    assert!(peer.starts_with("127.0.0.1:"), "{peer:?}");
+
+    // --wait exits with the job's own exit code.
+    let o = burst(&url, &["submit", "--wait", "process", "/bin/sh", "-c", "echo hi; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(std::fs::read_to_string(out.join(format!("{id}.stdout"))).unwrap(), "hi\n");
+
+    // submit, then wait, then status as JSON.
+    let o = burst(&url, &["submit", "--label", "team=a", "process", "/bin/echo", "hello", "--not-a-flag"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let o = burst(&url, &["wait", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&burst(&url, &["status", &id, "-o", "json"]));
+    assert_eq!(s["state"], "succeeded");
+    assert_eq!(s["worker_id"], "cli-worker");
+    assert_eq!(s["labels"]["team"], "a");
+    let printed = std::fs::read_to_string(s["stdout_path"].as_str().unwrap()).unwrap();
+    assert_eq!(printed, "hello --not-a-flag\n", "arguments after the command belong to it");
+    let o = burst(&url, &["status", &id]);
+    assert!(stdout(&o).contains("state:") && stdout(&o).contains("succeeded"), "{}", stdout(&o));
+
+    // A python job, and --count.
+    let o = burst(&url, &["submit", "--wait", "python", "-c", "print(6*7)"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = burst(&url, &["submit", "--count", "25", "--wait", "process", "/bin/true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 25);
+
+    // A jobs file.
+    let jobs = dir.path().join("jobs.jsonl");
+    std::fs::write(
+        &jobs,
+        "{\"process\": {\"command\": \"/bin/true\"}, \"labels\": {\"from\": \"file\"}}\n\n{\"python\": {\"code\": \"pass\"}, \"labels\": {\"from\": \"file\"}}\n",
+    )
+    .unwrap();
+    let o = burst(&url, &["submit", "-f", jobs.to_str().unwrap(), "--wait"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 2);
+
+    // Reads: list with filters, workers, watch.
+    let listed = json(&burst(&url, &["list", "--label", "from=file", "-o", "json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let failed = json(&burst(&url, &["list", "--state", "failed", "-o", "json"]));
+    assert_eq!(failed.as_array().unwrap().len(), 1, "only the exit-3 job failed");
+    let o = burst(&url, &["list", "--limit", "3"]);
+    assert_eq!(stdout(&o).lines().count(), 4, "a header and 3 jobs: {}", stdout(&o));
+    let workers = json(&burst(&url, &["workers", "-o", "json"]));
+    assert_eq!(workers[0]["worker_id"], "cli-worker");
+    assert_eq!(workers[0]["slots"], 2);
+    let o = burst(&url, &["watch", "--once"]);
+    assert!(stdout(&o).contains("succeeded 29  failed 1"), "{}", stdout(&o));
+
+    // Cancel a running job by id, and jobs by label.
+    let o = burst(&url, &["submit", "process", "/bin/sleep", "30"]);
+    let sleeper = stdout(&o).trim().to_string();
+    let o = burst(&url, &["cancel", &sleeper]);
+    assert_eq!(stdout(&o).trim(), format!("{sleeper} cancelled"), "{}", stderr(&o));
+    let s = json(&burst(&url, &["status", &sleeper, "-o", "json"]));
+    assert_eq!((s["state"].as_str(), s["reason"].as_str()), (Some("cancelled"), Some("cancelled")));
+    let o = burst(&url, &["cancel", &sleeper, "-o", "json"]);
+    assert_eq!(json(&o)["already_ended"][0], sleeper.as_str());
+    assert_error(&burst(&url, &["cancel"]), 2, "name the jobs to cancel");
+
+    // The same idempotency key names the same job.
+    let a = burst(&url, &["submit", "--idempotency-key", "k1", "process", "/bin/true"]);
+    let b = burst(&url, &["submit", "--idempotency-key", "k1", "process", "/bin/true"]);
+    assert_eq!(stdout(&a), stdout(&b));
+
+    // Bad input: one line on stderr, exit 2.
+    assert_error(&burst(&url, &["status", "no-such-job"]), 2, "no job with id no-such-job");
+    assert_error(&burst(&url, &["submit", "process", ""]), 2, "process.command is empty");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"process\": {\"command\": \"/bin/true\"}}\n{\"process\": {}}\n").unwrap();
+    assert_error(&burst(&url, &["submit", "-f", bad.to_str().unwrap()]), 2, "line 2");
+    assert_error(&burst(&url, &["submit"]), 2, "say what to run");
+    assert_error(&burst(&url, &["wait", "a/b"]), 2, "is not a job id");
+    let o = burst(&url, &["controller", "--router", "fastest"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects an unknown router: {}", stderr(&o));
+    assert!(stderr(&o).contains("roundrobin"), "the error lists the routers: {}", stderr(&o));
+    let o = burst(&url, &["worker", "--slots", "0", "--output-dir", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("slots"), "{}", stderr(&o));
+
+    // An unreachable controller is exit 1 with one line.
+    assert_error(&burst("http://127.0.0.1:1", &["workers"]), 1, "cannot reach the controller");
+}
+
+#[test]
+fn a_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("burst.toml");
+    std::fs::write(
+        &config,
+        "[controller]\nlisten = \"127.0.0.1:0\"\nrouter = \"power2\"\nephemeral = true\n[cli]\noutput = \"json\"\n",
+    )
+    .unwrap();
+    let (_controller, addr) = serve(&["controller", "--config", config.to_str().unwrap()]);
+    let o = Command::new(BURST)
+        .args(["workers", "--config", config.to_str().unwrap(), "--controller", &addr])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o), serde_json::json!([]), "[cli] output = json applies");
+    std::fs::write(&config, "[controller]\nlisten = \"127.0.0.1:0\"\nrouter = \"fastest\"\n").unwrap();
+    let o = Command::new(BURST).args(["controller", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("[controller]"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_steal_prints_the_makespans_as_json() {
+    let o = Command::new(BURST)
+        .args(["bench", "--workload", "steal", "--jobs", "40", "--workers", "2", "--slots", "2", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    for key in ["makespan_off_s", "makespan_on_s", "makespan_ideal_s"] {
+        assert!(v[key].as_f64().is_some_and(|s| s > 0.0), "{key} in {v}");
+    }
+    assert_eq!(v["workload"], "steal");
+    assert_eq!(v["jobs"], 40);
+    assert_eq!(v["failed"], 0);
+    let o = Command::new(BURST).args(["bench", "--workload", "steal", "--workers", "1"]).output().unwrap();
+    assert_error(&o, 2, "at least 2 workers");
+    let o =
+        Command::new(BURST).args(["bench", "--workload", "submit", "--jobs", "640", "-o", "json"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    for key in ["memory_batch_jobs_per_sec", "durable_batch_jobs_per_sec", "durable_single_jobs_per_sec", "ratio"] {
+        assert!(v[key].as_f64().is_some_and(|r| r > 0.0), "{key} in {v}");
+    }
+}
+
+#[test]
+fn sigterm_drains_a_worker_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (_controller, addr) = serve(&["controller", "--listen", "127.0.0.1:0", "--ephemeral"]);
+    let url = format!("http://{addr}");
+    let (mut worker, _) = serve(&[
+        "worker",
+        "--controller",
+        &addr,
+        "--listen",
+        "127.0.0.1:0",
+        "--slots",
+        "1",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--worker-id",
+        "leaving",
+    ]);
+    let gate = dir.path().join("gate");
+    let o = burst(
+        &url,
+        &["submit", "process", "/bin/sh", "-c", &format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display())],
+    );
+    let id = stdout(&o).trim().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while json(&burst(&url, &["status", &id, "-o", "json"]))["state"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "the job never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    worker.signal(libc::SIGTERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !json(&burst(&url, &["workers", "-o", "json"]))[0]["draining"].as_bool().unwrap_or(false) {
+        assert!(std::time::Instant::now() < deadline, "the worker never showed as draining");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(&gate, b"open").unwrap();
+    let status = worker.0.wait().unwrap();
+    assert!(status.success(), "the worker exits cleanly after draining: {status:?}");
+    let s = json(&burst(&url, &["status", &id, "-o", "json"]));
+    assert_eq!(s["state"], "succeeded", "the running job was allowed to finish: {s}");
+    assert_eq!(json(&burst(&url, &["workers", "-o", "json"])), serde_json::json!([]), "it deregistered");
+}

@@ -1,0 +1,243 @@
+//! Cancel, retries, timeouts and queue deadlines on an in-process cluster with real processes, and the fencing
+//! of repeated reports through the real gRPC API.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use burst_cli::commands::wait::wait_all;
+use burst_cli::local::ClusterOptions;
+use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
+use burst_proto::v1::*;
+use common::{cluster, eventually, process, sh, submit};
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_queued_and_running_jobs_and_frees_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions { queue_capacity: 0, ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) }).await;
+    let mut client = c.client().await.unwrap();
+    let pidfile = dir.path().join("pid");
+    let ids = submit(
+        &mut client,
+        vec![sh(&format!("echo $$ > {}; exec sleep 30", pidfile.display())), process("/bin/true", &[])],
+    )
+    .await;
+    // Running, and far enough along to have written its pid.
+    let pid: i32 = eventually(LONG, "the first job's pid", || {
+        let pidfile = pidfile.clone();
+        async move { std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok() }
+    })
+    .await;
+    // The second job waits in the controller's queue (the only slot is busy): cancel both.
+    let resp =
+        client.cancel_job(CancelJobRequest { job_ids: ids.clone(), ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!(resp.cancelled, ids);
+    let statuses = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    for s in &statuses {
+        assert_eq!((s.state(), s.reason()), (JobState::Cancelled, Reason::Cancelled), "{s:?}");
+    }
+    // The running process was stopped on its worker.
+    eventually(LONG, "the cancelled process to be gone", || async move {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        (!alive).then_some(())
+    })
+    .await;
+    // The slot is free for the next job.
+    let next = submit(&mut client, vec![process("/bin/true", &[])]).await;
+    let s = wait_all(&mut client, &next, Some(LONG), false).await.unwrap();
+    assert_eq!(s[0].state(), JobState::Succeeded);
+    let err =
+        client.cancel_job(CancelJobRequest { job_ids: vec!["nope".into()], ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = client.cancel_job(CancelJobRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_is_retried_with_backoff_until_it_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(2, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let flaky = JobSpec { max_attempts: 3, retry_backoff_ms: 200, ..sh("[ \"$BURST_ATTEMPT\" -ge 3 ] || exit 7") };
+    let never = JobSpec { max_attempts: 3, retry_exit_codes: vec![75], ..sh("exit 7") };
+    let missing = JobSpec { max_attempts: 3, ..process("/no/such/program", &[]) };
+    let ids = submit(&mut client, vec![flaky, never, missing]).await;
+    let s = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    assert_eq!((s[0].state(), s[0].attempt), (JobState::Succeeded, 3), "{:?}", s[0]);
+    let runs: Vec<_> = s[0].attempts.iter().map(|a| (a.attempt, a.exit_code)).collect();
+    assert_eq!(runs, [(1, Some(7)), (2, Some(7)), (3, Some(0))]);
+    let gaps: Vec<u64> = s[0].attempts.windows(2).map(|w| w[1].started_at_ms - w[0].finished_at_ms).collect();
+    assert!(gaps[0] >= 200 && gaps[1] >= 400, "backoff 200 ms, doubling: {gaps:?}");
+    assert_eq!((s[1].state(), s[1].attempt), (JobState::Failed, 1), "7 is not a listed exit code");
+    assert_eq!((s[2].state(), s[2].reason(), s[2].attempt), (JobState::Failed, Reason::SpawnError, 1));
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_queue_deadlines_end_jobs_with_their_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions { queue_capacity: 0, ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) }).await;
+    let mut client = c.client().await.unwrap();
+    let slow = JobSpec { timeout_ms: 300, ..process("/bin/sleep", &["30"]) };
+    let waits = JobSpec { queue_timeout_ms: 100, ..process("/bin/true", &[]) };
+    let ids = submit(&mut client, vec![slow, waits]).await;
+    let s = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    assert_eq!((s[0].state(), s[0].reason(), s[0].attempt), (JobState::Failed, Reason::Timeout, 1), "{:?}", s[0]);
+    assert_eq!((s[1].state(), s[1].reason()), (JobState::Failed, Reason::QueueDeadlineExceeded), "{:?}", s[1]);
+    assert!(s[1].attempts.is_empty(), "it never ran");
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_reported_three_times_is_applied_once() {
+    // No workers of ours: this test speaks the worker protocol itself.
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let mut watch = client.watch_jobs(WatchJobsRequest::default()).await.unwrap().into_inner();
+    let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
+    let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
+    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    let spec = JobSpec { idempotency_key: "once".into(), ..process("/bin/true", &[]) };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.extend(submit(&mut client, vec![spec.clone()]).await);
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "one job for one key");
+    let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000 };
+    let lease = raw.poll_job(poll).await.unwrap().into_inner().leases.remove(0);
+    let lease_ref = LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch };
+    let result =
+        JobResult { lease: Some(lease_ref), reason: Reason::Exited as i32, exit_code: Some(0), ..Default::default() };
+    let mut accepted = 0;
+    for _ in 0..3 {
+        let req =
+            ReportJobResultRequest { worker_id: "fake".into(), session: reg.session, results: vec![result.clone()] };
+        accepted += raw.report_job_result(req).await.unwrap().into_inner().accepted;
+    }
+    assert_eq!(accepted, 1);
+    let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.submitted_total, stats.succeeded, stats.stale_reports_total), (1, 1, 2));
+    // One terminal transition on the watch stream: count them up to a marker job cancelled after the reports,
+    // whose change the stream carries after every earlier one.
+    let marker = submit(&mut client, vec![process("/bin/true", &[])]).await.remove(0);
+    client.cancel_job(CancelJobRequest { job_ids: vec![marker.clone()], ..Default::default() }).await.unwrap();
+    let mut terminal: HashMap<String, usize> = HashMap::new();
+    tokio::time::timeout(LONG, async {
+        while let Some(Ok(s)) = tokio_stream::StreamExt::next(&mut watch).await {
+            if s.job_id == marker && s.state() == JobState::Cancelled {
+                break;
+            }
+            if s.state() == JobState::Succeeded {
+                *terminal.entry(s.job_id).or_insert(0) += 1;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(terminal.get(&ids[0]), Some(&1));
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_hands_back_its_queue_finishes_what_runs_and_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ClusterOptions { steal: false, ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) };
+    let mut c = cluster(opts).await;
+    let mut client = c.client().await.unwrap();
+    let gate = dir.path().join("gate");
+    let running = sh(&format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display()));
+    let ids = submit(&mut client, vec![running, process("/bin/true", &[]), process("/bin/true", &[])]).await;
+    eventually(LONG, "one running, two queued on the worker", || {
+        let mut client = client.clone();
+        async move {
+            let w = client.list_workers(ListWorkersRequest {}).await.ok()?.into_inner().workers;
+            (w.first()?.held == 3 && w[0].running == 1).then_some(())
+        }
+    })
+    .await;
+    let draining = c.workers.remove(0);
+    let drain = tokio::spawn(draining.drain(LONG));
+    let w = eventually(LONG, "the worker to show as draining", || {
+        let mut client = client.clone();
+        async move {
+            let w = client.list_workers(ListWorkersRequest {}).await.ok()?.into_inner().workers;
+            w.into_iter().find(|w| w.draining)
+        }
+    })
+    .await;
+    assert_eq!(w.held, 1, "the queued jobs were handed back at once");
+    std::fs::write(&gate, b"open").unwrap();
+    let (handed_back, finished, stopped) = drain.await.unwrap();
+    assert_eq!((handed_back, finished, stopped), (2, 1, 0));
+    let s = client.get_job_status(GetJobStatusRequest { job_id: ids[0].clone() }).await.unwrap().into_inner();
+    assert_eq!((s.state(), s.attempt), (JobState::Succeeded, 1), "the running job finished where it was");
+    assert!(client.list_workers(ListWorkersRequest {}).await.unwrap().into_inner().workers.is_empty());
+    let queued = client.get_job_status(GetJobStatusRequest { job_id: ids[1].clone() }).await.unwrap().into_inner();
+    assert_eq!(queued.state(), JobState::Queued, "handed back, waiting for another worker");
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_still_running_when_the_drain_grace_ends_is_stopped_and_runs_again_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ClusterOptions {
+        steal: false,
+        router: burst_controller::router::RouterKind::Biased,
+        ..ClusterOptions::new(2, 1, dir.path().to_path_buf())
+    };
+    let mut c = cluster(opts).await;
+    let mut client = c.client().await.unwrap();
+    let marker = dir.path().join("runs");
+    let script = format!("echo run >> {}; [ \"$BURST_ATTEMPT\" -ge 2 ] || sleep 30", marker.display());
+    let ids = submit(&mut client, vec![sh(&script)]).await;
+    eventually(LONG, "the job running", || {
+        let mut client = client.clone();
+        async move { (client.get_stats(GetStatsRequest {}).await.ok()?.into_inner().running == 1).then_some(()) }
+    })
+    .await;
+    let first = c.workers.remove(0);
+    let (_, finished, stopped) = first.drain(Duration::from_millis(200)).await;
+    assert_eq!((finished, stopped), (0, 1));
+    let s = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap().remove(0);
+    assert_eq!((s.state(), s.attempt, s.worker_id.as_str()), (JobState::Succeeded, 2, "worker-01"), "{s:?}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchild_that_escaped_with_setsid_does_not_survive_its_job() {
+    if !Path::new("/usr/bin/setsid").exists() && !Path::new("/bin/setsid").exists() {
+        println!("SKIPPED setsid test: no setsid binary (util-linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(1, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let pidfile = dir.path().join("escaped.pid");
+    // The grandchild leaves the job's process group and session; the job exits as soon as it has.
+    let script = format!(
+        "setsid sh -c 'echo $$ > {p}; exec sleep 300' < /dev/null > /dev/null 2>&1 & while [ ! -s {p} ]; do sleep 0.01; done",
+        p = pidfile.display()
+    );
+    let ids = submit(&mut client, vec![sh(&script)]).await;
+    let s = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    assert_eq!(s[0].state(), JobState::Succeeded);
+    let pid: i32 = eventually(LONG, "the escaped pid", || {
+        let pidfile = pidfile.clone();
+        async move { std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok() }
+    })
+    .await;
+    // The sweeper runs every second; the grandchild would otherwise live for 300.
+    eventually(Duration::from_secs(20), "the escaped grandchild to be killed", || async move {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        (!alive).then_some(())
+    })
+    .await;
+    c.shutdown().await.unwrap();
+}

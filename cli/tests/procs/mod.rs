@@ -1,0 +1,61 @@
+//! Helpers for tests that run the built `burst` binary as separate processes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const BURST: &str = env!("CARGO_BIN_EXE_burst");
+
+/// A child process killed when the test ends, however it ends.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; it touches no memory of ours.
+        unsafe { libc::kill(self.0.id() as i32, sig) };
+    }
+}
+
+/// Starts `burst <args>` and returns it with the first line it prints (the bound address).
+pub fn serve(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BURST)
+        .args(args)
+        .env("BURST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("burst starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(!line.trim().is_empty(), "burst {args:?} printed no address");
+    (Proc(child), line.trim().to_string())
+}
+
+/// Runs `burst <args>` against `controller` and returns what it did.
+pub fn burst(controller: &str, args: &[&str]) -> Output {
+    Command::new(BURST)
+        .args(args)
+        .env("BURST_CONTROLLER", controller)
+        .env_remove("BURST_CONFIG")
+        .output()
+        .expect("burst runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", stdout(o), stderr(o)))
+}
