@@ -1,0 +1,344 @@
+//! What a BurstCluster should look like in the cluster: a pure function from the resource to the objects it
+//! owns (ConfigMap, the controller's StatefulSet or Deployment and its Service, the workers' StatefulSet). The
+//! reconciler applies them with server-side apply; nothing here talks to the API server.
+//!
+//! - The config file every pod reads comes from the ConfigMap (`/etc/burst/burst.toml`).
+//! - The controller keeps its store on a PersistentVolumeClaim when `persistence.enabled` (a StatefulSet with a
+//!   volume claim template), else on an emptyDir (a Deployment).
+//! - Workers are a StatefulSet so their ids are stable pod names; each pod's worker id and advertised address
+//!   come from the downward API. SIGTERM drains a worker, so the grace period covers its drain.
+//! - Every pod runs as non-root with a read-only root filesystem, no privilege escalation, all capabilities
+//!   dropped and the RuntimeDefault seccomp profile; workers mount no service account token.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::BurstCluster;
+use crate::names;
+
+/// Routers the controller knows (see burst-controller's `--router`).
+const ROUTERS: [&str; 3] = ["roundrobin", "power2", "biased"];
+/// The worker's drain grace (BURST_DRAIN_GRACE_MS) and the pod's termination grace period around it.
+const DRAIN_GRACE_SECONDS: i64 = 25;
+const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// The uid every burst pod runs as: nobody.
+const RUN_AS: i64 = 65534;
+
+/// A spec that cannot be reconciled; the message is for the resource's condition and Event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The controller runs as a StatefulSet when it has a volume to keep, else as a Deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ControllerWorkload {
+    Deployment(Box<Deployment>),
+    StatefulSet(Box<StatefulSet>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub config_map: ConfigMap,
+    pub controller: ControllerWorkload,
+    pub controller_service: Service,
+    pub workers: StatefulSet,
+}
+
+pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
+    let s = &bc.spec;
+    let bad = |m: String| Err(SpecError(m));
+    if s.image.trim().is_empty() {
+        return bad("spec.image is empty".into());
+    }
+    if let Some(r) = s.workers.replicas.filter(|r| *r < 0) {
+        return bad(format!("spec.workers.replicas is {r}; it must be 0 or more"));
+    }
+    if let Some(n) = s.workers.slots.filter(|n| *n < 1) {
+        return bad(format!("spec.workers.slots is {n}; it must be at least 1"));
+    }
+    if let Some(n) = s.workers.queue_capacity.filter(|n| *n < 0) {
+        return bad(format!("spec.workers.queueCapacity is {n}; it must be 0 or more"));
+    }
+    if let Some(r) = s.controller.router.as_deref().filter(|r| !ROUTERS.contains(r)) {
+        return bad(format!("spec.controller.router {r:?} is not one of {}", ROUTERS.join(", ")));
+    }
+    if s.controller.lease_timeout_seconds == Some(0) {
+        return bad("spec.controller.leaseTimeoutSeconds must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// The objects `bc` should own.
+pub fn desired(bc: &BurstCluster) -> Result<Desired, SpecError> {
+    validate(bc)?;
+    let name = bc.name_any();
+    let ns = bc.namespace().unwrap_or_else(|| "default".into());
+    let owner = bc.controller_owner_ref(&());
+    Ok(Desired {
+        config_map: config_map(bc, &name, &ns, owner.clone()),
+        controller: controller(bc, &name, &ns, owner.clone()),
+        controller_service: controller_service(bc, &name, &ns, owner.clone()),
+        workers: workers(bc, &name, &ns, owner),
+    })
+}
+
+fn meta(name: String, ns: &str, labels: BTreeMap<String, String>, owner: Option<OwnerReference>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(ns.to_string()),
+        labels: Some(labels),
+        owner_references: owner.map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The shared config file: every setting a BurstCluster spec sets, in burst's own format.
+pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
+    let s = &bc.spec;
+    let mut out = String::from("[controller]\nlisten = \"0.0.0.0:50051\"\ndata_dir = \"/data\"\n");
+    out += &format!("router = \"{}\"\n", s.controller.router.as_deref().unwrap_or("roundrobin"));
+    out += &format!("lease_timeout_ms = {}\n", u64::from(s.controller.lease_timeout_seconds.unwrap_or(10)) * 1000);
+    out += &format!(
+        "\n[worker]\ncontroller = \"{}\"\nlisten = \"0.0.0.0:{}\"\noutput_dir = \"/out\"\n",
+        names::controller_endpoint(cluster, ns),
+        names::WORKER_PORT
+    );
+    if let Some(slots) = s.workers.slots {
+        out += &format!("slots = {slots}\n");
+    }
+    if let Some(q) = s.workers.queue_capacity {
+        out += &format!("queue_capacity = {q}\n");
+    }
+    out += &format!("steal = {}\n", s.workers.stealing.unwrap_or(true));
+    out += &format!("drain_grace_ms = {}\n", DRAIN_GRACE_SECONDS * 1000);
+    out += &format!("\n[cli]\ncontroller = \"{}\"\n", names::controller_endpoint(cluster, ns));
+    out
+}
+
+fn config_map(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(names::config_map(name), ns, names::labels(name, "config"), owner),
+        data: Some(BTreeMap::from([("burst.toml".to_string(), config_file(bc, name, ns))])),
+        ..ConfigMap::default()
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..ObjectFieldSelector::default() }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+        ..SecurityContext::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount { name: name.into(), mount_path: path.into(), ..VolumeMount::default() }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
+}
+
+fn config_volume(cluster: &str) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map(cluster),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// A pod of `role` running `burst <role>`, with the cluster's env and annotations.
+fn pod(
+    bc: &BurstCluster,
+    cluster: &str,
+    role: &str,
+    mut extra_env: Vec<EnvVar>,
+    volumes: Vec<Volume>,
+) -> PodTemplateSpec {
+    let s = &bc.spec;
+    let mut env_vars = vec![env("BURST_CONFIG", "/etc/burst/burst.toml")];
+    env_vars.append(&mut extra_env);
+    env_vars.extend(s.env.iter().map(|(k, v)| env(k, v)));
+    let mut mounts = vec![mount("config", "/etc/burst")];
+    mounts.extend(volumes.iter().filter(|v| v.name != "config").map(|v| match v.name.as_str() {
+        "data" => mount("data", "/data"),
+        other => mount(other, &format!("/{other}")),
+    }));
+    let (port, resources) = match role {
+        "controller" => (names::CONTROLLER_PORT, s.controller.resources.clone()),
+        _ => (names::WORKER_PORT, s.workers.resources.clone()),
+    };
+    let container = Container {
+        name: role.into(),
+        image: Some(s.image.clone()),
+        image_pull_policy: s.image_pull_policy.clone(),
+        args: Some(vec![role.into()]),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            container_port: port,
+            name: Some("grpc".into()),
+            ..ContainerPort::default()
+        }]),
+        resources,
+        volume_mounts: Some(mounts),
+        security_context: Some(restricted()),
+        ..Container::default()
+    };
+    let mut labels = names::labels(cluster, role);
+    if role == "worker" {
+        labels.extend(s.workers.labels.clone());
+    }
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: (!s.annotations.is_empty()).then(|| s.annotations.clone()),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS),
+                fs_group: Some(RUN_AS),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+                ..PodSecurityContext::default()
+            }),
+            node_selector: (role == "worker" && !s.workers.node_selector.is_empty())
+                .then(|| s.workers.node_selector.clone()),
+            tolerations: (role == "worker" && !s.workers.tolerations.is_empty()).then(|| s.workers.tolerations.clone()),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> ControllerWorkload {
+    let selector =
+        LabelSelector { match_labels: Some(names::selector(name, "controller")), ..LabelSelector::default() };
+    let metadata = meta(names::controller(name), ns, names::labels(name, "controller"), owner);
+    let persistence = &bc.spec.controller.persistence;
+    if persistence.enabled {
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta { name: Some(names::data_claim().into()), ..ObjectMeta::default() },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: persistence.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        Quantity(persistence.size.clone().unwrap_or_else(|| "1Gi".into())),
+                    )])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        };
+        let template = pod(bc, name, "controller", vec![], vec![config_volume(name), empty_dir("tmp")]);
+        let mut template = template;
+        if let Some(c) = template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
+            c.volume_mounts.get_or_insert_with(Vec::new).push(mount("data", "/data"));
+        }
+        return ControllerWorkload::StatefulSet(Box::new(StatefulSet {
+            metadata,
+            spec: StatefulSetSpec {
+                replicas: Some(1),
+                service_name: Some(names::controller(name)),
+                selector,
+                template,
+                volume_claim_templates: Some(vec![claim]),
+                ..StatefulSetSpec::default()
+            },
+            ..StatefulSet::default()
+        }));
+    }
+    let template = pod(bc, name, "controller", vec![], vec![config_volume(name), empty_dir("data"), empty_dir("tmp")]);
+    ControllerWorkload::Deployment(Box::new(Deployment {
+        metadata,
+        spec: DeploymentSpec { replicas: Some(1), selector, template, ..DeploymentSpec::default() },
+        ..Deployment::default()
+    }))
+}
+
+fn controller_service(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> Service {
+    Service {
+        metadata: meta(names::controller(name), ns, names::labels(name, "controller"), owner),
+        spec: Some(ServiceSpec {
+            type_: bc.spec.service_type.clone(),
+            selector: Some(names::selector(name, "controller")),
+            ports: Some(vec![ServicePort {
+                name: Some("grpc".into()),
+                port: names::CONTROLLER_PORT,
+                target_port: Some(IntOrString::Int(names::CONTROLLER_PORT)),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> StatefulSet {
+    let downward = vec![
+        field_env("BURST_WORKER_ID", "metadata.name"),
+        field_env("POD_IP", "status.podIP"),
+        env("BURST_WORKER_ADVERTISE", &format!("$(POD_IP):{}", names::WORKER_PORT)),
+    ];
+    let template = pod(bc, name, "worker", downward, vec![config_volume(name), empty_dir("out"), empty_dir("tmp")]);
+    StatefulSet {
+        metadata: meta(names::workers(name), ns, names::labels(name, "worker"), owner),
+        spec: StatefulSetSpec {
+            replicas: Some(bc.spec.workers.replicas.unwrap_or(1)),
+            service_name: Some(names::workers(name)),
+            // Workers are independent: start and stop them all at once rather than one by one.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector { match_labels: Some(names::selector(name, "worker")), ..LabelSelector::default() },
+            template,
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

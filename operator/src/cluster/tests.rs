@@ -1,0 +1,106 @@
+use super::*;
+use crate::crd::{BurstClusterSpec, WorkersSpec};
+
+fn example() -> BurstCluster {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/burstcluster.yaml"));
+    let mut bc: BurstCluster = serde_yaml::from_str(&text.unwrap()).unwrap();
+    bc.metadata.namespace = Some("jobs".into());
+    bc.metadata.uid = Some("uid-1".into());
+    bc
+}
+
+fn pod_spec(t: &PodTemplateSpec) -> &PodSpec {
+    t.spec.as_ref().unwrap()
+}
+
+#[test]
+fn a_persistent_cluster_gets_a_controller_statefulset_with_a_claim_and_everything_is_owned() {
+    let d = desired(&example()).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { panic!("persistence needs a StatefulSet") };
+    assert_eq!(sts.metadata.name.as_deref(), Some("demo-controller"));
+    let spec = &sts.spec;
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    let size = &claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"];
+    assert_eq!(size.0, "1Gi");
+    let mounts = pod_spec(&spec.template).containers[0].volume_mounts.as_ref().unwrap();
+    assert!(mounts.iter().any(|m| m.name == "data" && m.mount_path == "/data"));
+    for meta in [&d.config_map.metadata, &sts.metadata, &d.controller_service.metadata, &d.workers.metadata] {
+        let owner = &meta.owner_references.as_ref().expect("owned")[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("BurstCluster", "demo", "uid-1"));
+        assert_eq!(meta.namespace.as_deref(), Some("jobs"));
+        assert_eq!(meta.labels.as_ref().unwrap()[names::CLUSTER_LABEL], "demo");
+    }
+}
+
+#[test]
+fn without_persistence_the_controller_is_a_deployment_on_an_empty_dir() {
+    let mut bc = example();
+    bc.spec.controller.persistence.enabled = false;
+    let d = desired(&bc).unwrap();
+    let ControllerWorkload::Deployment(dep) = &d.controller else { panic!("no persistence: a Deployment") };
+    let volumes = pod_spec(&dep.spec.template).volumes.as_ref().unwrap();
+    assert!(volumes.iter().any(|v| v.name == "data" && v.empty_dir.is_some()));
+}
+
+#[test]
+fn workers_take_their_id_and_address_from_the_downward_api_and_their_count_from_the_spec() {
+    let d = desired(&example()).unwrap();
+    let spec = &d.workers.spec;
+    assert_eq!(spec.replicas, Some(3));
+    let c = &pod_spec(&spec.template).containers[0];
+    assert_eq!(c.args.as_deref(), Some(&["worker".to_string()][..]));
+    let env = c.env.as_ref().unwrap();
+    let by_name = |n: &str| env.iter().find(|e| e.name == n).unwrap();
+    let field = |n: &str| by_name(n).value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path.clone();
+    assert_eq!(field("BURST_WORKER_ID"), "metadata.name");
+    assert_eq!(field("POD_IP"), "status.podIP");
+    assert_eq!(by_name("BURST_WORKER_ADVERTISE").value.as_deref(), Some("$(POD_IP):7000"));
+    assert_eq!(pod_spec(&spec.template).termination_grace_period_seconds, Some(30), "covers the 25 s drain");
+}
+
+#[test]
+fn every_pod_runs_restricted() {
+    let d = desired(&example()).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
+    for template in [&sts.spec.template, &d.workers.spec.template] {
+        let pod = pod_spec(template);
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let sc = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    }
+}
+
+#[test]
+fn the_config_file_is_one_burst_itself_reads_and_carries_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burst.toml");
+    std::fs::write(&path, config_file(&example(), "demo", "jobs")).unwrap();
+    // The real section types, which refuse unknown keys.
+    let c: burst_controller::config::Section = burst_proto::config::load_section(&path, "controller").unwrap();
+    assert_eq!(c.router, Some(burst_controller::router::RouterKind::Power2));
+    assert_eq!(c.lease_timeout_ms, Some(10_000));
+    assert_eq!(c.data_dir.as_deref(), Some(std::path::Path::new("/data")));
+    let w: burst_worker::config::Section = burst_proto::config::load_section(&path, "worker").unwrap();
+    assert_eq!(w.controller.as_deref(), Some("http://demo-controller.jobs.svc:50051"));
+    assert_eq!((w.slots, w.queue_capacity, w.steal), (Some(2), Some(4), Some(true)));
+    assert_eq!(w.drain_grace_ms, Some(25_000));
+}
+
+#[test]
+fn bad_specs_are_refused_with_a_readable_reason() {
+    let with = |f: &dyn Fn(&mut BurstClusterSpec)| {
+        let mut bc = example();
+        f(&mut bc.spec);
+        desired(&bc).unwrap_err().0
+    };
+    assert!(with(&|s| s.image = " ".into()).contains("spec.image"));
+    assert!(
+        with(&|s| s.workers = WorkersSpec { replicas: Some(-1), ..WorkersSpec::default() }).contains("replicas is -1")
+    );
+    assert!(with(&|s| s.workers.slots = Some(0)).contains("slots is 0"));
+    assert!(with(&|s| s.controller.router = Some("fastest".into())).contains("roundrobin, power2, biased"));
+}
