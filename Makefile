@@ -2,7 +2,7 @@
 IMAGE ?= burst:local
 COMPOSE ?= docker-compose -f deploy/compose.yaml -p burst
 
-.PHONY: build image up logs down test docs
+.PHONY: build image up logs down test docs kind-up kind-e2e kind-down
 
 build:
 	cargo build --release
@@ -25,3 +25,14 @@ test:
 
 docs:
 	cargo doc --workspace --no-deps
+
+# burst on a local kind cluster (kind-config.yaml): build, load the image, install the chart; e2e also runs the
+# example BurstCluster and BurstJobs. Needs docker, kind, kubectl and helm (.ci/install-helm gets the last two).
+kind-up:
+	deploy/kind.sh up
+
+kind-e2e:
+	deploy/kind.sh e2e
+
+kind-down:
+	deploy/kind.sh down

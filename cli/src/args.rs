@@ -83,6 +83,8 @@ pub enum Command {
     Controller(burst_controller::Args),
     /// Run a worker (the same as the burst-worker binary).
     Worker(burst_worker::Args),
+    /// Run the Kubernetes operator (reconciles BurstClusters and BurstJobs; used by the Helm chart).
+    Operator(burst_operator::Args),
 }
 
 fn parse_state(s: &str) -> Result<burst_proto::v1::JobState, String> {

@@ -1,5 +1,5 @@
-//! The `burst` command: submit and observe jobs, run a local cluster (`burst dev`), and run the controller or a
-//! worker (`burst controller`, `burst worker`), so that one binary serves every role.
+//! The `burst` command: submit and observe jobs, run a local cluster (`burst dev`), and run the controller, a
+//! worker or the Kubernetes operator (`burst controller`, `burst worker`, `burst operator`): one binary, every role.
 
 pub mod args;
 pub mod client;
@@ -25,6 +25,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             burst_worker::run(args.into_config()?).await?;
             return Ok(0);
         }
+        Command::Operator(args) => {
+            burst_operator::run(args).await?;
+            return Ok(0);
+        }
         _ => {}
     }
     let ctx = Ctx::new(controller, config.as_deref(), output)?;
@@ -38,6 +42,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Watch { once, interval } => commands::read::watch(&ctx, once, interval).await,
         Command::Dev(args) => commands::dev::run(&ctx, args).await,
         Command::Bench(args) => commands::bench::run(&ctx, args).await,
-        Command::Controller(_) | Command::Worker(_) => unreachable!("handled above"),
+        Command::Controller(_) | Command::Worker(_) | Command::Operator(_) => unreachable!("handled above"),
     }
 }

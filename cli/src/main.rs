@@ -5,7 +5,8 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = burst_cli::args::Cli::parse();
-    let serving = matches!(cli.command, burst_cli::args::Command::Controller(_) | burst_cli::args::Command::Worker(_));
+    use burst_cli::args::Command;
+    let serving = matches!(cli.command, Command::Controller(_) | Command::Worker(_) | Command::Operator(_));
     burst_proto::telemetry::init_with(if serving { "info" } else { "warn" });
     match burst_cli::run(cli).await {
         Ok(code) => ExitCode::from(code),

@@ -125,6 +125,7 @@ impl ControllerRpc for ControllerService {
     async fn watch_jobs(&self, req: Request<WatchJobsRequest>) -> Result<Response<StatusStream>, Status> {
         let req = req.into_inner();
         let ids: HashSet<String> = req.job_ids.into_iter().collect();
+        let labels = req.labels;
         // Subscribe before reading current statuses, so no change falls between the two.
         let mut rx = self.controller.subscribe();
         let mut stopping = self.controller.stopping();
@@ -142,7 +143,7 @@ impl ControllerRpc for ControllerService {
                     _ = stopping.wait_for(|s| *s) => return,
                 };
                 match next {
-                    Ok(status) if ids.is_empty() || ids.contains(&status.job_id) => {
+                    Ok(status) if watched(&ids, &labels, &status) => {
                         if tx.send(Ok(status)).await.is_err() {
                             return;
                         }
@@ -333,4 +334,31 @@ where
     let first = futures::stream::iter(initial.into_iter().map(Ok));
     tokio::spawn(produce(tx));
     Box::pin(futures::StreamExt::chain(first, tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+/// Whether a watcher asking for `ids` (empty: all) and `labels` (each must match) wants `status`.
+fn watched(ids: &HashSet<String>, labels: &std::collections::HashMap<String, String>, status: &JobStatus) -> bool {
+    (ids.is_empty() || ids.contains(&status.job_id))
+        && labels.iter().all(|(k, v)| status.labels.get(k).is_some_and(|have| have == v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_filters_by_ids_and_by_every_label() {
+        let status = JobStatus {
+            job_id: "j1".into(),
+            labels: [("team".to_string(), "a".to_string()), ("kind".to_string(), "x".to_string())].into(),
+            ..JobStatus::default()
+        };
+        let none = HashSet::new();
+        let label = |k: &str, v: &str| [(k.to_string(), v.to_string())].into();
+        assert!(watched(&none, &Default::default(), &status));
+        assert!(watched(&none, &label("team", "a"), &status));
+        assert!(!watched(&none, &label("team", "b"), &status));
+        assert!(!watched(&none, &label("owner", "a"), &status));
+        assert!(!watched(&HashSet::from(["j2".to_string()]), &label("team", "a"), &status));
+    }
 }

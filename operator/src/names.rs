@@ -47,3 +47,15 @@ pub fn labels(cluster: &str, role: &str) -> BTreeMap<String, String> {
 pub fn selector(cluster: &str, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(CLUSTER_LABEL.to_string(), cluster.to_string()), (ROLE_LABEL.to_string(), role.to_string())])
 }
+
+/// Labels on every job the operator submits for a BurstJob: they name the object, so one watch stream per
+/// cluster can route each status change to its BurstJob without a lookup table.
+pub const SOURCE_LABEL: &str = "burst.dev/source";
+pub const SOURCE_BURSTJOB: &str = "burstjob";
+pub const BURSTJOB_LABEL: &str = "burst.dev/burstjob";
+pub const NAMESPACE_LABEL: &str = "burst.dev/namespace";
+
+/// The finalizer that cancels an unfinished job when its BurstJob is deleted.
+pub const JOB_FINALIZER: &str = "burst.dev/cancel-job";
+/// The field manager of every server-side apply and status patch.
+pub const FIELD_MANAGER: &str = "burst-operator";

@@ -27,6 +27,9 @@ use kube::{Resource, ResourceExt};
 use crate::crd::BurstCluster;
 use crate::names;
 
+pub mod reconcile;
+pub mod status;
+
 /// Routers the controller knows (see burst-controller's `--router`).
 const ROUTERS: [&str; 3] = ["roundrobin", "power2", "biased"];
 /// The worker's drain grace (BURST_DRAIN_GRACE_MS) and the pod's termination grace period around it.

@@ -1,0 +1,136 @@
+//! The BurstCluster reconciler, in three steps; only the last writes.
+//!
+//! 1. **Desired**: [`super::desired`] turns the spec into the objects the cluster owns (or a readable error).
+//! 2. **Apply**: each object is server-side applied with one field manager and an owner reference, so deleting
+//!    the BurstCluster garbage-collects them; the controller's other workload kind (Deployment vs StatefulSet,
+//!    after `persistence.enabled` flipped) is deleted. Scaling is a changed `replicas` in the workers'
+//!    StatefulSet; a worker pod that goes gets SIGTERM and drains within its grace period.
+//! 3. **Status**: readiness comes back in the apply responses, the counts from the controller's `GetStats`; the
+//!    status is patched only when it changed, and a condition that flips records an Event.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::instrument;
+
+use super::status::{self, Observed};
+use super::{ControllerWorkload, desired};
+use crate::conditions;
+use crate::context::{Context, key};
+use crate::crd::{BurstCluster, BurstClusterStatus};
+use crate::error::{Error, Result};
+use crate::names;
+
+/// The controller's counts (queued, running, slots) are read again this often for the status.
+const REFRESH: Duration = Duration::from_secs(15);
+
+const KIND: &str = "BurstCluster";
+
+#[instrument(skip_all, fields(cluster = %bc.name_any(), namespace = bc.namespace().unwrap_or_default()))]
+pub async fn reconcile(bc: Arc<BurstCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let result = run(&bc, &ctx).await;
+    match &result {
+        Ok(_) => ctx.succeeded(&key(KIND, &bc.namespace().unwrap_or_default(), &bc.name_any())),
+        Err(e) => ctx.metrics.failure(KIND, e.reason()),
+    }
+    result
+}
+
+pub fn error_policy(bc: Arc<BurstCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retry(key(KIND, &bc.namespace().unwrap_or_default(), &bc.name_any()), error)
+}
+
+async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
+    let ns = bc.namespace().unwrap_or_default();
+    let name = bc.name_any();
+    let prev = bc.status.clone().unwrap_or_default();
+    let want = match desired(bc) {
+        Ok(want) => want,
+        Err(e) => {
+            let next = status::invalid(bc, &prev, &e.0, Timestamp::now());
+            write_status(bc, ctx, &prev, &next).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    apply(ctx, &ns, &want.config_map).await?;
+    apply(ctx, &ns, &want.controller_service).await?;
+    let controller_ready = match &want.controller {
+        ControllerWorkload::StatefulSet(sts) => {
+            let applied = apply(ctx, &ns, sts.as_ref()).await?;
+            delete_if_present::<Deployment>(ctx, &ns, &names::controller(&name)).await?;
+            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+        }
+        ControllerWorkload::Deployment(dep) => {
+            let applied = apply(ctx, &ns, dep.as_ref()).await?;
+            delete_if_present::<StatefulSet>(ctx, &ns, &names::controller(&name)).await?;
+            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+        }
+    };
+    let workers = apply(ctx, &ns, &want.workers).await?;
+    let ready_workers = workers.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let stats = match controller_ready {
+        false => None,
+        true => Some(ctx.links.get(&ns, &name)?.stats().await.map_err(|e| e.to_string())),
+    };
+    let observed = Observed { controller_ready, ready_workers, stats };
+    let next = status::status(bc, &prev, &observed, Timestamp::now());
+    write_status(bc, ctx, &prev, &next).await?;
+    Ok(Action::requeue(REFRESH))
+}
+
+/// Server-side applies `obj` (force: the operator owns these fields) and returns the object as stored.
+async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api.patch(&name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
+}
+
+async fn delete_if_present<K>(ctx: &Context, ns: &str, name: &str) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    match Api::<K>::namespaced(ctx.client.clone(), ns).delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Patches the status when it changed, and records an Event for each condition that flipped.
+async fn write_status(
+    bc: &BurstCluster,
+    ctx: &Context,
+    prev: &BurstClusterStatus,
+    next: &BurstClusterStatus,
+) -> Result<()> {
+    if prev == next && bc.status.is_some() {
+        return Ok(());
+    }
+    let api: Api<BurstCluster> = Api::namespaced(ctx.client.clone(), &bc.namespace().unwrap_or_default());
+    let patch = json!({ "apiVersion": "burst.dev/v1alpha1", "kind": KIND, "status": next });
+    let params = PatchParams::apply(names::FIELD_MANAGER).force();
+    api.patch_status(&bc.name_any(), &params, &Patch::Apply(&patch)).await?;
+    for c in &next.conditions {
+        let before = conditions::get(&prev.conditions, &c.type_);
+        if before.is_none_or(|b| b.status != c.status || b.reason != c.reason) {
+            let warning = matches!(c.reason.as_str(), "InvalidSpec" | "ControllerUnreachable");
+            let note = format!("{} is {}: {}", c.type_, c.status, c.message);
+            ctx.event(&bc.object_ref(&()), warning, &c.reason, note).await;
+        }
+    }
+    Ok(())
+}
