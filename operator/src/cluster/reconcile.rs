@@ -124,13 +124,21 @@ async fn write_status(
     let patch = json!({ "apiVersion": "burst.dev/v1alpha1", "kind": KIND, "status": next });
     let params = PatchParams::apply(names::FIELD_MANAGER).force();
     api.patch_status(&bc.name_any(), &params, &Patch::Apply(&patch)).await?;
+    // One Event per reason among the conditions that flipped (an invalid spec flips both for one cause).
+    let mut flipped: Vec<(&str, String)> = Vec::new();
     for c in &next.conditions {
         let before = conditions::get(&prev.conditions, &c.type_);
         if before.is_none_or(|b| b.status != c.status || b.reason != c.reason) {
-            let warning = matches!(c.reason.as_str(), "InvalidSpec" | "ControllerUnreachable");
             let note = format!("{} is {}: {}", c.type_, c.status, c.message);
-            ctx.event(&bc.object_ref(&()), warning, &c.reason, note).await;
+            match flipped.iter_mut().find(|(reason, _)| *reason == c.reason) {
+                Some((_, notes)) => *notes = format!("{notes}; {note}"),
+                None => flipped.push((&c.reason, note)),
+            }
         }
+    }
+    for (reason, note) in flipped {
+        let warning = matches!(reason, "InvalidSpec" | "ControllerUnreachable");
+        ctx.event(&bc.object_ref(&()), warning, reason, note).await;
     }
     Ok(())
 }

@@ -1,0 +1,207 @@
+//! The BurstCluster reconciler against a scripted API server (and, for its counts, a real burst controller on
+//! loopback): what it applies, in which order, with which owner, and the status it writes.
+
+mod mock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burst_operator::context::Context;
+use burst_operator::crd::BurstCluster;
+use burst_operator::link::Links;
+use burst_operator::metrics::Metrics;
+use http::StatusCode;
+use kube::runtime::controller::Action;
+use mock::{ApiServer, finish};
+use serde_json::{Value, json};
+
+fn example() -> BurstCluster {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/burstcluster.yaml"));
+    let mut bc: BurstCluster = serde_yaml::from_str(&text.unwrap()).unwrap();
+    bc.metadata.namespace = Some("jobs".into());
+    bc.metadata.uid = Some("uid-c".into());
+    bc.metadata.generation = Some(1);
+    bc
+}
+
+fn context(client: kube::Client, controller: &str) -> Arc<Context> {
+    let endpoint = controller.to_string();
+    let links = Links::new(Arc::new(move |_, _| endpoint.clone()), Arc::new(|_| {}));
+    Context::new(client, links, Arc::new(Metrics::default()), Some("test".into()))
+}
+
+/// The four applies of a cluster, each checked for server-side apply and ownership; `ready` sets the ready
+/// replicas the API answers with (controller, workers). Returns the workers' applied body.
+async fn expect_applies(api: &mut ApiServer, ready: (i32, i32)) -> Value {
+    let cm = api.expect("PATCH", "/api/v1/namespaces/jobs/configmaps/demo-config?").await;
+    assert_owned_and_applied(&cm);
+    assert!(cm.body["data"]["burst.toml"].as_str().unwrap().contains("router = \"power2\""));
+    cm.echo_with_status(Value::Null);
+    let svc = api.expect("PATCH", "/api/v1/namespaces/jobs/services/demo-controller?").await;
+    assert_owned_and_applied(&svc);
+    svc.echo_with_status(Value::Null);
+    let controller = api.expect("PATCH", "/apis/apps/v1/namespaces/jobs/statefulsets/demo-controller?").await;
+    assert_owned_and_applied(&controller);
+    assert_eq!(controller.body["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "data");
+    controller.echo_with_status(json!({ "replicas": 1, "readyReplicas": ready.0 }));
+    // persistence is on: a Deployment left from before is removed (here there is none).
+    api.expect("DELETE", "/apis/apps/v1/namespaces/jobs/deployments/demo-controller").await.not_found();
+    let workers = api.expect("PATCH", "/apis/apps/v1/namespaces/jobs/statefulsets/demo-worker?").await;
+    assert_owned_and_applied(&workers);
+    let body = workers.body.clone();
+    workers.echo_with_status(json!({ "replicas": body["spec"]["replicas"], "readyReplicas": ready.1 }));
+    body
+}
+
+fn assert_owned_and_applied(call: &mock::Call) {
+    assert_eq!(call.query("fieldManager").as_deref(), Some("burst-operator"), "{}", call.uri);
+    assert_eq!(call.query("force").as_deref(), Some("true"));
+    let owner = &call.body["metadata"]["ownerReferences"][0];
+    assert_eq!((owner["kind"].as_str(), owner["uid"].as_str()), (Some("BurstCluster"), Some("uid-c")));
+    // Garbage collection deletes what a deleted BurstCluster owned: it must be the controlling owner.
+    assert_eq!(owner["controller"], true);
+}
+
+/// Expects the status patch; returns the status written.
+async fn expect_status(api: &mut ApiServer, bc: &BurstCluster) -> Value {
+    let call = api.expect("PATCH", "/apis/burst.dev/v1alpha1/namespaces/jobs/burstclusters/demo/status?").await;
+    assert_eq!(call.query("fieldManager").as_deref(), Some("burst-operator"));
+    let status = call.body["status"].clone();
+    let mut stored = serde_json::to_value(bc).unwrap();
+    stored["status"] = status.clone();
+    call.reply(StatusCode::OK, stored);
+    status
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> (&'a str, &'a str) {
+    let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap();
+    (c["status"].as_str().unwrap(), c["reason"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_new_cluster_applies_its_owned_objects_and_reports_it_is_starting() {
+    let (client, mut api) = mock::client();
+    let bc = example();
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(
+        Arc::new(bc.clone()),
+        context(client, "http://127.0.0.1:1"),
+    ));
+    let workers = expect_applies(&mut api, (0, 0)).await;
+    assert_eq!(workers.body_replicas(), 3);
+    let status = expect_status(&mut api, &bc).await;
+    assert_eq!(status["ready"], "0/3");
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["endpoint"], "http://demo-controller.jobs.svc:50051");
+    assert_eq!(condition(&status, "ControllerReady"), ("False", "Starting"));
+    assert_eq!(condition(&status, "WorkersReady"), ("False", "Scaling"));
+    // Each condition appeared: one Event each.
+    for _ in 0..2 {
+        let (type_, ..) = api.expect_event("jobs").await;
+        assert_eq!(type_, "Normal");
+    }
+    assert_eq!(finish(task).await.unwrap(), Action::requeue(Duration::from_secs(15)));
+}
+
+trait Replicas {
+    fn body_replicas(&self) -> i64;
+}
+
+impl Replicas for Value {
+    fn body_replicas(&self) -> i64 {
+        self["spec"]["replicas"].as_i64().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn scaling_applies_the_new_replica_count_and_the_status_follows_readiness() {
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    bc.spec.workers.replicas = Some(5);
+    bc.metadata.generation = Some(2);
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(
+        Arc::new(bc.clone()),
+        context(client, "http://127.0.0.1:1"),
+    ));
+    let workers = expect_applies(&mut api, (0, 3)).await;
+    assert_eq!(workers.body_replicas(), 5);
+    let status = expect_status(&mut api, &bc).await;
+    assert_eq!((status["ready"].as_str(), status["desiredWorkers"].as_i64()), (Some("3/5"), Some(5)));
+    assert_eq!(status["observedGeneration"], 2);
+    for _ in 0..2 {
+        api.expect_event("jobs").await;
+    }
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_ready_cluster_reports_its_controllers_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = burst_controller::start(burst_controller::ControllerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..burst_controller::ControllerConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", controller.addr);
+    let worker = burst_worker::start(burst_worker::WorkerConfig::local(&url, "w-0", 2, 4, dir.path().to_path_buf()))
+        .await
+        .unwrap();
+    tokio::time::timeout(mock::DEADLINE, worker.agent.registered()).await.unwrap();
+
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    bc.spec.workers.replicas = Some(1);
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), context(client, &url)));
+    expect_applies(&mut api, (1, 1)).await;
+    let status = expect_status(&mut api, &bc).await;
+    assert_eq!(condition(&status, "ControllerReady"), ("True", "Serving"));
+    assert_eq!(condition(&status, "WorkersReady"), ("True", "AllReady"));
+    assert_eq!((status["slots"].as_str(), status["slotsTotal"].as_i64()), (Some("0/2"), Some(2)));
+    assert_eq!((status["queued"].as_i64(), status["running"].as_i64()), (Some(0), Some(0)));
+    for _ in 0..2 {
+        api.expect_event("jobs").await;
+    }
+    finish(task).await.unwrap();
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unchanged_cluster_is_not_patched_again() {
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    let ctx = context(client, "http://127.0.0.1:1");
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), ctx.clone()));
+    expect_applies(&mut api, (0, 0)).await;
+    let status = expect_status(&mut api, &bc).await;
+    for _ in 0..2 {
+        api.expect_event("jobs").await;
+    }
+    finish(task).await.unwrap();
+    // The next reconcile sees the status it wrote: it applies (idempotent) but writes no status and no Event.
+    bc.status = Some(serde_json::from_value(status).unwrap());
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc), ctx));
+    expect_applies(&mut api, (0, 0)).await;
+    finish(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_cluster_applies_nothing_and_says_why_with_conditions_and_a_warning() {
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    bc.spec.workers.replicas = Some(-1);
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(
+        Arc::new(bc.clone()),
+        context(client, "http://127.0.0.1:1"),
+    ));
+    let status = expect_status(&mut api, &bc).await;
+    assert_eq!(condition(&status, "WorkersReady"), ("False", "InvalidSpec"));
+    let message = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("spec.workers.replicas is -1"), "{message}");
+    // One cause, one Event (though both conditions flipped).
+    let (type_, reason, note) = api.expect_event("jobs").await;
+    assert_eq!((type_.as_str(), reason.as_str()), ("Warning", "InvalidSpec"));
+    assert!(note.contains("WorkersReady is False") && note.contains("ControllerReady is False"), "{note}");
+    // No hot loop: it waits for the spec to change.
+    assert_eq!(finish(task).await.unwrap(), Action::await_change());
+}
