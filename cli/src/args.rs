@@ -181,6 +181,9 @@ pub struct SpecOpts {
     /// Fail the job if it has not started this long after submission (e.g. 5m).
     #[arg(long, global = true, value_parser = crate::units::parse_duration)]
     pub queue_timeout: Option<std::time::Duration>,
+    /// Keep the last BYTES of the job's output in its status (at most 4096), kept by the controller.
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub output_tail: Option<u32>,
 }
 
 impl SpecOpts {
@@ -197,6 +200,7 @@ impl SpecOpts {
             && self.retry_exit_codes.is_empty()
             && self.retry_backoff.is_none()
             && self.queue_timeout.is_none()
+            && self.output_tail.is_none()
     }
 }
 

@@ -39,6 +39,8 @@ struct Line {
     retry_backoff_ms: u64,
     #[serde(default)]
     queue_timeout_ms: u64,
+    #[serde(default)]
+    output_tail_bytes: u32,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +133,7 @@ fn parse_line(line: &str) -> Result<JobSpec, String> {
         retry_exit_codes: l.retry_exit_codes,
         retry_backoff_ms: l.retry_backoff_ms,
         queue_timeout_ms: l.queue_timeout_ms,
+        output_tail_bytes: l.output_tail_bytes,
     })
 }
 

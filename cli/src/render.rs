@@ -27,6 +27,7 @@ pub fn job_json(s: &JobStatus) -> Value {
         "stolen_from": s.stolen_from,
         "labels": s.labels,
         "retry_at_ms": s.retry_at_ms,
+        "output_tail": s.output_tail,
         "attempts": s.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
     })
 }
@@ -170,7 +171,15 @@ pub fn job_details(s: &JobStatus) -> String {
         lines.push(("labels", labels.join(",")));
     }
     let rows: Vec<Vec<String>> = lines.into_iter().map(|(k, v)| vec![format!("{k}:"), v]).collect();
-    table(&rows)
+    let mut text = table(&rows);
+    if !s.output_tail.is_empty() {
+        text.push_str("output tail:\n");
+        text.push_str(&s.output_tail);
+        if !s.output_tail.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    text
 }
 
 pub fn workers_table(workers: &[WorkerStatus]) -> String {

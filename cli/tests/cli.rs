@@ -109,6 +109,15 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let b = burst(&url, &["submit", "--idempotency-key", "k1", "process", "/bin/true"]);
     assert_eq!(stdout(&a), stdout(&b));
 
+    // A job may keep the end of its output in its status.
+    let script = "seq 1 1000; echo oops >&2";
+    let o = burst(&url, &["submit", "--output-tail", "64", "--wait", "process", "/bin/sh", "-c", script]);
+    let id = stdout(&o).trim().to_string();
+    let tail = json(&burst(&url, &["status", &id, "-o", "json"]))["output_tail"].as_str().unwrap().to_string();
+    assert!(tail.len() <= 64 && tail.ends_with("999\n1000\n[stderr]\noops\n"), "{tail:?}");
+    assert!(stdout(&burst(&url, &["status", &id])).contains("output tail:\n"));
+    assert_error(&burst(&url, &["submit", "--output-tail", "5000", "process", "/bin/true"]), 2, "output_tail_bytes");
+
     // Bad input: one line on stderr, exit 2.
     assert_error(&burst(&url, &["status", "no-such-job"]), 2, "no job with id no-such-job");
     assert_error(&burst(&url, &["submit", "process", ""]), 2, "process.command is empty");

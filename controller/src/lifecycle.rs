@@ -91,6 +91,8 @@ pub struct Outcome {
     pub stderr_truncated: bool,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,
+    /// The end of the output, when the spec asked for it.
+    pub output_tail: String,
 }
 
 impl Outcome {
@@ -414,6 +416,7 @@ impl Job {
                 stderr_truncated: o.stderr_truncated,
                 started_at_ms: o.started_at_ms,
                 finished_at_ms: o.finished_at_ms,
+                output_tail: o.output_tail.clone(),
             }),
             attempts: self.attempts.clone(),
             retry_at_ms: self.retry_at_ms,
@@ -444,6 +447,7 @@ impl Job {
             stderr_truncated: o.stderr_truncated,
             started_at_ms: o.started_at_ms,
             finished_at_ms: o.finished_at_ms,
+            output_tail: o.output_tail,
         });
         Some(Job {
             id: r.id,
@@ -488,6 +492,7 @@ impl Job {
             retry_at_ms: self.retry_at_ms(),
             labels: self.spec.labels.clone(),
             epoch: self.epoch,
+            output_tail: outcome.output_tail,
         }
     }
 }

@@ -9,6 +9,9 @@ use burst_proto::v1::{JobSpec, WorkerInfo};
 const MAX_NAME_LEN: usize = 253;
 /// Attempts beyond this are a spec mistake, not a retry policy.
 const MAX_ATTEMPTS: u32 = 100;
+/// The output tail a job may keep in its status: enough for the last lines of a log, small enough that the
+/// controller's memory per retained job stays bounded.
+pub const MAX_OUTPUT_TAIL: u32 = 4096;
 
 pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     match &spec.kind {
@@ -52,6 +55,9 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     no_nul("working_dir", &spec.working_dir)?;
     if spec.idempotency_key.len() > MAX_NAME_LEN {
         return Err(format!("idempotency_key is longer than {MAX_NAME_LEN} bytes"));
+    }
+    if spec.output_tail_bytes > MAX_OUTPUT_TAIL {
+        return Err(format!("output_tail_bytes {} is over the limit of {MAX_OUTPUT_TAIL}", spec.output_tail_bytes));
     }
     if spec.max_attempts > MAX_ATTEMPTS {
         return Err(format!("max_attempts {} is over the limit of {MAX_ATTEMPTS}", spec.max_attempts));

@@ -44,7 +44,10 @@ use metrics::Metrics;
 /// a standby).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { namespaces, http_listen, leader_elect, lease_namespace, lease_name, identity } = args;
-    let client = Client::try_default().await.context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    // The top-level message already names both places it looked; the source chain would repeat it.
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (run in a cluster or set KUBECONFIG): {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let addr = http::serve(http_listen, metrics.clone(), ready.clone()).await?;

@@ -80,7 +80,10 @@ fn burstjob(script: &str) -> BurstJob {
 }
 
 fn gated(dir: &Path, exit: i32) -> String {
-    format!("while [ ! -e {}/gate ]; do sleep 0.01; done; exit {exit}", dir.display())
+    format!(
+        "while [ ! -e {}/gate ]; do sleep 0.01; done; echo finished; echo exit {exit} >&2; exit {exit}",
+        dir.display()
+    )
 }
 
 async fn expect_cluster(api: &mut ApiServer, exists: bool) {
@@ -191,6 +194,8 @@ async fn a_burstjob_is_submitted_once_and_mirrors_each_terminal_phase() {
             (Some("w-0"), Some(1), Some("Exited"))
         );
         assert!(end.start_time.is_some() && end.completion_time.is_some());
+        let tail = format!("finished\n[stderr]\nexit {exit}\n");
+        assert_eq!(end.output_tail.as_deref(), Some(tail.as_str()), "the output's end, kept by the controller");
         let finished = end.conditions.iter().find(|c| c.type_ == "Finished").unwrap();
         assert_eq!((finished.status.as_str(), finished.reason.as_str()), ("True", phase));
         let (type_, reason, _) = api.expect_event("jobs").await;

@@ -56,9 +56,59 @@ pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64) ->
     out
 }
 
+/// Put between the stdout and stderr parts of a [`tail`].
+const STDERR_MARK: &str = "[stderr]\n";
+
+/// The end of a finished job's output in at most `n` bytes: the last of stdout, then (after a `[stderr]` line)
+/// the last of stderr. When both have more than fits, each gets half. Missing files are empty output.
+pub fn tail(stdout: &Path, stderr: &Path, n: usize) -> String {
+    let out = last_bytes(stdout, n);
+    let err = last_bytes(stderr, n);
+    if err.is_empty() {
+        return String::from_utf8_lossy(&out).into_owned();
+    }
+    let room = n.saturating_sub(STDERR_MARK.len());
+    let err_share = err.len().min((room / 2).max(room.saturating_sub(out.len())));
+    let out_share = out.len().min(room - err_share);
+    let mut text = String::from_utf8_lossy(&out[out.len() - out_share..]).into_owned();
+    text.push_str(STDERR_MARK);
+    text.push_str(&String::from_utf8_lossy(&err[err.len() - err_share..]));
+    text
+}
+
+/// Up to the last `n` bytes of the file at `path` (empty when it does not exist).
+fn last_bytes(path: &Path, n: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else { return Vec::new() };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(n as u64);
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_keeps_the_end_of_stdout_then_of_stderr_within_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, err) = (dir.path().join("o"), dir.path().join("e"));
+        assert_eq!(tail(&out, &err, 64), "", "no files: no output");
+        std::fs::write(&out, "line 1\nline 2\n").unwrap();
+        assert_eq!(tail(&out, &err, 64), "line 1\nline 2\n");
+        assert_eq!(tail(&out, &err, 7), "line 2\n", "the end is what is kept");
+        std::fs::write(&err, "oops\n").unwrap();
+        assert_eq!(tail(&out, &err, 64), "line 1\nline 2\n[stderr]\noops\n");
+        std::fs::write(&out, "a".repeat(100)).unwrap();
+        std::fs::write(&err, "b".repeat(100)).unwrap();
+        let t = tail(&out, &err, 50);
+        assert_eq!(t.len(), 50);
+        assert_eq!(t, format!("{}[stderr]\n{}", "a".repeat(21), "b".repeat(20)), "both long: half each");
+    }
 
     #[tokio::test]
     async fn output_past_the_cap_is_dropped_and_flagged() {

@@ -132,6 +132,7 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         retry_exit_codes,
         retry_backoff,
         queue_timeout,
+        output_tail,
     } = opts;
     let resources = (cpu.is_some() || memory.is_some() || gpus.is_some()).then(|| v1::Resources {
         cpu_millis: cpu.unwrap_or(0),
@@ -150,5 +151,6 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         retry_exit_codes,
         retry_backoff_ms: retry_backoff.map_or(0, |t| t.as_millis().max(1) as u64),
         queue_timeout_ms: queue_timeout.map_or(0, |t| t.as_millis().max(1) as u64),
+        output_tail_bytes: output_tail.unwrap_or(0),
     })
 }

@@ -597,6 +597,7 @@ fn outcome_of(r: JobResult) -> Outcome {
         stderr_truncated: r.stderr_truncated,
         started_at_ms: r.started_at_ms,
         finished_at_ms: r.finished_at_ms,
+        output_tail: r.output_tail,
     }
 }
 

@@ -28,6 +28,9 @@ pub const SUCCEEDED: &str = "Succeeded";
 pub const FAILED: &str = "Failed";
 pub const CANCELLED: &str = "Cancelled";
 
+/// The output a BurstJob's status keeps: the controller's limit, a screenful of log lines.
+pub const OUTPUT_TAIL_BYTES: u32 = 4096;
+
 /// Condition types on a BurstJob: accepted by the controller, and ended (whatever the outcome).
 pub const SUBMITTED: &str = "Submitted";
 pub const FINISHED: &str = "Finished";
@@ -93,6 +96,7 @@ pub fn job_spec(bj: &BurstJob) -> Result<JobSpec, Error> {
         labels: job_labels(bj),
         idempotency_key: format!("burstjob/{uid}"),
         max_attempts,
+        output_tail_bytes: OUTPUT_TAIL_BYTES,
         ..JobSpec::default()
     })
 }
@@ -172,7 +176,7 @@ pub fn mirror(prev: &BurstJobStatus, job: &JobStatus, generation: Option<i64>, n
         queued_at: rfc3339(job.submitted_at_ms),
         start_time: rfc3339(job.started_at_ms),
         completion_time: rfc3339(job.finished_at_ms),
-        output_tail: prev.output_tail.clone(),
+        output_tail: if job.output_tail.is_empty() { prev.output_tail.clone() } else { Some(job.output_tail.clone()) },
         conditions: prev.conditions.clone(),
     };
     conditions::set(&mut status.conditions, Want::yes(SUBMITTED, "Accepted", job.job_id.clone()), generation, now);

@@ -98,6 +98,9 @@ pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -
             result.message = message;
         }
     }
+    if let (Ok((out, err)), n @ 1..) = (&paths, spec.output_tail_bytes) {
+        result.output_tail = crate::output::tail(out, err, n as usize);
+    }
     result.finished_at_ms = burst_proto::now_ms();
     result
 }
