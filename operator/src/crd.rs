@@ -103,6 +103,11 @@ pub struct WorkersSpec {
     /// Whether idle workers steal from busy ones (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stealing: Option<bool>,
+    /// Seconds a worker pod has to go once told to stop (scale-down, rollout, node drain): it hands back what it
+    /// has not started at once and gives running jobs all but the last 5 seconds to finish (default 30; raise it
+    /// above your longest job so none is stopped and run again elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

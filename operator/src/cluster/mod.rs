@@ -32,9 +32,10 @@ pub mod status;
 
 /// Routers the controller knows (see burst-controller's `--router`).
 const ROUTERS: [&str; 3] = ["roundrobin", "power2", "biased"];
-/// The worker's drain grace (BURST_DRAIN_GRACE_MS) and the pod's termination grace period around it.
-const DRAIN_GRACE_SECONDS: i64 = 25;
+/// A pod's termination grace period unless the spec sets the workers' own.
 const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// What a worker's drain leaves of its grace period: time to report its last results and exit before SIGKILL.
+const DRAIN_MARGIN_SECONDS: i64 = 5;
 /// The uid every burst pod runs as: nobody.
 const RUN_AS: i64 = 65534;
 
@@ -80,6 +81,11 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     }
     if let Some(r) = s.controller.router.as_deref().filter(|r| !ROUTERS.contains(r)) {
         return bad(format!("spec.controller.router {r:?} is not one of {}", ROUTERS.join(", ")));
+    }
+    if let Some(g) = s.workers.termination_grace_period_seconds.filter(|g| *g <= DRAIN_MARGIN_SECONDS) {
+        return bad(format!(
+            "spec.workers.terminationGracePeriodSeconds is {g}; it must be over {DRAIN_MARGIN_SECONDS} (the drain needs time)"
+        ));
     }
     if s.controller.lease_timeout_seconds == Some(0) {
         return bad("spec.controller.leaseTimeoutSeconds must be at least 1".into());
@@ -129,9 +135,14 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
         out += &format!("queue_capacity = {q}\n");
     }
     out += &format!("steal = {}\n", s.workers.stealing.unwrap_or(true));
-    out += &format!("drain_grace_ms = {}\n", DRAIN_GRACE_SECONDS * 1000);
+    out += &format!("drain_grace_ms = {}\n", (worker_grace(bc) - DRAIN_MARGIN_SECONDS) * 1000);
     out += &format!("\n[cli]\ncontroller = \"{}\"\n", names::controller_endpoint(cluster, ns));
     out
+}
+
+/// The workers' termination grace period: the spec's, else the default.
+fn worker_grace(bc: &BurstCluster) -> i64 {
+    bc.spec.workers.termination_grace_period_seconds.unwrap_or(TERMINATION_GRACE_SECONDS)
 }
 
 fn config_map(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> ConfigMap {
@@ -247,7 +258,10 @@ fn pod(
         spec: Some(PodSpec {
             containers: vec![container],
             volumes: Some(volumes),
-            termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+            termination_grace_period_seconds: Some(match role {
+                "worker" => worker_grace(bc),
+                _ => TERMINATION_GRACE_SECONDS,
+            }),
             automount_service_account_token: Some(false),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),

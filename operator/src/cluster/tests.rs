@@ -59,6 +59,17 @@ fn workers_take_their_id_and_address_from_the_downward_api_and_their_count_from_
 }
 
 #[test]
+fn a_longer_grace_period_gives_running_jobs_longer_to_finish_on_scale_down() {
+    let mut bc = example();
+    bc.spec.workers.termination_grace_period_seconds = Some(600);
+    let d = desired(&bc).unwrap();
+    assert_eq!(pod_spec(&d.workers.spec.template).termination_grace_period_seconds, Some(600));
+    assert!(config_file(&bc, "demo", "jobs").contains("drain_grace_ms = 595000"));
+    bc.spec.workers.termination_grace_period_seconds = Some(5);
+    assert!(desired(&bc).unwrap_err().0.contains("terminationGracePeriodSeconds is 5"));
+}
+
+#[test]
 fn every_pod_runs_restricted() {
     let d = desired(&example()).unwrap();
     let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
