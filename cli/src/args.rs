@@ -16,6 +16,9 @@ pub struct Cli {
     /// Output format of read commands.
     #[arg(short = 'o', long, global = true, value_enum)]
     pub output: Option<Format>,
+    /// Bearer token for a controller that requires one (see its --tokens-file).
+    #[arg(long, global = true, env = "BURST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

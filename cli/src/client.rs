@@ -4,14 +4,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
+use burst_proto::auth::{Bearer, ControlClient, control_client};
 use serde::Deserialize;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::args::Format;
 
-pub type Client = ControllerRpcClient<Channel>;
+pub type Client = ControlClient;
 
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
 /// How long the CLI waits for a TCP connection before saying the controller is unreachable.
@@ -35,10 +35,17 @@ pub struct Usage(pub String);
 pub struct Ctx {
     pub controller: String,
     pub format: Format,
+    /// Sent with every call when the controller requires a token.
+    pub bearer: Bearer,
 }
 
 impl Ctx {
-    pub fn new(controller: Option<String>, config: Option<&Path>, format: Option<Format>) -> anyhow::Result<Self> {
+    pub fn new(
+        controller: Option<String>,
+        config: Option<&Path>,
+        format: Option<Format>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let file: Section = match config {
             Some(path) => burst_proto::config::load_section(path, "cli").map_err(|e| Usage(e.to_string()))?,
             None => Section::default(),
@@ -47,6 +54,7 @@ impl Ctx {
         Ok(Ctx {
             controller: burst_proto::endpoint_url(&controller),
             format: format.or(file.output).unwrap_or_default(),
+            bearer: Bearer::new(token).map_err(|e| Usage(format!("--token: {e}")))?,
         })
     }
 
@@ -55,19 +63,22 @@ impl Ctx {
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        connect(&self.controller).await
+        connect_with(&self.controller, self.bearer.clone()).await
     }
 }
 
+/// A client with no credentials (a controller without a tokens file).
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    connect_with(url, Bearer::default()).await
+}
+
+pub async fn connect_with(url: &str, bearer: Bearer) -> anyhow::Result<Client> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|_| Usage(format!("controller address {url:?} is not a URL or host:port")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     let channel = endpoint.connect().await.with_context(|| format!("cannot reach the controller at {url}"))?;
-    Ok(ControllerRpcClient::new(channel)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+    Ok(control_client(channel, bearer))
 }
 
 /// The exit code for an error: 2 for the user's mistakes (bad input, unknown ids), 1 for everything else.
@@ -79,6 +90,10 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(
             Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition | Code::OutOfRange,
         ) => 2,
+        // Credentials and rights: the user's to fix, told apart from bad input.
+        Some(Code::Unauthenticated | Code::PermissionDenied) => 3,
+        // Over a rate or quota: try again later.
+        Some(Code::ResourceExhausted) => 4,
         _ => 1,
     }
 }

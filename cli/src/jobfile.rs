@@ -134,6 +134,7 @@ fn parse_line(line: &str) -> Result<JobSpec, String> {
         retry_backoff_ms: l.retry_backoff_ms,
         queue_timeout_ms: l.queue_timeout_ms,
         output_tail_bytes: l.output_tail_bytes,
+        owner: String::new(),
     })
 }
 

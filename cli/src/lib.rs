@@ -15,7 +15,7 @@ use client::Ctx;
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let Cli { controller, config, output, command } = cli;
+    let Cli { controller, config, output, token, command } = cli;
     match command {
         Command::Controller(args) => {
             burst_controller::run(args.into_config()?).await?;
@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let ctx = Ctx::new(controller, config.as_deref(), output)?;
+    let ctx = Ctx::new(controller, config.as_deref(), output, token.as_deref())?;
     match command {
         Command::Submit(args) => commands::submit::run(&ctx, args).await,
         Command::Status { jobs } => commands::read::status(&ctx, jobs).await,

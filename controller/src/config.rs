@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::admission::RateLimit;
 use crate::retention::{DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, Limits};
 use crate::router::RouterKind;
+use crate::scheduler::Quota;
 
 /// Loopback by default: a controller is reachable from elsewhere only when its operator says so.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -48,6 +50,22 @@ pub struct Args {
     /// Keep state in memory only: nothing survives a restart (tests, demos).
     #[arg(long, env = "BURST_EPHEMERAL")]
     pub ephemeral: bool,
+    /// Require a bearer token from every caller, from this TOML file of [[token]] name/role/token entries
+    /// [default: no authentication].
+    #[arg(long, env = "BURST_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Most unfinished jobs the controller holds; submissions past it get RESOURCE_EXHAUSTED [default: 2000000].
+    #[arg(long, env = "BURST_MAX_ACTIVE_JOBS")]
+    pub max_active_jobs: Option<u64>,
+    /// Most unfinished jobs one submitter may have [default: the global maximum].
+    #[arg(long, env = "BURST_MAX_ACTIVE_JOBS_PER_SUBMITTER")]
+    pub max_active_jobs_per_submitter: Option<u64>,
+    /// Jobs per second one submitter may submit, sustained; 0 turns the limit off [default: 200000].
+    #[arg(long, env = "BURST_SUBMIT_RATE")]
+    pub submit_rate: Option<f64>,
+    /// Jobs one submitter may submit at once after a pause [default: 200000].
+    #[arg(long, env = "BURST_SUBMIT_BURST")]
+    pub submit_burst: Option<f64>,
 }
 
 /// The `[controller]` section of the config file.
@@ -62,6 +80,11 @@ pub struct Section {
     pub retain_finished_ms: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub ephemeral: Option<bool>,
+    pub tokens_file: Option<PathBuf>,
+    pub max_active_jobs: Option<u64>,
+    pub max_active_jobs_per_submitter: Option<u64>,
+    pub submit_rate: Option<f64>,
+    pub submit_burst: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,7 +97,15 @@ pub struct ControllerConfig {
     /// Where the durable store lives, unless `ephemeral`.
     pub data_dir: PathBuf,
     pub ephemeral: bool,
+    /// Bearer tokens callers must present; `None`: no authentication.
+    pub tokens_file: Option<PathBuf>,
+    pub quota: Quota,
+    pub submit_rate: RateLimit,
 }
+
+/// A submitter's default sustained rate and burst: far above what one client needs, low enough that a runaway
+/// loop cannot fill the controller's memory faster than the quota can refuse it.
+pub const DEFAULT_SUBMIT_RATE: RateLimit = RateLimit { per_second: 200_000.0, burst: 200_000.0 };
 
 /// The durable store's directory when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "burst-data";
@@ -91,6 +122,9 @@ impl Default for ControllerConfig {
             retention: Limits::default(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             ephemeral: true,
+            tokens_file: None,
+            quota: Quota::default(),
+            submit_rate: DEFAULT_SUBMIT_RATE,
         }
     }
 }
@@ -107,6 +141,11 @@ impl Args {
             retain_finished_ms,
             data_dir,
             ephemeral,
+            tokens_file,
+            max_active_jobs,
+            max_active_jobs_per_submitter,
+            submit_rate,
+            submit_burst,
         } = self;
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "controller")?,
@@ -138,6 +177,16 @@ impl Args {
             },
             data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             ephemeral: ephemeral || file.ephemeral.unwrap_or(false),
+            tokens_file: tokens_file.or(file.tokens_file),
+            quota: {
+                let max_active = max_active_jobs.or(file.max_active_jobs).unwrap_or(Quota::default().max_active);
+                let per_owner = max_active_jobs_per_submitter.or(file.max_active_jobs_per_submitter);
+                Quota { max_active, max_active_per_owner: per_owner.unwrap_or(max_active) }
+            },
+            submit_rate: RateLimit {
+                per_second: submit_rate.or(file.submit_rate).unwrap_or(DEFAULT_SUBMIT_RATE.per_second),
+                burst: submit_burst.or(file.submit_burst).unwrap_or(DEFAULT_SUBMIT_RATE.burst),
+            },
         })
     }
 }

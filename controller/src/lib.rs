@@ -7,6 +7,8 @@
 //! - [`store`]: where job records outlive the process.
 //! - [`service`]: the gRPC edge; [`server`]: starting and stopping it.
 
+pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod lifecycle;
 pub mod registry;
@@ -49,6 +51,7 @@ impl Controller {
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let jobs = store.load()?;
         let mut sched = Scheduler::with_retention(config.router, store, events.clone(), config.retention);
+        sched.set_quota(config.quota);
         // Workers get one lease timeout to come back and claim what they hold.
         let claim_deadline = std::time::Instant::now() + config.lease_timeout;
         let durable = sched.restore(jobs, burst_proto::now_ms(), claim_deadline);

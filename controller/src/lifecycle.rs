@@ -493,6 +493,7 @@ impl Job {
             labels: self.spec.labels.clone(),
             epoch: self.epoch,
             output_tail: outcome.output_tail,
+            owner: self.spec.owner.clone(),
         }
     }
 }

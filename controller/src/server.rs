@@ -11,12 +11,16 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
+use crate::admission::Admission;
+use crate::auth::Auth;
 use crate::service::ControllerService;
 use crate::store::{JobStore, MemoryStore, RedbStore};
 use crate::{Controller, ControllerConfig};
 
-/// gRPC messages up to this size are accepted: a full `SubmitJobs` batch of ordinary specs fits with room.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub use burst_proto::MAX_MESSAGE_BYTES;
+
+/// Calls in flight on one connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// A controller serving on `addr` until [`RunningController::shutdown`] or drop.
 pub struct RunningController {
@@ -65,14 +69,26 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let auth = match &config.tokens_file {
+        Some(path) => Auth::load(path)?,
+        None => Auth::off(),
+    };
+    if !auth.enabled() {
+        info!("no tokens file: every caller is trusted (anonymous, admin)");
+    }
+    let admission = Admission::new(config.submit_rate);
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
-    let service = ControllerRpcServer::new(ControllerService::new(controller.clone()))
+    let service = ControllerRpcServer::new(ControllerService::new(controller.clone(), auth, admission))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         Server::builder()
+            // Per connection: a worker's poll, reports and heartbeats, or a client's calls, with room to spare;
+            // one connection cannot tie up the whole server.
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;

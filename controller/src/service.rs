@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use burst_proto::v1::controller_rpc_server::ControllerRpc;
@@ -14,6 +15,8 @@ use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
 use crate::Controller;
+use crate::admission::Admission;
+use crate::auth::{Auth, Need, Principal};
 use crate::scheduler::{ListFilter, Poll, SchedError};
 use crate::store::{Durable, StoreError};
 use crate::validate;
@@ -25,26 +28,42 @@ pub const MAX_BATCH: usize = 10_000;
 
 pub struct ControllerService {
     controller: Arc<Controller>,
+    auth: Auth,
+    admission: Admission,
 }
 
 impl ControllerService {
-    pub fn new(controller: Arc<Controller>) -> Self {
-        ControllerService { controller }
+    pub fn new(controller: Arc<Controller>, auth: Auth, admission: Admission) -> Self {
+        ControllerService { controller, auth, admission }
     }
 
-    async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitJobResponse>, Status> {
+    /// Validates, rate-limits and quota-checks `specs` for `who`, then stores them, all or none.
+    async fn submit(&self, who: &Principal, mut specs: Vec<JobSpec>) -> Result<Vec<SubmitJobResponse>, Status> {
         if specs.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("{} specs in one batch; at most {MAX_BATCH}", specs.len())));
         }
-        for (i, spec) in specs.iter().enumerate() {
+        for (i, spec) in specs.iter_mut().enumerate() {
             validate::job_spec(spec).map_err(|e| {
-                let at = if specs.len() > 1 { format!("spec #{i}: ") } else { String::new() };
+                let at = if i > 0 || spec.owner.is_empty() { format!("spec #{i}: ") } else { String::new() };
                 Status::invalid_argument(format!("{at}{e}"))
             })?;
+            spec.owner = who.name.clone();
         }
-        let (jobs, durable) = self.controller.lock().submit(specs, burst_proto::now_ms()).map_err(sched_status)?;
+        self.admission.take(&who.name, specs.len(), std::time::Instant::now())?;
+        let submitted = self.controller.lock().submit(specs, burst_proto::now_ms());
+        let (jobs, durable) = submitted.map_err(|e| match e {
+            SchedError::Quota(m) => self.admission.quota_refused(m),
+            e => sched_status(e),
+        })?;
         durable.await.map_err(store_status)?;
         Ok(jobs)
+    }
+
+    /// The job `id` for a caller who must own it (or be an admin).
+    fn owned_job(&self, who: &Principal, id: &str) -> Result<(Arc<JobSpec>, JobStatus), Status> {
+        let (spec, status) = self.controller.lock().job(id).map_err(sched_status)?;
+        self.auth.check_owner(who, id, &spec.owner)?;
+        Ok((spec, status))
     }
 }
 
@@ -53,6 +72,8 @@ fn sched_status(e: SchedError) -> Status {
         SchedError::UnknownWorker(_) | SchedError::UnknownJob(_) => Status::not_found(e.to_string()),
         SchedError::KeyConflict { .. } => Status::already_exists(e.to_string()),
         SchedError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        SchedError::NotYours(_) => Status::permission_denied(e.to_string()),
+        SchedError::Quota(_) => Status::resource_exhausted(e.to_string()),
     }
 }
 
@@ -70,38 +91,43 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<JobStatus, Status>> + Send>
 impl ControllerRpc for ControllerService {
     #[instrument(skip_all, fields(job))]
     async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("request has no spec"))?;
-        let job = self.submit(vec![spec]).await?.remove(0);
+        let job = self.submit(&who, vec![spec]).await?.remove(0);
         tracing::Span::current().record("job", job.job_id.as_str());
         Ok(Response::new(job))
     }
 
     #[instrument(skip_all, fields(count))]
     async fn submit_jobs(&self, req: Request<SubmitJobsRequest>) -> Result<Response<SubmitJobsResponse>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let specs = req.into_inner().specs;
         tracing::Span::current().record("count", specs.len());
-        let jobs = self.submit(specs).await?;
+        let jobs = self.submit(&who, specs).await?;
         Ok(Response::new(SubmitJobsResponse { jobs }))
     }
 
     #[instrument(skip_all, fields(job))]
     async fn get_job_status(&self, req: Request<GetJobStatusRequest>) -> Result<Response<JobStatus>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let id = req.into_inner().job_id;
         tracing::Span::current().record("job", id.as_str());
-        let (_, status) = self.controller.lock().job(&id).map_err(sched_status)?;
+        let (_, status) = self.owned_job(&who, &id)?;
         Ok(Response::new(status))
     }
 
     #[instrument(skip_all, fields(job))]
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let id = req.into_inner().job_id;
         tracing::Span::current().record("job", id.as_str());
-        let (spec, status) = self.controller.lock().job(&id).map_err(sched_status)?;
+        let (spec, status) = self.owned_job(&who, &id)?;
         Ok(Response::new(Job { spec: Some((*spec).clone()), status: Some(status) }))
     }
 
     #[instrument(skip_all)]
     async fn list_jobs(&self, req: Request<ListJobsRequest>) -> Result<Response<ListJobsResponse>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let req = req.into_inner();
         let states = req.states().collect();
         let filter = ListFilter {
@@ -109,6 +135,7 @@ impl ControllerRpc for ControllerService {
             labels: req.labels,
             limit: req.limit as usize,
             after: Some(req.page_token).filter(|t| !t.is_empty()),
+            owner: who.scope().map(str::to_string),
         };
         let jobs = self.controller.lock().list(&filter);
         let page = if filter.limit == 0 { 1_000 } else { filter.limit.min(crate::scheduler::MAX_PAGE) };
@@ -123,9 +150,11 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all)]
     async fn watch_jobs(&self, req: Request<WatchJobsRequest>) -> Result<Response<StatusStream>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let req = req.into_inner();
         let ids: HashSet<String> = req.job_ids.into_iter().collect();
         let labels = req.labels;
+        let owner = who.scope().map(str::to_string);
         // Subscribe before reading current statuses, so no change falls between the two.
         let mut rx = self.controller.subscribe();
         let mut stopping = self.controller.stopping();
@@ -133,7 +162,9 @@ impl ControllerRpc for ControllerService {
         if req.initial {
             let sched = self.controller.lock();
             for id in &ids {
-                initial.push(sched.job(id).map(|(_, s)| s).map_err(sched_status)?);
+                let (spec, status) = sched.job(id).map_err(sched_status)?;
+                self.auth.check_owner(&who, id, &spec.owner)?;
+                initial.push(status);
             }
         }
         let stream = async_stream(initial, move |tx| async move {
@@ -143,7 +174,9 @@ impl ControllerRpc for ControllerService {
                     _ = stopping.wait_for(|s| *s) => return,
                 };
                 match next {
-                    Ok(status) if watched(&ids, &labels, &status) => {
+                    Ok(status)
+                        if watched(&ids, &labels, &status) && owner.as_ref().is_none_or(|o| *o == status.owner) =>
+                    {
                         if tx.send(Ok(status)).await.is_err() {
                             return;
                         }
@@ -163,23 +196,39 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all)]
     async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
         let req = req.into_inner();
-        let (cancelled, already_ended, d) =
-            self.controller.lock().cancel(&req.job_ids, &req.labels, burst_proto::now_ms()).map_err(sched_status)?;
+        let now = burst_proto::now_ms();
+        let result = self.controller.lock().cancel_as(&req.job_ids, &req.labels, who.scope(), now);
+        let (cancelled, already_ended, d) = result.map_err(|e| {
+            if matches!(e, SchedError::NotYours(_)) {
+                self.auth.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(caller = %who.name, "call refused: cancelling another submitter's job");
+            }
+            sched_status(e)
+        })?;
         durable(d).await?;
         info!(cancelled = cancelled.len(), "jobs cancelled");
         Ok(Response::new(CancelJobResponse { cancelled, already_ended }))
     }
 
     #[instrument(skip_all)]
-    async fn list_workers(&self, _: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
+    async fn list_workers(&self, req: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
+        self.auth.check(&req, Need::Admin)?;
         let workers = self.controller.lock().workers();
         Ok(Response::new(ListWorkersResponse { workers }))
     }
 
     #[instrument(skip_all)]
-    async fn get_stats(&self, _: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
-        Ok(Response::new(self.controller.lock().stats()))
+    async fn get_stats(&self, req: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
+        self.auth.check(&req, Need::Client)?;
+        let mut stats = self.controller.lock().stats();
+        // Relaxed: counters, read for display.
+        stats.unauthenticated_total = self.auth.unauthenticated.load(Ordering::Relaxed);
+        stats.permission_denied_total = self.auth.denied.load(Ordering::Relaxed);
+        stats.rate_limited_total = self.admission.rate_limited.load(Ordering::Relaxed);
+        stats.quota_refused_total = self.admission.quota_refused.load(Ordering::Relaxed);
+        Ok(Response::new(stats))
     }
 
     #[instrument(skip_all, fields(worker))]
@@ -187,6 +236,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         let info = req.info.ok_or_else(|| Status::invalid_argument("request has no worker info"))?;
         validate::worker_info(&info).map_err(Status::invalid_argument)?;
@@ -207,6 +257,7 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn poll_job(&self, req: Request<PollJobRequest>) -> Result<Response<PollJobResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
@@ -234,6 +285,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<ReportJobStartedRequest>,
     ) -> Result<Response<ReportJobStartedResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         let (refused, d) = self
@@ -250,6 +302,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<ReportJobResultRequest>,
     ) -> Result<Response<ReportJobResultResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         let (accepted, refused, d) = self
@@ -263,6 +316,7 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         // Leases older than half a lease timeout have had many heartbeats' time to arrive.
@@ -278,6 +332,7 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn drain_worker(&self, req: Request<DrainWorkerRequest>) -> Result<Response<DrainWorkerResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         let (requeued, d) = self
@@ -294,6 +349,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<DeregisterWorkerRequest>,
     ) -> Result<Response<DeregisterWorkerResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         let (requeued, d) = self
@@ -310,6 +366,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<TransferLeasesRequest>,
     ) -> Result<Response<TransferLeasesResponse>, Status> {
+        self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("worker", req.worker_id.as_str());

@@ -12,8 +12,22 @@ const MAX_ATTEMPTS: u32 = 100;
 /// The output tail a job may keep in its status: enough for the last lines of a log, small enough that the
 /// controller's memory per retained job stays bounded.
 pub const MAX_OUTPUT_TAIL: u32 = 4096;
+/// A spec's encoded size: room for a long command line and environment, not for smuggling data in a spec
+/// (inputs belong in files or object storage).
+pub const MAX_SPEC_BYTES: usize = 256 * 1024;
+/// Arguments in one command line: what `execve` accepts on Linux in practice is far lower in bytes anyway.
+pub const MAX_ARGS: usize = 10_000;
+/// Bytes of environment (names and values) one job may set.
+pub const MAX_ENV_BYTES: usize = 128 * 1024;
+/// Labels on one job, and the longest label value.
+pub const MAX_LABELS: usize = 64;
+pub const MAX_LABEL_VALUE: usize = 1024;
 
 pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
+    let size = prost::Message::encoded_len(spec);
+    if size > MAX_SPEC_BYTES {
+        return Err(format!("the spec is {size} bytes; at most {MAX_SPEC_BYTES}"));
+    }
     match &spec.kind {
         None => return Err("spec has no kind: set one of process, python or docker".into()),
         Some(Kind::Process(p)) => {
@@ -45,12 +59,24 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
             args("docker.args", &d.args)?;
         }
     }
+    let env_bytes: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if env_bytes > MAX_ENV_BYTES {
+        return Err(format!("env is {env_bytes} bytes; at most {MAX_ENV_BYTES}"));
+    }
     for (k, v) in &spec.env {
         env_name(k)?;
         no_nul("env value", v)?;
     }
-    for k in spec.labels.keys() {
+    if spec.labels.len() > MAX_LABELS {
+        return Err(format!("{} labels; at most {MAX_LABELS}", spec.labels.len()));
+    }
+    for (k, v) in &spec.labels {
         name("label key", k)?;
+        if v.len() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
+            return Err(format!(
+                "label {k}: the value must be at most {MAX_LABEL_VALUE} bytes without control characters"
+            ));
+        }
     }
     no_nul("working_dir", &spec.working_dir)?;
     if spec.idempotency_key.len() > MAX_NAME_LEN {
@@ -100,6 +126,9 @@ fn env_name(k: &str) -> Result<(), String> {
 }
 
 fn args(what: &str, args: &[String]) -> Result<(), String> {
+    if args.len() > MAX_ARGS {
+        return Err(format!("{what} has {} arguments; at most {MAX_ARGS}", args.len()));
+    }
     args.iter().try_for_each(|a| no_nul(what, a))
 }
 
@@ -148,6 +177,22 @@ mod tests {
             ),
             (JobSpec { env: [("1BAD".to_string(), "x".to_string())].into(), ..process("x") }, "env name"),
             (JobSpec { max_attempts: 1000, ..process("x") }, "max_attempts"),
+            (
+                JobSpec {
+                    kind: Some(Kind::Process(ProcessSpec { command: "x".into(), args: vec!["a".into(); 10_001] })),
+                    ..JobSpec::default()
+                },
+                "10001 arguments",
+            ),
+            (JobSpec { env: [("BIG".to_string(), "x".repeat(200_000))].into(), ..process("x") }, "env is"),
+            (JobSpec { working_dir: "x".repeat(300_000), ..process("x") }, "the spec is"),
+            (
+                JobSpec { labels: (0..65).map(|i| (format!("l{i}"), String::new())).collect(), ..process("x") },
+                "65 labels",
+            ),
+            (JobSpec { labels: [("k".to_string(), "a\nb".to_string())].into(), ..process("x") }, "control"),
+            (JobSpec { labels: [("../k".to_string(), String::new())].into(), ..process("x") }, "label key"),
+            (JobSpec { idempotency_key: "k".repeat(300), ..process("x") }, "idempotency_key"),
         ];
         for (spec, want) in cases {
             let err = job_spec(&spec).unwrap_err();

@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
+use burst_proto::auth::{Bearer, ControlClient, control_client};
 use burst_proto::v1::{
     CancelJobRequest, GetJobStatusRequest, GetStatsRequest, GetStatsResponse, JobSpec, JobStatus, SubmitJobRequest,
     WatchJobsRequest,
 };
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::reflector::ObjectRef;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::crd::BurstJob;
@@ -106,7 +106,7 @@ impl Links {
 #[derive(Clone)]
 pub struct Link {
     pub endpoint: String,
-    client: ControllerRpcClient<Channel>,
+    client: ControlClient,
     /// Latest status per job id, written by the watch task, read by reconciles.
     statuses: Arc<Mutex<HashMap<String, JobStatus>>>,
     /// BurstJobs with a job on this controller, queued again when the watch reconnects.
@@ -128,7 +128,9 @@ impl Link {
             .connect_lazy();
         Ok(Link {
             endpoint,
-            client: ControllerRpcClient::new(channel),
+            // BurstClusters run their controllers without a tokens file for now (TLS and tokens for operator-run
+            // clusters come with the certificates the operator will create).
+            client: control_client(channel, Bearer::default()),
             statuses: Arc::default(),
             tracked: Arc::default(),
             watch: Arc::default(),

@@ -4,6 +4,7 @@
 //! No scheduling logic lives here: this crate is what the controller, the workers, the operator and the CLI
 //! agree on, nothing more.
 
+pub mod auth;
 pub mod config;
 mod names;
 pub mod telemetry;
@@ -15,6 +16,10 @@ pub use names::{ParseNameError, parse_state, reason_name, state_name};
 pub mod v1 {
     tonic::include_proto!("burst.v1");
 }
+
+/// Largest gRPC message any burst program sends or accepts: a 10,000-spec batch of large specs fits; anything
+/// bigger is a mistake or an attack, refused before it is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Milliseconds since the Unix epoch, the unit of every time stamp on the wire.
 pub fn now_ms() -> u64 {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
+use burst_proto::auth::{ControlClient, control_client};
 use burst_proto::v1::*;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tonic::transport::Channel;
@@ -42,7 +42,7 @@ const MAX_REPORT_BATCH: usize = 1_000;
 pub struct Agent {
     cfg: WorkerConfig,
     advertise: String,
-    client: ControllerRpcClient<Channel>,
+    client: ControlClient,
     /// The current registration's session; 0 until the first registration succeeds.
     session: watch::Sender<u64>,
     /// Serializes re-registration, so concurrent `NotFound`s register once.
@@ -127,9 +127,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
 impl Agent {
     pub fn new(cfg: WorkerConfig, advertise: String, channel: Channel) -> (Arc<Self>, Reports) {
         let (reports, reports_rx) = mpsc::unbounded_channel();
-        let client = ControllerRpcClient::new(channel)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024);
+        let client = control_client(channel, cfg.bearer.clone());
         let agent = Agent {
             slots: Arc::new(Semaphore::new(cfg.slots as usize)),
             cfg,
@@ -171,7 +169,7 @@ impl Agent {
         self.current()
     }
 
-    pub(crate) fn client(&self) -> ControllerRpcClient<Channel> {
+    pub(crate) fn client(&self) -> ControlClient {
         self.client.clone()
     }
 

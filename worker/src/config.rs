@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use burst_proto::auth::Bearer;
 use burst_proto::v1::Resources;
 use serde::Deserialize;
 
@@ -75,6 +76,10 @@ pub struct Args {
     /// On SIGTERM, milliseconds running jobs get to finish before they are stopped and requeued [default: 25000].
     #[arg(long, env = "BURST_DRAIN_GRACE_MS")]
     pub drain_grace_ms: Option<u64>,
+    /// Bearer token (role worker) for a controller that requires one; from the environment or a flag, never
+    /// the config file.
+    #[arg(long, env = "BURST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -109,6 +114,8 @@ pub struct Section {
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub controller: String,
+    /// Credentials sent to the controller.
+    pub bearer: Bearer,
     pub listen: SocketAddr,
     pub advertise: Option<String>,
     pub worker_id: String,
@@ -148,6 +155,7 @@ impl WorkerConfig {
             labels: HashMap::new(),
             steal: true,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            bearer: Bearer::default(),
             exec: ExecConfig {
                 worker_id: worker_id.to_string(),
                 output_dir,
@@ -180,6 +188,7 @@ impl Args {
             docker,
             steal,
             drain_grace_ms,
+            token,
         } = self;
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "worker")?,
@@ -211,6 +220,7 @@ impl Args {
             labels: all_labels,
             steal: steal.or(file.steal).unwrap_or(true),
             drain_grace: drain_grace_ms.or(file.drain_grace_ms).map_or(DEFAULT_DRAIN_GRACE, Duration::from_millis),
+            bearer: Bearer::new(token.as_deref()).map_err(|e| anyhow::anyhow!("--token: {e}"))?,
             exec: ExecConfig {
                 worker_id: worker_id.clone(),
                 output_dir,

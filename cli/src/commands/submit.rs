@@ -152,5 +152,6 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         retry_backoff_ms: retry_backoff.map_or(0, |t| t.as_millis().max(1) as u64),
         queue_timeout_ms: queue_timeout.map_or(0, |t| t.as_millis().max(1) as u64),
         output_tail_bytes: output_tail.unwrap_or(0),
+        owner: String::new(),
     })
 }

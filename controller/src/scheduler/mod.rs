@@ -54,6 +54,26 @@ pub enum SchedError {
     KeyConflict { key: String, job: JobId },
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not touch another submitter's job.
+    #[error("job {0} belongs to another submitter")]
+    NotYours(JobId),
+    /// A submission that would take the unfinished jobs over a quota.
+    #[error("{0}")]
+    Quota(String),
+}
+
+/// Most unfinished (queued, leased, running) jobs the controller holds, in all and per submitter. Memory is the
+/// reason: about 1.2 KB per queued job, so the default global quota is a few GiB at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub max_active: u64,
+    pub max_active_per_owner: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota { max_active: 2_000_000, max_active_per_owner: 2_000_000 }
+    }
 }
 
 /// What `take_leases` found: leases to hand over and leases to stop now, or the handle to wait on.
@@ -77,6 +97,8 @@ pub struct ListFilter {
     pub labels: HashMap<String, String>,
     pub limit: usize,
     pub after: Option<JobId>,
+    /// Only this submitter's jobs (a caller who may not see others').
+    pub owner: Option<String>,
 }
 
 pub struct Scheduler {
@@ -104,6 +126,9 @@ pub struct Scheduler {
     /// After a restart: jobs leased before it that no worker has claimed yet, and until when they may be.
     unclaimed: std::collections::HashSet<JobId>,
     claim_deadline: Option<Instant>,
+    quota: Quota,
+    /// Unfinished jobs per owner, for the per-submitter quota.
+    active_by_owner: HashMap<String, u64>,
 }
 
 impl Scheduler {
@@ -138,7 +163,17 @@ impl Scheduler {
             retention: Retention::new(retention),
             unclaimed: std::collections::HashSet::new(),
             claim_deadline: None,
+            quota: Quota::default(),
+            active_by_owner: HashMap::new(),
         }
+    }
+
+    pub fn set_quota(&mut self, quota: Quota) {
+        self.quota = quota;
+    }
+
+    fn active(&self) -> u64 {
+        [JobState::Queued, JobState::Leased, JobState::Running].iter().map(|s| self.counts[*s as usize]).sum()
     }
 
     /// Takes in the jobs a store kept. No worker holds a lease yet, so jobs that were leased or running go back
@@ -155,6 +190,8 @@ impl Scheduler {
             self.counts[job.state().proto() as usize] += 1;
             if job.is_terminal() {
                 self.retention.finished(job.id.clone(), Instant::now());
+            } else {
+                *self.active_by_owner.entry(job.spec.owner.clone()).or_default() += 1;
             }
             if job.state().holder().is_some() {
                 self.unclaimed.insert(job.id.clone());
@@ -211,7 +248,23 @@ impl Scheduler {
                 existing.push(None);
             }
         }
-        // 2. Create the new jobs; ids are fixed before anything else can see them.
+        // 2. Check the quotas for what is new, so an over-quota batch submits nothing.
+        let new = existing.iter().filter(|e| e.is_none()).count() as u64 - repeats_in(&specs, &existing);
+        if new > 0 {
+            let owner = specs[0].owner.as_str();
+            let mine = self.active_by_owner.get(owner).copied().unwrap_or(0);
+            if self.active() + new > self.quota.max_active {
+                let max = self.quota.max_active;
+                return Err(SchedError::Quota(format!("the controller holds its maximum of {max} unfinished jobs")));
+            }
+            if mine + new > self.quota.max_active_per_owner {
+                let max = self.quota.max_active_per_owner;
+                return Err(SchedError::Quota(format!(
+                    "{owner} has {mine} unfinished jobs; {new} more would pass its quota of {max}"
+                )));
+            }
+        }
+        // 3. Create the new jobs; ids are fixed before anything else can see them.
         let mut out = Vec::with_capacity(specs.len());
         for (spec, found) in specs.into_iter().zip(existing) {
             if let Some(id) = found.or_else(|| self.keys.get(&spec.idempotency_key).cloned()) {
@@ -226,6 +279,7 @@ impl Scheduler {
                 let due = Instant::now() + std::time::Duration::from_millis(spec.queue_timeout_ms);
                 self.add_timer(due, &id, Timer::QueueDeadline);
             }
+            *self.active_by_owner.entry(spec.owner.clone()).or_default() += 1;
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
             self.counts[JobState::Queued as usize] += 1;
             self.submitted_total += 1;
@@ -259,6 +313,7 @@ impl Scheduler {
             .map(|(_, job)| job)
             .filter(|job| filter.states.is_empty() || filter.states.contains(&job.state().proto()))
             .filter(|job| filter.labels.iter().all(|(k, v)| job.spec.labels.get(k) == Some(v)))
+            .filter(|job| filter.owner.as_ref().is_none_or(|o| *o == job.spec.owner))
             .take(limit)
             .map(|job| self.status_of(job))
             .collect()
@@ -285,6 +340,7 @@ impl Scheduler {
             steal_attempts_total: self.registry.iter().map(|w| w.steal_attempts).sum(),
             steals_total: self.steals_total,
             jobs_stolen_total: self.jobs_stolen_total,
+            ..GetStatsResponse::default()
         }
     }
 
@@ -437,6 +493,13 @@ impl Scheduler {
         }
         self.record(id);
         if matches!(after, JobState::Succeeded | JobState::Failed | JobState::Cancelled) {
+            let owner = &self.jobs[id].spec.owner;
+            if let Some(n) = self.active_by_owner.get_mut(owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.active_by_owner.remove(owner);
+                }
+            }
             self.retention.finished(id.to_string(), Instant::now());
             if self.retention.over_count() {
                 self.forget_expired(Instant::now());
@@ -511,18 +574,35 @@ impl Scheduler {
         labels: &HashMap<String, String>,
         now_ms: u64,
     ) -> Result<(Vec<JobId>, Vec<JobId>, Durable), SchedError> {
+        self.cancel_as(ids, labels, None, now_ms)
+    }
+
+    /// [`Scheduler::cancel`] for a caller who may cancel only `owner`'s jobs (`None`: any job): a named job of
+    /// another owner refuses the whole call; a label selector only reaches `owner`'s jobs.
+    pub fn cancel_as(
+        &mut self,
+        ids: &[String],
+        labels: &HashMap<String, String>,
+        owner: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Vec<JobId>, Vec<JobId>, Durable), SchedError> {
         if ids.is_empty() && labels.is_empty() {
             return Err(SchedError::Invalid("name the jobs to cancel or give a label selector".into()));
         }
         if let Some(missing) = ids.iter().find(|id| !self.jobs.contains_key(*id)) {
             return Err(SchedError::UnknownJob(missing.clone()));
         }
+        let mine = |j: &Job| owner.is_none_or(|o| o == j.spec.owner);
+        if let Some(other) = ids.iter().find(|id| !mine(&self.jobs[*id])) {
+            return Err(SchedError::NotYours(other.clone()));
+        }
         let mut targets: Vec<JobId> = ids.to_vec();
         if !labels.is_empty() {
             targets.extend(
                 self.jobs
                     .values()
-                    .filter(|j| !j.is_terminal() && labels.iter().all(|(k, v)| j.spec.labels.get(k) == Some(v)))
+                    .filter(|j| !j.is_terminal() && mine(j))
+                    .filter(|j| labels.iter().all(|(k, v)| j.spec.labels.get(k) == Some(v)))
                     .map(|j| j.id.clone()),
             );
         }
@@ -579,6 +659,18 @@ impl Scheduler {
     fn flush(&mut self) -> Durable {
         self.store.write(std::mem::take(&mut self.writes))
     }
+}
+
+/// Specs of a batch that repeat an earlier spec's idempotency key (they name that spec's job, not a new one).
+fn repeats_in(specs: &[JobSpec], existing: &[Option<JobId>]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeats = 0;
+    for (s, e) in specs.iter().zip(existing) {
+        if e.is_none() && !s.idempotency_key.is_empty() && !seen.insert(s.idempotency_key.as_str()) {
+            repeats += 1;
+        }
+    }
+    repeats
 }
 
 fn holder(worker: &str, session: u64, epoch: u64) -> Holder {

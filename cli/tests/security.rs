@@ -1,0 +1,185 @@
+//! Authentication, roles and admission limits, end to end: a controller with a tokens file, quotas and a submit
+//! rate, a worker that authenticates as a worker, and clients with and without the right tokens.
+
+mod common;
+mod procs;
+
+use std::path::Path;
+use std::time::Duration;
+
+use burst_cli::client::connect_with;
+use burst_cli::commands::wait::wait_all;
+use burst_controller::admission::RateLimit;
+use burst_controller::scheduler::Quota;
+use burst_controller::{ControllerConfig, RunningController};
+use burst_proto::auth::Bearer;
+use burst_proto::v1::{
+    CancelJobRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest, ListWorkersRequest,
+    SubmitJobRequest, SubmitJobsRequest,
+};
+use burst_worker::{RunningWorker, WorkerConfig};
+use common::{eventually, sh};
+use tonic::Code;
+
+const LONG: Duration = Duration::from_secs(30);
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789ab";
+const WORKER: &str = "worker-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+fn tokens(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("tokens.toml");
+    let entry = |name: &str, role: &str, token: &str| {
+        format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n")
+    };
+    let text = entry("alice", "submit", ALICE)
+        + &entry("bob", "submit", BOB)
+        + &entry("w", "worker", WORKER)
+        + &entry("root", "admin", ADMIN);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A controller requiring tokens, with `quota` and `rate`, and one worker (2 slots) authenticated as a worker.
+async fn secured(dir: &Path, quota: Quota, rate: RateLimit) -> (RunningController, RunningWorker, String) {
+    let config = ControllerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tokens_file: Some(tokens(dir)),
+        quota,
+        submit_rate: rate,
+        ..ControllerConfig::default()
+    };
+    let controller = burst_controller::start(config).await.unwrap();
+    let url = format!("http://{}", controller.addr);
+    let mut cfg = WorkerConfig::local(&url, "w-0", 2, 2, dir.join("out"));
+    cfg.bearer = Bearer::new(Some(WORKER)).unwrap();
+    let worker = burst_worker::start(cfg).await.unwrap();
+    tokio::time::timeout(LONG, worker.agent.registered()).await.expect("the worker registers with its token");
+    (controller, worker, url)
+}
+
+async fn as_(url: &str, token: Option<&str>) -> burst_cli::client::Client {
+    connect_with(url, Bearer::new(token).unwrap()).await.unwrap()
+}
+
+fn gate(dir: &Path) -> String {
+    format!("while [ ! -e {}/gate ]; do sleep 0.01; done", dir.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_valid_token_are_unauthenticated_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, worker, url) =
+        secured(dir.path(), Quota::default(), RateLimit { per_second: 0.0, burst: 0.0 }).await;
+    for token in [None, Some("not-a-known-token-0123")] {
+        let err = as_(&url, token).await.list_jobs(ListJobsRequest::default()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+        assert!(!err.message().contains("not-a-known"), "the message never echoes a token");
+    }
+    // A submitter may not act as a worker.
+    let req = burst_proto::v1::RegisterWorkerRequest::default();
+    assert_eq!(as_(&url, Some(ALICE)).await.register_worker(req).await.unwrap_err().code(), Code::PermissionDenied);
+    // The CLI: exit 3, one line.
+    let o = procs::burst(&url, &["--token", "not-a-known-token-0123", "list"]);
+    assert_eq!(o.status.code(), Some(3), "{}", procs::stderr(&o));
+    assert!(procs::stderr(&o).contains("unknown token"), "{}", procs::stderr(&o));
+    let o = procs::burst(&url, &["--token", ALICE, "submit", "--wait", "process", "/bin/true"]);
+    assert!(o.status.success(), "{}", procs::stderr(&o));
+
+    let stats = as_(&url, Some(ADMIN)).await.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.unauthenticated_total, stats.permission_denied_total), (3, 1));
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_sees_and_cancels_only_its_own_jobs_and_cannot_list_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, worker, url) =
+        secured(dir.path(), Quota::default(), RateLimit { per_second: 0.0, burst: 0.0 }).await;
+    let (mut alice, mut bob, mut admin) =
+        (as_(&url, Some(ALICE)).await, as_(&url, Some(BOB)).await, as_(&url, Some(ADMIN)).await);
+    let id =
+        alice.submit_job(SubmitJobRequest { spec: Some(sh(&gate(dir.path()))) }).await.unwrap().into_inner().job_id;
+    let theirs = bob.get_job_status(GetJobStatusRequest { job_id: id.clone() }).await.unwrap_err();
+    assert_eq!(theirs.code(), Code::PermissionDenied);
+    let cancel = CancelJobRequest { job_ids: vec![id.clone()], ..CancelJobRequest::default() };
+    assert_eq!(bob.cancel_job(cancel.clone()).await.unwrap_err().code(), Code::PermissionDenied);
+    let by_label =
+        CancelJobRequest { labels: [("any".to_string(), String::new())].into(), ..CancelJobRequest::default() };
+    assert!(bob.cancel_job(by_label).await.unwrap().into_inner().cancelled.is_empty());
+    assert!(
+        bob.list_jobs(ListJobsRequest::default()).await.unwrap().into_inner().jobs.is_empty(),
+        "bob sees none of alice's"
+    );
+    assert_eq!(bob.list_workers(ListWorkersRequest {}).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(admin.list_workers(ListWorkersRequest {}).await.unwrap().into_inner().workers.len(), 1);
+
+    let mine = alice.get_job_status(GetJobStatusRequest { job_id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!(mine.owner, "alice", "the owner comes from the token, not from the request");
+    assert_eq!(alice.cancel_job(cancel).await.unwrap().into_inner().cancelled, vec![id.clone()]);
+    let s = admin.get_job_status(GetJobStatusRequest { job_id: id }).await.unwrap().into_inner();
+    assert_eq!(s.state(), JobState::Cancelled);
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_refuses_what_is_over_it_stores_none_of_it_and_everything_accepted_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = Quota { max_active: 100, max_active_per_owner: 5 };
+    let (controller, worker, url) = secured(dir.path(), quota, RateLimit { per_second: 0.0, burst: 0.0 }).await;
+    let (mut alice, mut bob) = (as_(&url, Some(ALICE)).await, as_(&url, Some(BOB)).await);
+    let specs = |n: usize| SubmitJobsRequest { specs: vec![sh(&gate(dir.path())); n] };
+    let accepted: Vec<String> =
+        alice.submit_jobs(specs(4)).await.unwrap().into_inner().jobs.into_iter().map(|j| j.job_id).collect();
+    let over = alice.submit_jobs(specs(2)).await.unwrap_err();
+    assert_eq!(over.code(), Code::ResourceExhausted);
+    assert!(over.message().contains("quota of 5") && over.message().contains("retry in"), "{}", over.message());
+    assert!(over.metadata().get("retry-after-ms").is_some());
+    let listed = alice.list_jobs(ListJobsRequest::default()).await.unwrap().into_inner().jobs;
+    assert_eq!(listed.len(), 4, "the refused batch stored nothing, not even its first spec");
+    let bobs = bob.submit_jobs(specs(5)).await.unwrap().into_inner().jobs;
+    assert_eq!(bobs.len(), 5, "quotas are per submitter");
+
+    std::fs::write(dir.path().join("gate"), b"open").unwrap();
+    let ended = wait_all(&mut alice, &accepted, Some(LONG), false).await.unwrap();
+    assert!(ended.iter().all(|s| s.state() == JobState::Succeeded));
+    // Finished jobs no longer count: the quota has room again.
+    assert!(alice.submit_jobs(specs(5)).await.is_ok());
+    let stats = bob.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.quota_refused_total, 1);
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_over_its_rate_is_told_when_to_retry_and_its_retries_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = RateLimit { per_second: 20.0, burst: 10.0 };
+    let (controller, worker, url) = secured(dir.path(), Quota::default(), rate).await;
+    let mut alice = as_(&url, Some(ALICE)).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(alice.submit_job(SubmitJobRequest { spec: Some(sh("true")) }).await.unwrap().into_inner().job_id);
+    }
+    let refused = alice.submit_job(SubmitJobRequest { spec: Some(sh("true")) }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let wait_ms: u64 = refused.metadata().get("retry-after-ms").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait_ms), "one job at 20/s: about 50 ms, not {wait_ms}");
+    // Retrying after the hint gets in.
+    let id = eventually(LONG, "a retry after the hint to be accepted", || {
+        let mut alice = alice.clone();
+        async move {
+            alice.submit_job(SubmitJobRequest { spec: Some(sh("true")) }).await.ok().map(|r| r.into_inner().job_id)
+        }
+    })
+    .await;
+    ids.push(id);
+    let ended = wait_all(&mut alice, &ids, Some(LONG), false).await.unwrap();
+    assert_eq!(ended.iter().filter(|s| s.state() == JobState::Succeeded).count(), 11);
+    let stats = alice.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert!(stats.rate_limited_total >= 1);
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}

@@ -1,0 +1,237 @@
+//! Who is calling, and what they may do.
+//!
+//! With a tokens file (`--tokens-file`), every call must carry `authorization: Bearer <token>` naming one of its
+//! entries; without one, every caller is `anonymous` with every right (a controller on loopback, `burst dev`).
+//!
+//! | role     | may                                                                  |
+//! |----------|----------------------------------------------------------------------|
+//! | `submit` | submit; read, watch and cancel its own jobs; read the cluster's counts |
+//! | `worker` | the worker calls (register, poll, report, heartbeat, drain, transfer) |
+//! | `admin`  | everything, every job, and the list of workers                       |
+//!
+//! Refusals are counted and logged with the caller's name or address, never with a token.
+//!
+//! The tokens file is TOML:
+//! ```toml
+//! [[token]]
+//! name = "alice"      # the owner recorded on the jobs this token submits
+//! role = "submit"
+//! token = "a long random string"
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tonic::{Request, Status};
+use tracing::warn;
+
+/// Tokens shorter than this are refused when the file is loaded: they could be guessed.
+const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Submit,
+    Worker,
+    Admin,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn anonymous() -> Self {
+        Principal { name: "anonymous".into(), role: Role::Admin }
+    }
+
+    /// Whether this caller may see or cancel a job submitted by `owner`.
+    pub fn owns(&self, owner: &str) -> bool {
+        self.role == Role::Admin || self.name == owner
+    }
+
+    /// The owner a listing is restricted to: none for an admin.
+    pub fn scope(&self) -> Option<&str> {
+        (self.role != Role::Admin).then_some(self.name.as_str())
+    }
+}
+
+/// What a call needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// A client call (submit, read, cancel).
+    Client,
+    /// A worker call.
+    Worker,
+    /// Admin only.
+    Admin,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    token: Vec<TokenEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    name: String,
+    role: Role,
+    token: String,
+}
+
+#[derive(Default)]
+pub struct Auth {
+    /// Token -> caller; `None`: authentication is off.
+    tokens: Option<HashMap<String, Principal>>,
+    pub unauthenticated: AtomicU64,
+    pub denied: AtomicU64,
+}
+
+impl Auth {
+    /// Everyone is `anonymous` with every right.
+    pub fn off() -> Self {
+        Auth::default()
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading tokens file {}", path.display()))?;
+        let file: TokensFile =
+            toml::from_str(&text).with_context(|| format!("tokens file {} is not valid", path.display()))?;
+        let mut tokens = HashMap::new();
+        for (i, e) in file.token.into_iter().enumerate() {
+            crate::validate::name("token name", &e.name).map_err(|m| anyhow::anyhow!("token #{}: {m}", i + 1))?;
+            if e.token.len() < MIN_TOKEN_LEN {
+                bail!("token #{} ({}) is shorter than {MIN_TOKEN_LEN} characters", i + 1, e.name);
+            }
+            if tokens.insert(e.token, Principal { name: e.name.clone(), role: e.role }).is_some() {
+                bail!("token #{} ({}) repeats another entry's token", i + 1, e.name);
+            }
+        }
+        if tokens.is_empty() {
+            bail!("tokens file {} has no [[token]] entries: nobody could call", path.display());
+        }
+        Ok(Auth { tokens: Some(tokens), ..Auth::default() })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// The caller of `req`, if it may make a call that needs `need`.
+    pub fn check<T>(&self, req: &Request<T>, need: Need) -> Result<Principal, Status> {
+        let who = self.authenticate(req)?;
+        let allowed = match (who.role, need) {
+            (Role::Admin, _) => true,
+            (Role::Submit, Need::Client) | (Role::Worker, Need::Worker) => true,
+            _ => false,
+        };
+        if allowed {
+            return Ok(who);
+        }
+        // Relaxed: a counter read only for stats.
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        warn!(caller = %who.name, role = ?who.role, need = ?need, "call refused: role may not");
+        Err(Status::permission_denied(format!("{} ({:?}) may not make this call", who.name, who.role)))
+    }
+
+    fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        let Some(tokens) = &self.tokens else { return Ok(Principal::anonymous()) };
+        let header = req.metadata().get(burst_proto::auth::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        if let Some(who) = token.and_then(|t| tokens.get(t)) {
+            return Ok(who.clone());
+        }
+        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let why = if header.is_none() { "no token" } else { "unknown token" };
+        warn!(peer = %peer, why, "call refused: not authenticated");
+        Err(Status::unauthenticated(format!("{why}: send `authorization: Bearer <token>` (burst --token)")))
+    }
+}
+
+impl Auth {
+    /// Refuses `who` a job submitted by `owner`, counted like any refusal.
+    pub fn check_owner(&self, who: &Principal, id: &str, owner: &str) -> Result<(), Status> {
+        if who.owns(owner) {
+            return Ok(());
+        }
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        warn!(caller = %who.name, job = %id, "call refused: another submitter's job");
+        Err(Status::permission_denied(format!("job {id} belongs to another submitter")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(
+            &path,
+            "[[token]]\nname = \"alice\"\nrole = \"submit\"\ntoken = \"alice-0123456789abcdef\"\n\
+             [[token]]\nname = \"w\"\nrole = \"worker\"\ntoken = \"worker-0123456789abcdef\"\n\
+             [[token]]\nname = \"root\"\nrole = \"admin\"\ntoken = \"admin-0123456789abcdef\"\n",
+        )
+        .unwrap();
+        Auth::load(&path).unwrap()
+    }
+
+    fn with(token: Option<&str>) -> Request<()> {
+        let mut req = Request::new(());
+        if let Some(t) = token {
+            req.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        req
+    }
+
+    #[test]
+    fn roles_allow_their_calls_and_refuse_the_rest() {
+        let a = auth();
+        let code = |t: Option<&str>, need| a.check(&with(t), need).map(|p| p.name).map_err(|s| s.code());
+        assert_eq!(code(Some("alice-0123456789abcdef"), Need::Client), Ok("alice".into()));
+        assert_eq!(code(Some("alice-0123456789abcdef"), Need::Admin), Err(tonic::Code::PermissionDenied));
+        assert_eq!(code(Some("alice-0123456789abcdef"), Need::Worker), Err(tonic::Code::PermissionDenied));
+        assert_eq!(code(Some("worker-0123456789abcdef"), Need::Worker), Ok("w".into()));
+        assert_eq!(code(Some("worker-0123456789abcdef"), Need::Client), Err(tonic::Code::PermissionDenied));
+        assert_eq!(code(Some("admin-0123456789abcdef"), Need::Admin), Ok("root".into()));
+        assert_eq!(code(None, Need::Client), Err(tonic::Code::Unauthenticated));
+        assert_eq!(code(Some("guess-0123456789abcdef"), Need::Client), Err(tonic::Code::Unauthenticated));
+        assert_eq!(a.unauthenticated.load(Ordering::Relaxed), 2);
+        assert_eq!(a.denied.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn without_a_tokens_file_everyone_is_an_anonymous_admin() {
+        let p = Auth::off().check(&with(None), Need::Admin).unwrap();
+        assert_eq!(p, Principal::anonymous());
+        assert!(p.owns("someone") && p.scope().is_none());
+    }
+
+    #[test]
+    fn a_weak_or_repeated_token_or_an_empty_file_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let entry = |n: &str, t: &str| format!("[[token]]\nname = \"{n}\"\nrole = \"submit\"\ntoken = \"{t}\"\n");
+        for (text, says) in [
+            (entry("a", "short"), "shorter than"),
+            (entry("a", "0123456789abcdefg") + &entry("b", "0123456789abcdefg"), "repeats"),
+            (String::new(), "no [[token]]"),
+            (entry("../x", "0123456789abcdefg"), "not a valid name"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", Auth::load(&path).err().unwrap());
+            assert!(err.contains(says), "{err}");
+        }
+    }
+}
