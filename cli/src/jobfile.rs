@@ -143,6 +143,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_parser_never_panics_on_100000_mangled_lines() {
+        use rand::{Rng, SeedableRng};
+        let seeds = [
+            r#"{"process": {"command": "/bin/echo", "args": ["hi"]}, "labels": {"b": "1"}, "max_attempts": 3}"#,
+            r#"{"python": {"code": "print(1)"}, "env": {"A": "1"}, "timeout_ms": 5}"#,
+            r#"{"docker": {"image": "busybox", "args": ["x"]}, "resources": {"cpu_millis": 500}}"#,
+        ];
+        let noise = b"{}[]\":,0-9aZ \n\t\\\0";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut parsed = 0;
+        for i in 0..100_000 {
+            let mut line = seeds[i % seeds.len()].as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..line.len());
+                match rng.random_range(0..3) {
+                    0 => line[at] = noise[rng.random_range(0..noise.len())],
+                    1 => line.insert(at, noise[rng.random_range(0..noise.len())]),
+                    _ => {
+                        line.remove(at);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&line);
+            if parse("jobs", &text).is_ok() {
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 0, "some mutations still parse");
+    }
+
+    #[test]
     fn every_kind_parses() {
         let text = r#"
 # a comment

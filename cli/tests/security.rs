@@ -183,3 +183,47 @@ async fn a_submitter_over_its_rate_is_told_when_to_retry_and_its_retries_complet
     worker.shutdown().await;
     controller.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_ids_are_refused_as_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::cluster(burst_cli::local::ClusterOptions::new(1, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let long = "x".repeat(300);
+    for bad in ["../x", "/etc/passwd", "a\0b", "a\nb", long.as_str()] {
+        let req = GetJobStatusRequest { job_id: bad.to_string() };
+        let err = client.get_job_status(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}: {err:?}");
+        let cancel = CancelJobRequest { job_ids: vec![bad.to_string()], ..CancelJobRequest::default() };
+        assert_eq!(client.cancel_job(cancel).await.unwrap_err().code(), Code::InvalidArgument, "{bad:?}");
+        let poll = burst_proto::v1::PollJobRequest { worker_id: bad.to_string(), ..Default::default() };
+        assert_eq!(client.poll_job(poll).await.unwrap_err().code(), Code::InvalidArgument, "{bad:?}");
+    }
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_metacharacters_in_arguments_are_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::cluster(burst_cli::local::ClusterOptions::new(1, 2, dir.path().join("out"))).await;
+    let mut client = c.client().await.unwrap();
+    let marker = dir.path().join("marker");
+    let m = marker.display().to_string();
+    let attempts = [
+        format!("; touch {m}"),
+        format!("$(touch {m})"),
+        format!("`touch {m}`"),
+        format!("x\ntouch {m}"),
+        format!("| touch {m}"),
+        format!("&& touch {m}"),
+    ];
+    let specs: Vec<_> = attempts.iter().map(|a| common::process("/bin/echo", &[a.as_str()])).collect();
+    let ids = common::submit(&mut client, specs).await;
+    let ended = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    for (s, arg) in ended.iter().zip(&attempts) {
+        assert_eq!(s.state(), JobState::Succeeded);
+        assert_eq!(std::fs::read_to_string(&s.stdout_path).unwrap(), format!("{arg}\n"), "printed, not run");
+    }
+    assert!(!marker.exists(), "no shell ever ran");
+    c.shutdown().await.unwrap();
+}

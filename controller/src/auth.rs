@@ -129,11 +129,8 @@ impl Auth {
     /// The caller of `req`, if it may make a call that needs `need`.
     pub fn check<T>(&self, req: &Request<T>, need: Need) -> Result<Principal, Status> {
         let who = self.authenticate(req)?;
-        let allowed = match (who.role, need) {
-            (Role::Admin, _) => true,
-            (Role::Submit, Need::Client) | (Role::Worker, Need::Worker) => true,
-            _ => false,
-        };
+        let allowed =
+            matches!((who.role, need), (Role::Admin, _) | (Role::Submit, Need::Client) | (Role::Worker, Need::Worker));
         if allowed {
             return Ok(who);
         }

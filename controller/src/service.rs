@@ -81,6 +81,12 @@ fn store_status(e: StoreError) -> Status {
     Status::unavailable(e.to_string())
 }
 
+/// Ids from a request must be names (no path separators at the start, no `..`, no control characters, at
+/// most 253 bytes) before they are looked up or logged.
+fn valid_ids(what: &str, ids: &[String]) -> Result<(), Status> {
+    ids.iter().try_for_each(|id| validate::name(what, id)).map_err(Status::invalid_argument)
+}
+
 async fn durable(d: Durable) -> Result<(), Status> {
     d.await.map_err(store_status)
 }
@@ -112,6 +118,7 @@ impl ControllerRpc for ControllerService {
         let who = self.auth.check(&req, Need::Client)?;
         let id = req.into_inner().job_id;
         tracing::Span::current().record("job", id.as_str());
+        valid_ids("job_id", std::slice::from_ref(&id))?;
         let (_, status) = self.owned_job(&who, &id)?;
         Ok(Response::new(status))
     }
@@ -121,6 +128,7 @@ impl ControllerRpc for ControllerService {
         let who = self.auth.check(&req, Need::Client)?;
         let id = req.into_inner().job_id;
         tracing::Span::current().record("job", id.as_str());
+        valid_ids("job_id", std::slice::from_ref(&id))?;
         let (spec, status) = self.owned_job(&who, &id)?;
         Ok(Response::new(Job { spec: Some((*spec).clone()), status: Some(status) }))
     }
@@ -152,6 +160,7 @@ impl ControllerRpc for ControllerService {
     async fn watch_jobs(&self, req: Request<WatchJobsRequest>) -> Result<Response<StatusStream>, Status> {
         let who = self.auth.check(&req, Need::Client)?;
         let req = req.into_inner();
+        valid_ids("job_ids", &req.job_ids)?;
         let ids: HashSet<String> = req.job_ids.into_iter().collect();
         let labels = req.labels;
         let owner = who.scope().map(str::to_string);
@@ -198,6 +207,7 @@ impl ControllerRpc for ControllerService {
     async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
         let who = self.auth.check(&req, Need::Client)?;
         let req = req.into_inner();
+        valid_ids("job_ids", &req.job_ids)?;
         let now = burst_proto::now_ms();
         let result = self.controller.lock().cancel_as(&req.job_ids, &req.labels, who.scope(), now);
         let (cancelled, already_ended, d) = result.map_err(|e| {
@@ -260,6 +270,7 @@ impl ControllerRpc for ControllerService {
         self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
         let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
         let (poll, barrier) = self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
         let (poll, barrier) = match poll {
@@ -288,6 +299,7 @@ impl ControllerRpc for ControllerService {
         self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
         let (refused, d) = self
             .controller
             .lock()
@@ -305,6 +317,7 @@ impl ControllerRpc for ControllerService {
         self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
         let (accepted, refused, d) = self
             .controller
             .lock()
@@ -319,6 +332,7 @@ impl ControllerRpc for ControllerService {
         self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
         // Leases older than half a lease timeout have had many heartbeats' time to arrive.
         let grace = self.controller.config().lease_timeout / 2;
         let (peers, d) = self
@@ -335,6 +349,7 @@ impl ControllerRpc for ControllerService {
         self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
         let (requeued, d) = self
             .controller
             .lock()
@@ -352,6 +367,7 @@ impl ControllerRpc for ControllerService {
         self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
         let (requeued, d) = self
             .controller
             .lock()

@@ -200,6 +200,59 @@ mod tests {
         }
     }
 
+    /// A random string mixing the characters validation cares about (separators, dots, NUL, control, unicode).
+    fn junk(rng: &mut impl rand::Rng, max: usize) -> String {
+        const ALPHABET: &[char] =
+            &['a', 'Z', '0', '.', '/', '_', '-', ' ', '\0', '\n', '$', '`', ';', 'é', '\u{202e}', '='];
+        let len = rng.random_range(0..=max);
+        (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())]).collect()
+    }
+
+    #[test]
+    fn validation_never_panics_and_what_it_accepts_is_within_its_limits() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let mut accepted = 0;
+        for i in 0..100_000 {
+            let kind = match i % 4 {
+                0 => None,
+                1 => Some(Kind::Process(ProcessSpec {
+                    command: junk(&mut rng, 12),
+                    args: vec![junk(&mut rng, 8); rng.random_range(0..4)],
+                })),
+                2 => Some(Kind::Python(PythonSpec {
+                    entry: Some(Entry::Code(junk(&mut rng, 12))),
+                    ..PythonSpec::default()
+                })),
+                _ => Some(Kind::Docker(DockerSpec { image: junk(&mut rng, 12), ..DockerSpec::default() })),
+            };
+            let spec = JobSpec {
+                kind,
+                env: [(junk(&mut rng, 6), junk(&mut rng, 6))].into(),
+                labels: [(junk(&mut rng, 6), junk(&mut rng, 6))].into(),
+                working_dir: junk(&mut rng, 6),
+                idempotency_key: junk(&mut rng, 300),
+                max_attempts: rng.random_range(0..200),
+                output_tail_bytes: rng.random_range(0..5000),
+                ..JobSpec::default()
+            };
+            if job_spec(&spec).is_ok() {
+                accepted += 1;
+                assert!(spec.env.keys().all(|k| !k.is_empty() && !k.contains(['\0', '=', '/'])), "{spec:?}");
+                assert!(spec.labels.keys().all(|k| !k.contains("..") && !k.starts_with('/')), "{spec:?}");
+                assert!(spec.max_attempts <= MAX_ATTEMPTS && spec.output_tail_bytes <= MAX_OUTPUT_TAIL);
+            }
+            let id = junk(&mut rng, 20);
+            if name("job_id", &id).is_ok() {
+                assert!(
+                    !id.contains("..") && !id.starts_with('/') && id.chars().all(|c| c.is_ascii_graphic()),
+                    "{id:?}"
+                );
+            }
+        }
+        assert!(accepted >= 10, "the generator also makes valid specs ({accepted})");
+    }
+
     #[test]
     fn worker_ids_refuse_traversal_and_junk() {
         for bad in ["", "../x", "/abs", "a b", "a\nb", &"x".repeat(300)] {

@@ -41,7 +41,7 @@ pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64) ->
         }
         if keep > 0 && !write_failed {
             if file.is_none() {
-                file = File::create(path).ok();
+                file = create_no_follow(path).ok();
                 out.created = file.is_some();
             }
             match file.as_mut().map(|f| f.write_all(&buf[..keep])) {
@@ -54,6 +54,13 @@ pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64) ->
         }
     }
     out
+}
+
+/// Creates (or truncates) the output file, refusing to follow a symlink at its path: a link planted in the output
+/// directory cannot make a job's output overwrite a file elsewhere.
+fn create_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 /// Put between the stdout and stderr parts of a [`tail`].
@@ -92,6 +99,18 @@ fn last_bytes(path: &Path, n: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_symlink_at_the_output_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("precious");
+        std::fs::write(&outside, "keep me").unwrap();
+        let path = dir.path().join("job.stdout");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let got = capture(&b"overwrite"[..], &path, 100).await;
+        assert!(!got.created && got.truncated, "nothing written through the link: {got:?}");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    }
 
     #[test]
     fn a_tail_keeps_the_end_of_stdout_then_of_stderr_within_its_budget() {
