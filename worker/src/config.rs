@@ -11,6 +11,7 @@ use burst_proto::auth::Bearer;
 use burst_proto::v1::Resources;
 use serde::Deserialize;
 
+use crate::limits::{Cgroups, JobLimits};
 use crate::resources;
 
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
@@ -80,6 +81,15 @@ pub struct Args {
     /// the config file.
     #[arg(long, env = "BURST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Processes one job may have at once (its own pids cgroup where the host allows) [default: 1024].
+    #[arg(long, env = "BURST_JOB_MAX_PROCESSES")]
+    pub job_max_processes: Option<u64>,
+    /// Open files per job process [default: 65536].
+    #[arg(long, env = "BURST_JOB_MAX_OPEN_FILES")]
+    pub job_max_open_files: Option<u64>,
+    /// Largest file a job may write, in bytes [default: 64 GiB].
+    #[arg(long, env = "BURST_JOB_MAX_FILE_BYTES")]
+    pub job_max_file_bytes: Option<u64>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -109,6 +119,9 @@ pub struct Section {
     pub docker: Option<String>,
     pub steal: Option<bool>,
     pub drain_grace_ms: Option<u64>,
+    pub job_max_processes: Option<u64>,
+    pub job_max_open_files: Option<u64>,
+    pub job_max_file_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -139,6 +152,16 @@ pub struct ExecConfig {
     pub python: String,
     pub docker: String,
     pub kill_grace: Duration,
+    pub limits: JobLimits,
+    /// Where runs get their own pids cgroup; found when the worker starts (see [`crate::limits`]).
+    pub cgroups: Option<Cgroups>,
+}
+
+impl ExecConfig {
+    /// A pids cgroup for the run named `token`, when this worker can make them.
+    pub fn exec_cgroup(&self, token: &str) -> Option<crate::limits::RunCgroup> {
+        self.cgroups.as_ref()?.run(token, self.limits.max_processes)
+    }
 }
 
 impl WorkerConfig {
@@ -163,6 +186,8 @@ impl WorkerConfig {
                 python: "python3".into(),
                 docker: "docker".into(),
                 kill_grace: DEFAULT_KILL_GRACE,
+                limits: JobLimits::default(),
+                cgroups: None,
             },
         }
     }
@@ -189,7 +214,11 @@ impl Args {
             steal,
             drain_grace_ms,
             token,
+            job_max_processes,
+            job_max_open_files,
+            job_max_file_bytes,
         } = self;
+        let defaults = JobLimits::default();
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "worker")?,
             None => Section::default(),
@@ -228,6 +257,12 @@ impl Args {
                 python: python.or(file.python).unwrap_or_else(|| "python3".into()),
                 docker: docker.or(file.docker).unwrap_or_else(|| "docker".into()),
                 kill_grace: DEFAULT_KILL_GRACE,
+                limits: JobLimits {
+                    max_processes: job_max_processes.or(file.job_max_processes).unwrap_or(defaults.max_processes),
+                    max_open_files: job_max_open_files.or(file.job_max_open_files).unwrap_or(defaults.max_open_files),
+                    max_file_bytes: job_max_file_bytes.or(file.job_max_file_bytes).unwrap_or(defaults.max_file_bytes),
+                },
+                cgroups: None,
             },
             worker_id,
         })

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod config;
 pub mod executor;
+pub mod limits;
 pub mod output;
 pub mod queue;
 pub mod resources;
@@ -84,6 +85,8 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     if cfg.slots == 0 {
         bail!("slots must be at least 1");
     }
+    let mut cfg = cfg;
+    cfg.exec.cgroups = limits::Cgroups::detect(&cfg.worker_id);
     std::fs::create_dir_all(&cfg.exec.output_dir)
         .with_context(|| format!("cannot create output dir {}", cfg.exec.output_dir.display()))?;
     let listener =

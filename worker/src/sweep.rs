@@ -78,6 +78,14 @@ impl Sweeper {
 }
 
 /// The run named in a process's environment, if it has one and we may read it.
+/// Processes alive now that belong to the run `token`.
+pub fn processes_of(token: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| run_of(*pid).as_deref() == Some(token))
+        .count()
+}
+
 fn run_of(pid: i32) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let prefix = format!("{RUN_VAR}=");

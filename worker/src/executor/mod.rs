@@ -134,13 +134,14 @@ async fn execute(
         Ok(inv) => inv,
         Err(message) => return Ended::Rejected(message),
     };
+    let token = crate::sweep::run_token(&cfg.worker_id, &lease.job_id, lease.epoch);
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
         .envs(&spec.env)
         .env("BURST_JOB_ID", &lease.job_id)
         .env("BURST_ATTEMPT", lease.attempt.to_string())
         .env("BURST_WORKER_ID", &cfg.worker_id)
-        .env(crate::sweep::RUN_VAR, crate::sweep::run_token(&cfg.worker_id, &lease.job_id, lease.epoch))
+        .env(crate::sweep::RUN_VAR, &token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,6 +150,8 @@ async fn execute(
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);
     }
+    let cgroup = cfg.exec_cgroup(&token);
+    crate::limits::apply(&mut cmd, cfg.limits, cgroup.as_ref());
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -190,6 +193,9 @@ async fn execute(
     };
     // The program is gone; nothing it started may outlive it or keep its pipes open.
     signal_group(group, libc::SIGKILL);
+    if let Some(cgroup) = cgroup {
+        cgroup.finish().await;
+    }
     let status = match status {
         Ok(s) => s,
         Err(e) => return Ended::SpawnFailed(format!("waiting for {}: {e}", inv.program)),

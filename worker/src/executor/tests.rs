@@ -12,6 +12,8 @@ fn cfg(dir: &Path) -> ExecConfig {
         python: "python3".into(),
         docker: "docker".into(),
         kill_grace: Duration::from_millis(200),
+        limits: crate::limits::JobLimits::default(),
+        cgroups: None,
     }
 }
 
@@ -167,4 +169,49 @@ async fn a_stop_signal_kills_the_job_and_reports_it_cancelled() {
     let r = tokio::time::timeout(Duration::from_secs(10), job).await.unwrap().unwrap();
     assert_eq!(r.reason(), Reason::Cancelled);
     assert_eq!(r.signal, Some(libc::SIGTERM));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_is_held_to_its_process_limit_ends_failed_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cfg(dir.path());
+    cfg.limits.max_processes = 32;
+    cfg.cgroups = crate::limits::Cgroups::detect("w-test-bomb");
+    // SAFETY: geteuid(2) has no preconditions.
+    if cfg.cgroups.is_none() && unsafe { libc::geteuid() } == 0 {
+        println!("SKIPPED fork bomb test: no writable pids cgroup, and RLIMIT_NPROC does not bind root");
+        return;
+    }
+    let bomb = process("/bin/sh", &["-c", "for i in $(seq 1 400); do sleep 30 & done; wait"]);
+    let spec = JobSpec { timeout_ms: 1500, ..bomb };
+    let lease = lease("bomb", spec);
+    let token = crate::sweep::run_token("w-test", "bomb", 1);
+    let (cfg2, lease2) = (cfg.clone(), lease.clone());
+    let job = tokio::spawn(async move { run(&lease2, &cfg2, never()).await });
+    let mut most = 0;
+    while !job.is_finished() {
+        most = most.max(crate::sweep::processes_of(&token));
+        // Meanwhile the worker still starts other jobs.
+        let other = run(&super::tests::lease("ok", process("/bin/true", &[])), &cfg, never()).await;
+        assert_eq!(other.exit_code, Some(0), "{other:?}");
+    }
+    let r = job.await.unwrap();
+    let err = std::fs::read_to_string(&r.stderr_path).unwrap_or_default();
+    assert!(r.exit_code != Some(0) || r.reason() == Reason::Timeout, "the bomb ends failed: {r:?}");
+    assert!(err.to_lowercase().contains("fork"), "its shell could not fork past the limit: {err:?}");
+    assert!(most <= 32, "the bomb had {most} processes at once; the limit is 32");
+    let after = run(&super::tests::lease("after", process("/bin/true", &[])), &cfg, never()).await;
+    assert_eq!(after.exit_code, Some(0), "the worker still runs jobs: {after:?}");
+    assert_eq!(crate::sweep::processes_of(&token), 0, "nothing of the bomb outlives it");
+}
+
+#[tokio::test]
+async fn a_gibibyte_of_output_is_capped_and_the_job_still_ends_normally() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ExecConfig { output_cap: 1 << 20, ..cfg(dir.path()) };
+    let spec = process("/bin/sh", &["-c", "head -c 1073741824 /dev/zero"]);
+    let r = run(&lease("big", spec), &cfg, never()).await;
+    assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "{r:?}");
+    assert!(r.stdout_truncated);
+    assert_eq!(std::fs::metadata(&r.stdout_path).unwrap().len(), 1 << 20, "capped at the configured limit");
 }
