@@ -48,6 +48,28 @@ pub struct BurstClusterSpec {
     /// The controller Service's type: ClusterIP (default), NodePort or LoadBalancer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<String>,
+    #[serde(default, skip_serializing_if = "NetworkPolicySpec::is_default")]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Who may reach the cluster's pods. On by default: the controller's port is open to the cluster's workers, the
+/// burst operator and the allowed clients; a worker's steal port only to the cluster's other workers.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Set false to create no NetworkPolicy (default: created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Pods that may submit jobs, as NetworkPolicy peers [default: pods in this namespace labelled
+    /// `burst.dev/client: "true"`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_clients: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+impl NetworkPolicySpec {
+    fn is_default(&self) -> bool {
+        *self == NetworkPolicySpec::default()
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -116,6 +116,7 @@ fn operator_grants() -> BTreeMap<String, BTreeSet<String>> {
         ("core/services", "get list watch create patch"),
         ("apps/deployments", "get list watch create patch delete"),
         ("apps/statefulsets", "get list watch create patch delete"),
+        ("networking.k8s.io/networkpolicies", "get create patch delete"),
         ("events.k8s.io/events", "create patch"),
     ])
 }

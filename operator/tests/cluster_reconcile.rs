@@ -50,6 +50,22 @@ async fn expect_applies(api: &mut ApiServer, ready: (i32, i32)) -> Value {
     assert_owned_and_applied(&workers);
     let body = workers.body.clone();
     workers.echo_with_status(json!({ "replicas": body["spec"]["replicas"], "readyReplicas": ready.1 }));
+    // The controller's port: workers, the operator and labelled clients; the steal port: workers only.
+    let to_controller =
+        api.expect("PATCH", "/apis/networking.k8s.io/v1/namespaces/jobs/networkpolicies/demo-controller?").await;
+    assert_owned_and_applied(&to_controller);
+    let rule = &to_controller.body["spec"]["ingress"][0];
+    assert_eq!(rule["ports"][0]["port"], 50051);
+    let from = rule["from"].as_array().unwrap();
+    assert_eq!(from[0]["podSelector"]["matchLabels"]["burst.dev/role"], "worker");
+    assert_eq!(from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "operator");
+    assert_eq!(from[2]["podSelector"]["matchLabels"]["burst.dev/client"], "true");
+    to_controller.echo_with_status(Value::Null);
+    let to_workers =
+        api.expect("PATCH", "/apis/networking.k8s.io/v1/namespaces/jobs/networkpolicies/demo-worker?").await;
+    let rule = &to_workers.body["spec"]["ingress"][0];
+    assert_eq!((rule["ports"][0]["port"].as_i64(), rule["from"].as_array().unwrap().len()), (Some(7000), 1));
+    to_workers.echo_with_status(Value::Null);
     body
 }
 

@@ -85,6 +85,10 @@ What the operator may do wherever it watches (a ClusterRole, or a Role per watch
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Each BurstCluster's NetworkPolicies (deleted when its networkPolicy.enabled turns false).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -27,6 +27,7 @@ use kube::{Resource, ResourceExt};
 use crate::crd::BurstCluster;
 use crate::names;
 
+pub mod network;
 pub mod reconcile;
 pub mod status;
 
@@ -62,6 +63,8 @@ pub struct Desired {
     pub controller: ControllerWorkload,
     pub controller_service: Service,
     pub workers: StatefulSet,
+    /// Empty when `networkPolicy.enabled` is false (then any left from before are deleted).
+    pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
 pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
@@ -103,11 +106,17 @@ pub fn desired(bc: &BurstCluster) -> Result<Desired, SpecError> {
         config_map: config_map(bc, &name, &ns, owner.clone()),
         controller: controller(bc, &name, &ns, owner.clone()),
         controller_service: controller_service(bc, &name, &ns, owner.clone()),
+        network_policies: network::policies(bc, &name, &ns, owner.clone()),
         workers: workers(bc, &name, &ns, owner),
     })
 }
 
-fn meta(name: String, ns: &str, labels: BTreeMap<String, String>, owner: Option<OwnerReference>) -> ObjectMeta {
+pub(crate) fn meta(
+    name: String,
+    ns: &str,
+    labels: BTreeMap<String, String>,
+    owner: Option<OwnerReference>,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(ns.to_string()),

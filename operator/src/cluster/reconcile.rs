@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -78,6 +79,14 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
         }
     };
     let workers = apply(ctx, &ns, &want.workers).await?;
+    if want.network_policies.is_empty() {
+        for policy in [names::controller(&name), names::workers(&name)] {
+            delete_if_present::<NetworkPolicy>(ctx, &ns, &policy).await?;
+        }
+    }
+    for policy in &want.network_policies {
+        apply(ctx, &ns, policy).await?;
+    }
     let ready_workers = workers.status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let stats = match controller_ready {
         false => None,

@@ -115,3 +115,19 @@ fn bad_specs_are_refused_with_a_readable_reason() {
     assert!(with(&|s| s.workers.slots = Some(0)).contains("slots is 0"));
     assert!(with(&|s| s.controller.router = Some("fastest".into())).contains("roundrobin, power2, biased"));
 }
+
+#[test]
+fn network_policies_can_be_turned_off_and_clients_named() {
+    let mut bc = example();
+    let peer = k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+        ip_block: Some(k8s_openapi::api::networking::v1::IPBlock { cidr: "10.0.0.0/8".into(), except: None }),
+        ..Default::default()
+    };
+    bc.spec.network_policy.allowed_clients = vec![peer.clone()];
+    let d = desired(&bc).unwrap();
+    let from = d.network_policies[0].spec.as_ref().unwrap().ingress.as_ref().unwrap()[0].from.clone().unwrap();
+    assert_eq!(from.last(), Some(&peer), "the named clients replace the default label");
+    assert_eq!(from.len(), 3);
+    bc.spec.network_policy.enabled = Some(false);
+    assert!(desired(&bc).unwrap().network_policies.is_empty());
+}
