@@ -19,6 +19,15 @@ pub struct Cli {
     /// Bearer token for a controller that requires one (see its --tokens-file).
     #[arg(long, global = true, env = "BURST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The cluster's CA (PEM): talk TLS to the controller and verify it.
+    #[arg(long, global = true, env = "BURST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM, from burst certs init) to authenticate with instead of a token.
+    #[arg(long, global = true, env = "BURST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, global = true, env = "BURST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -86,6 +95,9 @@ pub enum Command {
     Controller(burst_controller::Args),
     /// Run a worker (the same as the burst-worker binary).
     Worker(burst_worker::Args),
+    /// Make a development CA and certificates for a cluster (mutual TLS).
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Run the Kubernetes operator (reconciles BurstClusters and BurstJobs; used by the Helm chart).
     Operator(burst_operator::Args),
 }
@@ -207,6 +219,30 @@ impl SpecOpts {
     }
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Write a CA, the controller's certificate, one per --worker and one per --client into DIR.
+    Init {
+        dir: PathBuf,
+        /// A worker id to make a certificate for; repeatable.
+        #[arg(long = "worker")]
+        workers: Vec<String>,
+        /// NAME=ROLE (admin or submit): a client certificate; repeatable [default: admin=admin].
+        #[arg(long = "client", value_parser = parse_client)]
+        clients: Vec<(String, String)>,
+        /// Another name or address the controller and workers are reached by; repeatable.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Days the certificates are valid (the CA: ten times as long).
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+fn parse_client(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(n, r)| (n.to_string(), r.to_string())).ok_or_else(|| format!("{s:?} is not NAME=ROLE"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
     /// Skewed job lengths routed to half of the workers: makespan with stealing off, on, and the ideal.
@@ -266,6 +302,9 @@ pub struct DevArgs {
     /// Stay up after the batch so other shells can submit (Ctrl-C to stop).
     #[arg(long)]
     pub keep: bool,
+    /// Plaintext gRPC inside the local cluster instead of mutual TLS.
+    #[arg(long)]
+    pub insecure: bool,
     /// The demo job's command and arguments [default: /bin/true].
     #[arg(last = true)]
     pub command: Vec<String>,

@@ -1,13 +1,13 @@
 //! Reaching the controller, and the errors the CLI turns into exit codes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use burst_proto::auth::{Bearer, ControlClient, control_client};
 use serde::Deserialize;
 use tonic::Code;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::args::Format;
 
@@ -37,6 +37,29 @@ pub struct Ctx {
     pub format: Format,
     /// Sent with every call when the controller requires a token.
     pub bearer: Bearer,
+    /// TLS to the controller, when the cluster's CA is given.
+    pub tls: Option<ClientTls>,
+}
+
+/// The CLI's side of TLS: the CA that signed the controller's certificate, and optionally a client certificate
+/// (otherwise the CLI authenticates with its token).
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    fn config(&self) -> anyhow::Result<ClientTlsConfig> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Usage(format!("reading {}: {e}", p.display())));
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca)?))
+            .domain_name(burst_proto::tls::CONTROLLER_NAME);
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(config)
+    }
 }
 
 impl Ctx {
@@ -45,6 +68,7 @@ impl Ctx {
         config: Option<&Path>,
         format: Option<Format>,
         token: Option<&str>,
+        tls: Option<ClientTls>,
     ) -> anyhow::Result<Self> {
         let file: Section = match config {
             Some(path) => burst_proto::config::load_section(path, "cli").map_err(|e| Usage(e.to_string()))?,
@@ -55,6 +79,7 @@ impl Ctx {
             controller: burst_proto::endpoint_url(&controller),
             format: format.or(file.output).unwrap_or_default(),
             bearer: Bearer::new(token).map_err(|e| Usage(format!("--token: {e}")))?,
+            tls,
         })
     }
 
@@ -63,7 +88,7 @@ impl Ctx {
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        connect_with(&self.controller, self.bearer.clone()).await
+        connect_tls(&self.controller, self.bearer.clone(), self.tls.as_ref()).await
     }
 }
 
@@ -73,10 +98,20 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
 }
 
 pub async fn connect_with(url: &str, bearer: Bearer) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+    connect_tls(url, bearer, None).await
+}
+
+/// A client over TLS when `tls` is given (the URL's scheme becomes https).
+pub async fn connect_tls(url: &str, bearer: Bearer, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
+    let url = burst_proto::tls::url(url, tls.is_some());
+    let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|_| Usage(format!("controller address {url:?} is not a URL or host:port")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.config()?).context("TLS settings")?;
+    }
+    let url = url.as_str();
     let channel = endpoint.connect().await.with_context(|| format!("cannot reach the controller at {url}"))?;
     Ok(control_client(channel, bearer))
 }

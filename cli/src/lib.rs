@@ -2,6 +2,7 @@
 //! worker or the Kubernetes operator (`burst controller`, `burst worker`, `burst operator`): one binary, every role.
 
 pub mod args;
+pub mod certs;
 pub mod client;
 pub mod commands;
 pub mod jobfile;
@@ -15,7 +16,7 @@ use client::Ctx;
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let Cli { controller, config, output, token, command } = cli;
+    let Cli { controller, config, output, token, tls_ca, tls_cert, tls_key, command } = cli;
     match command {
         Command::Controller(args) => {
             burst_controller::run(args.into_config()?).await?;
@@ -29,9 +30,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             burst_operator::run(args).await?;
             return Ok(0);
         }
+        Command::Certs(args::CertsCommand::Init { dir, workers, clients, hosts, days }) => {
+            let clients = if clients.is_empty() { vec![("admin".into(), "admin".into())] } else { clients };
+            let plan = certs::Plan { dir, workers, clients, hosts, days };
+            for path in certs::init(&plan).map_err(|e| client::Usage(format!("{e:#}")))? {
+                println!("{}", path.display());
+            }
+            return Ok(0);
+        }
         _ => {}
     }
-    let ctx = Ctx::new(controller, config.as_deref(), output, token.as_deref())?;
+    let tls = tls_ca.map(|ca| client::ClientTls { ca, identity: tls_cert.zip(tls_key) });
+    let ctx = Ctx::new(controller, config.as_deref(), output, token.as_deref(), tls)?;
     match command {
         Command::Submit(args) => commands::submit::run(&ctx, args).await,
         Command::Status { jobs } => commands::read::status(&ctx, jobs).await,
@@ -42,6 +52,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Watch { once, interval } => commands::read::watch(&ctx, once, interval).await,
         Command::Dev(args) => commands::dev::run(&ctx, args).await,
         Command::Bench(args) => commands::bench::run(&ctx, args).await,
-        Command::Controller(_) | Command::Worker(_) | Command::Operator(_) => unreachable!("handled above"),
+        Command::Controller(_) | Command::Worker(_) | Command::Operator(_) | Command::Certs(_) => {
+            unreachable!("handled above")
+        }
     }
 }

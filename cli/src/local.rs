@@ -9,6 +9,7 @@ use burst_controller::router::RouterKind;
 use burst_controller::{ControllerConfig, RunningController};
 use burst_worker::{RunningWorker, WorkerConfig};
 
+use crate::certs;
 use crate::client::{self, Client};
 
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct ClusterOptions {
     pub steal: bool,
     /// The durable store's directory; `None` keeps jobs in memory.
     pub data_dir: Option<PathBuf>,
+    /// Mutual TLS everywhere, with certificates made into this directory (`burst certs init`); `None`: plaintext.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -42,6 +45,7 @@ impl ClusterOptions {
             heartbeat_interval: defaults.heartbeat_interval,
             steal: true,
             data_dir: None,
+            tls_dir: None,
         }
     }
 }
@@ -50,6 +54,8 @@ pub struct LocalCluster {
     pub controller: RunningController,
     pub workers: Vec<RunningWorker>,
     pub output_dir: PathBuf,
+    /// How a client of this cluster connects (TLS with the admin certificate, or plaintext).
+    pub client_tls: Option<client::ClientTls>,
 }
 
 impl LocalCluster {
@@ -64,17 +70,34 @@ impl LocalCluster {
             data_dir: opts.data_dir.clone().unwrap_or_else(|| ControllerConfig::default().data_dir),
             ..ControllerConfig::default()
         };
+        // Zero-padded ids sort in start order, which is the order routers see them in.
+        let ids: Vec<String> = (0..opts.workers).map(|i| format!("worker-{i:02}")).collect();
+        if let Some(dir) = &opts.tls_dir {
+            let plan = certs::Plan {
+                dir: dir.clone(),
+                workers: ids.clone(),
+                clients: vec![("admin".into(), "admin".into())],
+                hosts: Vec::new(),
+                days: 30,
+            };
+            certs::init(&plan).context("making the cluster's certificates")?;
+        }
+        let tls = |name: &str| opts.tls_dir.as_ref().map(|dir| certs::files(dir, name));
+        let config = ControllerConfig { tls: tls("controller"), ..config };
         let controller = burst_controller::start(config).await?;
         let url = format!("http://{}", controller.addr);
         let mut workers = Vec::new();
-        for i in 0..opts.workers {
-            // Zero-padded ids sort in start order, which is the order routers see them in.
-            let id = format!("worker-{i:02}");
-            let mut cfg = WorkerConfig::local(&url, &id, opts.slots, opts.queue_capacity, opts.output_dir.clone());
+        for id in &ids {
+            let mut cfg = WorkerConfig::local(&url, id, opts.slots, opts.queue_capacity, opts.output_dir.clone());
             cfg.steal = opts.steal;
+            cfg.tls = tls(&format!("worker-{id}"));
             workers.push(burst_worker::start(cfg).await?);
         }
-        let cluster = LocalCluster { controller, workers, output_dir: opts.output_dir };
+        let client_tls = opts.tls_dir.as_ref().map(|dir| client::ClientTls {
+            ca: dir.join("ca.pem"),
+            identity: Some((dir.join("admin.pem"), dir.join("admin-key.pem"))),
+        });
+        let cluster = LocalCluster { controller, workers, output_dir: opts.output_dir, client_tls };
         for w in &cluster.workers {
             tokio::time::timeout(Duration::from_secs(30), w.agent.registered())
                 .await
@@ -84,11 +107,11 @@ impl LocalCluster {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.controller.addr)
+        burst_proto::tls::url(&self.controller.addr.to_string(), self.client_tls.is_some())
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
-        client::connect(&self.url()).await
+        client::connect_tls(&self.url(), Default::default(), self.client_tls.as_ref()).await
     }
 
     pub async fn shutdown(self) -> anyhow::Result<()> {

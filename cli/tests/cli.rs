@@ -227,3 +227,12 @@ fn sigterm_drains_a_worker_process() {
     assert_eq!(s["state"], "succeeded", "the running job was allowed to finish: {s}");
     assert_eq!(json(&burst(&url, &["workers", "-o", "json"])), serde_json::json!([]), "it deregistered");
 }
+
+#[test]
+fn servers_refuse_plaintext_unless_asked_for_it() {
+    for role in ["controller", "worker"] {
+        let o =
+            Command::new(BURST).args([role, "--listen", "127.0.0.1:0"]).env_remove("BURST_INSECURE").output().unwrap();
+        assert_error(&o, 1, "--insecure");
+    }
+}

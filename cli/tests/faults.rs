@@ -188,6 +188,7 @@ fn a_data_dir_that_is_not_a_store_is_a_clear_error() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("burst.redb"), vec![0x42u8; 8192]).unwrap();
     let o = Command::new(BURST)
+        .env("BURST_INSECURE", "true")
         .args(["controller", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
         .output()
         .unwrap();
@@ -200,6 +201,7 @@ fn a_data_dir_that_is_not_a_store_is_a_clear_error() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let o = Command::new(BURST)
+        .env("BURST_INSECURE", "true")
         .args(["controller", "--listen", "127.0.0.1:0", "--data-dir", file.to_str().unwrap()])
         .output()
         .unwrap();

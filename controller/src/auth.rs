@@ -44,11 +44,13 @@ pub enum Role {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// Known from a client certificate (its common name is the name, so a worker's is its id).
+    pub from_cert: bool,
 }
 
 impl Principal {
     pub fn anonymous() -> Self {
-        Principal { name: "anonymous".into(), role: Role::Admin }
+        Principal { name: "anonymous".into(), role: Role::Admin, from_cert: false }
     }
 
     /// Whether this caller may see or cancel a job submitted by `owner`.
@@ -90,8 +92,10 @@ struct TokenEntry {
 
 #[derive(Default)]
 pub struct Auth {
-    /// Token -> caller; `None`: authentication is off.
+    /// Token -> caller; `None`: no tokens file.
     tokens: Option<HashMap<String, Principal>>,
+    /// Whether the server speaks TLS: then a caller without a token must present a client certificate.
+    tls: bool,
     pub unauthenticated: AtomicU64,
     pub denied: AtomicU64,
 }
@@ -112,7 +116,7 @@ impl Auth {
             if e.token.len() < MIN_TOKEN_LEN {
                 bail!("token #{} ({}) is shorter than {MIN_TOKEN_LEN} characters", i + 1, e.name);
             }
-            if tokens.insert(e.token, Principal { name: e.name.clone(), role: e.role }).is_some() {
+            if tokens.insert(e.token, Principal { name: e.name.clone(), role: e.role, from_cert: false }).is_some() {
                 bail!("token #{} ({}) repeats another entry's token", i + 1, e.name);
             }
         }
@@ -123,7 +127,22 @@ impl Auth {
     }
 
     pub fn enabled(&self) -> bool {
-        self.tokens.is_some()
+        self.tokens.is_some() || self.tls
+    }
+
+    /// Callers may also (or, with no tokens file, must) authenticate with a client certificate.
+    pub fn with_tls(self, tls: bool) -> Self {
+        Auth { tls, ..self }
+    }
+
+    /// Refuses a worker call whose certificate names another worker than the one it acts for.
+    pub fn check_worker_id(&self, who: &Principal, worker_id: &str) -> Result<(), Status> {
+        if !who.from_cert || who.role != Role::Worker || who.name == worker_id {
+            return Ok(());
+        }
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        warn!(caller = %who.name, worker = %worker_id, "call refused: a worker certificate used for another worker");
+        Err(Status::permission_denied(format!("certificate of worker {} cannot act for {worker_id}", who.name)))
     }
 
     /// The caller of `req`, if it may make a call that needs `need`.
@@ -141,15 +160,32 @@ impl Auth {
     }
 
     fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        let Some(tokens) = &self.tokens else { return Ok(Principal::anonymous()) };
         let header = req.metadata().get(burst_proto::auth::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
-        if let Some(who) = token.and_then(|t| tokens.get(t)) {
+        if let Some(who) = token.zip(self.tokens.as_ref()).and_then(|(t, tokens)| tokens.get(t)) {
             return Ok(who.clone());
+        }
+        // rustls has already verified the chain against the cluster's CA; the subject says who and what.
+        let cert = req.peer_certs().and_then(|certs| certs.first().and_then(|c| burst_proto::tls::identity(c)));
+        if token.is_none()
+            && let Some((name, role)) = cert
+        {
+            let role = match role.as_str() {
+                "admin" | "controller" => Some(Role::Admin),
+                "submit" => Some(Role::Submit),
+                "worker" => Some(Role::Worker),
+                _ => None,
+            };
+            if let Some(role) = role {
+                return Ok(Principal { name, role, from_cert: true });
+            }
+        }
+        if !self.enabled() {
+            return Ok(Principal::anonymous());
         }
         self.unauthenticated.fetch_add(1, Ordering::Relaxed);
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let why = if header.is_none() { "no token" } else { "unknown token" };
+        let why = if header.is_none() { "no token or client certificate" } else { "unknown token" };
         warn!(peer = %peer, why, "call refused: not authenticated");
         Err(Status::unauthenticated(format!("{why}: send `authorization: Bearer <token>` (burst --token)")))
     }

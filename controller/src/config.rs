@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use burst_proto::tls::TlsFiles;
+
 use crate::admission::RateLimit;
 use crate::retention::{DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, Limits};
 use crate::router::RouterKind;
@@ -66,6 +68,18 @@ pub struct Args {
     /// Jobs one submitter may submit at once after a pause [default: 200000].
     #[arg(long, env = "BURST_SUBMIT_BURST")]
     pub submit_burst: Option<f64>,
+    /// This controller's certificate (PEM), for mutual TLS with workers and clients.
+    #[arg(long, env = "BURST_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "BURST_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA every worker's and client's certificate must be signed by (PEM).
+    #[arg(long, env = "BURST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Serve plaintext gRPC (no TLS): only on a network you trust; logged as a warning.
+    #[arg(long, env = "BURST_INSECURE")]
+    pub insecure: bool,
 }
 
 /// The `[controller]` section of the config file.
@@ -85,6 +99,10 @@ pub struct Section {
     pub max_active_jobs_per_submitter: Option<u64>,
     pub submit_rate: Option<f64>,
     pub submit_burst: Option<f64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub insecure: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +119,8 @@ pub struct ControllerConfig {
     pub tokens_file: Option<PathBuf>,
     pub quota: Quota,
     pub submit_rate: RateLimit,
+    /// Mutual TLS; `None`: plaintext (the binaries require `--insecure` for that).
+    pub tls: Option<TlsFiles>,
 }
 
 /// A submitter's default sustained rate and burst: far above what one client needs, low enough that a runaway
@@ -125,6 +145,7 @@ impl Default for ControllerConfig {
             tokens_file: None,
             quota: Quota::default(),
             submit_rate: DEFAULT_SUBMIT_RATE,
+            tls: None,
         }
     }
 }
@@ -146,11 +167,26 @@ impl Args {
             max_active_jobs_per_submitter,
             submit_rate,
             submit_burst,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            insecure,
         } = self;
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "controller")?,
             None => Section::default(),
         };
+        let tls = TlsFiles::from_flags(
+            tls_cert.or(file.tls_cert.clone()),
+            tls_key.or(file.tls_key.clone()),
+            tls_ca.or(file.tls_ca.clone()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if tls.is_none() && !(insecure || file.insecure.unwrap_or(false)) {
+            bail!(
+                "no TLS: pass --tls-cert, --tls-key and --tls-ca (burst certs init makes them), or --insecure for plaintext"
+            );
+        }
         let listen = listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:50051"))?;
@@ -187,6 +223,7 @@ impl Args {
                 per_second: submit_rate.or(file.submit_rate).unwrap_or(DEFAULT_SUBMIT_RATE.per_second),
                 burst: submit_burst.or(file.submit_burst).unwrap_or(DEFAULT_SUBMIT_RATE.burst),
             },
+            tls,
         })
     }
 }

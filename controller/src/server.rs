@@ -72,9 +72,18 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     let auth = match &config.tokens_file {
         Some(path) => Auth::load(path)?,
         None => Auth::off(),
-    };
+    }
+    .with_tls(config.tls.is_some());
+    if config.tls.is_none() {
+        warn!("plaintext gRPC (no TLS): anyone who can reach this port can read and inject traffic");
+    }
     if !auth.enabled() {
-        info!("no tokens file: every caller is trusted (anonymous, admin)");
+        info!("no tokens file and no TLS: every caller is trusted (anonymous, admin)");
+    }
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        // Clients may come with a token instead of a certificate; workers and admins without a token need one.
+        builder = builder.tls_config(tls.server(false).map_err(anyhow::Error::msg)?).context("TLS settings")?;
     }
     let admission = Admission::new(config.submit_rate);
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
@@ -84,7 +93,7 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
-        Server::builder()
+        builder
             // Per connection: a worker's poll, reports and heartbeats, or a client's calls, with room to spare;
             // one connection cannot tie up the whole server.
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))

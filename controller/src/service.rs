@@ -246,10 +246,11 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         let info = req.info.ok_or_else(|| Status::invalid_argument("request has no worker info"))?;
         validate::worker_info(&info).map_err(Status::invalid_argument)?;
+        self.auth.check_worker_id(&who, &info.worker_id)?;
         let worker_id = info.worker_id.clone();
         tracing::Span::current().record("worker", worker_id.as_str());
         info!(slots = info.slots, queue_capacity = info.queue_capacity, addr = %info.advertise_addr, "worker registered");
@@ -267,10 +268,11 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn poll_job(&self, req: Request<PollJobRequest>) -> Result<Response<PollJobResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
         let (poll, barrier) = self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
         let (poll, barrier) = match poll {
@@ -296,10 +298,11 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<ReportJobStartedRequest>,
     ) -> Result<Response<ReportJobStartedResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         let (refused, d) = self
             .controller
             .lock()
@@ -314,10 +317,11 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<ReportJobResultRequest>,
     ) -> Result<Response<ReportJobResultResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         let (accepted, refused, d) = self
             .controller
             .lock()
@@ -329,10 +333,11 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         // Leases older than half a lease timeout have had many heartbeats' time to arrive.
         let grace = self.controller.config().lease_timeout / 2;
         let (peers, d) = self
@@ -346,10 +351,11 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn drain_worker(&self, req: Request<DrainWorkerRequest>) -> Result<Response<DrainWorkerResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         let (requeued, d) = self
             .controller
             .lock()
@@ -364,10 +370,11 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<DeregisterWorkerRequest>,
     ) -> Result<Response<DeregisterWorkerResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         tracing::Span::current().record("worker", req.worker_id.as_str());
         valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         let (requeued, d) = self
             .controller
             .lock()
@@ -382,11 +389,13 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<TransferLeasesRequest>,
     ) -> Result<Response<TransferLeasesResponse>, Status> {
-        self.auth.check(&req, Need::Worker)?;
+        let who = self.auth.check(&req, Need::Worker)?;
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("worker", req.worker_id.as_str());
         span.record("to", req.thief_worker_id.as_str());
+        valid_ids("worker_id", &[req.worker_id.clone(), req.thief_worker_id.clone()])?;
+        self.auth.check_worker_id(&who, &req.worker_id)?;
         let (transferred, refused, d) = self
             .controller
             .lock()

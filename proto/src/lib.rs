@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 mod names;
 pub mod telemetry;
+pub mod tls;
 
 pub use names::{ParseNameError, parse_state, reason_name, state_name};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use burst_proto::auth::Bearer;
+use burst_proto::tls::TlsFiles;
 use burst_proto::v1::Resources;
 use serde::Deserialize;
 
@@ -90,6 +91,18 @@ pub struct Args {
     /// Largest file a job may write, in bytes [default: 64 GiB].
     #[arg(long, env = "BURST_JOB_MAX_FILE_BYTES")]
     pub job_max_file_bytes: Option<u64>,
+    /// This worker's certificate (PEM; its common name must be the worker id), for mutual TLS.
+    #[arg(long, env = "BURST_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "BURST_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA (PEM): the controller's and every peer's certificate must be signed by it.
+    #[arg(long, env = "BURST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Plaintext gRPC to the controller and between workers: only on a network you trust.
+    #[arg(long, env = "BURST_INSECURE")]
+    pub insecure: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -122,6 +135,10 @@ pub struct Section {
     pub job_max_processes: Option<u64>,
     pub job_max_open_files: Option<u64>,
     pub job_max_file_bytes: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub insecure: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +146,8 @@ pub struct WorkerConfig {
     pub controller: String,
     /// Credentials sent to the controller.
     pub bearer: Bearer,
+    /// Mutual TLS with the controller and peers; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
     pub listen: SocketAddr,
     pub advertise: Option<String>,
     pub worker_id: String,
@@ -179,6 +198,7 @@ impl WorkerConfig {
             steal: true,
             drain_grace: DEFAULT_DRAIN_GRACE,
             bearer: Bearer::default(),
+            tls: None,
             exec: ExecConfig {
                 worker_id: worker_id.to_string(),
                 output_dir,
@@ -217,12 +237,27 @@ impl Args {
             job_max_processes,
             job_max_open_files,
             job_max_file_bytes,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            insecure,
         } = self;
         let defaults = JobLimits::default();
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "worker")?,
             None => Section::default(),
         };
+        let tls = TlsFiles::from_flags(
+            tls_cert.or(file.tls_cert.clone()),
+            tls_key.or(file.tls_key.clone()),
+            tls_ca.or(file.tls_ca.clone()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if tls.is_none() && !(insecure || file.insecure.unwrap_or(false)) {
+            bail!(
+                "no TLS: pass --tls-cert, --tls-key and --tls-ca (burst certs init makes them), or --insecure for plaintext"
+            );
+        }
         let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:0".into());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:0"))?;
@@ -250,6 +285,7 @@ impl Args {
             steal: steal.or(file.steal).unwrap_or(true),
             drain_grace: drain_grace_ms.or(file.drain_grace_ms).map_or(DEFAULT_DRAIN_GRACE, Duration::from_millis),
             bearer: Bearer::new(token.as_deref()).map_err(|e| anyhow::anyhow!("--token: {e}"))?,
+            tls,
             exec: ExecConfig {
                 worker_id: worker_id.clone(),
                 output_dir,

@@ -24,8 +24,8 @@ use anyhow::{Context, bail};
 use burst_proto::v1::worker_peer_rpc_server::WorkerPeerRpcServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Endpoint, Server};
 use tracing::info;
 
 pub use agent::Agent;
@@ -93,16 +93,26 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
-    let channel = Endpoint::from_shared(cfg.controller.clone())
-        .with_context(|| format!("controller address {:?} is not a URL", cfg.controller))?
+    let channel = burst_proto::tls::endpoint(&cfg.controller, cfg.tls.as_ref(), burst_proto::tls::CONTROLLER_NAME)
+        .map_err(|e| anyhow::anyhow!("controller: {e}"))?
         .tcp_nodelay(true)
         .connect_lazy();
+    let mut builder = Server::builder();
+    match &cfg.tls {
+        // Peers must present a certificate of the cluster's CA.
+        Some(tls) => {
+            builder = builder.tls_config(tls.server(true).map_err(anyhow::Error::msg)?).context("TLS settings")?;
+        }
+        None => {
+            tracing::warn!(worker = %cfg.worker_id, "plaintext gRPC (no TLS) to the controller and between workers")
+        }
+    }
     let (agent, reports) = Agent::new(cfg, advertise, channel);
     let (stop, stopped) = oneshot::channel::<()>();
     let peer = WorkerPeerRpcServer::new(service::PeerService::new(agent.clone()));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(async move {
-        Server::builder()
+        builder
             .add_service(peer)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;

@@ -28,7 +28,7 @@ use burst_proto::v1::{Lease, LeaseRef, PeerInfo, StealJobsRequest, TransferLease
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::agent::Agent;
@@ -121,9 +121,9 @@ async fn ask(
     let client = match clients.get(&victim.address) {
         Some(c) => c.clone(),
         None => {
-            let url = burst_proto::endpoint_url(&victim.address);
-            let endpoint = Endpoint::from_shared(url)
-                .map_err(|e| Status::invalid_argument(format!("peer address {:?}: {e}", victim.address)))?;
+            let tls = agent.config().tls.as_ref();
+            let endpoint = burst_proto::tls::endpoint(&victim.address, tls, burst_proto::tls::WORKER_NAME)
+                .map_err(|e| Status::invalid_argument(format!("peer {}: {e}", victim.address)))?;
             let c = WorkerPeerRpcClient::new(endpoint.tcp_nodelay(true).connect_lazy());
             clients.insert(victim.address.clone(), c.clone());
             c

@@ -50,15 +50,18 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
         .output_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("burst-dev-{}", std::process::id())));
+    let tls_dir = output_dir.join("certs");
     let opts = ClusterOptions {
         queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
         router: args.router,
         listen: args.listen.clone(),
+        tls_dir: (!args.insecure).then(|| tls_dir.clone()),
         ..ClusterOptions::new(workers, slots, output_dir.clone())
     };
     let cluster = LocalCluster::start(opts).await?;
+    let security = if args.insecure { "plaintext (--insecure)".to_string() } else { "mutual TLS".to_string() };
     eprintln!(
-        "burst dev: controller at {}, {workers} workers x {slots} slots, router {}, output in {}",
+        "burst dev: controller at {}, {workers} workers x {slots} slots, router {}, {security}, output in {}",
         cluster.url(),
         args.router.name(),
         output_dir.display()
@@ -79,6 +82,10 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
     }
     if args.keep {
         eprintln!("burst dev: up; in another shell: export BURST_CONTROLLER={}  (Ctrl-C here to stop)", cluster.url());
+        if !args.insecure {
+            let d = tls_dir.display();
+            eprintln!("  and BURST_TLS_CA={d}/ca.pem BURST_TLS_CERT={d}/admin.pem BURST_TLS_KEY={d}/admin-key.pem");
+        }
         burst_proto::shutdown_signal().await?;
     }
     cluster.shutdown().await?;

@@ -28,6 +28,8 @@ pub fn serve(args: &[&str]) -> (Proc, String) {
     let mut child = Command::new(BURST)
         .args(args)
         .env("BURST_LOG", "warn")
+        // Loopback test processes: plaintext, chosen explicitly (tls.rs covers TLS).
+        .env("BURST_INSECURE", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -43,6 +45,7 @@ pub fn burst(controller: &str, args: &[&str]) -> Output {
     Command::new(BURST)
         .args(args)
         .env("BURST_CONTROLLER", controller)
+        .env("BURST_INSECURE", "true")
         .env_remove("BURST_CONFIG")
         .output()
         .expect("burst runs")

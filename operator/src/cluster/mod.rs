@@ -129,11 +129,13 @@ pub(crate) fn meta(
 /// The shared config file: every setting a BurstCluster spec sets, in burst's own format.
 pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
     let s = &bc.spec;
-    let mut out = String::from("[controller]\nlisten = \"0.0.0.0:50051\"\ndata_dir = \"/data\"\n");
+    // Plaintext inside the cluster until the operator makes each cluster's certificates; the NetworkPolicies
+    // keep everyone but the cluster's own pods, the operator and allowed clients off these ports.
+    let mut out = String::from("[controller]\nlisten = \"0.0.0.0:50051\"\ndata_dir = \"/data\"\ninsecure = true\n");
     out += &format!("router = \"{}\"\n", s.controller.router.as_deref().unwrap_or("roundrobin"));
     out += &format!("lease_timeout_ms = {}\n", u64::from(s.controller.lease_timeout_seconds.unwrap_or(10)) * 1000);
     out += &format!(
-        "\n[worker]\ncontroller = \"{}\"\nlisten = \"0.0.0.0:{}\"\noutput_dir = \"/out\"\n",
+        "\n[worker]\ncontroller = \"{}\"\nlisten = \"0.0.0.0:{}\"\noutput_dir = \"/out\"\ninsecure = true\n",
         names::controller_endpoint(cluster, ns),
         names::WORKER_PORT
     );

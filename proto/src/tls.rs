@@ -1,0 +1,112 @@
+//! Mutual TLS between burst programs: the files each side loads, and the identity a certificate carries.
+//!
+//! Every certificate comes from one burst CA (`burst certs init`). A certificate says who it is in its subject:
+//! the common name is the name (a worker's id, a user's name) and the organizational unit the role
+//! (`controller`, `worker`, `submit`, `admin`). Servers are checked against a fixed role name rather than the
+//! address dialled ([`CONTROLLER_NAME`], [`WORKER_NAME`]), so workers found by IP and controllers behind any
+//! Service name verify the same way; only certificates of the cluster's own CA are accepted.
+
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// The name a controller's certificate carries and clients verify.
+pub const CONTROLLER_NAME: &str = "burst-controller";
+/// The name every worker's certificate carries and peers verify.
+pub const WORKER_NAME: &str = "burst-worker";
+
+/// A certificate, its key and the CA that signs every peer's certificate, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("reading the {what} {}: {e}", path.display()))
+}
+
+impl TlsFiles {
+    /// All three flags, or none (plaintext); one or two of them is a mistake.
+    pub fn from_flags(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        ca: Option<PathBuf>,
+    ) -> Result<Option<Self>, String> {
+        match (cert, key, ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+            (None, None, None) => Ok(None),
+            _ => Err("TLS needs all of --tls-cert, --tls-key and --tls-ca".into()),
+        }
+    }
+
+    fn identity(&self) -> Result<Identity, String> {
+        Ok(Identity::from_pem(read(&self.cert, "certificate")?, read(&self.key, "key")?))
+    }
+
+    fn ca(&self) -> Result<Certificate, String> {
+        Ok(Certificate::from_pem(read(&self.ca, "CA certificate")?))
+    }
+
+    /// A server that presents this certificate and verifies clients against the CA; `require_client` refuses a
+    /// client without a certificate (peers), otherwise one may come with a token instead.
+    pub fn server(&self, require_client: bool) -> Result<ServerTlsConfig, String> {
+        Ok(ServerTlsConfig::new()
+            .identity(self.identity()?)
+            .client_ca_root(self.ca()?)
+            .client_auth_optional(!require_client))
+    }
+
+    /// A client that presents this certificate and accepts only a server whose certificate names `server`.
+    pub fn client(&self, server: &str) -> Result<ClientTlsConfig, String> {
+        Ok(ClientTlsConfig::new().ca_certificate(self.ca()?).identity(self.identity()?).domain_name(server))
+    }
+}
+
+/// `https://` for a TLS connection, `http://` otherwise (a scheme already given is kept only if it agrees).
+pub fn url(addr: &str, tls: bool) -> String {
+    let rest = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+    format!("{}://{rest}", if tls { "https" } else { "http" })
+}
+
+/// An endpoint for `addr`: `https` with this side's certificate when `tls` is given (verifying the server as
+/// `server`), else `http`.
+pub fn endpoint(addr: &str, tls: Option<&TlsFiles>, server: &str) -> Result<tonic::transport::Endpoint, String> {
+    let url = url(addr, tls.is_some());
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|_| format!("address {addr:?} is not a URL or host:port"))?;
+    match tls {
+        Some(files) => endpoint.tls_config(files.client(server)?).map_err(|e| format!("TLS settings for {url}: {e}")),
+        None => Ok(endpoint),
+    }
+}
+
+/// (name, role) from a DER certificate's subject: its common name and organizational unit.
+pub fn identity(der: &[u8]) -> Option<(String, String)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let role = subject.iter_organizational_unit().next()?.as_str().ok()?.to_string();
+    Some((name, role))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_flags_come_all_together_or_not_at_all() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert!(TlsFiles::from_flags(p("c"), p("k"), p("a")).unwrap().is_some());
+        assert_eq!(TlsFiles::from_flags(None, None, None), Ok(None));
+        assert!(TlsFiles::from_flags(p("c"), None, p("a")).unwrap_err().contains("all of"));
+    }
+
+    #[test]
+    fn urls_follow_the_transport() {
+        assert_eq!(url("127.0.0.1:5", true), "https://127.0.0.1:5");
+        assert_eq!(url("http://c:5", true), "https://c:5");
+        assert_eq!(url("https://c:5", false), "http://c:5");
+    }
+}
