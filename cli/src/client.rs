@@ -140,6 +140,10 @@ pub fn error_line(e: &anyhow::Error) -> String {
             e.chain().take_while(|c| c.downcast_ref::<tonic::Status>().is_none()).map(|c| c.to_string()).collect();
         let mut parts = context;
         parts.push(status.message().to_string());
+        if status.message().contains("h2 protocol error") {
+            // What plaintext sees of a TLS server.
+            parts.push("does the controller use TLS? then pass --tls-ca (and a client certificate or --token)".into());
+        }
         return parts.join(": ");
     }
     format!("{e:#}")

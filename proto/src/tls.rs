@@ -49,6 +49,25 @@ impl TlsFiles {
         Ok(Certificate::from_pem(read(&self.ca, "CA certificate")?))
     }
 
+    /// What a server runs with: TLS from the flags, else from the config file, else plaintext only when asked
+    /// for (`insecure`); no TLS without `--insecure` is refused.
+    pub fn choose(
+        flags: [Option<PathBuf>; 3],
+        file: [Option<PathBuf>; 3],
+        insecure: bool,
+    ) -> Result<Option<Self>, String> {
+        let [cert, key, ca] = flags;
+        let [file_cert, file_key, file_ca] = file;
+        let tls = TlsFiles::from_flags(cert.or(file_cert), key.or(file_key), ca.or(file_ca))?;
+        if tls.is_none() && !insecure {
+            return Err(
+                "no TLS: pass --tls-cert, --tls-key and --tls-ca (burst certs init makes them), or --insecure for plaintext"
+                    .into(),
+            );
+        }
+        Ok(tls)
+    }
+
     /// A server that presents this certificate and verifies clients against the CA; `require_client` refuses a
     /// client without a certificate (peers), otherwise one may come with a token instead.
     pub fn server(&self, require_client: bool) -> Result<ServerTlsConfig, String> {

@@ -247,17 +247,12 @@ impl Args {
             Some(path) => burst_proto::config::load_section(path, "worker")?,
             None => Section::default(),
         };
-        let tls = TlsFiles::from_flags(
-            tls_cert.or(file.tls_cert.clone()),
-            tls_key.or(file.tls_key.clone()),
-            tls_ca.or(file.tls_ca.clone()),
+        let tls = TlsFiles::choose(
+            [tls_cert, tls_key, tls_ca],
+            [file.tls_cert.clone(), file.tls_key.clone(), file.tls_ca.clone()],
+            insecure || file.insecure.unwrap_or(false),
         )
         .map_err(anyhow::Error::msg)?;
-        if tls.is_none() && !(insecure || file.insecure.unwrap_or(false)) {
-            bail!(
-                "no TLS: pass --tls-cert, --tls-key and --tls-ca (burst certs init makes them), or --insecure for plaintext"
-            );
-        }
         let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:0".into());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:0"))?;
