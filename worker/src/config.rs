@@ -178,8 +178,8 @@ pub struct ExecConfig {
 
 impl ExecConfig {
     /// A pids cgroup for the run named `token`, when this worker can make them.
-    pub fn exec_cgroup(&self, token: &str) -> Option<crate::limits::RunCgroup> {
-        self.cgroups.as_ref()?.run(token, self.limits.max_processes)
+    pub fn exec_cgroup(&self) -> Option<crate::limits::RunCgroup> {
+        self.cgroups.as_ref()?.run(self.limits.max_processes)
     }
 }
 

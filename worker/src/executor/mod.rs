@@ -150,9 +150,12 @@ async fn execute(
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);
     }
-    let cgroup = cfg.exec_cgroup(&token);
-    crate::limits::apply(&mut cmd, cfg.limits, cgroup.as_ref());
-    let mut child = match cmd.spawn() {
+    let cgroup = cfg.exec_cgroup();
+    let spawned = match &cgroup {
+        Some(cgroup) => cgroup.spawn_in(&mut cmd),
+        None => cmd.spawn(),
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let message = spawn_error(&inv.program, &spec.working_dir, &e);
