@@ -68,18 +68,8 @@ pub struct Args {
     /// Jobs one submitter may submit at once after a pause [default: 200000].
     #[arg(long, env = "BURST_SUBMIT_BURST")]
     pub submit_burst: Option<f64>,
-    /// This controller's certificate (PEM), for mutual TLS with workers and clients.
-    #[arg(long, env = "BURST_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM).
-    #[arg(long, env = "BURST_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// The CA every worker's and client's certificate must be signed by (PEM).
-    #[arg(long, env = "BURST_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Serve plaintext gRPC (no TLS): only on a network you trust; logged as a warning.
-    #[arg(long, env = "BURST_INSECURE")]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub tls: burst_proto::tls::TlsArgs,
 }
 
 /// The `[controller]` section of the config file.
@@ -167,21 +157,15 @@ impl Args {
             max_active_jobs_per_submitter,
             submit_rate,
             submit_burst,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            insecure,
+            tls,
         } = self;
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "controller")?,
             None => Section::default(),
         };
-        let tls = TlsFiles::choose(
-            [tls_cert, tls_key, tls_ca],
-            [file.tls_cert.clone(), file.tls_key.clone(), file.tls_ca.clone()],
-            insecure || file.insecure.unwrap_or(false),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let tls = tls
+            .resolve([file.tls_cert.clone(), file.tls_key.clone(), file.tls_ca.clone()], file.insecure)
+            .map_err(anyhow::Error::msg)?;
         let listen = listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:50051"))?;

@@ -15,6 +15,31 @@ pub const CONTROLLER_NAME: &str = "burst-controller";
 /// The name every worker's certificate carries and peers verify.
 pub const WORKER_NAME: &str = "burst-worker";
 
+/// The TLS flags every burst server takes (`burst controller`, `burst worker`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TlsArgs {
+    /// This server's certificate (PEM, from burst certs init; a worker's names its id), for mutual TLS.
+    #[arg(long, env = "BURST_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "BURST_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA (PEM): every peer's certificate must be signed by it.
+    #[arg(long, env = "BURST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Plaintext gRPC (no TLS): only on a network you trust; logged as a warning at start.
+    #[arg(long, env = "BURST_INSECURE")]
+    pub insecure: bool,
+}
+
+impl TlsArgs {
+    /// The flags over the config file's `tls_cert`, `tls_key`, `tls_ca` and `insecure` (see [`TlsFiles::choose`]).
+    pub fn resolve(self, file: [Option<PathBuf>; 3], file_insecure: Option<bool>) -> Result<Option<TlsFiles>, String> {
+        let TlsArgs { tls_cert, tls_key, tls_ca, insecure } = self;
+        TlsFiles::choose([tls_cert, tls_key, tls_ca], file, insecure || file_insecure.unwrap_or(false))
+    }
+}
+
 /// A certificate, its key and the CA that signs every peer's certificate, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {

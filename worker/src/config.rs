@@ -91,18 +91,8 @@ pub struct Args {
     /// Largest file a job may write, in bytes [default: 64 GiB].
     #[arg(long, env = "BURST_JOB_MAX_FILE_BYTES")]
     pub job_max_file_bytes: Option<u64>,
-    /// This worker's certificate (PEM; its common name must be the worker id), for mutual TLS.
-    #[arg(long, env = "BURST_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM).
-    #[arg(long, env = "BURST_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// The cluster's CA (PEM): the controller's and every peer's certificate must be signed by it.
-    #[arg(long, env = "BURST_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Plaintext gRPC to the controller and between workers: only on a network you trust.
-    #[arg(long, env = "BURST_INSECURE")]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub tls: burst_proto::tls::TlsArgs,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -237,22 +227,16 @@ impl Args {
             job_max_processes,
             job_max_open_files,
             job_max_file_bytes,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            insecure,
+            tls,
         } = self;
         let defaults = JobLimits::default();
         let file: Section = match &config {
             Some(path) => burst_proto::config::load_section(path, "worker")?,
             None => Section::default(),
         };
-        let tls = TlsFiles::choose(
-            [tls_cert, tls_key, tls_ca],
-            [file.tls_cert.clone(), file.tls_key.clone(), file.tls_ca.clone()],
-            insecure || file.insecure.unwrap_or(false),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let tls = tls
+            .resolve([file.tls_cert.clone(), file.tls_key.clone(), file.tls_ca.clone()], file.insecure)
+            .map_err(anyhow::Error::msg)?;
         let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:0".into());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:0"))?;
