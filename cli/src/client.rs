@@ -7,7 +7,7 @@ use anyhow::Context;
 use burst_proto::auth::{Bearer, ControlClient, control_client};
 use serde::Deserialize;
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::args::Format;
 
@@ -50,15 +50,9 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    fn config(&self) -> anyhow::Result<ClientTlsConfig> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| Usage(format!("reading {}: {e}", p.display())));
-        let mut config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&self.ca)?))
-            .domain_name(burst_proto::tls::CONTROLLER_NAME);
-        if let Some((cert, key)) = &self.identity {
-            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        Ok(config)
+    fn config(&self) -> Result<ClientTlsConfig, Usage> {
+        let identity = self.identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+        burst_proto::tls::client_config(&self.ca, identity, burst_proto::tls::CONTROLLER_NAME).map_err(Usage)
     }
 }
 

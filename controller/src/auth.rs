@@ -96,6 +96,9 @@ pub struct Auth {
     tokens: Option<HashMap<String, Principal>>,
     /// Whether the server speaks TLS: then a caller without a token must present a client certificate.
     tls: bool,
+    /// Client certificates already read, so a connection's certificate is parsed once, not on every call of a
+    /// worker's stream of polls and reports. Held only to look up or insert.
+    certs: std::sync::Mutex<HashMap<Vec<u8>, Option<Principal>>>,
     pub unauthenticated: AtomicU64,
     pub denied: AtomicU64,
 }
@@ -165,20 +168,10 @@ impl Auth {
         if let Some(who) = token.zip(self.tokens.as_ref()).and_then(|(t, tokens)| tokens.get(t)) {
             return Ok(who.clone());
         }
-        // rustls has already verified the chain against the cluster's CA; the subject says who and what.
-        let cert = req.peer_certs().and_then(|certs| certs.first().and_then(|c| burst_proto::tls::identity(c)));
         if token.is_none()
-            && let Some((name, role)) = cert
+            && let Some(who) = req.peer_certs().and_then(|certs| certs.first().and_then(|c| self.cert_holder(c)))
         {
-            let role = match role.as_str() {
-                "admin" | "controller" => Some(Role::Admin),
-                "submit" => Some(Role::Submit),
-                "worker" => Some(Role::Worker),
-                _ => None,
-            };
-            if let Some(role) = role {
-                return Ok(Principal { name, role, from_cert: true });
-            }
+            return Ok(who);
         }
         if !self.enabled() {
             return Ok(Principal::anonymous());
@@ -192,6 +185,32 @@ impl Auth {
 }
 
 impl Auth {
+    /// The caller a client certificate names (rustls has already verified it against the cluster's CA; the
+    /// subject says who and what), remembered per certificate.
+    fn cert_holder(&self, der: &[u8]) -> Option<Principal> {
+        /// Distinct certificates remembered at most (a cluster's workers and clients); past it the memory starts
+        /// over rather than grow.
+        const MAX_REMEMBERED: usize = 4096;
+        let mut certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(who) = certs.get(der) {
+            return who.clone();
+        }
+        let who = burst_proto::tls::identity(der).and_then(|(name, role)| {
+            let role = match role.as_str() {
+                "admin" | "controller" => Role::Admin,
+                "submit" => Role::Submit,
+                "worker" => Role::Worker,
+                _ => return None,
+            };
+            Some(Principal { name, role, from_cert: true })
+        });
+        if certs.len() >= MAX_REMEMBERED {
+            certs.clear();
+        }
+        certs.insert(der.to_vec(), who.clone());
+        who
+    }
+
     /// Refuses `who` a job submitted by `owner`, counted like any refusal.
     pub fn check_owner(&self, who: &Principal, id: &str, owner: &str) -> Result<(), Status> {
         if who.owns(owner) {

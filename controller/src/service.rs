@@ -59,6 +59,18 @@ impl ControllerService {
         Ok(jobs)
     }
 
+    /// A worker call's request, once its caller may act for the worker it names: a worker (or admin) credential
+    /// (a worker certificate only for its own id) and a valid id, recorded on the call's span.
+    fn worker_call<T>(&self, req: Request<T>, worker_id: fn(&T) -> &String) -> Result<T, Status> {
+        let who = self.auth.check(&req, Need::Worker)?;
+        let req = req.into_inner();
+        let id = worker_id(&req);
+        tracing::Span::current().record("worker", id.as_str());
+        valid_ids("worker_id", std::slice::from_ref(id))?;
+        self.auth.check_worker_id(&who, id)?;
+        Ok(req)
+    }
+
     /// The job `id` for a caller who must own it (or be an admin).
     fn owned_job(&self, who: &Principal, id: &str) -> Result<(Arc<JobSpec>, JobStatus), Status> {
         let (spec, status) = self.controller.lock().job(id).map_err(sched_status)?;
@@ -268,11 +280,7 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn poll_job(&self, req: Request<PollJobRequest>) -> Result<Response<PollJobResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        tracing::Span::current().record("worker", req.worker_id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
         let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
         let (poll, barrier) = self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
         let (poll, barrier) = match poll {
@@ -298,11 +306,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<ReportJobStartedRequest>,
     ) -> Result<Response<ReportJobStartedResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        tracing::Span::current().record("worker", req.worker_id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
         let (refused, d) = self
             .controller
             .lock()
@@ -317,11 +321,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<ReportJobResultRequest>,
     ) -> Result<Response<ReportJobResultResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        tracing::Span::current().record("worker", req.worker_id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
         let (accepted, refused, d) = self
             .controller
             .lock()
@@ -333,11 +333,7 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        tracing::Span::current().record("worker", req.worker_id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
         // Leases older than half a lease timeout have had many heartbeats' time to arrive.
         let grace = self.controller.config().lease_timeout / 2;
         let (peers, d) = self
@@ -351,11 +347,7 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all, fields(worker))]
     async fn drain_worker(&self, req: Request<DrainWorkerRequest>) -> Result<Response<DrainWorkerResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        tracing::Span::current().record("worker", req.worker_id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
         let (requeued, d) = self
             .controller
             .lock()
@@ -370,11 +362,7 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<DeregisterWorkerRequest>,
     ) -> Result<Response<DeregisterWorkerResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        tracing::Span::current().record("worker", req.worker_id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(&req.worker_id))?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
         let (requeued, d) = self
             .controller
             .lock()
@@ -389,13 +377,9 @@ impl ControllerRpc for ControllerService {
         &self,
         req: Request<TransferLeasesRequest>,
     ) -> Result<Response<TransferLeasesResponse>, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        let span = tracing::Span::current();
-        span.record("worker", req.worker_id.as_str());
-        span.record("to", req.thief_worker_id.as_str());
-        valid_ids("worker_id", &[req.worker_id.clone(), req.thief_worker_id.clone()])?;
-        self.auth.check_worker_id(&who, &req.worker_id)?;
+        let req = self.worker_call(req, |r| &r.worker_id)?;
+        tracing::Span::current().record("to", req.thief_worker_id.as_str());
+        valid_ids("thief_worker_id", std::slice::from_ref(&req.thief_worker_id))?;
         let (transferred, refused, d) = self
             .controller
             .lock()

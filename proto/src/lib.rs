@@ -37,9 +37,9 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-/// Turns `host:port` into `http://host:port`; leaves a URL with a scheme alone.
+/// Turns `host:port` into `http://host:port`; leaves a URL with a scheme alone (see [`tls::url`] to set one).
 pub fn endpoint_url(addr: &str) -> String {
-    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+    tls::url(addr, addr.starts_with("https://"))
 }
 
 #[cfg(test)]

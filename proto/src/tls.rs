@@ -104,8 +104,19 @@ impl TlsFiles {
 
     /// A client that presents this certificate and accepts only a server whose certificate names `server`.
     pub fn client(&self, server: &str) -> Result<ClientTlsConfig, String> {
-        Ok(ClientTlsConfig::new().ca_certificate(self.ca()?).identity(self.identity()?).domain_name(server))
+        client_config(&self.ca, Some((&self.cert, &self.key)), server)
     }
+}
+
+/// A client that trusts `ca`, presents `identity` (certificate, key) if given, and accepts only a server whose
+/// certificate names `server`. A client without a certificate authenticates some other way (a token).
+pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>, server: &str) -> Result<ClientTlsConfig, String> {
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?)).domain_name(server);
+    if let Some((cert, key)) = identity {
+        config = config.identity(Identity::from_pem(read(cert, "certificate")?, read(key, "key")?));
+    }
+    Ok(config)
 }
 
 /// `https://` for a TLS connection, `http://` otherwise (a scheme already given is kept only if it agrees).

@@ -172,6 +172,16 @@ impl Scheduler {
         self.quota = quota;
     }
 
+    /// One more unfinished job of `owner` (no allocation once the owner is known: this runs per submitted job).
+    fn count_active(&mut self, owner: &str) {
+        match self.active_by_owner.get_mut(owner) {
+            Some(n) => *n += 1,
+            None => {
+                self.active_by_owner.insert(owner.to_string(), 1);
+            }
+        }
+    }
+
     fn active(&self) -> u64 {
         [JobState::Queued, JobState::Leased, JobState::Running].iter().map(|s| self.counts[*s as usize]).sum()
     }
@@ -191,7 +201,7 @@ impl Scheduler {
             if job.is_terminal() {
                 self.retention.finished(job.id.clone(), Instant::now());
             } else {
-                *self.active_by_owner.entry(job.spec.owner.clone()).or_default() += 1;
+                self.count_active(&job.spec.owner);
             }
             if job.state().holder().is_some() {
                 self.unclaimed.insert(job.id.clone());
@@ -279,7 +289,7 @@ impl Scheduler {
                 let due = Instant::now() + std::time::Duration::from_millis(spec.queue_timeout_ms);
                 self.add_timer(due, &id, Timer::QueueDeadline);
             }
-            *self.active_by_owner.entry(spec.owner.clone()).or_default() += 1;
+            self.count_active(&spec.owner);
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
             self.counts[JobState::Queued as usize] += 1;
             self.submitted_total += 1;
