@@ -237,6 +237,18 @@ pub enum CertsCommand {
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
+    /// Issue one more client certificate from the CA in DIR (its ca-key.pem, and ca-cert.pem or ca.pem): DIR/NAME.pem
+    /// and DIR/NAME-key.pem. Works on a BurstCluster's CA Secret written out to DIR.
+    Client {
+        dir: PathBuf,
+        name: String,
+        /// submit (submit, read and cancel its own jobs) or admin (everything).
+        #[arg(long, default_value = "submit")]
+        role: String,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
 }
 
 fn parse_client(s: &str) -> Result<(String, String), String> {

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use burst_proto::tls::{self, issue, issue::Ca, issue::Issued};
 
 /// What to make.
 #[derive(Clone, Debug)]
@@ -29,35 +29,19 @@ pub struct Plan {
 pub fn init(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&plan.dir).with_context(|| format!("creating {}", plan.dir.display()))?;
     let mut written = Vec::new();
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(DnType::CommonName, "burst development CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    validity(&mut ca, plan.days * 10);
-    let ca_cert = ca.self_signed(&ca_key)?;
-    written.push(write(&plan.dir, "ca.pem", &ca_cert.pem(), false)?);
-    written.push(write(&plan.dir, "ca-key.pem", &ca_key.serialize_pem(), true)?);
-    let issuer = Issuer::new(ca, ca_key);
-
-    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    sans.extend(plan.hosts.iter().cloned());
-    let server = |role_name: &str| [vec![role_name.to_string()], sans.clone()].concat();
+    let ca = Ca::generate("burst development CA", plan.days * 10).map_err(anyhow::Error::msg)?;
+    written.extend(save(&plan.dir, "ca", &ca.issued)?);
+    let hosts = [vec!["localhost".to_string(), "127.0.0.1".to_string()], plan.hosts.clone()].concat();
     let mut leaf = |file: &str, cn: &str, ou: &str, names: Vec<String>| -> anyhow::Result<()> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(names)?;
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.distinguished_name.push(DnType::OrganizationalUnitName, ou);
-        validity(&mut params, plan.days);
-        let cert = params.signed_by(&key, &issuer)?;
-        written.push(write(&plan.dir, &format!("{file}.pem"), &cert.pem(), false)?);
-        written.push(write(&plan.dir, &format!("{file}-key.pem"), &key.serialize_pem(), true)?);
+        let issued = ca.issue(cn, ou, names, plan.days).map_err(anyhow::Error::msg)?;
+        written.extend(save(&plan.dir, file, &issued)?);
         Ok(())
     };
-    leaf("controller", burst_proto::tls::CONTROLLER_NAME, "controller", server(burst_proto::tls::CONTROLLER_NAME))?;
+    let controller = issue::server_names(tls::CONTROLLER_NAME, &hosts);
+    leaf("controller", tls::CONTROLLER_NAME, "controller", controller)?;
     for id in &plan.workers {
         burst_controller::validate::name("worker id", id).map_err(anyhow::Error::msg)?;
-        leaf(&format!("worker-{id}"), id, "worker", server(burst_proto::tls::WORKER_NAME))?;
+        leaf(&format!("worker-{id}"), id, "worker", issue::server_names(tls::WORKER_NAME, &hosts))?;
     }
     for (name, role) in &plan.clients {
         burst_controller::validate::name("client name", name).map_err(anyhow::Error::msg)?;
@@ -68,30 +52,24 @@ pub fn init(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Issues one more client certificate (`role` admin or submit) from the CA in `dir`, valid for `days` (negative:
-/// already expired, for tests), as `<name>.pem` and `<name>-key.pem`.
-pub fn issue_client(dir: &Path, name: &str, role: &str, days: i64) -> anyhow::Result<()> {
+/// already expired, for tests), as `<name>.pem` and `<name>-key.pem`. The CA is `ca-cert.pem` (a BurstCluster's
+/// CA Secret, whose `ca.pem` is a bundle) or else `ca.pem`, with `ca-key.pem`.
+pub fn issue_client(dir: &Path, name: &str, role: &str, days: i64) -> anyhow::Result<[PathBuf; 2]> {
+    burst_controller::validate::name("client name", name).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(role == "admin" || role == "submit", "role {role:?} is not admin or submit");
     let read =
         |f: &str| std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {f} in {}", dir.display()));
-    let issuer = Issuer::from_ca_cert_pem(&read("ca.pem")?, KeyPair::from_pem(&read("ca-key.pem")?)?)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.distinguished_name.push(DnType::OrganizationalUnitName, role);
-    validity(&mut params, days);
-    if days < 0 {
-        params.not_before = time::OffsetDateTime::now_utc() + time::Duration::days(days * 2);
-    }
-    let cert = params.signed_by(&key, &issuer)?;
-    write(dir, &format!("{name}.pem"), &cert.pem(), false)?;
-    write(dir, &format!("{name}-key.pem"), &key.serialize_pem(), true)?;
-    Ok(())
+    let ca_cert = if dir.join("ca-cert.pem").exists() { read("ca-cert.pem")? } else { read("ca.pem")? };
+    let ca = Ca::from_pem(&ca_cert, &read("ca-key.pem")?).map_err(anyhow::Error::msg)?;
+    save(dir, name, &ca.issue(name, role, Vec::new(), days).map_err(anyhow::Error::msg)?)
 }
 
-/// Valid from an hour ago (clock skew) for `days`.
-fn validity(params: &mut CertificateParams, days: i64) {
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(days);
+/// Writes `<name>.pem` and `<name>-key.pem` (0600).
+fn save(dir: &Path, name: &str, issued: &Issued) -> anyhow::Result<[PathBuf; 2]> {
+    Ok([
+        write(dir, &format!("{name}.pem"), &issued.cert_pem, false)?,
+        write(dir, &format!("{name}-key.pem"), &issued.key_pem, true)?,
+    ])
 }
 
 fn write(dir: &Path, name: &str, pem: &str, secret: bool) -> anyhow::Result<PathBuf> {
@@ -148,6 +126,25 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "keys are private");
         let bad = Plan { workers: vec!["../x".into()], ..plan };
         assert!(init(&bad).is_err());
+    }
+
+    #[test]
+    fn a_client_certificate_is_issued_from_a_clusters_ca_secret_written_out() {
+        // The keys of a BurstCluster's `<name>-tls-ca` Secret: the CA, its key, and a bundle with an older CA.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("cluster CA", 10).unwrap();
+        let older = Ca::generate("older CA", 10).unwrap();
+        std::fs::write(dir.path().join("ca-cert.pem"), &ca.issued.cert_pem).unwrap();
+        std::fs::write(dir.path().join("ca-key.pem"), &ca.issued.key_pem).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), older.issued.cert_pem + &ca.issued.cert_pem).unwrap();
+        let [cert, key] = issue_client(dir.path(), "alice", "submit", 5).unwrap();
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        assert_eq!(burst_proto::tls::identity(&x509_der(&pem)), Some(("alice".into(), "submit".into())));
+        let issuer = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1;
+        assert!(issuer.parse_x509().unwrap().issuer().to_string().contains("cluster CA"), "signed by ca-cert.pem");
+        assert!(key.ends_with("alice-key.pem"));
+        let err = issue_client(dir.path(), "bob", "root", 5).unwrap_err().to_string();
+        assert!(err.contains("not admin or submit"), "{err}");
     }
 
     fn x509_der(pem: &str) -> Vec<u8> {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use burst_proto::auth::{Bearer, ControlClient, control_client};
+use burst_proto::tls::{LiveTls, Pem};
 use serde::Deserialize;
 use tonic::Code;
-use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::args::Format;
 
@@ -50,9 +50,15 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    fn config(&self) -> Result<ClientTlsConfig, Usage> {
-        let identity = self.identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
-        burst_proto::tls::client_config(&self.ca, identity, burst_proto::tls::CONTROLLER_NAME).map_err(Usage)
+    fn live(&self) -> Result<LiveTls, Usage> {
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path).map_err(|e| Usage(format!("reading the {what} {}: {e}", path.display())))
+        };
+        let identity = match &self.identity {
+            Some((cert, key)) => Some((read(cert, "certificate")?, read(key, "key")?)),
+            None => None,
+        };
+        LiveTls::new(Pem { ca: read(&self.ca, "CA certificate")?, identity }).map_err(|e| Usage(format!("TLS: {e}")))
     }
 }
 
@@ -98,15 +104,13 @@ pub async fn connect_with(url: &str, bearer: Bearer) -> anyhow::Result<Client> {
 /// A client over TLS when `tls` is given (the URL's scheme becomes https).
 pub async fn connect_tls(url: &str, bearer: Bearer, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
     let url = burst_proto::tls::url(url, tls.is_some());
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|_| Usage(format!("controller address {url:?} is not a URL or host:port")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.config()?).context("TLS settings")?;
-    }
-    let url = url.as_str();
-    let channel = endpoint.connect().await.with_context(|| format!("cannot reach the controller at {url}"))?;
+    let endpoint = burst_proto::tls::endpoint(&url)
+        .map_err(|e| Usage(format!("controller: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let live = tls.map(ClientTls::live).transpose()?;
+    let channel = burst_proto::tls::connect(&endpoint, live.as_ref(), burst_proto::tls::CONTROLLER_NAME)
+        .await
+        .with_context(|| format!("cannot reach the controller at {url}"))?;
     Ok(control_client(channel, bearer))
 }
 

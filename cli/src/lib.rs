@@ -38,6 +38,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             return Ok(0);
         }
+        Command::Certs(args::CertsCommand::Client { dir, name, role, days }) => {
+            let written = certs::issue_client(&dir, &name, &role, days).map_err(|e| client::Usage(format!("{e:#}")))?;
+            written.iter().for_each(|path| println!("{}", path.display()));
+            return Ok(0);
+        }
         _ => {}
     }
     let tls = tls_ca.map(|ca| client::ClientTls { ca, identity: tls_cert.zip(tls_key) });

@@ -11,7 +11,9 @@ use burst_cli::client::{ClientTls, connect_tls};
 use burst_cli::commands::wait::wait_all;
 use burst_cli::local::{ClusterOptions, LocalCluster};
 use burst_proto::auth::Bearer;
-use burst_proto::v1::{GetStatsRequest, JobState, ListWorkersRequest, RegisterWorkerRequest, WorkerInfo};
+use burst_proto::v1::{
+    GetJobStatusRequest, GetStatsRequest, JobState, ListWorkersRequest, RegisterWorkerRequest, WorkerInfo,
+};
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -136,5 +138,63 @@ async fn workers_steal_from_each_other_over_tls() {
     let stolen = ended.iter().filter(|s| s.worker_id == "worker-01").count();
     assert!(stolen > 0, "worker-01 stole over mutual TLS");
     assert!(ended.iter().filter(|s| s.worker_id == "worker-01").all(|s| s.stolen_from == "worker-00"));
+    c.shutdown().await.unwrap();
+}
+
+/// Certificates replaced on disk (here a whole new CA) are picked up by the running controller and workers: a
+/// job running across the rotation finishes, new connections need the new CA, and the old one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_without_a_restart_and_running_jobs_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tls_cluster(dir.path()).await;
+    let certs_dir = dir.path().join("certs");
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["ca.pem", "admin.pem", "admin-key.pem"] {
+        std::fs::copy(certs_dir.join(f), old.join(f)).unwrap();
+    }
+    let mut client = c.client().await.unwrap();
+    let gate = dir.path().join("gate");
+    let script = format!("while [ ! -e {} ]; do sleep 0.01; done; echo across", gate.display());
+    let running = common::submit(&mut client, vec![common::sh(&script)]).await;
+    common::eventually(LONG, "the gated job to run", || {
+        let mut client = client.clone();
+        let id = running[0].clone();
+        async move {
+            let s = client.get_job_status(GetJobStatusRequest { job_id: id }).await.unwrap().into_inner();
+            (s.state() == JobState::Running).then_some(())
+        }
+    })
+    .await;
+
+    // A new CA and new certificates for everyone, written over the old files.
+    let plan = certs::Plan {
+        dir: certs_dir.clone(),
+        workers: c.workers.iter().map(|w| w.worker_id().to_string()).collect(),
+        clients: vec![("admin".into(), "admin".into())],
+        hosts: vec![],
+        days: 30,
+    };
+    certs::init(&plan).unwrap();
+    let reloaded = c.controller.tls.as_ref().unwrap().reload(&certs::files(&certs_dir, "controller"));
+    assert_eq!(reloaded, Ok(true));
+    for w in &c.workers {
+        let files = certs::files(&certs_dir, &format!("worker-{}", w.worker_id()));
+        assert_eq!(w.agent.tls().unwrap().reload(&files), Ok(true));
+        assert_eq!(w.agent.tls().unwrap().reload(&files), Ok(false), "unchanged files: nothing to do");
+    }
+
+    // New connections: the new CA works, the old one is refused in the handshake.
+    let err = refused(&c, Some(&with_cert(&old, "admin"))).await;
+    assert!(!err.starts_with("Unauthenticated"), "{err}");
+    let mut fresh = c.client().await.unwrap();
+    let ids = common::submit(&mut fresh, vec![common::sh("echo after"); 10]).await;
+    let ended = wait_all(&mut fresh, &ids, Some(LONG), false).await.unwrap();
+    assert!(ended.iter().all(|s| s.state() == JobState::Succeeded), "{ended:?}");
+    // The connection made before the rotation still works, and the job it started finishes.
+    std::fs::write(&gate, b"open").unwrap();
+    let ended = wait_all(&mut client, &running, Some(LONG), false).await.unwrap();
+    assert_eq!(ended[0].state(), JobState::Succeeded, "{:?}", ended[0]);
+    assert_eq!(ended[0].attempt, 1, "never stopped or run again");
     c.shutdown().await.unwrap();
 }

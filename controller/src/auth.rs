@@ -90,10 +90,35 @@ struct TokenEntry {
     token: String,
 }
 
+/// Token -> the caller it names.
+pub type Tokens = HashMap<String, Principal>;
+
+/// The tokens a tokens file names, checked: valid names, tokens long enough and unique, at least one.
+pub fn read_tokens(path: &Path) -> anyhow::Result<Tokens> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading tokens file {}", path.display()))?;
+    let file: TokensFile =
+        toml::from_str(&text).with_context(|| format!("tokens file {} is not valid", path.display()))?;
+    let mut tokens = HashMap::new();
+    for (i, e) in file.token.into_iter().enumerate() {
+        crate::validate::name("token name", &e.name).map_err(|m| anyhow::anyhow!("token #{}: {m}", i + 1))?;
+        if e.token.len() < MIN_TOKEN_LEN {
+            bail!("token #{} ({}) is shorter than {MIN_TOKEN_LEN} characters", i + 1, e.name);
+        }
+        if tokens.insert(e.token, Principal { name: e.name.clone(), role: e.role, from_cert: false }).is_some() {
+            bail!("token #{} ({}) repeats another entry's token", i + 1, e.name);
+        }
+    }
+    if tokens.is_empty() {
+        bail!("tokens file {} has no [[token]] entries: nobody could call", path.display());
+    }
+    Ok(tokens)
+}
+
 #[derive(Default)]
 pub struct Auth {
-    /// Token -> caller; `None`: no tokens file.
-    tokens: Option<HashMap<String, Principal>>,
+    /// Token -> caller; `None`: no tokens file. Behind a lock so an edited file replaces it while calls go on;
+    /// held only to look up or swap.
+    tokens: Option<std::sync::RwLock<Tokens>>,
     /// Whether the server speaks TLS: then a caller without a token must present a client certificate.
     tls: bool,
     /// Client certificates already read, so a connection's certificate is parsed once, not on every call of a
@@ -110,23 +135,19 @@ impl Auth {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading tokens file {}", path.display()))?;
-        let file: TokensFile =
-            toml::from_str(&text).with_context(|| format!("tokens file {} is not valid", path.display()))?;
-        let mut tokens = HashMap::new();
-        for (i, e) in file.token.into_iter().enumerate() {
-            crate::validate::name("token name", &e.name).map_err(|m| anyhow::anyhow!("token #{}: {m}", i + 1))?;
-            if e.token.len() < MIN_TOKEN_LEN {
-                bail!("token #{} ({}) is shorter than {MIN_TOKEN_LEN} characters", i + 1, e.name);
-            }
-            if tokens.insert(e.token, Principal { name: e.name.clone(), role: e.role, from_cert: false }).is_some() {
-                bail!("token #{} ({}) repeats another entry's token", i + 1, e.name);
-            }
+        Ok(Auth { tokens: Some(std::sync::RwLock::new(read_tokens(path)?)), ..Auth::default() })
+    }
+
+    /// Uses `tokens` from now on (a tokens file that was edited); false when no tokens file is in use or they
+    /// are the ones in use.
+    pub fn replace_tokens(&self, tokens: Tokens) -> bool {
+        let Some(lock) = &self.tokens else { return false };
+        let mut current = lock.write().unwrap_or_else(|p| p.into_inner());
+        if *current == tokens {
+            return false;
         }
-        if tokens.is_empty() {
-            bail!("tokens file {} has no [[token]] entries: nobody could call", path.display());
-        }
-        Ok(Auth { tokens: Some(tokens), ..Auth::default() })
+        *current = tokens;
+        true
     }
 
     pub fn enabled(&self) -> bool {
@@ -165,8 +186,11 @@ impl Auth {
     fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         let header = req.metadata().get(burst_proto::auth::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
-        if let Some(who) = token.zip(self.tokens.as_ref()).and_then(|(t, tokens)| tokens.get(t)) {
-            return Ok(who.clone());
+        let known = token
+            .zip(self.tokens.as_ref())
+            .and_then(|(t, tokens)| tokens.read().unwrap_or_else(|p| p.into_inner()).get(t).cloned());
+        if let Some(who) = known {
+            return Ok(who);
         }
         if token.is_none()
             && let Some(who) = req.peer_certs().and_then(|certs| certs.first().and_then(|c| self.cert_holder(c)))
@@ -285,5 +309,21 @@ mod tests {
             let err = format!("{:#}", Auth::load(&path).err().unwrap());
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn an_edited_tokens_file_replaces_the_tokens_in_use() {
+        let a = auth();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(&path, "[[token]]\nname = \"bob\"\nrole = \"submit\"\ntoken = \"bob-0123456789abcdef\"\n")
+            .unwrap();
+        let tokens = read_tokens(&path).unwrap();
+        assert!(a.replace_tokens(tokens.clone()));
+        assert!(!a.replace_tokens(tokens.clone()), "the same tokens: nothing changes");
+        let code = |t: &str| a.check(&with(Some(t)), Need::Client).map(|p| p.name).map_err(|s| s.code());
+        assert_eq!(code("bob-0123456789abcdef"), Ok("bob".into()));
+        assert_eq!(code("alice-0123456789abcdef"), Err(tonic::Code::Unauthenticated), "a removed token is refused");
+        assert!(!Auth::off().replace_tokens(tokens), "no tokens file in use: nothing to replace");
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use burst_proto::tls::LiveTls;
 use burst_proto::v1::controller_rpc_server::ControllerRpcServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,9 +27,11 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 pub struct RunningController {
     pub addr: SocketAddr,
     pub controller: Arc<Controller>,
+    /// The TLS in use (certificates are read again as they change; tests swap them with `reload`).
+    pub tls: Option<LiveTls>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
-    /// The reaper and the timer task.
+    /// The reaper, the timer task and the TLS files' follower.
     background: Vec<JoinHandle<()>>,
 }
 
@@ -69,46 +72,63 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let auth = match &config.tokens_file {
-        Some(path) => Auth::load(path)?,
-        None => Auth::off(),
-    }
-    .with_tls(config.tls.is_some());
+    let auth = Arc::new(
+        match &config.tokens_file {
+            Some(path) => Auth::load(path)?,
+            None => Auth::off(),
+        }
+        .with_tls(config.tls.is_some()),
+    );
     if config.tls.is_none() {
         warn!("plaintext gRPC (no TLS): anyone who can reach this port can read and inject traffic");
     }
     if !auth.enabled() {
         info!("no tokens file and no TLS: every caller is trusted (anonymous, admin)");
     }
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        // Clients may come with a token instead of a certificate; workers and admins without a token need one.
-        builder = builder.tls_config(tls.server(false).map_err(anyhow::Error::msg)?).context("TLS settings")?;
-    }
+    let tls = config.tls.as_ref().map(LiveTls::from_files).transpose().map_err(anyhow::Error::msg)?;
     let admission = Admission::new(config.submit_rate);
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
-    let service = ControllerRpcServer::new(ControllerService::new(controller.clone(), auth, admission))
+    let service = ControllerRpcServer::new(ControllerService::new(controller.clone(), auth.clone(), admission))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let task = tokio::spawn(async move {
-        builder
-            // Per connection: a worker's poll, reports and heartbeats, or a client's calls, with room to spare;
-            // one connection cannot tie up the whole server.
-            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-            .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await
-            .context("gRPC server")
-    });
-    let reaper = tokio::spawn(reap(controller.clone()));
-    let timers = tokio::spawn(run_timers(controller.clone()));
+    let router = Server::builder()
+        // Per connection: a worker's poll, reports and heartbeats, or a client's calls, with room to spare;
+        // one connection cannot tie up the whole server.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .add_service(service);
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let task = match &tls {
+        // Clients may come with a token instead of a certificate; workers and admins without a token need one.
+        Some(tls) => {
+            let incoming = burst_proto::tls::incoming(listener, tls.clone(), false).map_err(anyhow::Error::msg)?;
+            tokio::spawn(
+                async move { router.serve_with_incoming_shutdown(incoming, stopped).await.context("gRPC server") },
+            )
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(
+                async move { router.serve_with_incoming_shutdown(incoming, stopped).await.context("gRPC server") },
+            )
+        }
+    };
+    let mut background = vec![tokio::spawn(reap(controller.clone())), tokio::spawn(run_timers(controller.clone()))];
+    if let (Some(live), Some(files)) = (&tls, &config.tls) {
+        background.push(live.follow(files.clone()));
+    }
+    if let Some(path) = config.tokens_file.clone() {
+        let what = path.display().to_string();
+        let read = move || crate::auth::read_tokens(&path).map_err(|e| format!("{e:#}"));
+        background.push(burst_proto::follow::follow(what, burst_proto::follow::EVERY, read, move |tokens| {
+            Ok(auth.replace_tokens(tokens))
+        }));
+    }
     info!(%addr, router = config.router.name(), "controller listening");
-    Ok(RunningController { addr, controller, stop: Some(stop), task, background: vec![reaper, timers] })
+    Ok(RunningController { addr, controller, tls, stop: Some(stop), task, background })
 }
 
 /// Fires retry backoffs and queue deadlines when they fall due; sleeps until the next one, or until one is added.

@@ -28,12 +28,13 @@ pub const MAX_BATCH: usize = 10_000;
 
 pub struct ControllerService {
     controller: Arc<Controller>,
-    auth: Auth,
+    /// Shared with the task that follows the tokens file.
+    auth: Arc<Auth>,
     admission: Admission,
 }
 
 impl ControllerService {
-    pub fn new(controller: Arc<Controller>, auth: Auth, admission: Admission) -> Self {
+    pub fn new(controller: Arc<Controller>, auth: Arc<Auth>, admission: Admission) -> Self {
         ControllerService { controller, auth, admission }
     }
 

@@ -50,6 +50,48 @@ pub struct BurstClusterSpec {
     pub service_type: Option<String>,
     #[serde(default, skip_serializing_if = "NetworkPolicySpec::is_default")]
     pub network_policy: NetworkPolicySpec,
+    #[serde(default, skip_serializing_if = "TlsSpec::is_default")]
+    pub tls: TlsSpec,
+    /// A Secret in this namespace whose key `tokens.toml` is the controller's tokens file (see burst's Security
+    /// docs): clients then need a token or a client certificate. Needs TLS. Edits are picked up without a
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_secret: Option<String>,
+}
+
+/// Mutual TLS between the cluster's pods, its clients and the operator. On by default, with a CA and
+/// certificates the operator makes and renews (Secrets `<name>-tls-ca`, `<name>-controller-tls`,
+/// `<name>-worker-tls`); or with Secrets you name, all three, laid out the same way.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Set false for plaintext inside the cluster (default: TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Days each operator-made certificate is valid; it is renewed when a third of that is left (default 90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_days: Option<u32>,
+    /// Your own Secret for the controller: `ca.pem`, `controller.pem`, `controller-key.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_secret: Option<String>,
+    /// Your own Secret for the workers: `ca.pem`, and `<pod name>.pem` and `<pod name>-key.pem` for each worker
+    /// pod (`<name>-worker-0`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_secret: Option<String>,
+    /// Your own Secret for the operator's client certificate (role admin): `ca.pem`, `operator.pem`,
+    /// `operator-key.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_secret: Option<String>,
+}
+
+impl TlsSpec {
+    fn is_default(&self) -> bool {
+        *self == TlsSpec::default()
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
 }
 
 /// Who may reach the cluster's pods. On by default: the controller's port is open to the cluster's workers, the

@@ -23,6 +23,10 @@ pub enum Error {
         #[source]
         status: tonic::Status,
     },
+    /// A cluster's TLS Secret is missing, lacks a key, or holds certificates that do not load; retried with
+    /// backoff (the operator makes its own on the cluster's next reconcile; a user's may be created later).
+    #[error("TLS secret: {0}")]
+    TlsSecret(String),
     /// Adding or removing the BurstJob finalizer, or its cleanup, failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -39,6 +43,7 @@ impl Error {
             Error::ClusterNotFound(_) => "ClusterNotFound",
             Error::ControllerUnreachable { .. } => "ControllerUnreachable",
             Error::Controller { .. } => "ControllerError",
+            Error::TlsSecret(_) => "TlsSecretNotReady",
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.reason()

@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burst_proto::auth::{Bearer, ControlClient, control_client};
+use burst_proto::tls::{LiveTls, Pem};
 use burst_proto::v1::{
     CancelJobRequest, GetJobStatusRequest, GetStatsRequest, GetStatsResponse, JobSpec, JobStatus, SubmitJobRequest,
     WatchJobsRequest,
 };
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::reflector::ObjectRef;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::crd::BurstJob;
@@ -66,18 +66,38 @@ impl Links {
 
     /// Links to the Service each BurstCluster's controller has.
     pub fn in_cluster(trigger: Trigger) -> Self {
-        Links::new(Arc::new(|ns, cluster| names::controller_endpoint(cluster, ns)), trigger)
+        Links::new(Arc::new(|ns, cluster| names::controller_endpoint(cluster, ns, false)), trigger)
     }
 
-    /// The link to `cluster`'s controller, made (and its watch started) on first use.
-    pub fn get(&self, ns: &str, cluster: &str) -> Result<Link> {
+    /// The link to `cluster`'s controller if one is made.
+    pub fn existing(&self, ns: &str, cluster: &str) -> Option<Link> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).get(&(ns.to_string(), cluster.to_string())).cloned()
+    }
+
+    /// The link to `cluster`'s controller, over TLS with the operator's certificate `tls` (or plaintext), made
+    /// (and its watch started) on first use. A renewed certificate is used from the next connection on; a link
+    /// whose transport no longer matches is replaced.
+    pub fn get(&self, ns: &str, cluster: &str, tls: Option<Pem>) -> Result<Link> {
         let key = (ns.to_string(), cluster.to_string());
         // Held only to look up or insert; no await under it.
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(link) = links.get(&key) {
-            return Ok(link.clone());
+            match (&link.tls, tls.clone()) {
+                (None, None) => return Ok(link.clone()),
+                (Some(live), Some(pem)) => {
+                    if live.replace(pem).map_err(Error::TlsSecret)? {
+                        info!(cluster, namespace = ns, "operator's client certificate renewed");
+                    }
+                    return Ok(link.clone());
+                }
+                _ => {
+                    if let Some(handle) = links.remove(&key).and_then(|l| l.stop_watch()) {
+                        handle.abort();
+                    }
+                }
+            }
         }
-        let link = Link::connect((self.resolve)(ns, cluster))?;
+        let link = Link::connect((self.resolve)(ns, cluster), tls)?;
         let watch = tokio::spawn(watch(link.clone(), self.trigger.clone()));
         *link.watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch.abort_handle());
         links.insert(key, link.clone());
@@ -96,7 +116,7 @@ impl Links {
     pub fn remove(&self, ns: &str, cluster: &str) {
         let removed =
             self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&(ns.to_string(), cluster.to_string()));
-        if let Some(handle) = removed.and_then(|l| l.watch.lock().unwrap_or_else(|p| p.into_inner()).take()) {
+        if let Some(handle) = removed.and_then(|l| l.stop_watch()) {
             handle.abort();
         }
     }
@@ -107,6 +127,8 @@ impl Links {
 pub struct Link {
     pub endpoint: String,
     client: ControlClient,
+    /// The operator's client TLS for this cluster, `None` in plaintext.
+    tls: Option<LiveTls>,
     /// Latest status per job id, written by the watch task, read by reconciles.
     statuses: Arc<Mutex<HashMap<String, JobStatus>>>,
     /// BurstJobs with a job on this controller, queued again when the watch reconnects.
@@ -121,20 +143,32 @@ fn request<T>(msg: T) -> tonic::Request<T> {
 }
 
 impl Link {
-    fn connect(endpoint: String) -> Result<Self> {
-        let channel = Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| Error::ControllerUnreachable { endpoint: endpoint.clone(), message: e.to_string() })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .connect_lazy();
+    fn connect(addr: String, tls: Option<Pem>) -> Result<Self> {
+        let tls = tls.map(LiveTls::new).transpose().map_err(Error::TlsSecret)?;
+        let endpoint = burst_proto::tls::url(&addr, tls.is_some());
+        let channel = burst_proto::tls::endpoint(&addr)
+            .map(|e| e.connect_timeout(CONNECT_TIMEOUT))
+            .map(|e| burst_proto::tls::lazy(&e, tls.as_ref(), burst_proto::tls::CONTROLLER_NAME))
+            .map_err(|message| Error::ControllerUnreachable { endpoint: endpoint.clone(), message })?;
         Ok(Link {
             endpoint,
-            // BurstClusters run their controllers without a tokens file for now (TLS and tokens for operator-run
-            // clusters come with the certificates the operator will create).
+            // Over TLS the operator's certificate (role admin) is its credential; without TLS a cluster has no
+            // tokens file (see `tokensSecret`), so no token is needed.
             client: control_client(channel, Bearer::default()),
+            tls,
             statuses: Arc::default(),
             tracked: Arc::default(),
             watch: Arc::default(),
         })
+    }
+
+    /// Whether this link speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn stop_watch(&self) -> Option<tokio::task::AbortHandle> {
+        self.watch.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn fail(&self, what: &'static str) -> impl FnOnce(tonic::Status) -> Error + '_ {

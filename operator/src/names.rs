@@ -24,13 +24,34 @@ pub fn workers(cluster: &str) -> String {
     format!("{cluster}-worker")
 }
 
+/// Worker pod `i` of the workers' StatefulSet: also its worker id and its certificate's name.
+pub fn worker_pod(cluster: &str, i: i32) -> String {
+    format!("{}-{i}", workers(cluster))
+}
+
+/// The Secret with the cluster's CA and the operator's client certificate (mounted nowhere).
+pub fn tls_ca(cluster: &str) -> String {
+    format!("{cluster}-tls-ca")
+}
+
+/// The Secret mounted in the controller: the CA bundle and the controller's certificate.
+pub fn controller_tls(cluster: &str) -> String {
+    format!("{cluster}-controller-tls")
+}
+
+/// The Secret mounted in every worker: the CA bundle and each worker pod's certificate.
+pub fn worker_tls(cluster: &str) -> String {
+    format!("{cluster}-worker-tls")
+}
+
 pub fn data_claim() -> &'static str {
     "data"
 }
 
-/// The in-cluster address of the controller's Service.
-pub fn controller_endpoint(cluster: &str, namespace: &str) -> String {
-    format!("http://{}.{namespace}.svc:{CONTROLLER_PORT}", controller(cluster))
+/// The in-cluster address of the controller's Service (`https` when the cluster runs TLS).
+pub fn controller_endpoint(cluster: &str, namespace: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}.{namespace}.svc:{CONTROLLER_PORT}", controller(cluster))
 }
 
 pub fn labels(cluster: &str, role: &str) -> BTreeMap<String, String> {

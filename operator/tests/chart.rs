@@ -117,6 +117,7 @@ fn operator_grants() -> BTreeMap<String, BTreeSet<String>> {
         ("apps/deployments", "get list watch create patch delete"),
         ("apps/statefulsets", "get list watch create patch delete"),
         ("networking.k8s.io/networkpolicies", "get create patch delete"),
+        ("core/secrets", "get create patch"),
         ("events.k8s.io/events", "create patch"),
     ])
 }

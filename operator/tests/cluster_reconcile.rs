@@ -11,6 +11,7 @@ use burst_operator::crd::BurstCluster;
 use burst_operator::link::Links;
 use burst_operator::metrics::Metrics;
 use http::StatusCode;
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use mock::{ApiServer, finish};
 use serde_json::{Value, json};
@@ -28,6 +29,34 @@ fn context(client: kube::Client, controller: &str) -> Arc<Context> {
     let endpoint = controller.to_string();
     let links = Links::new(Arc::new(move |_, _| endpoint.clone()), Arc::new(|_| {}));
     Context::new(client, links, Arc::new(Metrics::default()), Some("test".into()))
+}
+
+/// The cluster's TLS Secrets as the API holds them (empty: none yet).
+type Stored = Vec<Secret>;
+
+/// The TLS step: the three Secrets are read; those missing (all, the first time) are applied, owned by the
+/// cluster, and remembered in `stored`. Returns the Secrets applied.
+async fn expect_secrets(api: &mut ApiServer, stored: &mut Stored) -> Vec<Secret> {
+    let names = ["demo-tls-ca", "demo-controller-tls", "demo-worker-tls"];
+    for name in names {
+        let call = api.expect("GET", &format!("/api/v1/namespaces/jobs/secrets/{name}")).await;
+        match stored.iter().find(|s| s.metadata.name.as_deref() == Some(name)) {
+            Some(secret) => call.reply(StatusCode::OK, serde_json::to_value(secret).unwrap()),
+            None => call.not_found(),
+        }
+    }
+    if !stored.is_empty() {
+        return Vec::new();
+    }
+    let mut applied = Vec::new();
+    for name in names {
+        let call = api.expect("PATCH", &format!("/api/v1/namespaces/jobs/secrets/{name}?")).await;
+        assert_owned_and_applied(&call);
+        applied.push(serde_json::from_value::<Secret>(call.body.clone()).unwrap());
+        call.echo_with_status(Value::Null);
+    }
+    stored.clone_from(&applied);
+    applied
 }
 
 /// The four applies of a cluster, each checked for server-side apply and ownership; `ready` sets the ready
@@ -102,12 +131,15 @@ async fn a_new_cluster_applies_its_owned_objects_and_reports_it_is_starting() {
         Arc::new(bc.clone()),
         context(client, "http://127.0.0.1:1"),
     ));
+    let secrets = expect_secrets(&mut api, &mut Stored::new()).await;
+    let workers_tls = burst_operator::cluster::tls::data_of(&secrets[2]);
+    assert!(workers_tls.contains_key("demo-worker-2.pem") && !workers_tls.contains_key("ca-key.pem"));
     let workers = expect_applies(&mut api, (0, 0)).await;
     assert_eq!(workers.body_replicas(), 3);
     let status = expect_status(&mut api, &bc).await;
     assert_eq!(status["ready"], "0/3");
     assert_eq!(status["observedGeneration"], 1);
-    assert_eq!(status["endpoint"], "http://demo-controller.jobs.svc:50051");
+    assert_eq!(status["endpoint"], "https://demo-controller.jobs.svc:50051");
     assert_eq!(condition(&status, "ControllerReady"), ("False", "Starting"));
     assert_eq!(condition(&status, "WorkersReady"), ("False", "Scaling"));
     // Each condition appeared: one Event each.
@@ -138,6 +170,7 @@ async fn scaling_applies_the_new_replica_count_and_the_status_follows_readiness(
         Arc::new(bc.clone()),
         context(client, "http://127.0.0.1:1"),
     ));
+    expect_secrets(&mut api, &mut Stored::new()).await;
     let workers = expect_applies(&mut api, (0, 3)).await;
     assert_eq!(workers.body_replicas(), 5);
     let status = expect_status(&mut api, &bc).await;
@@ -149,25 +182,53 @@ async fn scaling_applies_the_new_replica_count_and_the_status_follows_readiness(
     finish(task).await.unwrap();
 }
 
+/// Writes each key of `secret` as a file in `dir`.
+fn write_secret(dir: &std::path::Path, secret: &Secret) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (key, bytes) in burst_operator::cluster::tls::data_of(secret) {
+        std::fs::write(dir.join(key), bytes).unwrap();
+    }
+}
+
+fn tls_files(dir: &std::path::Path, name: &str) -> burst_proto::tls::TlsFiles {
+    burst_proto::tls::TlsFiles {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+        ca: dir.join("ca.pem"),
+    }
+}
+
+/// End to end over the operator's own certificates: the Secrets it writes are mounted (here: written to files)
+/// into a real controller and worker, which then speak only mutual TLS; the operator reads the controller's
+/// counts with its own client certificate.
 #[tokio::test]
-async fn a_ready_cluster_reports_its_controllers_counts() {
+async fn a_ready_cluster_reports_its_controllers_counts_over_the_operators_certificates() {
     let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    bc.spec.workers.replicas = Some(1);
+    let url = format!("http://{addr}");
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), context(client, &url)));
+    let secrets = expect_secrets(&mut api, &mut Stored::new()).await;
+    // "Mount" the Secrets and start the cluster's pods before the reconcile goes on.
+    let (controller_dir, worker_dir) = (dir.path().join("controller"), dir.path().join("worker"));
+    write_secret(&controller_dir, &secrets[1]);
+    write_secret(&worker_dir, &secrets[2]);
     let controller = burst_controller::start(burst_controller::ControllerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: addr,
+        tls: Some(tls_files(&controller_dir, "controller")),
         ..burst_controller::ControllerConfig::default()
     })
     .await
     .unwrap();
-    let url = format!("http://{}", controller.addr);
-    let worker = burst_worker::start(burst_worker::WorkerConfig::local(&url, "w-0", 2, 4, dir.path().to_path_buf()))
-        .await
-        .unwrap();
+    let mut cfg = burst_worker::WorkerConfig::local(&url, "demo-worker-0", 2, 4, dir.path().join("out"));
+    cfg.tls = Some(tls_files(&worker_dir, "demo-worker-0"));
+    let worker = burst_worker::start(cfg).await.unwrap();
     tokio::time::timeout(mock::DEADLINE, worker.agent.registered()).await.unwrap();
 
-    let (client, mut api) = mock::client();
-    let mut bc = example();
-    bc.spec.workers.replicas = Some(1);
-    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), context(client, &url)));
     expect_applies(&mut api, (1, 1)).await;
     let status = expect_status(&mut api, &bc).await;
     assert_eq!(condition(&status, "ControllerReady"), ("True", "Serving"));
@@ -183,20 +244,50 @@ async fn a_ready_cluster_reports_its_controllers_counts() {
 }
 
 #[tokio::test]
+async fn a_plaintext_cluster_has_no_secrets_and_a_users_missing_secret_is_retried() {
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    bc.spec.tls.enabled = Some(false);
+    let ctx = context(client, "http://127.0.0.1:1");
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), ctx.clone()));
+    expect_applies(&mut api, (0, 0)).await;
+    let status = expect_status(&mut api, &bc).await;
+    assert_eq!(status["endpoint"], "http://demo-controller.jobs.svc:50051");
+    for _ in 0..2 {
+        api.expect_event("jobs").await;
+    }
+    finish(task).await.unwrap();
+    // The user's own Secrets: read, never written; one missing fails the reconcile (retried with backoff).
+    let mut bc = example();
+    bc.spec.tls.controller_secret = Some("mine-controller".into());
+    bc.spec.tls.worker_secret = Some("mine-workers".into());
+    bc.spec.tls.operator_secret = Some("mine-operator".into());
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc), ctx));
+    api.expect("GET", "/api/v1/namespaces/jobs/secrets/mine-controller").await.not_found();
+    let error = finish(task).await.unwrap_err();
+    assert_eq!(error.reason(), "TlsSecretNotReady");
+    assert!(error.to_string().contains("mine-controller"), "{error}");
+}
+
+#[tokio::test]
 async fn an_unchanged_cluster_is_not_patched_again() {
     let (client, mut api) = mock::client();
     let mut bc = example();
     let ctx = context(client, "http://127.0.0.1:1");
     let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), ctx.clone()));
+    let mut stored = Stored::new();
+    expect_secrets(&mut api, &mut stored).await;
     expect_applies(&mut api, (0, 0)).await;
     let status = expect_status(&mut api, &bc).await;
     for _ in 0..2 {
         api.expect_event("jobs").await;
     }
     finish(task).await.unwrap();
-    // The next reconcile sees the status it wrote: it applies (idempotent) but writes no status and no Event.
+    // The next reconcile sees the status it wrote: it applies (idempotent) but writes no status and no Event,
+    // and leaves the certificates alone (none is due).
     bc.status = Some(serde_json::from_value(status).unwrap());
     let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc), ctx));
+    assert!(expect_secrets(&mut api, &mut stored).await.is_empty());
     expect_applies(&mut api, (0, 0)).await;
     finish(task).await.unwrap();
 }

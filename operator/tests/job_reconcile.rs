@@ -94,7 +94,7 @@ async fn expect_cluster(api: &mut ApiServer, exists: bool) {
     let bc = json!({
         "apiVersion": "burst.dev/v1alpha1", "kind": "BurstCluster",
         "metadata": { "name": "demo", "namespace": "jobs", "uid": "uid-c" },
-        "spec": { "image": "burst:local" }
+        "spec": { "image": "burst:local", "tls": { "enabled": false } }
     });
     call.reply(StatusCode::OK, bc);
 }
@@ -131,7 +131,7 @@ async fn submit(api: &mut ApiServer, ctx: &Arc<Context>, bj: &BurstJob) -> Burst
 
 /// Waits until the watch stream has delivered job `id`'s end (the link's cache holds a terminal status).
 async fn until_the_watch_delivers_the_end(ctx: &Context, id: &str) {
-    let link = ctx.links.get("jobs", "demo").unwrap();
+    let link = ctx.links.existing("jobs", "demo").unwrap();
     let deadline = tokio::time::Instant::now() + mock::DEADLINE;
     loop {
         let s = link.status(id).await.unwrap();
@@ -326,4 +326,73 @@ async fn an_invalid_burstjob_fails_with_a_condition_and_a_warning_and_is_not_ret
     let (type_, reason, _) = api.expect_event("jobs").await;
     assert_eq!((type_.as_str(), reason.as_str()), ("Warning", "InvalidSpec"));
     assert_eq!(finish(task).await.unwrap(), Action::await_change());
+}
+
+/// The cluster's Secrets as the operator makes them, "mounted" as files into a real controller and worker that
+/// speak only mutual TLS; the BurstJob reconciler reads the operator's certificate from the CA Secret the
+/// first time and reaches the controller with it.
+#[tokio::test]
+async fn a_burstjob_on_a_tls_cluster_is_submitted_and_followed_over_the_operators_certificate() {
+    use burst_operator::cluster::tls;
+    let dir = tempfile::tempdir().unwrap();
+    let bc: burst_operator::crd::BurstCluster = serde_json::from_value(json!({
+        "apiVersion": "burst.dev/v1alpha1", "kind": "BurstCluster",
+        "metadata": { "name": "demo", "namespace": "jobs", "uid": "uid-c" },
+        "spec": { "image": "burst:local", "workers": { "replicas": 1 } }
+    }))
+    .unwrap();
+    let [ca, controller_tls, worker_tls] = tls::desired(&bc, "demo", "jobs", None, [None, None, None], 0).unwrap();
+    let files = |secret: &k8s_openapi::api::core::v1::Secret, sub: &str, name: &str| {
+        let at = dir.path().join(sub);
+        std::fs::create_dir_all(&at).unwrap();
+        for (key, bytes) in tls::data_of(secret) {
+            std::fs::write(at.join(key), bytes).unwrap();
+        }
+        burst_proto::tls::TlsFiles {
+            cert: at.join(format!("{name}.pem")),
+            key: at.join(format!("{name}-key.pem")),
+            ca: at.join("ca.pem"),
+        }
+    };
+    let config = burst_controller::ControllerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(files(&controller_tls, "controller", "controller")),
+        ..burst_controller::ControllerConfig::default()
+    };
+    let controller = burst_controller::start(config).await.unwrap();
+    let url = format!("http://{}", controller.addr);
+    let mut cfg = burst_worker::WorkerConfig::local(&url, "demo-worker-0", 2, 4, dir.path().join("out"));
+    cfg.tls = Some(files(&worker_tls, "worker", "demo-worker-0"));
+    let worker = burst_worker::start(cfg).await.unwrap();
+    tokio::time::timeout(mock::DEADLINE, worker.agent.registered()).await.unwrap();
+
+    let (client, mut api) = mock::client();
+    let (ctx, _) = context(client, &url);
+    let bj = burstjob(&gated(dir.path(), 0));
+    let task = tokio::spawn(reconcile(Arc::new(bj.clone()), ctx.clone()));
+    let call = api.expect("GET", "/apis/burst.dev/v1alpha1/namespaces/jobs/burstclusters/demo").await;
+    call.reply(StatusCode::OK, serde_json::to_value(&bc).unwrap());
+    let call = api.expect("GET", "/api/v1/namespaces/jobs/secrets/demo-tls-ca").await;
+    call.reply(StatusCode::OK, serde_json::to_value(&ca).unwrap());
+    let (_, reason, note) = api.expect_event("jobs").await;
+    assert_eq!(reason, "Submitted", "{note}");
+    let first = expect_status(&mut api, &bj).await;
+    api.expect_event("jobs").await;
+    finish(task).await.unwrap();
+    let id = first.job_id.clone().unwrap();
+    assert!(ctx.links.existing("jobs", "demo").unwrap().endpoint.starts_with("https://"));
+
+    std::fs::write(dir.path().join("gate"), b"open").unwrap();
+    until_the_watch_delivers_the_end(&ctx, &id).await;
+    let bj = with_status(&bj, &first);
+    let task = tokio::spawn(reconcile(Arc::new(bj.clone()), ctx.clone()));
+    // The link is made: no second read of the Secret.
+    let call = api.expect("GET", "/apis/burst.dev/v1alpha1/namespaces/jobs/burstclusters/demo").await;
+    call.reply(StatusCode::OK, serde_json::to_value(&bc).unwrap());
+    let end = expect_status(&mut api, &bj).await;
+    assert_eq!((end.phase.as_deref(), end.worker.as_deref()), (Some("Succeeded"), Some("demo-worker-0")));
+    api.expect_event("jobs").await;
+    finish(task).await.unwrap();
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod follow;
 mod names;
 pub mod telemetry;
 pub mod tls;

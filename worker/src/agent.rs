@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use burst_proto::auth::{ControlClient, control_client};
+use burst_proto::tls::LiveTls;
 use burst_proto::v1::*;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tonic::transport::Channel;
@@ -43,6 +44,8 @@ pub struct Agent {
     cfg: WorkerConfig,
     advertise: String,
     client: ControlClient,
+    /// The TLS this worker dials peers with (and serves with), following its certificate files.
+    tls: Option<LiveTls>,
     /// The current registration's session; 0 until the first registration succeeds.
     session: watch::Sender<u64>,
     /// Serializes re-registration, so concurrent `NotFound`s register once.
@@ -125,7 +128,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
 }
 
 impl Agent {
-    pub fn new(cfg: WorkerConfig, advertise: String, channel: Channel) -> (Arc<Self>, Reports) {
+    pub fn new(cfg: WorkerConfig, advertise: String, channel: Channel, tls: Option<LiveTls>) -> (Arc<Self>, Reports) {
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let client = control_client(channel, cfg.bearer.clone());
         let agent = Agent {
@@ -133,6 +136,7 @@ impl Agent {
             cfg,
             advertise,
             client,
+            tls,
             session: watch::Sender::new(0),
             renewing: tokio::sync::Mutex::new(()),
             heartbeat_ms: AtomicU64::new(1_000),
@@ -163,6 +167,11 @@ impl Agent {
 
     pub fn config(&self) -> &WorkerConfig {
         &self.cfg
+    }
+
+    /// The TLS in use: `None` in plaintext.
+    pub fn tls(&self) -> Option<&LiveTls> {
+        self.tls.as_ref()
     }
 
     pub(crate) fn session(&self) -> u64 {

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use burst_proto::tls::LiveTls;
 use burst_proto::v1::worker_peer_rpc_server::WorkerPeerRpcServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -94,34 +95,38 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
-    let channel = burst_proto::tls::endpoint(&cfg.controller, cfg.tls.as_ref(), burst_proto::tls::CONTROLLER_NAME)
-        .map_err(|e| anyhow::anyhow!("controller: {e}"))?
-        .tcp_nodelay(true)
-        .connect_lazy();
-    let mut builder = Server::builder();
-    match &cfg.tls {
+    let tls = cfg.tls.as_ref().map(LiveTls::from_files).transpose().map_err(anyhow::Error::msg)?;
+    if tls.is_none() {
+        tracing::warn!(worker = %cfg.worker_id, "plaintext gRPC (no TLS) to the controller and between workers");
+    }
+    let endpoint = burst_proto::tls::endpoint(&cfg.controller).map_err(|e| anyhow::anyhow!("controller: {e}"))?;
+    let channel = burst_proto::tls::lazy(&endpoint, tls.as_ref(), burst_proto::tls::CONTROLLER_NAME);
+    let files = cfg.tls.clone();
+    let (agent, reports) = Agent::new(cfg, advertise, channel, tls.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = Server::builder().add_service(WorkerPeerRpcServer::new(service::PeerService::new(agent.clone())));
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let server = match &tls {
         // Peers must present a certificate of the cluster's CA.
         Some(tls) => {
-            builder = builder.tls_config(tls.server(true).map_err(anyhow::Error::msg)?).context("TLS settings")?;
+            let incoming = burst_proto::tls::incoming(listener, tls.clone(), true).map_err(anyhow::Error::msg)?;
+            tokio::spawn(async move {
+                router.serve_with_incoming_shutdown(incoming, stopped).await.context("peer gRPC server")
+            })
         }
         None => {
-            tracing::warn!(worker = %cfg.worker_id, "plaintext gRPC (no TLS) to the controller and between workers")
-        }
-    }
-    let (agent, reports) = Agent::new(cfg, advertise, channel);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let peer = WorkerPeerRpcServer::new(service::PeerService::new(agent.clone()));
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tokio::spawn(async move {
-        builder
-            .add_service(peer)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(async move {
+                router.serve_with_incoming_shutdown(incoming, stopped).await.context("peer gRPC server")
             })
-            .await
-            .context("peer gRPC server")
-    });
+        }
+    };
     let mut loops = agent.spawn_loops(reports);
+    if let (Some(live), Some(files)) = (&tls, files) {
+        loops.upkeep.push(live.follow(files));
+    }
     let registering = agent.clone();
     loops.upkeep.push(tokio::spawn(async move {
         if let Err(status) = registering.register().await {

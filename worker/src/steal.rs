@@ -121,10 +121,10 @@ async fn ask(
     let client = match clients.get(&victim.address) {
         Some(c) => c.clone(),
         None => {
-            let tls = agent.config().tls.as_ref();
-            let endpoint = burst_proto::tls::endpoint(&victim.address, tls, burst_proto::tls::WORKER_NAME)
+            let endpoint = burst_proto::tls::endpoint(&victim.address)
                 .map_err(|e| Status::invalid_argument(format!("peer {}: {e}", victim.address)))?;
-            let c = WorkerPeerRpcClient::new(endpoint.tcp_nodelay(true).connect_lazy());
+            let c =
+                WorkerPeerRpcClient::new(burst_proto::tls::lazy(&endpoint, agent.tls(), burst_proto::tls::WORKER_NAME));
             clients.insert(victim.address.clone(), c.clone());
             c
         }

@@ -89,6 +89,10 @@ What the operator may do wherever it watches (a ClusterRole, or a Role per watch
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "create", "patch", "delete"]
+# Each BurstCluster's TLS Secrets: made, read and renewed (never listed; the cluster's deletion removes them).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -16,8 +16,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, Statef
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -30,6 +30,7 @@ use crate::names;
 pub mod network;
 pub mod reconcile;
 pub mod status;
+pub mod tls;
 
 /// Routers the controller knows (see burst-controller's `--router`).
 const ROUTERS: [&str; 3] = ["roundrobin", "power2", "biased"];
@@ -39,6 +40,11 @@ const TERMINATION_GRACE_SECONDS: i64 = 30;
 const DRAIN_MARGIN_SECONDS: i64 = 5;
 /// The uid every burst pod runs as: nobody.
 const RUN_AS: i64 = 65534;
+/// Where the controller finds the tokens Secret, and the key that holds the tokens file.
+const TOKENS_MOUNT: &str = "/tokens";
+pub const TOKENS_KEY: &str = "tokens.toml";
+/// Secret files are readable by the pod's group (fsGroup) only.
+const SECRET_MODE: i32 = 0o440;
 
 /// A spec that cannot be reconciled; the message is for the resource's condition and Event.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,7 +99,7 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     if s.controller.lease_timeout_seconds == Some(0) {
         return bad("spec.controller.leaseTimeoutSeconds must be at least 1".into());
     }
-    Ok(())
+    tls::validate(bc)
 }
 
 /// The objects `bc` should own.
@@ -129,16 +135,32 @@ pub(crate) fn meta(
 /// The shared config file: every setting a BurstCluster spec sets, in burst's own format.
 pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
     let s = &bc.spec;
-    // Plaintext inside the cluster until the operator makes each cluster's certificates; the NetworkPolicies
-    // keep everyone but the cluster's own pods, the operator and allowed clients off these ports.
-    let mut out = String::from("[controller]\nlisten = \"0.0.0.0:50051\"\ndata_dir = \"/data\"\ninsecure = true\n");
+    let tls = s.tls.enabled();
+    let endpoint = names::controller_endpoint(cluster, ns, tls);
+    // With TLS off the NetworkPolicies are all that keeps everyone but the cluster's own pods, the operator and
+    // allowed clients off these ports. Workers get their certificate's path from the environment (it names
+    // their pod).
+    let transport = match tls {
+        true => format!(
+            "tls_cert = \"{m}/controller.pem\"\ntls_key = \"{m}/controller-key.pem\"\ntls_ca = \"{m}/{ca}\"\n",
+            m = tls::MOUNT,
+            ca = tls::CA_BUNDLE
+        ),
+        false => "insecure = true\n".into(),
+    };
+    let mut out = format!("[controller]\nlisten = \"0.0.0.0:50051\"\ndata_dir = \"/data\"\n{transport}");
+    if s.tokens_secret.is_some() {
+        out += &format!("tokens_file = \"{TOKENS_MOUNT}/{TOKENS_KEY}\"\n");
+    }
     out += &format!("router = \"{}\"\n", s.controller.router.as_deref().unwrap_or("roundrobin"));
     out += &format!("lease_timeout_ms = {}\n", u64::from(s.controller.lease_timeout_seconds.unwrap_or(10)) * 1000);
     out += &format!(
-        "\n[worker]\ncontroller = \"{}\"\nlisten = \"0.0.0.0:{}\"\noutput_dir = \"/out\"\ninsecure = true\n",
-        names::controller_endpoint(cluster, ns),
+        "\n[worker]\ncontroller = \"{endpoint}\"\nlisten = \"0.0.0.0:{}\"\noutput_dir = \"/out\"\n",
         names::WORKER_PORT
     );
+    if !tls {
+        out += "insecure = true\n";
+    }
     if let Some(slots) = s.workers.slots {
         out += &format!("slots = {slots}\n");
     }
@@ -147,7 +169,7 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
     }
     out += &format!("steal = {}\n", s.workers.stealing.unwrap_or(true));
     out += &format!("drain_grace_ms = {}\n", (worker_grace(bc) - DRAIN_MARGIN_SECONDS) * 1000);
-    out += &format!("\n[cli]\ncontroller = \"{}\"\n", names::controller_endpoint(cluster, ns));
+    out += &format!("\n[cli]\ncontroller = \"{endpoint}\"\n");
     out
 }
 
@@ -197,6 +219,26 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 
 fn empty_dir(name: &str) -> Volume {
     Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
+}
+
+/// A Secret as a volume named `name` (mounted at `/<name>`), readable by the pod's group only.
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            default_mode: Some(SECRET_MODE),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The controller's Secrets: its TLS files (at /tls) and the tokens file (at /tokens), where the spec has them.
+fn controller_secrets(bc: &BurstCluster, cluster: &str) -> Vec<Volume> {
+    let tls = tls::secrets(bc, cluster).map(|s| secret_volume("tls", &s.controller));
+    let tokens = bc.spec.tokens_secret.as_deref().map(|t| secret_volume("tokens", t));
+    tls.into_iter().chain(tokens).collect()
 }
 
 fn config_volume(cluster: &str) -> Volume {
@@ -311,8 +353,8 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
             }),
             ..PersistentVolumeClaim::default()
         };
-        let template = pod(bc, name, "controller", vec![], vec![config_volume(name), empty_dir("tmp")]);
-        let mut template = template;
+        let volumes = [vec![config_volume(name), empty_dir("tmp")], controller_secrets(bc, name)].concat();
+        let mut template = pod(bc, name, "controller", vec![], volumes);
         if let Some(c) = template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
             c.volume_mounts.get_or_insert_with(Vec::new).push(mount("data", "/data"));
         }
@@ -329,7 +371,9 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
             ..StatefulSet::default()
         }));
     }
-    let template = pod(bc, name, "controller", vec![], vec![config_volume(name), empty_dir("data"), empty_dir("tmp")]);
+    let volumes =
+        [vec![config_volume(name), empty_dir("data"), empty_dir("tmp")], controller_secrets(bc, name)].concat();
+    let template = pod(bc, name, "controller", vec![], volumes);
     ControllerWorkload::Deployment(Box::new(Deployment {
         metadata,
         spec: DeploymentSpec { replicas: Some(1), selector, template, ..DeploymentSpec::default() },
@@ -356,12 +400,20 @@ fn controller_service(bc: &BurstCluster, name: &str, ns: &str, owner: Option<Own
 }
 
 fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> StatefulSet {
-    let downward = vec![
+    let mut downward = vec![
         field_env("BURST_WORKER_ID", "metadata.name"),
         field_env("POD_IP", "status.podIP"),
         env("BURST_WORKER_ADVERTISE", &format!("$(POD_IP):{}", names::WORKER_PORT)),
     ];
-    let template = pod(bc, name, "worker", downward, vec![config_volume(name), empty_dir("out"), empty_dir("tmp")]);
+    let mut volumes = vec![config_volume(name), empty_dir("out"), empty_dir("tmp")];
+    if let Some(secrets) = tls::secrets(bc, name) {
+        // Each worker's certificate is named after its pod, which is its worker id.
+        downward.push(env("BURST_TLS_CERT", &format!("{}/$(BURST_WORKER_ID).pem", tls::MOUNT)));
+        downward.push(env("BURST_TLS_KEY", &format!("{}/$(BURST_WORKER_ID)-key.pem", tls::MOUNT)));
+        downward.push(env("BURST_TLS_CA", &format!("{}/{}", tls::MOUNT, tls::CA_BUNDLE)));
+        volumes.push(secret_volume("tls", &secrets.workers));
+    }
+    let template = pod(bc, name, "worker", downward, volumes);
     StatefulSet {
         metadata: meta(names::workers(name), ns, names::labels(name, "worker"), owner),
         spec: StatefulSetSpec {

@@ -12,8 +12,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use burst_proto::tls::Pem;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -22,14 +24,15 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tracing::instrument;
+use tracing::{info, instrument};
 
 use super::status::{self, Observed};
-use super::{ControllerWorkload, desired};
+use super::{ControllerWorkload, desired, tls};
 use crate::conditions;
 use crate::context::{Context, key};
 use crate::crd::{BurstCluster, BurstClusterStatus};
 use crate::error::{Error, Result};
+use crate::link::Link;
 use crate::names;
 
 /// The controller's counts (queued, running, slots) are read again this often for the status.
@@ -64,6 +67,7 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
+    let tls = certificates(bc, ctx, &ns, &name).await?;
     apply(ctx, &ns, &want.config_map).await?;
     apply(ctx, &ns, &want.controller_service).await?;
     let controller_ready = match &want.controller {
@@ -90,12 +94,72 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let ready_workers = workers.status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let stats = match controller_ready {
         false => None,
-        true => Some(ctx.links.get(&ns, &name)?.stats().await.map_err(|e| e.to_string())),
+        true => Some(ctx.links.get(&ns, &name, tls)?.stats().await.map_err(|e| e.to_string())),
     };
     let observed = Observed { controller_ready, ready_workers, stats };
     let next = status::status(bc, &prev, &observed, Timestamp::now());
     write_status(bc, ctx, &prev, &next).await?;
     Ok(Action::requeue(REFRESH))
+}
+
+/// The cluster's certificates (see [`tls`]): operator-made Secrets are written when something in them is
+/// missing or due for renewal; a user's are only read. Returns the operator's client TLS, `None` without TLS.
+async fn certificates(bc: &BurstCluster, ctx: &Context, ns: &str, name: &str) -> Result<Option<Pem>> {
+    let Some(secrets) = tls::secrets(bc, name) else { return Ok(None) };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    if !secrets.operator_made {
+        for secret in [&secrets.controller, &secrets.workers] {
+            if api.get_opt(secret).await?.is_none() {
+                return Err(Error::TlsSecret(format!("Secret {secret} (spec.tls) not found")));
+            }
+        }
+        return operator_tls(ctx, bc, ns, name).await.map(Some);
+    }
+    let mut have = Vec::new();
+    for secret in [names::tls_ca(name), names::controller_tls(name), names::worker_tls(name)] {
+        have.push(api.get_opt(&secret).await?.map(|s| tls::data_of(&s)));
+    }
+    let now = Timestamp::now().as_second();
+    let want = tls::desired(
+        bc,
+        name,
+        ns,
+        bc.controller_owner_ref(&()),
+        [&have[0], &have[1], &have[2]].map(Option::as_ref),
+        now,
+    )
+    .map_err(|e| Error::TlsSecret(e.0))?;
+    for (secret, had) in want.iter().zip(&have) {
+        if had.as_ref() != Some(&tls::data_of(secret)) {
+            apply(ctx, ns, secret).await?;
+            info!(secret = secret.metadata.name.as_deref().unwrap_or_default(), "TLS secret written");
+        }
+    }
+    tls::operator_pem(&secrets.operator, &tls::data_of(&want[0])).map(Some).map_err(Error::TlsSecret)
+}
+
+/// The operator's client TLS for `bc`, read from its Secret.
+async fn operator_tls(ctx: &Context, bc: &BurstCluster, ns: &str, name: &str) -> Result<Pem> {
+    let Some(secrets) = tls::secrets(bc, name) else { return Err(Error::TlsSecret("TLS is off".into())) };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(secret) = api.get_opt(&secrets.operator).await? else {
+        return Err(Error::TlsSecret(format!("Secret {} not found (yet)", secrets.operator)));
+    };
+    tls::operator_pem(&secrets.operator, &tls::data_of(&secret)).map_err(Error::TlsSecret)
+}
+
+/// The link to `bc`'s controller for a BurstJob: the one made already when its transport matches the spec,
+/// else a new one (reading the operator's certificate from the cluster's Secret when it runs TLS).
+pub async fn link_to(ctx: &Context, bc: &BurstCluster) -> Result<Link> {
+    let (ns, name) = (bc.namespace().unwrap_or_default(), bc.name_any());
+    if let Some(link) = ctx.links.existing(&ns, &name).filter(|l| l.is_tls() == bc.spec.tls.enabled()) {
+        return Ok(link);
+    }
+    let tls = match bc.spec.tls.enabled() {
+        true => Some(operator_tls(ctx, bc, &ns, &name).await?),
+        false => None,
+    };
+    ctx.links.get(&ns, &name, tls)
 }
 
 /// Server-side applies `obj` (force: the operator owns these fields) and returns the object as stored.

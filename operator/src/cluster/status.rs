@@ -34,7 +34,11 @@ pub fn status(bc: &BurstCluster, prev: &BurstClusterStatus, observed: &Observed,
         ready: Some(format!("{ready}/{desired}")),
         ready_workers: ready,
         desired_workers: desired,
-        endpoint: Some(names::controller_endpoint(&bc.name_any(), &bc.namespace().unwrap_or_default())),
+        endpoint: Some(names::controller_endpoint(
+            &bc.name_any(),
+            &bc.namespace().unwrap_or_default(),
+            bc.spec.tls.enabled(),
+        )),
         observed_generation: generation,
         ..prev.clone()
     };

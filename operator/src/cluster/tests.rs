@@ -95,10 +95,61 @@ fn the_config_file_is_one_burst_itself_reads_and_carries_the_spec() {
     assert_eq!(c.router, Some(burst_controller::router::RouterKind::Power2));
     assert_eq!(c.lease_timeout_ms, Some(10_000));
     assert_eq!(c.data_dir.as_deref(), Some(std::path::Path::new("/data")));
+    assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("/tls/controller.pem")));
+    assert_eq!((c.insecure, c.tokens_file.as_deref()), (None, None));
     let w: burst_worker::config::Section = burst_proto::config::load_section(&path, "worker").unwrap();
-    assert_eq!(w.controller.as_deref(), Some("http://demo-controller.jobs.svc:50051"));
+    assert_eq!(w.controller.as_deref(), Some("https://demo-controller.jobs.svc:50051"));
     assert_eq!((w.slots, w.queue_capacity, w.steal), (Some(2), Some(4), Some(true)));
     assert_eq!(w.drain_grace_ms, Some(25_000));
+    assert_eq!(w.insecure, None, "the worker's certificate comes from its environment");
+    // Plaintext only when asked for; tokens from their Secret.
+    let mut bc = example();
+    bc.spec.tls.enabled = Some(false);
+    std::fs::write(&path, config_file(&bc, "demo", "jobs")).unwrap();
+    let c: burst_controller::config::Section = burst_proto::config::load_section(&path, "controller").unwrap();
+    let w: burst_worker::config::Section = burst_proto::config::load_section(&path, "worker").unwrap();
+    assert_eq!((c.insecure, c.tls_cert, w.insecure), (Some(true), None, Some(true)));
+    assert_eq!(w.controller.as_deref(), Some("http://demo-controller.jobs.svc:50051"));
+    let mut bc = example();
+    bc.spec.tokens_secret = Some("demo-tokens".into());
+    std::fs::write(&path, config_file(&bc, "demo", "jobs")).unwrap();
+    let c: burst_controller::config::Section = burst_proto::config::load_section(&path, "controller").unwrap();
+    assert_eq!(c.tokens_file.as_deref(), Some(std::path::Path::new("/tokens/tokens.toml")));
+}
+
+#[test]
+fn pods_mount_only_their_own_tls_secret_and_workers_find_their_certificate_by_pod_name() {
+    let mut bc = example();
+    bc.spec.tokens_secret = Some("demo-tokens".into());
+    let d = desired(&bc).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
+    let secrets = |template| -> Vec<(String, String)> {
+        let pod = pod_spec(template);
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        for v in pod.volumes.iter().flatten() {
+            if let Some(secret) = &v.secret {
+                assert_eq!(secret.default_mode, Some(0o440), "{}", v.name);
+                let at = mounts.iter().find(|m| m.name == v.name).expect("mounted").mount_path.clone();
+                out.push((secret.secret_name.clone().unwrap(), at));
+            }
+        }
+        out
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(secrets(&sts.spec.template), vec![pair("demo-controller-tls", "/tls"), pair("demo-tokens", "/tokens")]);
+    assert_eq!(secrets(&d.workers.spec.template), vec![pair("demo-worker-tls", "/tls")]);
+    let env = pod_spec(&d.workers.spec.template).containers[0].env.clone().unwrap();
+    let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+    assert_eq!(value("BURST_TLS_CERT").as_deref(), Some("/tls/$(BURST_WORKER_ID).pem"));
+    assert_eq!(value("BURST_TLS_CA").as_deref(), Some("/tls/ca.pem"));
+    let id = env.iter().position(|e| e.name == "BURST_WORKER_ID").unwrap();
+    let cert = env.iter().position(|e| e.name == "BURST_TLS_CERT").unwrap();
+    assert!(id < cert, "$(BURST_WORKER_ID) expands only if defined first");
+    bc.spec.tls.enabled = Some(false);
+    bc.spec.tokens_secret = None;
+    let d = desired(&bc).unwrap();
+    assert!(secrets(&d.workers.spec.template).is_empty());
 }
 
 #[test]

@@ -23,6 +23,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::{FAILED, PENDING, expires_at, is_terminal, job_spec, mirror, not_submitted};
+use crate::cluster::reconcile::link_to;
 use crate::context::{Context, key};
 use crate::crd::{BurstCluster, BurstJob, BurstJobStatus};
 use crate::error::{Error, Result};
@@ -67,11 +68,11 @@ async fn apply(bj: &BurstJob, ctx: &Context, api: &Api<BurstJob>) -> Result<Acti
     }
     let ns = bj.namespace().unwrap_or_default();
     let cluster = &bj.spec.cluster_ref;
-    if Api::<BurstCluster>::namespaced(ctx.client.clone(), &ns).get_opt(cluster).await?.is_none() {
+    let Some(bc) = Api::<BurstCluster>::namespaced(ctx.client.clone(), &ns).get_opt(cluster).await? else {
         ctx.links.remove(&ns, cluster);
         let phase = prev.phase.clone().unwrap_or_else(|| PENDING.into());
         return Err(refuse(bj, ctx, api, &phase, Error::ClusterNotFound(cluster.clone())).await?);
-    }
+    };
     let spec = match job_spec(bj) {
         Ok(spec) => spec,
         Err(e) => {
@@ -79,7 +80,13 @@ async fn apply(bj: &BurstJob, ctx: &Context, api: &Api<BurstJob>) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
-    let link = ctx.links.get(&ns, cluster)?;
+    let link = match link_to(ctx, &bc).await {
+        Ok(link) => link,
+        Err(e) => {
+            let phase = prev.phase.clone().unwrap_or_else(|| PENDING.into());
+            return Err(refuse(bj, ctx, api, &phase, e).await?);
+        }
+    };
     let object = ObjectRef::from_obj(bj);
     let id = match &prev.job_id {
         Some(id) => {
@@ -207,11 +214,11 @@ async fn cleanup(bj: &BurstJob, ctx: &Context) -> Result<Action> {
         ctx.links.forget(&ns, cluster, id);
         return Ok(Action::await_change());
     }
-    if Api::<BurstCluster>::namespaced(ctx.client.clone(), &ns).get_opt(cluster).await?.is_none() {
+    let Some(bc) = Api::<BurstCluster>::namespaced(ctx.client.clone(), &ns).get_opt(cluster).await? else {
         ctx.links.remove(&ns, cluster);
         return Ok(Action::await_change());
-    }
-    let link = ctx.links.get(&ns, cluster)?;
+    };
+    let link = link_to(ctx, &bc).await?;
     link.cancel(id).await?;
     info!(job_id = %id, "cancelled: its BurstJob was deleted");
     let note = format!("job {id} cancelled: its BurstJob was deleted");

@@ -5,10 +5,16 @@
 //! (`controller`, `worker`, `submit`, `admin`). Servers are checked against a fixed role name rather than the
 //! address dialled ([`CONTROLLER_NAME`], [`WORKER_NAME`]), so workers found by IP and controllers behind any
 //! Service name verify the same way; only certificates of the cluster's own CA are accepted.
+//!
+//! [`live`] holds the running side (servers' handshakes, clients' connector, certificates read again when they
+//! change); [`issue`] makes certificates.
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+pub mod issue;
+pub mod live;
+
+pub use live::{LiveTls, Pem, connect, endpoint, incoming, lazy};
 
 /// The name a controller's certificate carries and clients verify.
 pub const CONTROLLER_NAME: &str = "burst-controller";
@@ -66,14 +72,6 @@ impl TlsFiles {
         }
     }
 
-    fn identity(&self) -> Result<Identity, String> {
-        Ok(Identity::from_pem(read(&self.cert, "certificate")?, read(&self.key, "key")?))
-    }
-
-    fn ca(&self) -> Result<Certificate, String> {
-        Ok(Certificate::from_pem(read(&self.ca, "CA certificate")?))
-    }
-
     /// What a server runs with: TLS from the flags, else from the config file, else plaintext only when asked
     /// for (`insecure`); no TLS without `--insecure` is refused.
     pub fn choose(
@@ -92,49 +90,12 @@ impl TlsFiles {
         }
         Ok(tls)
     }
-
-    /// A server that presents this certificate and verifies clients against the CA; `require_client` refuses a
-    /// client without a certificate (peers), otherwise one may come with a token instead.
-    pub fn server(&self, require_client: bool) -> Result<ServerTlsConfig, String> {
-        Ok(ServerTlsConfig::new()
-            .identity(self.identity()?)
-            .client_ca_root(self.ca()?)
-            .client_auth_optional(!require_client))
-    }
-
-    /// A client that presents this certificate and accepts only a server whose certificate names `server`.
-    pub fn client(&self, server: &str) -> Result<ClientTlsConfig, String> {
-        client_config(&self.ca, Some((&self.cert, &self.key)), server)
-    }
-}
-
-/// A client that trusts `ca`, presents `identity` (certificate, key) if given, and accepts only a server whose
-/// certificate names `server`. A client without a certificate authenticates some other way (a token).
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>, server: &str) -> Result<ClientTlsConfig, String> {
-    let mut config =
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?)).domain_name(server);
-    if let Some((cert, key)) = identity {
-        config = config.identity(Identity::from_pem(read(cert, "certificate")?, read(key, "key")?));
-    }
-    Ok(config)
 }
 
 /// `https://` for a TLS connection, `http://` otherwise (a scheme already given is kept only if it agrees).
 pub fn url(addr: &str, tls: bool) -> String {
     let rest = addr.split_once("://").map_or(addr, |(_, rest)| rest);
     format!("{}://{rest}", if tls { "https" } else { "http" })
-}
-
-/// An endpoint for `addr`: `https` with this side's certificate when `tls` is given (verifying the server as
-/// `server`), else `http`.
-pub fn endpoint(addr: &str, tls: Option<&TlsFiles>, server: &str) -> Result<tonic::transport::Endpoint, String> {
-    let url = url(addr, tls.is_some());
-    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-        .map_err(|_| format!("address {addr:?} is not a URL or host:port"))?;
-    match tls {
-        Some(files) => endpoint.tls_config(files.client(server)?).map_err(|e| format!("TLS settings for {url}: {e}")),
-        None => Ok(endpoint),
-    }
 }
 
 /// (name, role) from a DER certificate's subject: its common name and organizational unit.
