@@ -88,10 +88,41 @@ struct TokenEntry {
     name: String,
     role: Role,
     token: String,
+    /// When the token stops working: an RFC 3339 time with a zone (`2027-01-31T00:00:00Z`), quoted or not.
+    #[serde(default)]
+    expires: Option<Expiry>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Expiry {
+    Datetime(toml::value::Datetime),
+    Text(String),
+}
+
+impl Expiry {
+    /// Milliseconds since the Unix epoch.
+    fn unix_ms(&self) -> Result<u64, String> {
+        let text = match self {
+            Expiry::Datetime(d) => d.to_string(),
+            Expiry::Text(t) => t.clone(),
+        };
+        let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| format!("expires {text:?} is not a time with a zone like 2027-01-31T00:00:00Z"))?;
+        Ok(u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+    }
+}
+
+/// A token's holder, and when it stops working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub who: Principal,
+    /// Milliseconds since the Unix epoch; `None`: never.
+    pub expires_ms: Option<u64>,
 }
 
 /// Token -> the caller it names.
-pub type Tokens = HashMap<String, Principal>;
+pub type Tokens = HashMap<String, Token>;
 
 /// The tokens a tokens file names, checked: valid names, tokens long enough and unique, at least one.
 pub fn read_tokens(path: &Path) -> anyhow::Result<Tokens> {
@@ -104,7 +135,10 @@ pub fn read_tokens(path: &Path) -> anyhow::Result<Tokens> {
         if e.token.len() < MIN_TOKEN_LEN {
             bail!("token #{} ({}) is shorter than {MIN_TOKEN_LEN} characters", i + 1, e.name);
         }
-        if tokens.insert(e.token, Principal { name: e.name.clone(), role: e.role, from_cert: false }).is_some() {
+        let expires_ms = e.expires.as_ref().map(Expiry::unix_ms).transpose();
+        let expires_ms = expires_ms.map_err(|m| anyhow::anyhow!("token #{} ({}): {m}", i + 1, e.name))?;
+        let who = Principal { name: e.name.clone(), role: e.role, from_cert: false };
+        if tokens.insert(e.token, Token { who, expires_ms }).is_some() {
             bail!("token #{} ({}) repeats another entry's token", i + 1, e.name);
         }
     }
@@ -189,8 +223,14 @@ impl Auth {
         let known = token
             .zip(self.tokens.as_ref())
             .and_then(|(t, tokens)| tokens.read().unwrap_or_else(|p| p.into_inner()).get(t).cloned());
-        if let Some(who) = known {
-            return Ok(who);
+        let mut why = if header.is_none() { "no token or client certificate" } else { "unknown token" };
+        match known {
+            Some(Token { who, expires_ms: Some(at) }) if at <= burst_proto::now_ms() => {
+                warn!(caller = %who.name, "call refused: token expired");
+                why = "token expired";
+            }
+            Some(Token { who, .. }) => return Ok(who),
+            None => {}
         }
         if token.is_none()
             && let Some(who) = req.peer_certs().and_then(|certs| certs.first().and_then(|c| self.cert_holder(c)))
@@ -202,7 +242,6 @@ impl Auth {
         }
         self.unauthenticated.fetch_add(1, Ordering::Relaxed);
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let why = if header.is_none() { "no token or client certificate" } else { "unknown token" };
         warn!(peer = %peer, why, "call refused: not authenticated");
         Err(Status::unauthenticated(format!("{why}: send `authorization: Bearer <token>` (burst --token)")))
     }
@@ -325,5 +364,27 @@ mod tests {
         assert_eq!(code("bob-0123456789abcdef"), Ok("bob".into()));
         assert_eq!(code("alice-0123456789abcdef"), Err(tonic::Code::Unauthenticated), "a removed token is refused");
         assert!(!Auth::off().replace_tokens(tokens), "no tokens file in use: nothing to replace");
+    }
+
+    #[test]
+    fn an_expired_token_is_unauthenticated_and_an_expiry_needs_a_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        let entry = |n: &str, expires: &str| {
+            format!(
+                "[[token]]\nname = \"{n}\"\nrole = \"submit\"\ntoken = \"{n}-0123456789abcdef\"\nexpires = {expires}\n"
+            )
+        };
+        let text = entry("old", "2020-01-01T00:00:00Z") + &entry("new", "\"2999-01-01T00:00:00+02:00\"");
+        std::fs::write(&path, text).unwrap();
+        let a = Auth::load(&path).unwrap();
+        let err = a.check(&with(Some("old-0123456789abcdef")), Need::Client).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert!(err.message().contains("token expired"), "{}", err.message());
+        assert_eq!(a.check(&with(Some("new-0123456789abcdef")), Need::Client).unwrap().name, "new");
+        assert_eq!(a.unauthenticated.load(Ordering::Relaxed), 1);
+        std::fs::write(&path, entry("local", "2030-01-01T00:00:00")).unwrap();
+        let err = format!("{:#}", Auth::load(&path).err().unwrap());
+        assert!(err.contains("token #1 (local)") && err.contains("with a zone"), "{err}");
     }
 }

@@ -91,6 +91,10 @@ pub struct Args {
     /// Largest file a job may write, in bytes [default: 64 GiB].
     #[arg(long, env = "BURST_JOB_MAX_FILE_BYTES")]
     pub job_max_file_bytes: Option<u64>,
+    /// Memory one job may use (its whole process tree, in its own memory cgroup where the host allows) unless
+    /// it requests its own; 0: no limit [default: 0].
+    #[arg(long, env = "BURST_JOB_MAX_MEMORY_BYTES")]
+    pub job_max_memory_bytes: Option<u64>,
     #[command(flatten)]
     pub tls: burst_proto::tls::TlsArgs,
 }
@@ -125,6 +129,7 @@ pub struct Section {
     pub job_max_processes: Option<u64>,
     pub job_max_open_files: Option<u64>,
     pub job_max_file_bytes: Option<u64>,
+    pub job_max_memory_bytes: Option<u64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
@@ -167,9 +172,11 @@ pub struct ExecConfig {
 }
 
 impl ExecConfig {
-    /// A pids cgroup for the run named `token`, when this worker can make them.
-    pub fn exec_cgroup(&self) -> Option<crate::limits::RunCgroup> {
-        self.cgroups.as_ref()?.run(self.limits.max_processes)
+    /// A cgroup for one run, when this worker can make them; its memory limit is what the job requested, else
+    /// the worker's per-job maximum (a job reserves its request on this worker, and docker jobs get the same).
+    pub fn exec_cgroup(&self, memory_request: u64) -> Option<crate::limits::RunCgroup> {
+        let memory = if memory_request > 0 { memory_request } else { self.limits.max_memory_bytes };
+        self.cgroups.as_ref()?.run(self.limits.max_processes, memory)
     }
 }
 
@@ -227,6 +234,7 @@ impl Args {
             job_max_processes,
             job_max_open_files,
             job_max_file_bytes,
+            job_max_memory_bytes,
             tls,
         } = self;
         let defaults = JobLimits::default();
@@ -276,6 +284,9 @@ impl Args {
                     max_processes: job_max_processes.or(file.job_max_processes).unwrap_or(defaults.max_processes),
                     max_open_files: job_max_open_files.or(file.job_max_open_files).unwrap_or(defaults.max_open_files),
                     max_file_bytes: job_max_file_bytes.or(file.job_max_file_bytes).unwrap_or(defaults.max_file_bytes),
+                    max_memory_bytes: job_max_memory_bytes
+                        .or(file.job_max_memory_bytes)
+                        .unwrap_or(defaults.max_memory_bytes),
                 },
                 cgroups: None,
             },

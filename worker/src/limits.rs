@@ -8,6 +8,9 @@
 //!   left in the cgroup is killed (escapees from the process group included) and the cgroup removed.
 //! - Without such a cgroup, `RLIMIT_NPROC` is the fallback: it counts every process of the worker's user, so it
 //!   is set high (it bounds a bomb, but a bomb can then starve other jobs' forks until it is killed).
+//! - A memory cgroup per run beside it (cgroup v1 `memory`, writable) when a job has a memory limit: the job's
+//!   own memory request, else the worker's `--job-max-memory-bytes`. Past it the kernel kills inside the job's
+//!   cgroup only; the job ends killed by signal 9 and its message says it ran out of memory.
 //!
 //! # Guarantees
 //! A job is spawned from inside its cgroup (see [`RunCgroup::spawn_in`]), so it and everything it forks are
@@ -26,74 +29,133 @@ pub struct JobLimits {
     pub max_open_files: u64,
     /// Largest file a job may write, in bytes.
     pub max_file_bytes: u64,
+    /// Memory one job's processes may use together, in bytes, unless the job asks for its own; 0: no limit.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for JobLimits {
     fn default() -> Self {
         // Generous for real work (a build with parallel compilers, a Python pool), far below what takes a host
         // down.
-        JobLimits { max_processes: 1024, max_open_files: 65_536, max_file_bytes: 64 << 30 }
+        JobLimits { max_processes: 1024, max_open_files: 65_536, max_file_bytes: 64 << 30, max_memory_bytes: 0 }
     }
 }
 
-/// Where this worker makes its runs' pids cgroups, if it can.
+/// One cgroup v1 hierarchy this worker makes runs' cgroups in.
 #[derive(Clone, Debug)]
-pub struct Cgroups {
+struct Hierarchy {
     /// The worker's own cgroup, where a spawning thread returns to.
     home: PathBuf,
+    /// This worker's directory under it; runs' cgroups are made inside.
     base: PathBuf,
-    /// Empty cgroups from finished runs, reused: creating and removing a cgroup per job costs more than the job
-    /// (`burst dev`: 0.39-0.50x the local spawner with a cgroup made and removed per run). Held only to push or
-    /// pop.
-    free: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
-    made: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl Cgroups {
-    /// Finds the worker's own place in a writable cgroup v1 `pids` hierarchy and makes
-    /// `burst-<pid>-<n>-<worker>` under it: unique to this worker in this process (tests run several workers of
-    /// the same id in one process). What workers of dead processes left behind is cleared first.
-    pub fn detect(worker_id: &str) -> Option<Self> {
-        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+impl Hierarchy {
+    /// The worker's own place in the writable hierarchy of `controller`, with `burst-<pid>-<n>-<worker>` made
+    /// under it (`probe`: a file that shows the controller is really there). What workers of dead processes
+    /// left behind is cleared first.
+    fn find(controller: &str, probe: &str, name: &str) -> Option<Self> {
         let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
         let path = own.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers.split(',').any(|c| c == "pids").then(|| path.trim_start_matches('/').to_string())
+            controllers.split(',').any(|c| c == controller).then(|| path.trim_start_matches('/').to_string())
         })?;
-        let home = Path::new("/sys/fs/cgroup/pids").join(path);
+        let home = Path::new("/sys/fs/cgroup").join(controller).join(path);
         clear_dead(&home);
+        let base = home.join(name);
+        (std::fs::create_dir_all(&base).is_ok() && base.join(probe).exists()).then_some(Hierarchy { home, base })
+    }
+}
+
+/// A run's cgroup directories: pids, and memory where the host has it.
+#[derive(Debug)]
+struct RunDirs {
+    pids: PathBuf,
+    memory: Option<PathBuf>,
+}
+
+/// Where this worker makes its runs' cgroups, if it can.
+#[derive(Clone, Debug)]
+pub struct Cgroups {
+    pids: Hierarchy,
+    memory: Option<Hierarchy>,
+    /// Empty cgroups from finished runs, reused: creating and removing a cgroup per job costs more than the job
+    /// (`burst dev`: 0.39-0.50x the local spawner with a cgroup made and removed per run). Held only to push or
+    /// pop.
+    free: std::sync::Arc<std::sync::Mutex<Vec<RunDirs>>>,
+    made: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Cgroups {
+    /// Finds the worker's places in writable cgroup v1 `pids` (required) and `memory` (optional) hierarchies,
+    /// under names unique to this worker in this process (tests run several workers of the same id in one
+    /// process).
+    pub fn detect(worker_id: &str) -> Option<Self> {
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         // Relaxed: only makes names unique.
         let n = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let base = home.join(format!("burst-{}-{n}-{worker_id}", std::process::id()));
-        match std::fs::create_dir_all(&base) {
-            Ok(()) if base.join("pids.max").exists() => {
-                info!(cgroup = %base.display(), "jobs run in their own pids cgroups");
-                Some(Cgroups { home, base, free: Default::default(), made: Default::default() })
-            }
-            _ => {
-                debug!("no writable pids cgroup; RLIMIT_NPROC bounds jobs instead");
-                None
-            }
-        }
+        let name = format!("burst-{}-{n}-{worker_id}", std::process::id());
+        let Some(pids) = Hierarchy::find("pids", "pids.max", &name) else {
+            debug!("no writable pids cgroup; RLIMIT_NPROC bounds jobs instead");
+            return None;
+        };
+        let memory = Hierarchy::find("memory", "memory.limit_in_bytes", &name);
+        info!(cgroup = %pids.base.display(), memory = memory.is_some(), "jobs run in their own cgroups");
+        Some(Cgroups { pids, memory, free: Default::default(), made: Default::default() })
     }
 
-    /// A cgroup for one run, holding at most `max_pids` processes.
-    pub fn run(&self, max_pids: u64) -> Option<RunCgroup> {
+    /// Whether runs get a memory cgroup (memory limits are enforced).
+    pub fn limits_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// A cgroup for one run, holding at most `max_pids` processes and, where the host has a memory cgroup,
+    /// `memory_bytes` of memory (0: no limit).
+    pub fn run(&self, max_pids: u64, memory_bytes: u64) -> Option<RunCgroup> {
         let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let dir = match reused {
-            Some(dir) => dir,
+        let dirs = match reused {
+            Some(dirs) => dirs,
             None => {
                 // Relaxed: a counter that only names directories.
                 let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let dir = self.base.join(format!("run-{n}"));
-                std::fs::create_dir_all(&dir).ok()?;
-                dir
+                let run = format!("run-{n}");
+                let pids = self.pids.base.join(&run);
+                std::fs::create_dir_all(&pids).ok()?;
+                let memory =
+                    self.memory.as_ref().map(|m| m.base.join(&run)).filter(|d| std::fs::create_dir_all(d).is_ok());
+                RunDirs { pids, memory }
             }
         };
-        std::fs::write(dir.join("pids.max"), max_pids.to_string()).ok()?;
-        Some(RunCgroup { dir: Some(dir), home: self.home.clone(), free: self.free.clone() })
+        std::fs::write(dirs.pids.join("pids.max"), max_pids.to_string()).ok()?;
+        let memory_limit = match (&dirs.memory, memory_bytes) {
+            (Some(dir), bytes) => set_memory_limit(dir, bytes).then_some(bytes).filter(|b| *b > 0),
+            (None, _) => None,
+        };
+        let ooms_before = dirs.memory.as_deref().map_or(0, oom_kills);
+        let homes = [Some(self.pids.home.clone()), self.memory.as_ref().map(|m| m.home.clone())];
+        Some(RunCgroup { dirs: Some(dirs), homes, free: self.free.clone(), memory_limit, ooms_before })
     }
+}
+
+/// Sets a run's memory limit (0: none). A reused cgroup may still be charged for the last run's page cache; if
+/// the kernel cannot lower the limit below that at once, the cgroup is emptied first.
+fn set_memory_limit(dir: &Path, bytes: u64) -> bool {
+    let value = if bytes == 0 { "-1".to_string() } else { bytes.to_string() };
+    let file = dir.join("memory.limit_in_bytes");
+    if std::fs::write(&file, &value).is_ok() {
+        return true;
+    }
+    let _ = std::fs::write(dir.join("memory.force_empty"), "0");
+    std::fs::write(&file, &value)
+        .map_err(|e| debug!(cgroup = %dir.display(), error = %e, "memory limit not set"))
+        .is_ok()
+}
+
+/// How many processes the kernel has killed in this memory cgroup for running out of memory, ever.
+fn oom_kills(dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Removes the cgroups of workers whose process is gone (a crash): kills what is left in them, then the
@@ -108,7 +170,13 @@ fn clear_dead(home: &Path) {
         }
         let runs = std::fs::read_dir(&base).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect());
         for dir in runs.unwrap_or_else(|_| Vec::new()).into_iter().filter(|p| p.is_dir()) {
-            let stale = RunCgroup { dir: Some(dir.clone()), home: PathBuf::new(), free: Default::default() };
+            let stale = RunCgroup {
+                dirs: Some(RunDirs { pids: dir.clone(), memory: None }),
+                homes: [None, None],
+                free: Default::default(),
+                memory_limit: None,
+                ooms_before: 0,
+            };
             for _ in 0..100 {
                 if stale.kill_all() == 0 && std::fs::remove_dir(&dir).is_ok() {
                     break;
@@ -123,9 +191,14 @@ fn clear_dead(home: &Path) {
 /// One run's cgroup, from the worker's pool; what is left in it is killed when it finishes or is dropped.
 pub struct RunCgroup {
     /// `None` once handed back to the pool.
-    dir: Option<PathBuf>,
-    home: PathBuf,
-    free: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    dirs: Option<RunDirs>,
+    /// Where the spawning thread returns to, per hierarchy (pids, memory).
+    homes: [Option<PathBuf>; 2],
+    free: std::sync::Arc<std::sync::Mutex<Vec<RunDirs>>>,
+    /// The memory limit set on this run, if any.
+    memory_limit: Option<u64>,
+    /// Out-of-memory kills in the cgroup before this run (the count lives as long as the cgroup).
+    ooms_before: u64,
 }
 
 impl RunCgroup {
@@ -133,25 +206,38 @@ impl RunCgroup {
     /// `tasks`) steps in, spawns, and steps back out, so the child starts life in the cgroup and nothing it
     /// forks is ever outside. No await happens in between, so no other task runs on this thread meanwhile.
     pub fn spawn_in(&self, cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
-        let Some(dir) = &self.dir else { return cmd.spawn() };
+        let Some(dirs) = &self.dirs else { return cmd.spawn() };
         // SAFETY: gettid(2) has no preconditions.
         let tid = unsafe { libc::gettid() }.to_string();
-        if let Err(e) = std::fs::write(dir.join("tasks"), &tid) {
-            debug!(cgroup = %dir.display(), error = %e, "could not spawn inside the run's cgroup");
+        if let Err(e) = std::fs::write(dirs.pids.join("tasks"), &tid) {
+            debug!(cgroup = %dirs.pids.display(), error = %e, "could not spawn inside the run's cgroup");
             return cmd.spawn();
         }
+        if let Some(memory) = &dirs.memory
+            && let Err(e) = std::fs::write(memory.join("tasks"), &tid)
+        {
+            debug!(cgroup = %memory.display(), error = %e, "could not spawn inside the run's memory cgroup");
+        }
         let child = cmd.spawn();
-        if let Err(e) = std::fs::write(self.home.join("tasks"), &tid) {
-            tracing::warn!(error = %e, "a worker thread could not leave a run's cgroup");
+        for home in self.homes.iter().flatten() {
+            if let Err(e) = std::fs::write(home.join("tasks"), &tid) {
+                tracing::warn!(error = %e, "a worker thread could not leave a run's cgroup");
+            }
         }
         child
+    }
+
+    /// The memory limit this run had, if the kernel killed something of it for going past it.
+    pub fn out_of_memory(&self) -> Option<u64> {
+        let memory = self.dirs.as_ref()?.memory.as_deref()?;
+        self.memory_limit.filter(|_| oom_kills(memory) > self.ooms_before)
     }
 
     /// SIGKILLs every process still in the cgroup.
     /// Kills every process still in the cgroup; says how many there were.
     pub fn kill_all(&self) -> usize {
-        let Some(dir) = &self.dir else { return 0 };
-        let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else { return 0 };
+        let Some(dirs) = &self.dirs else { return 0 };
+        let Ok(text) = std::fs::read_to_string(dirs.pids.join("cgroup.procs")) else { return 0 };
         let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).filter(|p| *p > 1).collect();
         for &pid in &pids {
             // SAFETY: kill(2) on a pid read from this run's own cgroup; it touches no memory of ours.
@@ -186,8 +272,8 @@ impl RunCgroup {
     }
 
     fn recycle(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            self.free.lock().unwrap_or_else(|p| p.into_inner()).push(dir);
+        if let Some(dirs) = self.dirs.take() {
+            self.free.lock().unwrap_or_else(|p| p.into_inner()).push(dirs);
         }
     }
 }

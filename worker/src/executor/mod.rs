@@ -72,7 +72,7 @@ pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -
         Err(_) => Default::default(),
     };
     match outcome {
-        Ended::Exited { status, stdout, stderr, how, launch_failures } => {
+        Ended::Exited { status, stdout, stderr, how, launch_failures, out_of_memory } => {
             result.stdout_truncated = stdout.truncated;
             result.stderr_truncated = stderr.truncated;
             if stdout.created {
@@ -82,6 +82,9 @@ pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -
                 result.stderr_path = stderr_path;
             }
             describe_exit(&mut result, status, how, spec.timeout_ms);
+            if let Some(limit) = out_of_memory.filter(|_| result.reason() == Reason::Signaled) {
+                result.message = format!("{}: out of memory (its limit is {limit} bytes)", result.message);
+            }
             if how == Ending::Exited && result.exit_code.is_some_and(|c| launch_failures.contains(&c)) {
                 result.reason = Reason::SpawnError as i32;
                 let code = result.exit_code.unwrap_or_default();
@@ -106,7 +109,15 @@ pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -
 }
 
 enum Ended {
-    Exited { status: ExitStatus, stdout: Captured, stderr: Captured, how: Ending, launch_failures: &'static [i32] },
+    Exited {
+        status: ExitStatus,
+        stdout: Captured,
+        stderr: Captured,
+        how: Ending,
+        launch_failures: &'static [i32],
+        /// The run's memory limit, when the kernel killed something of it for going past it.
+        out_of_memory: Option<u64>,
+    },
     SpawnFailed(String),
     Rejected(String),
 }
@@ -150,7 +161,7 @@ async fn execute(
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);
     }
-    let cgroup = cfg.exec_cgroup();
+    let cgroup = cfg.exec_cgroup(spec.resources.as_ref().map_or(0, |r| r.memory_bytes));
     let spawned = match &cgroup {
         Some(cgroup) => cgroup.spawn_in(&mut cmd),
         None => cmd.spawn(),
@@ -196,6 +207,7 @@ async fn execute(
     };
     // The program is gone; nothing it started may outlive it or keep its pipes open.
     signal_group(group, libc::SIGKILL);
+    let out_of_memory = cgroup.as_ref().and_then(|c| c.out_of_memory());
     if let Some(cgroup) = cgroup {
         cgroup.finish().await;
     }
@@ -209,6 +221,7 @@ async fn execute(
         stderr: join_capture(stderr).await,
         how,
         launch_failures: inv.launch_failures,
+        out_of_memory,
     }
 }
 

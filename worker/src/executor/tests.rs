@@ -205,6 +205,34 @@ async fn a_fork_bomb_is_held_to_its_process_limit_ends_failed_and_leaves_nothing
     assert_eq!(crate::sweep::processes_of(&token), 0, "nothing of the bomb outlives it");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_hog_is_killed_at_its_limit_ends_failed_and_other_jobs_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cfg(dir.path());
+    cfg.limits.max_memory_bytes = 64 << 20;
+    cfg.cgroups = crate::limits::Cgroups::detect("w-test-hog");
+    if !cfg.cgroups.as_ref().is_some_and(|c| c.limits_memory()) {
+        println!("SKIPPED memory hog test: no writable cgroup v1 memory hierarchy on this host");
+        return;
+    }
+    // The shell holds 400 MB of output in a variable: far past 64 MiB.
+    let hog = process("/bin/sh", &["-c", "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived"]);
+    let (cfg2, lease2) = (cfg.clone(), lease("hog", JobSpec { timeout_ms: 60_000, ..hog }));
+    let job = tokio::spawn(async move { run(&lease2, &cfg2, never()).await });
+    while !job.is_finished() {
+        let other = run(&lease("ok", process("/bin/true", &[])), &cfg, never()).await;
+        assert_eq!(other.exit_code, Some(0), "the worker still runs jobs: {other:?}");
+    }
+    let r = job.await.unwrap();
+    assert_eq!((r.reason(), r.signal), (Reason::Signaled, Some(libc::SIGKILL)), "{r:?}");
+    assert!(r.message.contains("out of memory (its limit is 67108864 bytes)"), "{}", r.message);
+    // A job's own memory request is its limit: 100 MB fits in 512 MiB.
+    let fits = process("/bin/sh", &["-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo fits"]);
+    let spec = JobSpec { resources: Some(Resources { memory_bytes: 512 << 20, ..Resources::default() }), ..fits };
+    let r = run(&lease("fits", spec), &cfg, never()).await;
+    assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "{r:?}");
+}
+
 #[tokio::test]
 async fn a_gibibyte_of_output_is_capped_and_the_job_still_ends_normally() {
     let dir = tempfile::tempdir().unwrap();
