@@ -52,9 +52,8 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
             if d.image.trim().is_empty() {
                 return Err("docker.image is empty".into());
             }
-            if d.image.starts_with('-') || d.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!("docker.image {:?} is not an image reference", d.image));
-            }
+            image_reference(&d.image)
+                .map_err(|why| format!("docker.image {:?} is not an image reference: {why}", d.image))?;
             no_nul("docker.command", &d.command)?;
             args("docker.args", &d.args)?;
         }
@@ -113,6 +112,66 @@ pub fn name(what: &str, s: &str) -> Result<(), String> {
     }
 }
 
+/// A Docker image reference: `[host[:port]/]path[:tag][@algorithm:hex]`, path components lowercase letters and
+/// digits joined by `.`, `_`, `__` or dashes (Docker's own grammar), at most 255 characters before the digest.
+/// Anything else (`--privileged`, spaces, upper case, `..`) never reaches `docker run`.
+fn image_reference(image: &str) -> Result<(), String> {
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let (algorithm, hex) = digest.split_once(':').ok_or("a digest is algorithm:hex")?;
+        let algorithm_ok = !algorithm.is_empty() && algorithm.chars().all(|c| c.is_ascii_alphanumeric());
+        if !algorithm_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err("a digest is algorithm:hex (sha256:<64 hex digits>)".into());
+        }
+    }
+    if rest.is_empty() || rest.len() > 255 {
+        return Err("the name is empty or longer than 255 characters".into());
+    }
+    // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last = rest.rsplit_once('/').map_or(rest, |(_, last)| last);
+    let (name, tag) = match last.split_once(':') {
+        Some((_, tag)) => (&rest[..rest.len() - tag.len() - 1], Some(tag)),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let first_ok = tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        let tag_ok = tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !first_ok || !tag_ok || tag.len() > 128 {
+            return Err(format!("tag {tag:?} is not letters, digits, '_', '.', '-'"));
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let host = (parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost")).then(|| parts.remove(0));
+    if let Some(host) = host {
+        let (domain, port) = host.split_once(':').map_or((host, None), |(d, p)| (d, Some(p)));
+        let domain_ok = domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+        if !domain_ok || port.is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
+            return Err(format!("registry {host:?} is not a host name with an optional port"));
+        }
+    }
+    for part in parts {
+        let separators_ok = part.split(['.', '_', '-']).all(|piece| !piece.is_empty() || part.contains("__"));
+        let component_ok = !part.is_empty()
+            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && !part.contains("..")
+            && !part.contains("___");
+        if !component_ok || !separators_ok {
+            return Err(format!("path component {part:?} is not lowercase letters and digits joined by . _ __ or -"));
+        }
+    }
+    Ok(())
+}
+
 fn env_name(k: &str) -> Result<(), String> {
     let ok = !k.is_empty()
         && k.len() <= MAX_NAME_LEN
@@ -156,6 +215,39 @@ mod tests {
             ..JobSpec::default()
         };
         assert!(job_spec(&py).is_ok());
+    }
+
+    #[test]
+    fn image_references_follow_dockers_grammar() {
+        for good in [
+            "busybox",
+            "busybox:1",
+            "library/python:3.12-slim",
+            "ghcr.io/org/app:v1.2.3",
+            "localhost:5000/my_app__x/tool-x",
+            "registry.example.com:443/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "burst:local",
+        ] {
+            assert_eq!(image_reference(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "--privileged",
+            "Busybox",
+            "a..b",
+            "a/../b",
+            "a b",
+            "a:",
+            "a:-x",
+            "/abs",
+            "a/",
+            "host:/x",
+            "a@sha256:xyz",
+            "a___b",
+            "-x/y",
+            "reg-.io/x",
+        ] {
+            assert!(image_reference(bad).is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]

@@ -82,6 +82,8 @@ async fn replaced_certificates_serve_new_connections_while_old_ones_go_on() {
     mismatched.identity.as_mut().unwrap().1 = other.identity.unwrap().1;
     assert!(client_tls.replace(mismatched).unwrap_err().contains("key"));
     assert!(server_tls.replace(Pem { ca: Vec::new(), ..client_b.clone() }).unwrap_err().contains("CA bundle"));
+    let no_identity = Pem { ca: client_b.ca.clone(), identity: None };
+    assert!(server_tls.replace(no_identity).unwrap_err().contains("needs a certificate"), "a server keeps serving");
     assert_eq!(call(&addr, &client_tls).await.unwrap(), 1);
 
     // The peer port requires a client certificate: verifying the server alone is not enough.

@@ -165,8 +165,12 @@ impl LiveTls {
     /// Uses `pem` for every connection from now on. `Ok(false)`: it is what is in use already. On an error the
     /// configuration in use stays.
     pub fn replace(&self, pem: Pem) -> Result<bool, String> {
-        if self.now().pem == pem {
+        let now = self.now();
+        if now.pem == pem {
             return Ok(false);
+        }
+        if now.server.is_some() && pem.identity.is_none() {
+            return Err("a server's TLS needs a certificate and key".into());
         }
         let loaded = Arc::new(load(pem)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
