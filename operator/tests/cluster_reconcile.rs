@@ -182,22 +182,6 @@ async fn scaling_applies_the_new_replica_count_and_the_status_follows_readiness(
     finish(task).await.unwrap();
 }
 
-/// Writes each key of `secret` as a file in `dir`.
-fn write_secret(dir: &std::path::Path, secret: &Secret) {
-    std::fs::create_dir_all(dir).unwrap();
-    for (key, bytes) in burst_operator::cluster::tls::data_of(secret) {
-        std::fs::write(dir.join(key), bytes).unwrap();
-    }
-}
-
-fn tls_files(dir: &std::path::Path, name: &str) -> burst_proto::tls::TlsFiles {
-    burst_proto::tls::TlsFiles {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}-key.pem")),
-        ca: dir.join("ca.pem"),
-    }
-}
-
 /// End to end over the operator's own certificates: the Secrets it writes are mounted (here: written to files)
 /// into a real controller and worker, which then speak only mutual TLS; the operator reads the controller's
 /// counts with its own client certificate.
@@ -215,17 +199,17 @@ async fn a_ready_cluster_reports_its_controllers_counts_over_the_operators_certi
     let secrets = expect_secrets(&mut api, &mut Stored::new()).await;
     // "Mount" the Secrets and start the cluster's pods before the reconcile goes on.
     let (controller_dir, worker_dir) = (dir.path().join("controller"), dir.path().join("worker"));
-    write_secret(&controller_dir, &secrets[1]);
-    write_secret(&worker_dir, &secrets[2]);
+    mock::mount_secret(&controller_dir, &secrets[1]);
+    mock::mount_secret(&worker_dir, &secrets[2]);
     let controller = burst_controller::start(burst_controller::ControllerConfig {
         listen: addr,
-        tls: Some(tls_files(&controller_dir, "controller")),
+        tls: Some(mock::tls_files(&controller_dir, "controller")),
         ..burst_controller::ControllerConfig::default()
     })
     .await
     .unwrap();
     let mut cfg = burst_worker::WorkerConfig::local(&url, "demo-worker-0", 2, 4, dir.path().join("out"));
-    cfg.tls = Some(tls_files(&worker_dir, "demo-worker-0"));
+    cfg.tls = Some(mock::tls_files(&worker_dir, "demo-worker-0"));
     let worker = burst_worker::start(cfg).await.unwrap();
     tokio::time::timeout(mock::DEADLINE, worker.agent.registered()).await.unwrap();
 

@@ -342,17 +342,9 @@ async fn a_burstjob_on_a_tls_cluster_is_submitted_and_followed_over_the_operator
     }))
     .unwrap();
     let [ca, controller_tls, worker_tls] = tls::desired(&bc, "demo", "jobs", None, [None, None, None], 0).unwrap();
-    let files = |secret: &k8s_openapi::api::core::v1::Secret, sub: &str, name: &str| {
-        let at = dir.path().join(sub);
-        std::fs::create_dir_all(&at).unwrap();
-        for (key, bytes) in tls::data_of(secret) {
-            std::fs::write(at.join(key), bytes).unwrap();
-        }
-        burst_proto::tls::TlsFiles {
-            cert: at.join(format!("{name}.pem")),
-            key: at.join(format!("{name}-key.pem")),
-            ca: at.join("ca.pem"),
-        }
+    let files = |secret, sub: &str, name: &str| {
+        mock::mount_secret(&dir.path().join(sub), secret);
+        mock::tls_files(&dir.path().join(sub), name)
     };
     let config = burst_controller::ControllerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

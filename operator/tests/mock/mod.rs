@@ -107,3 +107,20 @@ pub async fn finish<T>(task: tokio::task::JoinHandle<T>) -> T {
         .expect("the reconcile did not finish in time")
         .expect("the reconcile panicked")
 }
+
+/// "Mounts" a Secret: writes each of its keys as a file in `dir`, as a Secret volume would.
+pub fn mount_secret(dir: &std::path::Path, secret: &k8s_openapi::api::core::v1::Secret) {
+    std::fs::create_dir_all(dir).expect("a mount dir");
+    for (key, bytes) in burst_operator::cluster::tls::data_of(secret) {
+        std::fs::write(dir.join(key), bytes).expect("a mounted file");
+    }
+}
+
+/// The TLS files of certificate `name` in a mounted TLS Secret.
+pub fn tls_files(dir: &std::path::Path, name: &str) -> burst_proto::tls::TlsFiles {
+    burst_proto::tls::TlsFiles {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+        ca: dir.join("ca.pem"),
+    }
+}
