@@ -257,10 +257,21 @@ fn parse_client(s: &str) -> Result<(String, String), String> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
+    /// 10,000 x /bin/true on 2 workers, against a plain local spawner at the same concurrency.
+    W1,
+    /// 2,000 x sleep 0.05 on 16 slots in all, against the ideal (jobs x 0.05 s / slots) and the spawner.
+    W2,
+    /// Latency: 500 jobs one at a time to an idle cluster; submit->running and submit->terminal p50/p99.
+    W3,
+    /// The controller's own ceiling: 200,000 jobs, durable store, workers that complete jobs without running
+    /// them; and controller memory per queued and per retained job.
+    W4,
     /// Skewed job lengths routed to half of the workers: makespan with stealing off, on, and the ideal.
     Steal,
     /// Submit throughput with the durable store against the in-memory store (no workers).
     Submit,
+    /// W1, W2, W3, W4 and steal, one after the other.
+    All,
 }
 
 #[derive(clap::Args, Debug)]
@@ -268,21 +279,24 @@ pub struct BenchArgs {
     /// Which workload to run.
     #[arg(long, value_enum, default_value_t = Workload::Steal)]
     pub workload: Workload,
-    /// Jobs in the workload [default: steal 2000, submit 50000].
+    /// Jobs in the workload [default: w1 10000, w2 2000, w3 500, w4 200000, steal 2000, submit 50000].
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Seed of the job lengths.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Workers in the local cluster.
-    #[arg(long, default_value_t = 4)]
-    pub workers: u32,
-    /// Slots per worker.
-    #[arg(long, default_value_t = 4)]
-    pub slots: u32,
-    /// Queue capacity per worker.
-    #[arg(long, default_value_t = 64)]
-    pub queue_capacity: u32,
+    /// Workers in the local cluster [default: steal 4, the others 2].
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Slots per worker [default: steal 4, w2 8, w4 16, the others one per core].
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Queue capacity per worker [default: steal 64, w4 256, the others 2 x slots].
+    #[arg(long)]
+    pub queue_capacity: Option<u32>,
+    /// Keep jobs in the durable store (redb) for w1-w3 too (w4 always does) [default: in memory, as burst dev].
+    #[arg(long)]
+    pub durable: bool,
 }
 
 #[derive(clap::Args, Debug)]

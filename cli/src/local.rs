@@ -28,6 +28,8 @@ pub struct ClusterOptions {
     pub data_dir: Option<PathBuf>,
     /// Mutual TLS everywhere, with certificates made into this directory (`burst certs init`); `None`: plaintext.
     pub tls_dir: Option<PathBuf>,
+    /// Workers complete jobs without running them (benchmarks of the controller only).
+    pub noop_executor: bool,
 }
 
 impl ClusterOptions {
@@ -46,6 +48,7 @@ impl ClusterOptions {
             steal: true,
             data_dir: None,
             tls_dir: None,
+            noop_executor: false,
         }
     }
 }
@@ -56,6 +59,11 @@ pub struct LocalCluster {
     pub output_dir: PathBuf,
     /// How a client of this cluster connects (TLS with the admin certificate, or plaintext).
     pub client_tls: Option<client::ClientTls>,
+}
+
+/// The id of the `i`th worker: zero-padded, so ids sort in start order, which is the order routers see them in.
+fn worker_id(i: u32) -> String {
+    format!("worker-{i:02}")
 }
 
 impl LocalCluster {
@@ -70,8 +78,7 @@ impl LocalCluster {
             data_dir: opts.data_dir.clone().unwrap_or_else(|| ControllerConfig::default().data_dir),
             ..ControllerConfig::default()
         };
-        // Zero-padded ids sort in start order, which is the order routers see them in.
-        let ids: Vec<String> = (0..opts.workers).map(|i| format!("worker-{i:02}")).collect();
+        let ids: Vec<String> = (0..opts.workers).map(worker_id).collect();
         if let Some(dir) = &opts.tls_dir {
             let plan = certs::Plan {
                 dir: dir.clone(),
@@ -85,25 +92,33 @@ impl LocalCluster {
         let tls = |name: &str| opts.tls_dir.as_ref().map(|dir| certs::files(dir, name));
         let config = ControllerConfig { tls: tls("controller"), ..config };
         let controller = burst_controller::start(config).await?;
-        let url = format!("http://{}", controller.addr);
-        let mut workers = Vec::new();
-        for id in &ids {
-            let mut cfg = WorkerConfig::local(&url, id, opts.slots, opts.queue_capacity, opts.output_dir.clone());
-            cfg.steal = opts.steal;
-            cfg.tls = tls(&format!("worker-{id}"));
-            workers.push(burst_worker::start(cfg).await?);
-        }
         let client_tls = opts.tls_dir.as_ref().map(|dir| client::ClientTls {
             ca: dir.join("ca.pem"),
             identity: Some((dir.join("admin.pem"), dir.join("admin-key.pem"))),
         });
-        let cluster = LocalCluster { controller, workers, output_dir: opts.output_dir, client_tls };
-        for w in &cluster.workers {
-            tokio::time::timeout(Duration::from_secs(30), w.agent.registered())
-                .await
-                .with_context(|| format!("worker {} did not register within 30 s", w.worker_id()))?;
-        }
+        let mut cluster =
+            LocalCluster { controller, workers: Vec::new(), output_dir: opts.output_dir.clone(), client_tls };
+        cluster.add_workers(&opts).await?;
         Ok(cluster)
+    }
+
+    /// Starts `opts.workers` more workers (ids after those running) and waits until they are registered.
+    pub async fn add_workers(&mut self, opts: &ClusterOptions) -> anyhow::Result<()> {
+        let url = format!("http://{}", self.controller.addr);
+        let first = self.workers.len() as u32;
+        for i in first..first + opts.workers {
+            let id = worker_id(i);
+            let mut cfg = WorkerConfig::local(&url, &id, opts.slots, opts.queue_capacity, opts.output_dir.clone());
+            cfg.steal = opts.steal;
+            cfg.exec.noop = opts.noop_executor;
+            cfg.tls = opts.tls_dir.as_ref().map(|dir| certs::files(dir, &format!("worker-{id}")));
+            let worker = burst_worker::start(cfg).await?;
+            tokio::time::timeout(Duration::from_secs(30), worker.agent.registered())
+                .await
+                .with_context(|| format!("worker {id} did not register within 30 s"))?;
+            self.workers.push(worker);
+        }
+        Ok(())
     }
 
     pub fn url(&self) -> String {

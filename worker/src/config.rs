@@ -169,6 +169,9 @@ pub struct ExecConfig {
     pub limits: JobLimits,
     /// Where runs get their own pids cgroup; found when the worker starts (see [`crate::limits`]).
     pub cgroups: Option<Cgroups>,
+    /// Complete every job at once, successfully, without running anything: for measuring the controller's own
+    /// ceiling (`burst bench --workload w4`) only. No flag or config key sets it.
+    pub noop: bool,
 }
 
 impl ExecConfig {
@@ -205,6 +208,7 @@ impl WorkerConfig {
                 kill_grace: DEFAULT_KILL_GRACE,
                 limits: JobLimits::default(),
                 cgroups: None,
+                noop: false,
             },
         }
     }
@@ -289,6 +293,7 @@ impl Args {
                         .unwrap_or(defaults.max_memory_bytes),
                 },
                 cgroups: None,
+                noop: false,
             },
             worker_id,
         })

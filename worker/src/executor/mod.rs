@@ -60,6 +60,12 @@ pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -
         started_at_ms,
         ..JobResult::default()
     };
+    if cfg.noop {
+        result.reason = Reason::Exited as i32;
+        result.exit_code = Some(0);
+        result.finished_at_ms = burst_proto::now_ms();
+        return result;
+    }
     let spec = lease.spec.clone().unwrap_or_default();
     let paths = output_paths(&cfg.output_dir, &lease.job_id);
     let outcome = match &paths {

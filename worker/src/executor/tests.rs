@@ -14,6 +14,7 @@ fn cfg(dir: &Path) -> ExecConfig {
         kill_grace: Duration::from_millis(200),
         limits: crate::limits::JobLimits::default(),
         cgroups: None,
+        noop: false,
     }
 }
 

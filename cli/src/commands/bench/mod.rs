@@ -1,9 +1,14 @@
 //! `burst bench`: fixed workloads on a local cluster, measured in the same run as their baseline, printed as a
 //! table (or `-o json`: one object per workload).
 //!
+//! - `w1`, `w2` ([`throughput`]): the same processes through burst and through a plain local spawner at the same
+//!   concurrency; w2 also against the ideal makespan.
+//! - `w3` ([`latency`]): one job at a time, submit to running and to terminal, as percentiles.
+//! - `w4` ([`ceiling`]): the controller alone (workers that run nothing), durable, and its memory per job.
 //! - `steal`: jobs of skewed length (`sleep` 0.01 to 0.2 s, seeded) routed with `biased` to half of the workers,
 //!   run once with stealing off and once with it on; the makespans are compared with the ideal, total work /
 //!   total slots.
+//! - `submit`: submit throughput, durable against in memory.
 
 use std::time::Duration;
 
@@ -20,10 +25,59 @@ use crate::commands::dev::run_specs;
 use crate::local::{ClusterOptions, LocalCluster};
 use crate::render;
 
+mod ceiling;
+mod latency;
+mod throughput;
+
+/// One workload's result: the JSON object `-o json` prints, the lines a person reads, and how many jobs failed.
+pub struct Measured {
+    pub json: serde_json::Value,
+    pub text: String,
+    pub failed: usize,
+}
+
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<u8> {
-    match args.workload {
-        Workload::Steal => steal(ctx, &args, args.jobs.unwrap_or(2_000)).await,
-        Workload::Submit => submit(ctx, args.jobs.unwrap_or(50_000)).await,
+    let workloads = match args.workload {
+        Workload::All => vec![Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::Steal],
+        one => vec![one],
+    };
+    let mut code = 0;
+    for workload in workloads {
+        let m = match workload {
+            Workload::W1 => throughput::w1(&args).await?,
+            Workload::W2 => throughput::w2(&args).await?,
+            Workload::W3 => latency::w3(&args).await?,
+            Workload::W4 => ceiling::w4(&args).await?,
+            Workload::Steal => steal(&args, args.jobs.unwrap_or(2_000)).await?,
+            Workload::Submit => submit(args.jobs.unwrap_or(50_000)).await?,
+            Workload::All => unreachable!("expanded above"),
+        };
+        if ctx.json() {
+            println!("{}", m.json);
+        } else {
+            print!("{}", m.text);
+        }
+        if m.failed > 0 {
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+/// A fresh directory for one run's output (and store), removed by [`Scratch::drop`].
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("burst-bench-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -39,22 +93,23 @@ struct StealRun {
     failed: usize,
 }
 
-async fn steal(ctx: &Ctx, args: &BenchArgs, jobs: usize) -> anyhow::Result<u8> {
-    if args.workers < 2 || args.slots == 0 || jobs == 0 {
+async fn steal(args: &BenchArgs, jobs: usize) -> anyhow::Result<Measured> {
+    let (workers, slots, queue_capacity) =
+        (args.workers.unwrap_or(4), args.slots.unwrap_or(4), args.queue_capacity.unwrap_or(64));
+    if workers < 2 || slots == 0 || jobs == 0 {
         return Err(Usage("the steal workload needs at least 2 workers, 1 slot and 1 job".into()).into());
     }
     let durations = skewed_durations(jobs, args.seed);
-    let ideal = durations.iter().sum::<f64>() / f64::from(args.workers * args.slots);
-    let off = steal_run(args, &durations, false).await?;
-    let on = steal_run(args, &durations, true).await?;
+    let ideal = durations.iter().sum::<f64>() / f64::from(workers * slots);
+    let off = steal_run(&durations, workers, slots, queue_capacity, false).await?;
+    let on = steal_run(&durations, workers, slots, queue_capacity, true).await?;
     let (off_s, on_s) = (off.makespan.as_secs_f64(), on.makespan.as_secs_f64());
-    if ctx.json() {
-        let v = json!({
+    let json = json!({
             "workload": "steal",
             "jobs": jobs,
-            "workers": args.workers,
-            "slots_per_worker": args.slots,
-            "queue_capacity": args.queue_capacity,
+            "workers": workers,
+            "slots_per_worker": slots,
+            "queue_capacity": queue_capacity,
             "seed": args.seed,
             "makespan_off_s": off_s,
             "makespan_on_s": on_s,
@@ -64,39 +119,45 @@ async fn steal(ctx: &Ctx, args: &BenchArgs, jobs: usize) -> anyhow::Result<u8> {
             "jobs_stolen": on.stolen,
             "failed": off.failed + on.failed,
             "jobs_per_sec": jobs as f64 / on_s,
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "steal: {} jobs of sleep 0.01-0.2 s (seed {}), router biased, {} workers x {} slots, queue capacity {}",
-            jobs, args.seed, args.workers, args.slots, args.queue_capacity
-        );
+            "ideal_s": ideal,
+    });
+    let mut text = format!(
+        "steal: {jobs} jobs of sleep 0.01-0.2 s (seed {}), router biased, {workers} workers x {slots} slots, queue capacity {queue_capacity}\n",
+        args.seed
+    );
+    {
         let rows = vec![
             vec!["".to_string(), "MAKESPAN".into(), "VS IDEAL".into(), "JOBS STOLEN".into()],
             vec!["stealing off".into(), format!("{off_s:.2} s"), format!("{:.2}x", off_s / ideal), "0".into()],
             vec!["stealing on".into(), format!("{on_s:.2} s"), format!("{:.2}x", on_s / ideal), on.stolen.to_string()],
             vec!["ideal (work / slots)".into(), format!("{ideal:.2} s"), "1.00x".into(), "".into()],
         ];
-        print!("{}", render::table(&rows));
-        println!("stealing on is {:.2}x faster than off", off_s / on_s);
+        text += &render::table(&rows);
+        text += &format!("stealing on is {:.2}x faster than off\n", off_s / on_s);
     }
-    Ok(if off.failed + on.failed > 0 { 1 } else { 0 })
+    Ok(Measured { json, text, failed: off.failed + on.failed })
 }
 
-async fn steal_run(args: &BenchArgs, durations: &[f64], steal: bool) -> anyhow::Result<StealRun> {
-    let dir = std::env::temp_dir().join(format!("burst-bench-{}-{steal}", std::process::id()));
+async fn steal_run(
+    durations: &[f64],
+    workers: u32,
+    slots: u32,
+    queue_capacity: u32,
+    steal: bool,
+) -> anyhow::Result<StealRun> {
+    let scratch = Scratch::new(if steal { "steal-on" } else { "steal-off" });
+    let dir = scratch.0.clone();
     let opts = ClusterOptions {
         router: RouterKind::Biased,
-        queue_capacity: args.queue_capacity,
+        queue_capacity,
         steal,
-        ..ClusterOptions::new(args.workers, args.slots, dir.clone())
+        ..ClusterOptions::new(workers, slots, dir.clone())
     };
     let cluster = LocalCluster::start(opts).await?;
     let argvs: Vec<Vec<String>> = durations.iter().map(|d| vec!["/bin/sleep".to_string(), format!("{d:.3}")]).collect();
     let report = run_specs(&cluster, &argvs).await?;
     let stats = cluster.client().await?.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?;
     cluster.shutdown().await?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(StealRun {
         makespan: report.elapsed,
         stolen: stats.into_inner().jobs_stolen_total,
@@ -109,11 +170,12 @@ const CONCURRENT_SUBMITTERS: usize = 32;
 
 /// Submit throughput, in memory and durable, with batches of 1,000 and with one job per call from
 /// [`CONCURRENT_SUBMITTERS`] concurrent callers.
-async fn submit(ctx: &Ctx, jobs: usize) -> anyhow::Result<u8> {
+async fn submit(jobs: usize) -> anyhow::Result<Measured> {
     if jobs < CONCURRENT_SUBMITTERS {
         return Err(Usage(format!("the submit workload needs at least {CONCURRENT_SUBMITTERS} jobs")).into());
     }
-    let dir = std::env::temp_dir().join(format!("burst-bench-submit-{}", std::process::id()));
+    let scratch = Scratch::new("submit");
+    let dir = scratch.0.clone();
     let mut rates = Vec::new();
     for durable in [false, true] {
         let _ = std::fs::remove_dir_all(&dir);
@@ -124,10 +186,8 @@ async fn submit(ctx: &Ctx, jobs: usize) -> anyhow::Result<u8> {
         cluster.shutdown().await?;
         rates.push((batch, single));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let [(mem_batch, mem_single), (dur_batch, dur_single)] = rates[..] else { unreachable!("two runs") };
-    if ctx.json() {
-        let v = json!({
+    let json = json!({
             "workload": "submit",
             "jobs": jobs,
             "jobs_per_sec": dur_batch,
@@ -138,12 +198,11 @@ async fn submit(ctx: &Ctx, jobs: usize) -> anyhow::Result<u8> {
             "memory_single_jobs_per_sec": mem_single,
             "durable_single_jobs_per_sec": dur_single,
             "single_ratio": dur_single / mem_single,
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "submit: {jobs} jobs, no workers; batches of 1,000, and one job per call from {CONCURRENT_SUBMITTERS} callers"
-        );
+    });
+    let mut text = format!(
+        "submit: {jobs} jobs, no workers; batches of 1,000, and one job per call from {CONCURRENT_SUBMITTERS} callers\n"
+    );
+    {
         let rows = vec![
             vec!["".to_string(), "IN MEMORY".into(), "DURABLE (redb)".into(), "DURABLE / MEMORY".into()],
             vec![
@@ -159,9 +218,9 @@ async fn submit(ctx: &Ctx, jobs: usize) -> anyhow::Result<u8> {
                 format!("{:.2}", dur_single / mem_single),
             ],
         ];
-        print!("{}", render::table(&rows));
+        text += &render::table(&rows);
     }
-    Ok(0)
+    Ok(Measured { json, text, failed: 0 })
 }
 
 /// Jobs per second accepted by `cluster`'s controller for `jobs` submissions (each acknowledged only once

@@ -1,0 +1,129 @@
+//! W4: the controller's own ceiling. Workers complete each job without running anything (a no-op executor that
+//! only benchmarks use), so what is measured is submit, lease, start confirmation, result and the durable
+//! store: everything burst does per job except the process.
+//!
+//! 1. Throughput: workers up, `jobs` submitted in batches of 1,000 while they run; the clock stops when the
+//!    controller counts every job succeeded.
+//! 2. Memory: a fresh controller with no workers; this process's resident memory before and after `jobs` are
+//!    queued gives bytes per queued job; workers then run them all, and the memory after, bytes per retained
+//!    finished job (an upper bound: the allocator may keep what the queue freed).
+
+use std::time::{Duration, Instant};
+
+use burst_proto::v1::job_spec::Kind;
+use burst_proto::v1::{GetStatsRequest, JobSpec, ProcessSpec, SubmitJobsRequest};
+use serde_json::json;
+
+use super::{Measured, Scratch};
+use crate::args::BenchArgs;
+use crate::client::Client;
+use crate::local::{ClusterOptions, LocalCluster};
+use crate::render;
+
+/// How long the controller may take to finish the jobs before the benchmark gives up.
+const LIMIT: Duration = Duration::from_secs(600);
+/// How often the controller's counts are read while waiting.
+const POLL: Duration = Duration::from_millis(5);
+
+/// This process's resident memory, in bytes (Linux), or 0 where it cannot be read.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+    kb.and_then(|k| k.parse::<u64>().ok()).map_or(0, |k| k * 1024)
+}
+
+fn spec() -> JobSpec {
+    JobSpec {
+        kind: Some(Kind::Process(ProcessSpec { command: "/bin/true".into(), args: vec![] })),
+        ..JobSpec::default()
+    }
+}
+
+async fn submit_all(client: &mut Client, jobs: usize) -> anyhow::Result<()> {
+    let spec = spec();
+    let mut left = jobs;
+    while left > 0 {
+        let n = left.min(1_000);
+        client.submit_jobs(SubmitJobsRequest { specs: vec![spec.clone(); n] }).await.map_err(anyhow::Error::from)?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Waits until the controller counts `jobs` finished; returns how many failed.
+async fn until_finished(client: &mut Client, jobs: u64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let s = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
+        if s.succeeded + s.failed + s.cancelled >= jobs {
+            return Ok(s.failed + s.cancelled);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "w4: {} of {jobs} jobs finished after {LIMIT:?}", s.succeeded);
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn options(args: &BenchArgs, workers: u32, scratch: &Scratch) -> ClusterOptions {
+    let slots = args.slots.unwrap_or(16);
+    ClusterOptions {
+        queue_capacity: args.queue_capacity.unwrap_or(256),
+        data_dir: Some(scratch.0.join("data")),
+        noop_executor: true,
+        ..ClusterOptions::new(workers, slots, scratch.0.join("out"))
+    }
+}
+
+pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
+    let jobs = args.jobs.unwrap_or(200_000);
+    let workers = args.workers.unwrap_or(2);
+
+    eprintln!("w4: {jobs} jobs through submit, lease and complete (no processes), durable store ...");
+    let scratch = Scratch::new("w4");
+    let cluster = LocalCluster::start(options(args, workers, &scratch)).await?;
+    let mut client = cluster.client().await?;
+    let started = Instant::now();
+    let waiter = {
+        let mut client = client.clone();
+        tokio::spawn(async move { until_finished(&mut client, jobs as u64).await })
+    };
+    submit_all(&mut client, jobs).await?;
+    let failed = waiter.await??;
+    let elapsed = started.elapsed().as_secs_f64();
+    cluster.shutdown().await?;
+    drop(scratch);
+
+    eprintln!("w4: memory: {jobs} jobs queued with no workers, then run ...");
+    let scratch = Scratch::new("w4-memory");
+    let mut cluster = LocalCluster::start(options(args, 0, &scratch)).await?;
+    let mut client = cluster.client().await?;
+    let before = resident_bytes();
+    submit_all(&mut client, jobs).await?;
+    let queued = resident_bytes();
+    let opts = options(args, workers, &scratch);
+    cluster.add_workers(&opts).await?;
+    until_finished(&mut client, jobs as u64).await?;
+    let retained = resident_bytes();
+    cluster.shutdown().await?;
+    let per = |after: u64| after.saturating_sub(before) as f64 / jobs.max(1) as f64;
+    let rate = jobs as f64 / elapsed.max(1e-9);
+    let json = json!({
+        "workload": "w4",
+        "jobs": jobs,
+        "workers": workers,
+        "store": "durable",
+        "elapsed_s": elapsed,
+        "jobs_per_sec": rate,
+        "bytes_per_queued_job": per(queued),
+        "bytes_per_retained_job": per(retained),
+        "failed": failed,
+    });
+    let mut text = format!("w4: {jobs} jobs, {workers} no-op workers, durable store: the controller alone\n");
+    let rows = vec![
+        vec!["".to_string(), "VALUE".into()],
+        vec!["submit -> lease -> complete".into(), format!("{rate:.0} jobs/s ({elapsed:.2} s)")],
+        vec!["memory per queued job".into(), format!("{:.0} bytes", per(queued))],
+        vec!["memory per retained finished job".into(), format!("{:.0} bytes", per(retained))],
+    ];
+    text += &render::table(&rows);
+    Ok(Measured { json, text, failed: failed as usize })
+}

@@ -1,0 +1,129 @@
+//! W3: dispatch latency on an idle cluster. Jobs go one at a time: each is submitted only after the one before
+//! ended, and a watch stream opened beforehand says when it ran and when it ended; times are taken on this
+//! side, from just before the submit call.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use burst_proto::v1::job_spec::Kind;
+use burst_proto::v1::{JobSpec, JobState, ProcessSpec, SubmitJobRequest, WatchJobsRequest};
+use serde_json::json;
+
+use super::{Measured, Scratch};
+use crate::args::BenchArgs;
+use crate::commands::wait::progress_bar;
+use crate::local::{ClusterOptions, LocalCluster};
+use crate::render;
+
+/// Jobs run first and not counted: connections, threads and caches warm up.
+const WARM_UP: usize = 20;
+
+/// The `p`th percentile (0-100) of sorted `values`, nearest rank.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
+    let jobs = args.jobs.unwrap_or(500);
+    let (workers, slots) = (args.workers.unwrap_or(2), args.slots.unwrap_or(2));
+    let scratch = Scratch::new("w3");
+    let opts = ClusterOptions {
+        queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
+        data_dir: args.durable.then(|| scratch.0.join("data")),
+        ..ClusterOptions::new(workers, slots, scratch.0.join("out"))
+    };
+    let cluster = LocalCluster::start(opts).await?;
+    let mut client = cluster.client().await?;
+    let mut watch = client.watch_jobs(WatchJobsRequest::default()).await.map_err(anyhow::Error::from)?.into_inner();
+    let spec = JobSpec {
+        kind: Some(Kind::Process(ProcessSpec { command: "/bin/true".into(), args: vec![] })),
+        ..JobSpec::default()
+    };
+    eprintln!("w3: {jobs} x /bin/true, one at a time, {workers} workers x {slots} slots ...");
+    let bar = progress_bar(std::io::stderr().is_terminal(), (WARM_UP + jobs) as u64, "w3");
+    let (mut to_running, mut to_end) = (Vec::with_capacity(jobs), Vec::with_capacity(jobs));
+    let mut failed = 0;
+    for i in 0..WARM_UP + jobs {
+        let start = Instant::now();
+        let req = SubmitJobRequest { spec: Some(spec.clone()) };
+        let id = client.submit_job(req).await.map_err(anyhow::Error::from)?.into_inner().job_id;
+        let mut running = None;
+        let ended = loop {
+            let status = watch.message().await?.ok_or_else(|| anyhow::anyhow!("the watch stream ended"))?;
+            if status.job_id != id {
+                continue;
+            }
+            match status.state() {
+                JobState::Running => running = running.or(Some(start.elapsed())),
+                JobState::Succeeded | JobState::Failed | JobState::Cancelled => break status,
+                _ => {}
+            }
+        };
+        let end = start.elapsed();
+        bar.inc(1);
+        if i < WARM_UP {
+            continue;
+        }
+        if ended.state() != JobState::Succeeded {
+            failed += 1;
+        }
+        // A start and end that fall into one watch message leave no separate running time: count the end.
+        to_running.push(running.unwrap_or(end));
+        to_end.push(end);
+    }
+    bar.finish_and_clear();
+    drop(watch);
+    cluster.shutdown().await?;
+    to_running.sort();
+    to_end.sort();
+    let p = |v: &[Duration], q| ms(percentile(v, q));
+    let json = json!({
+        "workload": "w3",
+        "jobs": jobs,
+        "workers": workers,
+        "slots_per_worker": slots,
+        "store": if args.durable { "durable" } else { "memory" },
+        "jobs_per_sec": jobs as f64 / to_end.iter().map(Duration::as_secs_f64).sum::<f64>().max(1e-9),
+        "p50_ms": p(&to_running, 50.0),
+        "p99_ms": p(&to_running, 99.0),
+        "running_p50_ms": p(&to_running, 50.0),
+        "running_p99_ms": p(&to_running, 99.0),
+        "terminal_p50_ms": p(&to_end, 50.0),
+        "terminal_p99_ms": p(&to_end, 99.0),
+        "failed": failed,
+    });
+    let mut text = format!("w3: {jobs} x /bin/true one at a time on an idle cluster ({workers} workers x {slots} slots)\n");
+    let rows = vec![
+        vec!["".to_string(), "P50".into(), "P99".into()],
+        vec![
+            "submit -> running".into(),
+            format!("{:.2} ms", p(&to_running, 50.0)),
+            format!("{:.2} ms", p(&to_running, 99.0)),
+        ],
+        vec!["submit -> terminal".into(), format!("{:.2} ms", p(&to_end, 50.0)), format!("{:.2} ms", p(&to_end, 99.0))],
+    ];
+    text += &render::table(&rows);
+    Ok(Measured { json, text, failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&v, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&v[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}
