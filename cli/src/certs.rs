@@ -29,11 +29,12 @@ pub struct Plan {
 pub fn init(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&plan.dir).with_context(|| format!("creating {}", plan.dir.display()))?;
     let mut written = Vec::new();
-    let ca = Ca::generate("burst development CA", plan.days * 10).map_err(anyhow::Error::msg)?;
+    let ca =
+        Ca::generate("burst development CA", plan.days.saturating_mul(10), issue::now()).map_err(anyhow::Error::msg)?;
     written.extend(save(&plan.dir, "ca", &ca.issued)?);
     let hosts = [vec!["localhost".to_string(), "127.0.0.1".to_string()], plan.hosts.clone()].concat();
     let mut leaf = |file: &str, cn: &str, ou: &str, names: Vec<String>| -> anyhow::Result<()> {
-        let issued = ca.issue(cn, ou, names, plan.days).map_err(anyhow::Error::msg)?;
+        let issued = ca.issue(cn, ou, names, plan.days, issue::now()).map_err(anyhow::Error::msg)?;
         written.extend(save(&plan.dir, file, &issued)?);
         Ok(())
     };
@@ -61,7 +62,7 @@ pub fn issue_client(dir: &Path, name: &str, role: &str, days: i64) -> anyhow::Re
         |f: &str| std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {f} in {}", dir.display()));
     let ca_cert = if dir.join("ca-cert.pem").exists() { read("ca-cert.pem")? } else { read("ca.pem")? };
     let ca = Ca::from_pem(&ca_cert, &read("ca-key.pem")?).map_err(anyhow::Error::msg)?;
-    save(dir, name, &ca.issue(name, role, Vec::new(), days).map_err(anyhow::Error::msg)?)
+    save(dir, name, &ca.issue(name, role, Vec::new(), days, issue::now()).map_err(anyhow::Error::msg)?)
 }
 
 /// Writes `<name>.pem` and `<name>-key.pem` (0600).
@@ -132,8 +133,8 @@ mod tests {
     fn a_client_certificate_is_issued_from_a_clusters_ca_secret_written_out() {
         // The keys of a BurstCluster's `<name>-tls-ca` Secret: the CA, its key, and a bundle with an older CA.
         let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::generate("cluster CA", 10).unwrap();
-        let older = Ca::generate("older CA", 10).unwrap();
+        let ca = Ca::generate("cluster CA", 10, issue::now()).unwrap();
+        let older = Ca::generate("older CA", 10, issue::now()).unwrap();
         std::fs::write(dir.path().join("ca-cert.pem"), &ca.issued.cert_pem).unwrap();
         std::fs::write(dir.path().join("ca-key.pem"), &ca.issued.key_pem).unwrap();
         std::fs::write(dir.path().join("ca.pem"), older.issued.cert_pem + &ca.issued.cert_pem).unwrap();

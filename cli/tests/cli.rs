@@ -118,6 +118,14 @@ fn the_cli_drives_a_real_controller_and_worker() {
     assert!(stdout(&burst(&url, &["status", &id])).contains("output tail:\n"));
     assert_error(&burst(&url, &["submit", "--output-tail", "5000", "process", "/bin/true"]), 2, "output_tail_bytes");
 
+    // A job sees its own BURST_ variables, never the worker's settings (it runs with BURST_INSECURE and
+    // BURST_LOG; a token or certificate paths would be there too).
+    let script = "env | grep ^BURST_ | cut -d= -f1 | sort | tr '\\n' ' '";
+    let o = burst(&url, &["submit", "--output-tail", "200", "--wait", "process", "/bin/sh", "-c", script]);
+    let id = stdout(&o).trim().to_string();
+    let tail = json(&burst(&url, &["status", &id, "-o", "json"]))["output_tail"].as_str().unwrap().to_string();
+    assert_eq!(tail.trim(), "BURST_ATTEMPT BURST_JOB_ID BURST_RUN BURST_WORKER_ID", "{tail:?}");
+
     // Bad input: one line on stderr, exit 2.
     assert_error(&burst(&url, &["status", "no-such-job"]), 2, "no job with id no-such-job");
     assert_error(&burst(&url, &["submit", "process", ""]), 2, "process.command is empty");

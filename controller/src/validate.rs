@@ -158,7 +158,9 @@ fn image_reference(image: &str) -> Result<(), String> {
         }
     }
     for part in parts {
-        let separators_ok = part.split(['.', '_', '-']).all(|piece| !piece.is_empty() || part.contains("__"));
+        // Separators: one '.', one '_', "__", or any run of '-'.
+        let squeezed = part.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
+        let separators_ok = squeezed.replace("__", "_").split(['.', '_', '-']).all(|piece| !piece.is_empty());
         let component_ok = !part.is_empty()
             && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
             && part.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -225,6 +227,7 @@ mod tests {
             "library/python:3.12-slim",
             "ghcr.io/org/app:v1.2.3",
             "localhost:5000/my_app__x/tool-x",
+            "a--b",
             "registry.example.com:443/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "burst:local",
         ] {
@@ -243,6 +246,7 @@ mod tests {
             "host:/x",
             "a@sha256:xyz",
             "a___b",
+            "a__b.-c",
             "-x/y",
             "reg-.io/x",
         ] {

@@ -49,12 +49,14 @@ async fn expect_secrets(api: &mut ApiServer, stored: &mut Stored) -> Vec<Secret>
         return Vec::new();
     }
     let mut applied = Vec::new();
-    for name in names {
+    // The pods' Secrets first, then the CA's.
+    for name in [names[1], names[2], names[0]] {
         let call = api.expect("PATCH", &format!("/api/v1/namespaces/jobs/secrets/{name}?")).await;
         assert_owned_and_applied(&call);
         applied.push(serde_json::from_value::<Secret>(call.body.clone()).unwrap());
         call.echo_with_status(Value::Null);
     }
+    applied.rotate_right(1);
     stored.clone_from(&applied);
     applied
 }
@@ -295,4 +297,23 @@ async fn an_invalid_cluster_applies_nothing_and_says_why_with_conditions_and_a_w
     assert!(note.contains("WorkersReady is False") && note.contains("ControllerReady is False"), "{note}");
     // No hot loop: it waits for the spec to change.
     assert_eq!(finish(task).await.unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn a_secret_of_the_same_name_made_by_someone_else_is_never_taken_over() {
+    let (client, mut api) = mock::client();
+    let bc = example();
+    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(
+        Arc::new(bc),
+        context(client, "http://127.0.0.1:1"),
+    ));
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "demo-tls-ca", "namespace": "jobs" },
+        "data": { "ca.pem": "c29tZW9uZSBlbHNl" }
+    });
+    api.expect("GET", "/api/v1/namespaces/jobs/secrets/demo-tls-ca").await.reply(StatusCode::OK, theirs);
+    let error = finish(task).await.unwrap_err();
+    assert_eq!(error.reason(), "TlsSecretNotReady");
+    assert!(error.to_string().contains("demo-tls-ca exists and is not this BurstCluster's"), "{error}");
 }

@@ -341,7 +341,9 @@ async fn a_burstjob_on_a_tls_cluster_is_submitted_and_followed_over_the_operator
         "spec": { "image": "burst:local", "workers": { "replicas": 1 } }
     }))
     .unwrap();
-    let [ca, controller_tls, worker_tls] = tls::desired(&bc, "demo", "jobs", None, [None, None, None], 0).unwrap();
+    let owner = kube::Resource::controller_owner_ref(&bc, &());
+    let now = burst_proto::tls::issue::now();
+    let [ca, controller_tls, worker_tls] = tls::desired(&bc, "demo", "jobs", owner, [None, None, None], now).unwrap();
     let files = |secret, sub: &str, name: &str| {
         mock::mount_secret(&dir.path().join(sub), secret);
         mock::tls_files(&dir.path().join(sub), name)

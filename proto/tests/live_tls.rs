@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use burst_proto::tls::issue::{Ca, Issued, server_names};
+use burst_proto::tls::issue::{Ca, Issued, now, server_names};
 use burst_proto::tls::{self, LiveTls, Pem, WORKER_NAME};
 use burst_proto::v1::worker_peer_rpc_client::WorkerPeerRpcClient;
 use burst_proto::v1::worker_peer_rpc_server::{WorkerPeerRpc, WorkerPeerRpcServer};
@@ -33,9 +33,9 @@ fn pem(ca: &Ca, issued: &Issued) -> Pem {
 
 /// A CA, and server and client certificates from it.
 fn world() -> (Pem, Pem) {
-    let ca = Ca::generate("test", 10).unwrap();
-    let server = ca.issue("w-server", "worker", server_names(WORKER_NAME, &[]), 1).unwrap();
-    let client = ca.issue("w-client", "worker", vec![], 1).unwrap();
+    let ca = Ca::generate("test", 10, now()).unwrap();
+    let server = ca.issue("w-server", "worker", server_names(WORKER_NAME, &[]), 1, now()).unwrap();
+    let client = ca.issue("w-client", "worker", vec![], 1, now()).unwrap();
     (pem(&ca, &server), pem(&ca, &client))
 }
 

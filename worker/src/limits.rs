@@ -128,9 +128,10 @@ impl Cgroups {
             }
         };
         std::fs::write(dirs.pids.join("pids.max"), max_pids.to_string()).ok()?;
-        let memory_limit = match (&dirs.memory, memory_bytes) {
-            (Some(dir), bytes) => set_memory_limit(dir, bytes).then_some(bytes).filter(|b| *b > 0),
-            (None, _) => None,
+        // No limit while a worker thread is inside for the spawn (see `spawn_in`); the run's is set after.
+        let memory_limit = match &dirs.memory {
+            Some(dir) => set_memory_limit(dir, 0).then_some(memory_bytes).filter(|b| *b > 0),
+            None => None,
         };
         let ooms_before = dirs.memory.as_deref().map_or(0, oom_kills);
         let homes = [Some(self.pids.home.clone()), self.memory.as_ref().map(|m| m.home.clone())];
@@ -205,7 +206,10 @@ impl RunCgroup {
     /// Spawns `cmd` from inside the cgroup: the calling thread (only it: cgroup v1 moves single threads through
     /// `tasks`) steps in, spawns, and steps back out, so the child starts life in the cgroup and nothing it
     /// forks is ever outside. No await happens in between, so no other task runs on this thread meanwhile.
-    pub fn spawn_in(&self, cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    ///
+    /// The memory limit is set only once the thread is out again: a worker thread inside a memory cgroup at its
+    /// limit could have the whole worker chosen by the kernel's out-of-memory killer.
+    pub fn spawn_in(&mut self, cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
         let Some(dirs) = &self.dirs else { return cmd.spawn() };
         // SAFETY: gettid(2) has no preconditions.
         let tid = unsafe { libc::gettid() }.to_string();
@@ -219,10 +223,17 @@ impl RunCgroup {
             debug!(cgroup = %memory.display(), error = %e, "could not spawn inside the run's memory cgroup");
         }
         let child = cmd.spawn();
+        let mut left = true;
         for home in self.homes.iter().flatten() {
             if let Err(e) = std::fs::write(home.join("tasks"), &tid) {
                 tracing::warn!(error = %e, "a worker thread could not leave a run's cgroup");
+                left = false;
             }
+        }
+        if let (Some(limit), Some(memory)) = (self.memory_limit, &dirs.memory)
+            && (!left || !set_memory_limit(memory, limit))
+        {
+            self.memory_limit = None;
         }
         child
     }

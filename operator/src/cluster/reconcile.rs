@@ -117,25 +117,32 @@ async fn certificates(bc: &BurstCluster, ctx: &Context, ns: &str, name: &str) ->
     }
     let mut have = Vec::new();
     for secret in [names::tls_ca(name), names::controller_tls(name), names::worker_tls(name)] {
-        have.push(api.get_opt(&secret).await?.map(|s| tls::data_of(&s)));
+        have.push(api.get_opt(&secret).await?.map(|s| owned(bc, s)).transpose()?.map(|s| tls::data_of(&s)));
     }
     let now = Timestamp::now().as_second();
-    let want = tls::desired(
-        bc,
-        name,
-        ns,
-        bc.controller_owner_ref(&()),
-        [&have[0], &have[1], &have[2]].map(Option::as_ref),
-        now,
-    )
-    .map_err(|e| Error::TlsSecret(e.0))?;
-    for (secret, had) in want.iter().zip(&have) {
-        if had.as_ref() != Some(&tls::data_of(secret)) {
-            apply(ctx, ns, secret).await?;
-            info!(secret = secret.metadata.name.as_deref().unwrap_or_default(), "TLS secret written");
+    let have = [&have[0], &have[1], &have[2]].map(Option::as_ref);
+    let want =
+        tls::desired(bc, name, ns, bc.controller_owner_ref(&()), have, now).map_err(|e| Error::TlsSecret(e.0))?;
+    // The pods' Secrets first, the CA's last: a CA Secret is never ahead of the certificates it describes.
+    for i in [1, 2, 0] {
+        if have[i] != Some(&tls::data_of(&want[i])) {
+            apply(ctx, ns, &want[i]).await?;
+            info!(secret = want[i].metadata.name.as_deref().unwrap_or_default(), "TLS secret written");
         }
     }
     tls::operator_pem(&secrets.operator, &tls::data_of(&want[0])).map(Some).map_err(Error::TlsSecret)
+}
+
+/// `secret`, if this BurstCluster owns it: a Secret of the same name made by someone else is never taken over
+/// (or garbage-collected with the cluster).
+fn owned(bc: &BurstCluster, secret: Secret) -> Result<Secret> {
+    let uid = bc.metadata.uid.as_deref();
+    let ours = secret.metadata.owner_references.iter().flatten().any(|o| Some(o.uid.as_str()) == uid);
+    if ours {
+        return Ok(secret);
+    }
+    let name = secret.metadata.name.unwrap_or_default();
+    Err(Error::TlsSecret(format!("Secret {name} exists and is not this BurstCluster's: rename or delete it")))
 }
 
 /// The operator's client TLS for `bc`, read from its Secret.
@@ -145,6 +152,7 @@ async fn operator_tls(ctx: &Context, bc: &BurstCluster, ns: &str, name: &str) ->
     let Some(secret) = api.get_opt(&secrets.operator).await? else {
         return Err(Error::TlsSecret(format!("Secret {} not found (yet)", secrets.operator)));
     };
+    let secret = if secrets.operator_made { owned(bc, secret)? } else { secret };
     tls::operator_pem(&secrets.operator, &tls::data_of(&secret)).map_err(Error::TlsSecret)
 }
 

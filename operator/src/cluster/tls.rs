@@ -4,9 +4,10 @@
 //! Three Secrets, so that each pod sees only what it needs:
 //!
 //! ```text
-//! <name>-tls-ca          ca-cert.pem, ca-key.pem (the CA; mounted nowhere), ca.pem, operator.pem, operator-key.pem
-//! <name>-controller-tls  ca.pem, controller.pem, controller-key.pem         mounted in the controller at /tls
-//! <name>-worker-tls      ca.pem, <pod>.pem, <pod>-key.pem for each worker   mounted in every worker at /tls
+//! <name>-tls-ca          ca-cert.pem, ca-key.pem (the signing CA; mounted nowhere), ca.pem, operator.pem,
+//!                        operator-key.pem; while a CA is replaced next-ca-*.pem, next-ca-since, old-ca-*
+//! <name>-controller-tls  ca.pem, issuer.pem, controller.pem, controller-key.pem   mounted in the controller
+//! <name>-worker-tls      ca.pem, issuer.pem, <pod>.pem, <pod>-key.pem per worker  mounted in every worker
 //! ```
 //! `ca.pem` is the bundle every side trusts: the CA, plus the one it replaced while that one is still valid.
 //! With `spec.tls.{controller,worker,operator}Secret` the user supplies the last three (the operator's holds
@@ -16,7 +17,8 @@
 //! - A certificate is renewed when less than a third of its lifetime is left (30 days of 90 by default), so a
 //!   renewal is in every pod's files (a Secret volume updates within about a minute) long before the old one
 //!   expires; burst programs read their files again without a restart.
-//! - A renewed CA re-issues every certificate, and the old CA stays in the bundle until it expires.
+//! - A CA is replaced in three steps (see [`desired`]): every pod trusts a certificate before it meets it.
+//! - A certificate is kept only while the CA signing now is the one that issued it.
 //! - Worker certificates name their pod (the worker id), so a worker cannot act for another at the controller.
 //!   Workers of one cluster share one Secret, so one worker pod can read the others' keys.
 
@@ -38,6 +40,20 @@ pub const MOUNT: &str = "/tls";
 pub const CA_BUNDLE: &str = "ca.pem";
 const CA_CERT: &str = "ca-cert.pem";
 const CA_KEY: &str = "ca-key.pem";
+/// A CA made to replace the signing one, trusted (in the bundle) but not signing yet, and since when.
+const NEXT_CA_CERT: &str = "next-ca-cert.pem";
+const NEXT_CA_KEY: &str = "next-ca-key.pem";
+const NEXT_CA_SINCE: &str = "next-ca-since";
+/// The CA replaced last, still trusted for a while, and since when.
+const OLD_CA_CERT: &str = "old-ca-cert.pem";
+const OLD_CA_SINCE: &str = "old-ca-since";
+/// In each certificate Secret: the CA that signed its certificates.
+const ISSUER: &str = "issuer.pem";
+/// Time between the steps of a CA replacement: every pod's mounted Secret has been updated by then (the kubelet
+/// syncs a Secret volume within about a minute) and read (burst programs look every 10 s).
+pub const STAGE_SECONDS: i64 = 300;
+/// The longest certificate lifetime `spec.tls.certificateDays` may ask for (the CA lives 20 times as long).
+pub const MAX_CERTIFICATE_DAYS: u32 = 3650;
 /// The operator's client certificate (role admin) and key.
 pub const OPERATOR_CERT: &str = "operator.pem";
 pub const OPERATOR_KEY: &str = "operator-key.pem";
@@ -93,8 +109,8 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     if bc.spec.tokens_secret.is_some() && !tls.enabled() {
         return Err(SpecError("spec.tokensSecret needs TLS: tokens would cross the network in plaintext".into()));
     }
-    if tls.certificate_days == Some(0) {
-        return Err(SpecError("spec.tls.certificateDays must be at least 1".into()));
+    if let Some(days) = tls.certificate_days.filter(|d| *d == 0 || *d > MAX_CERTIFICATE_DAYS) {
+        return Err(SpecError(format!("spec.tls.certificateDays is {days}; it must be 1 to {MAX_CERTIFICATE_DAYS}")));
     }
     Ok(())
 }
@@ -105,9 +121,18 @@ pub fn operator_pem(secret: &str, data: &Data) -> Result<Pem, String> {
     Ok(Pem { ca: get(CA_BUNDLE)?, identity: Some((get(OPERATOR_CERT)?, get(OPERATOR_KEY)?)) })
 }
 
-/// What the operator-made Secrets should hold at `now` (Unix seconds), given what they hold: every certificate
-/// still fresh is kept, anything missing, unreadable or due is issued. Returns the three Secrets (CA,
-/// controller, workers) with their data, complete.
+/// What the operator-made Secrets should hold at `now` (Unix seconds), given what they hold. Returns the three
+/// Secrets (CA, controller, workers) with their data, complete; write the last two first.
+///
+/// The CA is replaced in three steps, each [`STAGE_SECONDS`] apart, so that no pod ever meets a certificate
+/// its files do not trust yet:
+/// 1. due: a next CA is made and added to the bundle (every pod learns to trust it);
+/// 2. promoted: it signs every certificate from then on, all of them issued again; the old CA stays in the
+///    bundle (pods not yet given their new certificates are still trusted);
+/// 3. retired: the old CA leaves the bundle.
+///
+/// A certificate is kept while it is fresh and was signed by the CA signing now (each Secret records its
+/// issuer); otherwise it is issued again.
 pub fn desired(
     bc: &BurstCluster,
     cluster: &str,
@@ -119,40 +144,43 @@ pub fn desired(
     let [have_ca, have_controller, have_workers] = have;
     let days = bc.spec.tls.certificate_days.map_or(CERTIFICATE_DAYS, i64::from);
     let fail = |e: String| SpecError(format!("making the cluster's certificates: {e}"));
-    let kept_ca = have_ca
-        .filter(|d| fresh(d.get(CA_CERT), now))
-        .and_then(|d| Ca::from_pem(text(d.get(CA_CERT)?)?, text(d.get(CA_KEY)?)?).ok());
-    let renewed = kept_ca.is_none();
-    let ca = match kept_ca {
-        Some(ca) => ca,
-        None => Ca::generate(&format!("burst CA of {ns}/{cluster}"), days * CA_LIFETIMES).map_err(fail)?,
+    let generate = || Ca::generate(&format!("burst CA of {ns}/{cluster}"), days * CA_LIFETIMES, now).map_err(fail);
+    let stored =
+        |cert: &str, key: &str| have_ca.and_then(|d| Ca::from_pem(text(d.get(cert)?)?, text(d.get(key)?)?).ok());
+    let since = |key: &str| have_ca.and_then(|d| text(d.get(key)?)?.trim().parse::<i64>().ok());
+    let current = stored(CA_CERT, CA_KEY).filter(|ca| valid(&ca.issued.cert_pem, now));
+    let staged = stored(NEXT_CA_CERT, NEXT_CA_KEY).zip(since(NEXT_CA_SINCE));
+    let mut retiring = have_ca.and_then(|d| d.get(OLD_CA_CERT)).cloned().zip(since(OLD_CA_SINCE));
+    let (signing, next) = match (current, staged) {
+        (Some(old), Some((next, at))) if now >= at + STAGE_SECONDS => {
+            retiring = Some((old.issued.cert_pem.into_bytes(), now));
+            (next, None)
+        }
+        (Some(ca), Some(staged)) => (ca, Some(staged)),
+        (Some(ca), None) if fresh(Some(&ca.issued.cert_pem.clone().into_bytes()), now) => (ca, None),
+        (Some(ca), None) => (ca, Some((generate()?, now))),
+        (None, _) => (generate()?, None),
     };
-    // The bundle: the CA, and the CA it replaced while that one is valid, so peers not yet given their new
-    // certificates are still trusted.
-    let mut bundle = ca.issued.cert_pem.clone().into_bytes();
-    if renewed
-        && let Some(old) = have_ca.and_then(|d| d.get(CA_CERT))
-        && issue::validity_window(old).is_some_and(|(_, to)| to > now)
-    {
-        bundle.extend_from_slice(old);
+    let retiring = retiring.filter(|(cert, at)| now < at + STAGE_SECONDS && valid_bytes(cert, now));
+    let signer = signing.issued.cert_pem.clone().into_bytes();
+    let mut bundle = signer.clone();
+    for extra in next.iter().map(|(ca, _)| ca.issued.cert_pem.as_bytes()).chain(retiring.iter().map(|(c, _)| &c[..])) {
+        bundle.extend_from_slice(extra);
     }
-    let bundle = match have_ca.and_then(|d| d.get(CA_BUNDLE)) {
-        // Keep the bundle as it was written while the CA stays (an expired old CA drops out when it renews).
-        Some(old) if !renewed => old.clone(),
-        _ => bundle,
-    };
-    // A certificate is kept when the CA stayed and it is fresh; otherwise it is issued again.
-    let leaf = |have: Option<&Data>, file: &str, holder: &str, role: &str, sans: Vec<String>| {
+    let signer_changed = have_ca.and_then(|d| d.get(CA_CERT)) != Some(&signer);
+    // A certificate is kept when it is fresh and its Secret says the signing CA issued it.
+    let leaf = |have: Option<&Data>, signed_here: bool, file: &str, holder: &str, role: &str, sans: Vec<String>| {
         let cert = have.and_then(|d| d.get(&format!("{file}.pem")));
         let key = have.and_then(|d| d.get(&format!("{file}-key.pem")));
         match (cert, key) {
-            (Some(cert), Some(key)) if !renewed && fresh(Some(cert), now) => {
+            (Some(cert), Some(key)) if signed_here && fresh(Some(cert), now) => {
                 Ok(Issued { cert_pem: lossy(cert), key_pem: lossy(key) })
             }
-            _ => ca.issue(holder, role, sans, days).map_err(fail),
+            _ => signing.issue(holder, role, sans, days, now).map_err(fail),
         }
     };
-    let operator = leaf(have_ca, "operator", "burst-operator", "admin", Vec::new())?;
+    let issued_by_signer = |have: Option<&Data>| have.and_then(|d| d.get(ISSUER)) == Some(&signer);
+    let operator = leaf(have_ca, !signer_changed, "operator", "burst-operator", "admin", Vec::new())?;
     let service = names::controller(cluster);
     let hosts = [
         service.clone(),
@@ -160,26 +188,38 @@ pub fn desired(
         format!("{service}.{ns}.svc"),
         format!("{service}.{ns}.svc.cluster.local"),
     ];
+    let controller_names = issue::server_names(CONTROLLER_NAME, &hosts);
     let controller = leaf(
         have_controller,
+        issued_by_signer(have_controller),
         "controller",
         CONTROLLER_NAME,
         "controller",
-        issue::server_names(CONTROLLER_NAME, &hosts),
+        controller_names,
     )?;
-    let mut workers = Data::from([(CA_BUNDLE.to_string(), bundle.clone())]);
+    let common = Data::from([(CA_BUNDLE.to_string(), bundle.clone()), (ISSUER.to_string(), signer.clone())]);
+    let mut workers = common.clone();
     for i in 0..bc.spec.workers.replicas.unwrap_or(1).max(0) {
         let pod = names::worker_pod(cluster, i);
-        let issued = leaf(have_workers, &pod, &pod, "worker", issue::server_names(WORKER_NAME, &[]))?;
-        put(&mut workers, &pod, issued);
+        let names = issue::server_names(WORKER_NAME, &[]);
+        put(&mut workers, &pod, leaf(have_workers, issued_by_signer(have_workers), &pod, &pod, "worker", names)?);
     }
     let mut ca_data = Data::from([
-        (CA_BUNDLE.to_string(), bundle.clone()),
-        (CA_CERT.to_string(), ca.issued.cert_pem.clone().into_bytes()),
-        (CA_KEY.to_string(), ca.issued.key_pem.clone().into_bytes()),
+        (CA_BUNDLE.to_string(), bundle),
+        (CA_CERT.to_string(), signer),
+        (CA_KEY.to_string(), signing.issued.key_pem.clone().into_bytes()),
     ]);
+    if let Some((next, at)) = next {
+        ca_data.insert(NEXT_CA_CERT.into(), next.issued.cert_pem.into_bytes());
+        ca_data.insert(NEXT_CA_KEY.into(), next.issued.key_pem.into_bytes());
+        ca_data.insert(NEXT_CA_SINCE.into(), at.to_string().into_bytes());
+    }
+    if let Some((cert, at)) = retiring {
+        ca_data.insert(OLD_CA_CERT.into(), cert);
+        ca_data.insert(OLD_CA_SINCE.into(), at.to_string().into_bytes());
+    }
     put(&mut ca_data, "operator", operator);
-    let mut controller_data = Data::from([(CA_BUNDLE.to_string(), bundle)]);
+    let mut controller_data = common;
     put(&mut controller_data, "controller", controller);
     let secret = |name: String, role: &str, data: Data| Secret {
         metadata: meta(name, ns, names::labels(cluster, role), owner.clone()),
@@ -202,6 +242,15 @@ pub fn data_of(secret: &Secret) -> Data {
 /// Valid now with more than a third of its lifetime left.
 fn fresh(cert: Option<&Vec<u8>>, now: i64) -> bool {
     cert.and_then(|pem| issue::validity_window(pem)).is_some_and(|(from, to)| now < to - (to - from) / 3)
+}
+
+/// Not expired at `now`.
+fn valid(cert_pem: &str, now: i64) -> bool {
+    valid_bytes(cert_pem.as_bytes(), now)
+}
+
+fn valid_bytes(cert: &[u8], now: i64) -> bool {
+    issue::validity_window(cert).is_some_and(|(_, to)| now < to)
 }
 
 fn text(bytes: &[u8]) -> Option<&str> {
@@ -249,7 +298,7 @@ mod tests {
         assert_eq!(identity_of(&controller["controller.pem"]), ("burst-controller".into(), "controller".into()));
         assert_eq!(identity_of(&workers["demo-worker-1.pem"]), ("demo-worker-1".into(), "worker".into()));
         assert_eq!(identity_of(&ca[OPERATOR_CERT]), ("burst-operator".into(), "admin".into()));
-        assert_eq!(workers.len(), 1 + 2 * 2, "the bundle and a certificate and key per worker");
+        assert_eq!(workers.len(), 2 + 2 * 2, "the bundle, the issuer, and a certificate and key per worker");
         assert!(operator_pem("demo-tls-ca", &ca).is_ok());
         assert!(operator_pem("x", &workers).unwrap_err().contains("operator.pem"));
     }
@@ -268,24 +317,79 @@ mod tests {
         assert_eq!(down[2], first[2], "a removed worker's certificate goes with it");
     }
 
+    fn certs_in(pem: &[u8]) -> usize {
+        String::from_utf8_lossy(pem).matches("BEGIN CERTIFICATE").count()
+    }
+
     #[test]
-    fn certificates_are_renewed_with_a_third_of_their_life_left_and_the_ca_near_its_end() {
+    fn certificates_are_renewed_with_a_third_of_their_life_left() {
         let bc = cluster(1);
         let start = now();
         let first = make(&bc, &[None, None, None], start);
         let have = first.clone().map(Some);
-        // 59 days on, 31 of 90 left: kept. 61 days on: renewed, same CA.
-        assert_eq!(make(&bc, &have, start + 59 * 86_400)[1], first[1]);
+        // 59 days on, 31 of 90 left: kept. 61 days on: issued again by the same CA.
+        assert_eq!(make(&bc, &have, start + 59 * 86_400), first);
         let later = make(&bc, &have, start + 61 * 86_400);
         assert_ne!(later[1]["controller.pem"], first[1]["controller.pem"]);
         assert_ne!(later[2]["demo-worker-0.pem"], first[2]["demo-worker-0.pem"]);
+        assert_ne!(later[0][OPERATOR_CERT], first[0][OPERATOR_CERT]);
         assert_eq!(later[0][CA_CERT], first[0][CA_CERT], "the CA lasts 20 lifetimes");
-        // Near the CA's end (1,800 days of its ~1,800): a new CA, the old one still in the bundle while valid.
+    }
+
+    #[test]
+    fn the_ca_is_replaced_in_three_steps_so_every_pod_trusts_each_certificate_before_it_meets_it() {
+        let bc = cluster(1);
+        let start = now();
+        let first = make(&bc, &[None, None, None], start);
         let (_, ca_end) = issue::validity_window(&first[0][CA_CERT]).unwrap();
-        let renewed = make(&bc, &have, ca_end - 86_400);
-        assert_ne!(renewed[0][CA_CERT], first[0][CA_CERT]);
-        let bundle = String::from_utf8(renewed[1][CA_BUNDLE].clone()).unwrap();
-        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "new CA and the old one");
+        // 1. Due: a next CA joins the bundle; the signing CA and the certificates stay.
+        let t1 = ca_end - 400 * 86_400;
+        let mut leaves = make(&bc, &first.clone().map(Some), t1 - 86_400);
+        leaves[0] = first[0].clone(); // certificates renewed just before, by the old CA
+        let staged = make(&bc, &leaves.clone().map(Some), t1);
+        assert_eq!(staged[0][CA_CERT], first[0][CA_CERT]);
+        assert!(staged[0].contains_key(NEXT_CA_CERT));
+        assert_eq!(certs_in(&staged[1][CA_BUNDLE]), 2, "pods learn the next CA first");
+        assert_eq!(staged[1]["controller.pem"], leaves[1]["controller.pem"]);
+        // Not yet: nothing more happens within the stage.
+        assert_eq!(make(&bc, &staged.clone().map(Some), t1 + STAGE_SECONDS - 1), staged);
+        // 2. Promoted: the next CA signs; every certificate is issued again; the old CA is still trusted.
+        let t2 = t1 + STAGE_SECONDS;
+        let promoted = make(&bc, &staged.clone().map(Some), t2);
+        assert_eq!(promoted[0][CA_CERT], staged[0][NEXT_CA_CERT]);
+        assert_eq!(promoted[0][OLD_CA_CERT], first[0][CA_CERT]);
+        assert_eq!(promoted[1][ISSUER], promoted[0][CA_CERT]);
+        assert_ne!(promoted[1]["controller.pem"], staged[1]["controller.pem"]);
+        assert_ne!(promoted[2]["demo-worker-0.pem"], staged[2]["demo-worker-0.pem"]);
+        assert_eq!(certs_in(&promoted[2][CA_BUNDLE]), 2);
+        // 3. Retired: the old CA leaves the bundle.
+        let retired = make(&bc, &promoted.clone().map(Some), t2 + STAGE_SECONDS);
+        assert_eq!(certs_in(&retired[1][CA_BUNDLE]), 1);
+        assert!(!retired[0].contains_key(OLD_CA_CERT));
+        assert_eq!(retired[1]["controller.pem"], promoted[1]["controller.pem"]);
+    }
+
+    #[test]
+    fn a_certificate_not_signed_by_the_signing_ca_is_issued_again() {
+        let bc = cluster(1);
+        let first = make(&bc, &[None, None, None], now());
+        // The CA Secret was lost (deleted, or never written after the others were): a new CA, and the
+        // certificates signed by the old one are not kept, fresh as they are.
+        let again = make(&bc, &[None, Some(first[1].clone()), Some(first[2].clone())], now());
+        assert_ne!(again[0][CA_CERT], first[0][CA_CERT]);
+        assert_ne!(again[1]["controller.pem"], first[1]["controller.pem"]);
+        assert_eq!(again[1][ISSUER], again[0][CA_CERT]);
+    }
+
+    #[test]
+    fn certificate_days_are_bounded() {
+        let mut bc = cluster(1);
+        bc.spec.tls.certificate_days = Some(MAX_CERTIFICATE_DAYS + 1);
+        assert!(validate(&bc).unwrap_err().0.contains("1 to 3650"));
+        bc.spec.tls.certificate_days = Some(MAX_CERTIFICATE_DAYS);
+        assert!(validate(&bc).is_ok());
+        let [ca, ..] = make(&bc, &[None, None, None], now());
+        assert!(issue::validity_window(&ca[CA_CERT]).is_some(), "the longest CA still fits a date");
     }
 
     #[test]

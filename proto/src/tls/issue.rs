@@ -23,14 +23,14 @@ fn err(what: &str) -> impl FnOnce(rcgen::Error) -> String + '_ {
 }
 
 impl Ca {
-    /// A new self-signed CA named `name`, valid for `days`.
-    pub fn generate(name: &str, days: i64) -> Result<Ca, String> {
+    /// A new self-signed CA named `name`, valid for `days` from `at` (Unix seconds).
+    pub fn generate(name: &str, days: i64, at: i64) -> Result<Ca, String> {
         let key = KeyPair::generate().map_err(err("a CA key"))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err("the CA"))?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        validity(&mut params, days);
+        validity(&mut params, days, at)?;
         let cert = params.self_signed(&key).map_err(err("the CA"))?;
         let issued = Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
         Ok(Ca { issuer: Issuer::new(params, key), issued })
@@ -44,27 +44,36 @@ impl Ca {
         Ok(Ca { issuer, issued })
     }
 
-    /// A certificate for `holder` in `role`, valid for `days` (negative: expired that long ago, for tests),
-    /// with `names` as its subject alternative names (a server's; a client needs none).
-    pub fn issue(&self, holder: &str, role: &str, names: Vec<String>, days: i64) -> Result<Issued, String> {
+    /// A certificate for `holder` in `role`, valid for `days` from `at` (Unix seconds; negative days: expired
+    /// that long ago, for tests), with `names` as its subject alternative names (a server's; a client needs none).
+    pub fn issue(&self, holder: &str, role: &str, names: Vec<String>, days: i64, at: i64) -> Result<Issued, String> {
         let key = KeyPair::generate().map_err(err("a key"))?;
         let mut params = CertificateParams::new(names).map_err(err("a certificate"))?;
         params.distinguished_name.push(DnType::CommonName, holder);
         params.distinguished_name.push(DnType::OrganizationalUnitName, role);
-        validity(&mut params, days);
+        validity(&mut params, days, at)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(err("a certificate"))?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 
-/// Valid from an hour ago (clock skew) for `days`; a negative `days` ends that long ago.
-fn validity(params: &mut CertificateParams, days: i64) {
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
+/// Valid from an hour before `at` (clock skew) for `days`; a negative `days` ends that long ago. A validity that
+/// does not fit a date is an error, not a panic.
+fn validity(params: &mut CertificateParams, days: i64, at: i64) -> Result<(), String> {
+    let bad = || format!("{days} days from {at} is not a date a certificate can carry");
+    let at = time::OffsetDateTime::from_unix_timestamp(at).map_err(|_| bad())?;
+    let shift = |d: time::Duration| at.checked_add(d).ok_or_else(bad);
+    params.not_before = shift(time::Duration::hours(-1))?;
     if days < 0 {
-        params.not_before = now + time::Duration::days(days * 2);
+        params.not_before = shift(time::Duration::days(days.saturating_mul(2)))?;
     }
-    params.not_after = now + time::Duration::days(days);
+    params.not_after = shift(time::Duration::days(days))?;
+    Ok(())
+}
+
+/// Now, in Unix seconds: the `at` of certificates made now.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// The subject alternative names of a server certificate: its role name ([`super::CONTROLLER_NAME`] or
@@ -87,15 +96,16 @@ mod tests {
 
     #[test]
     fn issued_certificates_name_holder_and_role_and_chain_to_their_ca() {
-        let ca = Ca::generate("test CA", 10).unwrap();
+        let ca = Ca::generate("test CA", 10, now()).unwrap();
         let again = Ca::from_pem(&ca.issued.cert_pem, &ca.issued.key_pem).unwrap();
-        let leaf = again.issue("w-1", "worker", server_names(super::super::WORKER_NAME, &[]), 3).unwrap();
+        let leaf = again.issue("w-1", "worker", server_names(super::super::WORKER_NAME, &[]), 3, now()).unwrap();
         let der = x509_parser::pem::parse_x509_pem(leaf.cert_pem.as_bytes()).unwrap().1.contents;
         assert_eq!(super::super::identity(&der), Some(("w-1".to_string(), "worker".to_string())));
         let (from, to) = validity_window(leaf.cert_pem.as_bytes()).unwrap();
         assert!((to - from - 3 * 86_400 - 3_600).abs() < 5, "three days and an hour: {}", to - from);
         assert_eq!(validity_window(b"not a certificate"), None);
-        let expired = ca.issue("old", "submit", vec![], -1).unwrap();
+        let expired = ca.issue("old", "submit", vec![], -1, now()).unwrap();
+        assert!(ca.issue("far", "submit", vec![], 10_000_000, now()).unwrap_err().contains("not a date"));
         let (_, to) = validity_window(expired.cert_pem.as_bytes()).unwrap();
         assert!(to < time::OffsetDateTime::now_utc().unix_timestamp());
     }

@@ -243,6 +243,8 @@ async fn handshake(
         Ok(Ok(stream)) => {
             let _ = tx.send(Ok(stream)).await;
         }
+        // A connection closed before it said anything: a TCP readiness probe, a port scan.
+        Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => debug!(%peer, %error, "closed before TLS"),
         // A client of another CA, with an expired certificate, or speaking plaintext.
         Ok(Err(error)) => info!(%peer, %error, "TLS handshake refused"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),

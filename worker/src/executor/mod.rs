@@ -50,6 +50,14 @@ pub fn invocation(job_id: &str, spec: &JobSpec, cfg: &ExecConfig) -> Result<Invo
     }
 }
 
+/// The names of the worker's own `BURST_*` environment variables, read once.
+fn worker_settings() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).filter(|k| k.starts_with("BURST_")).collect()
+    })
+}
+
 /// Runs `lease`'s job and returns its result. Never panics on the job's behaviour.
 /// When `stop` fires (the job was cancelled), the job is stopped like a timed-out one and reported `Cancelled`;
 /// a dropped `stop` sender means nobody will ever ask.
@@ -153,6 +161,10 @@ async fn execute(
     };
     let token = crate::sweep::run_token(&cfg.worker_id, &lease.job_id, lease.epoch);
     let mut cmd = Command::new(&inv.program);
+    // The worker's own settings (its token, certificate paths) are not the job's business.
+    for name in worker_settings() {
+        cmd.env_remove(name);
+    }
     cmd.args(&inv.args)
         .envs(&spec.env)
         .env("BURST_JOB_ID", &lease.job_id)
@@ -167,8 +179,14 @@ async fn execute(
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);
     }
-    let cgroup = cfg.exec_cgroup(spec.resources.as_ref().map_or(0, |r| r.memory_bytes));
-    let spawned = match &cgroup {
+    // A container's memory is limited by docker itself (`--memory`); a limit on the `docker run` client would
+    // kill the client and leave the container running.
+    let memory = match &spec.kind {
+        Some(Kind::Docker(_)) => 0,
+        _ => spec.resources.as_ref().map_or(0, |r| r.memory_bytes),
+    };
+    let mut cgroup = cfg.exec_cgroup(memory);
+    let spawned = match &mut cgroup {
         Some(cgroup) => cgroup.spawn_in(&mut cmd),
         None => cmd.spawn(),
     };

@@ -100,7 +100,8 @@ pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
         "terminal_p99_ms": p(&to_end, 99.0),
         "failed": failed,
     });
-    let mut text = format!("w3: {jobs} x /bin/true one at a time on an idle cluster ({workers} workers x {slots} slots)\n");
+    let mut text =
+        format!("w3: {jobs} x /bin/true one at a time on an idle cluster ({workers} workers x {slots} slots)\n");
     let rows = vec![
         vec!["".to_string(), "P50".into(), "P99".into()],
         vec![
