@@ -270,7 +270,7 @@ pub enum Workload {
     Steal,
     /// Submit throughput with the durable store against the in-memory store (no workers).
     Submit,
-    /// W1, W2, W3, W4 and steal, one after the other.
+    /// W4, W1, W2, W3 and steal, one after the other.
     All,
 }
 

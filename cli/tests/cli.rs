@@ -192,6 +192,30 @@ fn bench_steal_prints_the_makespans_as_json() {
     }
 }
 
+/// Each of W1-W4, small: it runs, nothing fails, and its JSON carries the figures the README quotes.
+#[test]
+fn bench_workloads_print_their_figures_as_json() {
+    for (workload, jobs, keys) in [
+        ("w1", "60", &["jobs_per_sec", "baseline_jobs_per_sec", "ratio"][..]),
+        ("w2", "32", &["jobs_per_sec", "baseline_jobs_per_sec", "ratio", "ideal_s", "ideal_ratio"][..]),
+        ("w3", "10", &["p50_ms", "p99_ms", "terminal_p50_ms", "terminal_p99_ms"][..]),
+        ("w4", "2000", &["jobs_per_sec", "baseline_jobs_per_sec", "bytes_per_queued_job"][..]),
+    ] {
+        let o = Command::new(BURST)
+            .args(["bench", "--workload", workload, "--jobs", jobs, "-o", "json"])
+            .env("BURST_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{workload}: {}", stderr(&o));
+        let v = json(&o);
+        assert_eq!((v["workload"].as_str(), v["failed"].as_u64()), (Some(workload), Some(0)), "{v}");
+        assert_eq!(v["jobs"].as_u64(), jobs.parse().ok(), "{v}");
+        for key in keys {
+            assert!(v[*key].as_f64().is_some_and(|x| x > 0.0), "{workload}: {key} in {v}");
+        }
+    }
+}
+
 #[test]
 fn sigterm_drains_a_worker_process() {
     let dir = tempfile::tempdir().unwrap();

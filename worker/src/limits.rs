@@ -13,11 +13,21 @@
 //!   cgroup only; the job ends killed by signal 9 and its message says it ran out of memory.
 //!
 //! # Guarantees
-//! A job is spawned from inside its cgroup (see [`RunCgroup::spawn_in`]), so it and everything it forks are
+//! A job is spawned from inside its cgroup (see [`RunCgroup::spawn`]), so it and everything it forks are
 //! counted there from the start.
+//!
+//! # Why a thread per run cgroup
+//! Moving a thread between cgroup v1 cgroups takes a global lock whose writer waits for an RCU grace period,
+//! tens of milliseconds when moves are sparse (26 ms seen with strace here), and blocks the moving thread. With
+//! the spawning thread moving in and out for every job, `burst bench --workload w2` reached 0.80 of its ideal
+//! makespan; without any move, 0.95. So each pooled pids cgroup has its own spawner thread that moved in once
+//! and stays: spawning a job there moves nothing. Only a job with a memory limit costs moves (its spawner
+//! steps into the run's memory cgroup for the spawn).
 
 use std::path::{Path, PathBuf};
 
+use tokio::process::Child;
+use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 /// Per-job limits; see [`crate::config::Args`] for the flags.
@@ -68,11 +78,67 @@ impl Hierarchy {
     }
 }
 
-/// A run's cgroup directories: pids, and memory where the host has it.
+/// A run's cgroup directories (pids, and memory where the host has it) and the thread that spawns inside them.
 #[derive(Debug)]
 struct RunDirs {
     pids: PathBuf,
     memory: Option<PathBuf>,
+    /// `None` for the stale cgroups of dead workers, which only get emptied.
+    spawner: Option<Spawner>,
+}
+
+/// What a spawner thread is asked: spawn this, stepping into this memory cgroup (and back home) for it.
+type SpawnRequest = (tokio::process::Command, Option<(PathBuf, PathBuf)>, oneshot::Sender<std::io::Result<Child>>);
+
+/// A thread living in one run's pids cgroup; ends when this is dropped.
+#[derive(Debug)]
+struct Spawner(std::sync::mpsc::Sender<SpawnRequest>);
+
+impl Spawner {
+    /// Starts the thread and waits until it is inside `pids` (its one cgroup move).
+    fn start(pids: &Path) -> Option<Spawner> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let tasks = pids.join("tasks");
+        std::thread::Builder::new()
+            .name("burst-spawn".into())
+            .spawn(move || {
+                // SAFETY: gettid(2) has no preconditions.
+                let tid = unsafe { libc::gettid() }.to_string();
+                let inside = std::fs::write(&tasks, &tid);
+                let _ = ready_tx.send(inside.is_ok());
+                if let Err(e) = inside {
+                    debug!(cgroup = %tasks.display(), error = %e, "a spawner could not enter its cgroup");
+                    return;
+                }
+                // Children are registered with the runtime's reactor (their exit is awaited there).
+                let _runtime = runtime.enter();
+                while let Ok((mut cmd, memory, reply)) = rx.recv() {
+                    let _ = reply.send(spawn_here(&tid, &mut cmd, memory));
+                }
+            })
+            .ok()?;
+        ready.recv().ok()?.then_some(Spawner(tx))
+    }
+}
+
+/// Spawns `cmd` from this thread, inside `memory` (run, home) for the moment of the spawn when given.
+fn spawn_here(
+    tid: &str,
+    cmd: &mut tokio::process::Command,
+    memory: Option<(PathBuf, PathBuf)>,
+) -> std::io::Result<Child> {
+    let Some((run, home)) = memory else { return cmd.spawn() };
+    if let Err(e) = std::fs::write(run.join("tasks"), tid) {
+        debug!(cgroup = %run.display(), error = %e, "could not spawn inside the run's memory cgroup");
+        return cmd.spawn();
+    }
+    let child = cmd.spawn();
+    if let Err(e) = std::fs::write(home.join("tasks"), tid) {
+        tracing::warn!(error = %e, "a spawner thread could not leave a run's memory cgroup");
+    }
+    child
 }
 
 /// Where this worker makes its runs' cgroups, if it can.
@@ -124,18 +190,20 @@ impl Cgroups {
                 std::fs::create_dir_all(&pids).ok()?;
                 let memory =
                     self.memory.as_ref().map(|m| m.base.join(&run)).filter(|d| std::fs::create_dir_all(d).is_ok());
-                RunDirs { pids, memory }
+                let spawner = Some(Spawner::start(&pids)?);
+                RunDirs { pids, memory, spawner }
             }
         };
-        std::fs::write(dirs.pids.join("pids.max"), max_pids.to_string()).ok()?;
+        // The spawner thread is one of the cgroup's tasks.
+        std::fs::write(dirs.pids.join("pids.max"), (max_pids + 1).to_string()).ok()?;
         // No limit while a worker thread is inside for the spawn (see `spawn_in`); the run's is set after.
         let memory_limit = match &dirs.memory {
             Some(dir) => set_memory_limit(dir, 0).then_some(memory_bytes).filter(|b| *b > 0),
             None => None,
         };
         let ooms_before = dirs.memory.as_deref().map_or(0, oom_kills);
-        let homes = [Some(self.pids.home.clone()), self.memory.as_ref().map(|m| m.home.clone())];
-        Some(RunCgroup { dirs: Some(dirs), homes, free: self.free.clone(), memory_limit, ooms_before })
+        let memory_home = self.memory.as_ref().map(|m| m.home.clone());
+        Some(RunCgroup { dirs: Some(dirs), memory_home, free: self.free.clone(), memory_limit, ooms_before })
     }
 }
 
@@ -172,8 +240,8 @@ fn clear_dead(home: &Path) {
         let runs = std::fs::read_dir(&base).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect());
         for dir in runs.unwrap_or_else(|_| Vec::new()).into_iter().filter(|p| p.is_dir()) {
             let stale = RunCgroup {
-                dirs: Some(RunDirs { pids: dir.clone(), memory: None }),
-                homes: [None, None],
+                dirs: Some(RunDirs { pids: dir.clone(), memory: None, spawner: None }),
+                memory_home: None,
                 free: Default::default(),
                 memory_limit: None,
                 ooms_before: 0,
@@ -193,8 +261,8 @@ fn clear_dead(home: &Path) {
 pub struct RunCgroup {
     /// `None` once handed back to the pool.
     dirs: Option<RunDirs>,
-    /// Where the spawning thread returns to, per hierarchy (pids, memory).
-    homes: [Option<PathBuf>; 2],
+    /// The worker's own memory cgroup, where a spawner returns to.
+    memory_home: Option<PathBuf>,
     free: std::sync::Arc<std::sync::Mutex<Vec<RunDirs>>>,
     /// The memory limit set on this run, if any.
     memory_limit: Option<u64>,
@@ -203,35 +271,22 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
-    /// Spawns `cmd` from inside the cgroup: the calling thread (only it: cgroup v1 moves single threads through
-    /// `tasks`) steps in, spawns, and steps back out, so the child starts life in the cgroup and nothing it
-    /// forks is ever outside. No await happens in between, so no other task runs on this thread meanwhile.
-    ///
-    /// The memory limit is set only once the thread is out again: a worker thread inside a memory cgroup at its
-    /// limit could have the whole worker chosen by the kernel's out-of-memory killer.
-    pub fn spawn_in(&mut self, cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
-        let Some(dirs) = &self.dirs else { return cmd.spawn() };
-        // SAFETY: gettid(2) has no preconditions.
-        let tid = unsafe { libc::gettid() }.to_string();
-        if let Err(e) = std::fs::write(dirs.pids.join("tasks"), &tid) {
-            debug!(cgroup = %dirs.pids.display(), error = %e, "could not spawn inside the run's cgroup");
-            return cmd.spawn();
-        }
-        if let Some(memory) = &dirs.memory
-            && let Err(e) = std::fs::write(memory.join("tasks"), &tid)
-        {
-            debug!(cgroup = %memory.display(), error = %e, "could not spawn inside the run's memory cgroup");
-        }
-        let child = cmd.spawn();
-        let mut left = true;
-        for home in self.homes.iter().flatten() {
-            if let Err(e) = std::fs::write(home.join("tasks"), &tid) {
-                tracing::warn!(error = %e, "a worker thread could not leave a run's cgroup");
-                left = false;
-            }
-        }
-        if let (Some(limit), Some(memory)) = (self.memory_limit, &dirs.memory)
-            && (!left || !set_memory_limit(memory, limit))
+    /// Spawns `cmd` inside the run's cgroups, on the run's spawner thread (see the module docs), and only then
+    /// sets the run's memory limit: a worker thread inside a memory cgroup at its limit could have the whole
+    /// worker chosen by the kernel's out-of-memory killer.
+    pub async fn spawn(&mut self, cmd: tokio::process::Command) -> std::io::Result<Child> {
+        let Some(dirs) = &self.dirs else { return { cmd }.spawn() };
+        let Some(spawner) = &dirs.spawner else { return { cmd }.spawn() };
+        let memory = match (self.memory_limit, &dirs.memory, &self.memory_home) {
+            (Some(_), Some(run), Some(home)) => Some((run.clone(), home.clone())),
+            _ => None,
+        };
+        let (reply, answer) = oneshot::channel();
+        let gone = || std::io::Error::other("the run's spawner thread is gone");
+        spawner.0.send((cmd, memory, reply)).map_err(|_| gone())?;
+        let child = answer.await.map_err(|_| gone())?;
+        if let (Some(limit), Some(run)) = (self.memory_limit, &dirs.memory)
+            && !set_memory_limit(run, limit)
         {
             self.memory_limit = None;
         }
@@ -249,7 +304,10 @@ impl RunCgroup {
     pub fn kill_all(&self) -> usize {
         let Some(dirs) = &self.dirs else { return 0 };
         let Ok(text) = std::fs::read_to_string(dirs.pids.join("cgroup.procs")) else { return 0 };
-        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).filter(|p| *p > 1).collect();
+        // The worker itself is listed too: its spawner thread lives here.
+        let me = std::process::id() as i32;
+        let pids: Vec<i32> =
+            text.lines().filter_map(|l| l.trim().parse().ok()).filter(|p| *p > 1 && *p != me).collect();
         for &pid in &pids {
             // SAFETY: kill(2) on a pid read from this run's own cgroup; it touches no memory of ours.
             unsafe {

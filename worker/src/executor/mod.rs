@@ -187,7 +187,7 @@ async fn execute(
     };
     let mut cgroup = cfg.exec_cgroup(memory);
     let spawned = match &mut cgroup {
-        Some(cgroup) => cgroup.spawn_in(&mut cmd),
+        Some(cgroup) => cgroup.spawn(cmd).await,
         None => cmd.spawn(),
     };
     let mut child = match spawned {

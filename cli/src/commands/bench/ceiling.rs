@@ -2,11 +2,12 @@
 //! only benchmarks use), so what is measured is submit, lease, start confirmation, result and the durable
 //! store: everything burst does per job except the process.
 //!
-//! 1. Throughput: workers up, `jobs` submitted in batches of 1,000 while they run; the clock stops when the
-//!    controller counts every job succeeded.
-//! 2. Memory: a fresh controller with no workers; this process's resident memory before and after `jobs` are
-//!    queued gives bytes per queued job; workers then run them all, and the memory after, bytes per retained
-//!    finished job (an upper bound: the allocator may keep what the queue freed).
+//! 1. Memory, first, while the process is fresh (memory freed by an earlier run would be reused and hide the
+//!    growth): a controller with no workers; this process's resident memory before and after `jobs` are queued
+//!    gives bytes per queued job; workers then run them all, and the memory after, bytes per retained finished
+//!    job (an upper bound: the allocator may keep what the queue freed).
+//! 2. Throughput: workers up, `jobs` submitted in batches of 1,000 while they run; the clock stops when the
+//!    controller counts every job finished.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,27 @@ async fn until_finished(client: &mut Client, jobs: u64) -> anyhow::Result<u64> {
     }
 }
 
+/// Seconds for `jobs` jobs through submit, lease and complete with `workers` up from the start, and how many
+/// failed.
+async fn throughput(args: &BenchArgs, jobs: usize, workers: u32, durable: bool) -> anyhow::Result<(f64, u64)> {
+    let store = if durable { "durable store" } else { "in-memory store" };
+    eprintln!("w4: {jobs} jobs through submit, lease and complete (no processes), {store} ...");
+    let scratch = Scratch::new("w4");
+    let opts = ClusterOptions { data_dir: durable.then(|| scratch.0.join("data")), ..options(args, workers, &scratch) };
+    let cluster = LocalCluster::start(opts).await?;
+    let mut client = cluster.client().await?;
+    let started = Instant::now();
+    let waiter = {
+        let mut client = client.clone();
+        tokio::spawn(async move { until_finished(&mut client, jobs as u64).await })
+    };
+    submit_all(&mut client, jobs).await?;
+    let failed = waiter.await??;
+    let elapsed = started.elapsed().as_secs_f64();
+    cluster.shutdown().await?;
+    Ok((elapsed, failed))
+}
+
 fn options(args: &BenchArgs, workers: u32, scratch: &Scratch) -> ClusterOptions {
     let slots = args.slots.unwrap_or(16);
     ClusterOptions {
@@ -77,21 +99,6 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
     let jobs = args.jobs.unwrap_or(200_000);
     let workers = args.workers.unwrap_or(2);
 
-    eprintln!("w4: {jobs} jobs through submit, lease and complete (no processes), durable store ...");
-    let scratch = Scratch::new("w4");
-    let cluster = LocalCluster::start(options(args, workers, &scratch)).await?;
-    let mut client = cluster.client().await?;
-    let started = Instant::now();
-    let waiter = {
-        let mut client = client.clone();
-        tokio::spawn(async move { until_finished(&mut client, jobs as u64).await })
-    };
-    submit_all(&mut client, jobs).await?;
-    let failed = waiter.await??;
-    let elapsed = started.elapsed().as_secs_f64();
-    cluster.shutdown().await?;
-    drop(scratch);
-
     eprintln!("w4: memory: {jobs} jobs queued with no workers, then run ...");
     let scratch = Scratch::new("w4-memory");
     let mut cluster = LocalCluster::start(options(args, 0, &scratch)).await?;
@@ -104,6 +111,10 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
     until_finished(&mut client, jobs as u64).await?;
     let retained = resident_bytes();
     cluster.shutdown().await?;
+    let (elapsed, failed) = throughput(args, jobs, workers, true).await?;
+    let (memory_elapsed, _) = throughput(args, jobs, workers, false).await?;
+    let memory_rate = jobs as f64 / memory_elapsed.max(1e-9);
+
     let per = |after: u64| after.saturating_sub(before) as f64 / jobs.max(1) as f64;
     let rate = jobs as f64 / elapsed.max(1e-9);
     let json = json!({
@@ -113,6 +124,9 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
         "store": "durable",
         "elapsed_s": elapsed,
         "jobs_per_sec": rate,
+        "baseline_jobs_per_sec": memory_rate,
+        "baseline": "the same with the in-memory store",
+        "ratio": rate / memory_rate,
         "bytes_per_queued_job": per(queued),
         "bytes_per_retained_job": per(retained),
         "failed": failed,
@@ -121,6 +135,7 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
     let rows = vec![
         vec!["".to_string(), "VALUE".into()],
         vec!["submit -> lease -> complete".into(), format!("{rate:.0} jobs/s ({elapsed:.2} s)")],
+        vec!["the same, in-memory store".into(), format!("{memory_rate:.0} jobs/s ({memory_elapsed:.2} s)")],
         vec!["memory per queued job".into(), format!("{:.0} bytes", per(queued))],
         vec!["memory per retained finished job".into(), format!("{:.0} bytes", per(retained))],
     ];
