@@ -176,6 +176,7 @@ impl ControllerRpc for ControllerService {
         valid_ids("job_ids", &req.job_ids)?;
         let ids: HashSet<String> = req.job_ids.into_iter().collect();
         let labels = req.labels;
+        let terminal_only = req.terminal_only;
         let owner = who.scope().map(str::to_string);
         // Subscribe before reading current statuses, so no change falls between the two.
         let mut rx = self.controller.subscribe();
@@ -197,7 +198,9 @@ impl ControllerRpc for ControllerService {
                 };
                 match next {
                     Ok(status)
-                        if watched(&ids, &labels, &status) && owner.as_ref().is_none_or(|o| *o == status.owner) =>
+                        if (!terminal_only || is_terminal(&status))
+                            && watched(&ids, &labels, &status)
+                            && owner.as_ref().is_none_or(|o| *o == status.owner) =>
                     {
                         if tx.send(Ok(status)).await.is_err() {
                             return;
@@ -401,6 +404,10 @@ where
     let first = futures::stream::iter(initial.into_iter().map(Ok));
     tokio::spawn(produce(tx));
     Box::pin(futures::StreamExt::chain(first, tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+fn is_terminal(status: &JobStatus) -> bool {
+    matches!(status.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled)
 }
 
 /// Whether a watcher asking for `ids` (empty: all) and `labels` (each must match) wants `status`.

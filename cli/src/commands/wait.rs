@@ -59,7 +59,7 @@ async fn follow(
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
     let mut left: HashSet<String> = batch.iter().cloned().collect();
-    let req = WatchJobsRequest { job_ids: batch, initial: true, ..WatchJobsRequest::default() };
+    let req = WatchJobsRequest { job_ids: batch, initial: true, terminal_only: true, ..WatchJobsRequest::default() };
     let mut stream = client.watch_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
     while !left.is_empty() {
         match stream.next().await {
