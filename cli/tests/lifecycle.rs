@@ -116,8 +116,12 @@ async fn a_result_reported_three_times_is_applied_once() {
         JobResult { lease: Some(lease_ref), reason: Reason::Exited as i32, exit_code: Some(0), ..Default::default() };
     let mut accepted = 0;
     for _ in 0..3 {
-        let req =
-            ReportJobResultRequest { worker_id: "fake".into(), session: reg.session, results: vec![result.clone()] };
+        let req = ReportJobResultRequest {
+            worker_id: "fake".into(),
+            session: reg.session,
+            results: vec![result.clone()],
+            started: vec![],
+        };
         accepted += raw.report_job_result(req).await.unwrap().into_inner().accepted;
     }
     assert_eq!(accepted, 1);
@@ -239,5 +243,59 @@ async fn a_grandchild_that_escaped_with_setsid_does_not_survive_its_job() {
         (!alive).then_some(())
     })
     .await;
+    c.shutdown().await.unwrap();
+}
+
+/// A result and the start of the job that takes its slot, in one call: the start is confirmed after the result
+/// freed the slot; a start whose lease is stale is refused in the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_and_the_next_start_go_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
+    let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
+    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    submit(&mut client, vec![process("/bin/true", &[]), process("/bin/true", &[])]).await;
+    let mut leases = Vec::new();
+    while leases.len() < 2 {
+        let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000 };
+        leases.extend(raw.poll_job(poll).await.unwrap().into_inner().leases);
+    }
+    let refs: Vec<LeaseRef> = leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+    let start =
+        ReportJobStartedRequest { worker_id: "fake".into(), session: reg.session, started: vec![refs[0].clone()] };
+    assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
+    let done = JobResult {
+        lease: Some(refs[0].clone()),
+        reason: Reason::Exited as i32,
+        exit_code: Some(0),
+        ..Default::default()
+    };
+    let req = ReportJobResultRequest {
+        worker_id: "fake".into(),
+        session: reg.session,
+        results: vec![done],
+        started: vec![refs[1].clone()],
+    };
+    let resp = raw.report_job_result(req).await.unwrap().into_inner();
+    assert_eq!((resp.accepted, resp.refused_starts.len()), (1, 0), "{resp:?}");
+    let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
+    // The first job has ended: a start of it is refused in the same answer as the second job's result.
+    let done = JobResult {
+        lease: Some(refs[1].clone()),
+        reason: Reason::Exited as i32,
+        exit_code: Some(0),
+        ..Default::default()
+    };
+    let req = ReportJobResultRequest {
+        worker_id: "fake".into(),
+        session: reg.session,
+        results: vec![done],
+        started: vec![refs[0].clone()],
+    };
+    let resp = raw.report_job_result(req).await.unwrap().into_inner();
+    assert_eq!((resp.accepted, resp.refused_starts.clone()), (1, vec![refs[0].job_id.clone()]), "{resp:?}");
     c.shutdown().await.unwrap();
 }

@@ -326,13 +326,28 @@ impl ControllerRpc for ControllerService {
         req: Request<ReportJobResultRequest>,
     ) -> Result<Response<ReportJobResultResponse>, Status> {
         let req = self.worker_call(req, |r| &r.worker_id)?;
-        let (accepted, refused, d) = self
-            .controller
-            .lock()
-            .finished(&req.worker_id, req.session, req.results, burst_proto::now_ms())
-            .map_err(sched_status)?;
-        durable(d).await?;
-        Ok(Response::new(ReportJobResultResponse { accepted, refused }))
+        let now = burst_proto::now_ms();
+        // One lock for both, results first: a start never counts against a slot its result has not freed.
+        let (accepted, refused, refused_starts, done, started) = {
+            let mut sched = self.controller.lock();
+            let (accepted, refused, done) =
+                sched.finished(&req.worker_id, req.session, req.results, now).map_err(sched_status)?;
+            let (refused_starts, started) = match req.started.is_empty() {
+                true => (Vec::new(), None),
+                false => {
+                    let (refused, d) =
+                        sched.started(&req.worker_id, req.session, &req.started, now).map_err(sched_status)?;
+                    (refused, Some(d))
+                }
+            };
+            (accepted, refused, refused_starts, done, started)
+        };
+        // Both were handed to the store together, so they share its next commit.
+        durable(done).await?;
+        if let Some(d) = started {
+            durable(d).await?;
+        }
+        Ok(Response::new(ReportJobResultResponse { accepted, refused, refused_starts }))
     }
 
     #[instrument(skip_all, fields(worker))]

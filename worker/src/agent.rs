@@ -6,8 +6,8 @@
 //!    (a stale lease is refused there, and then never run), runs it and hands the result to the reporter.
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
 //!    flight), retrying with backoff until the controller answers. One loop, in order, results of a batch before
-//!    its starts: a slot's next start is never reported before the result that freed the slot, so the
-//!    controller never sees more jobs running than the worker has slots.
+//!    its starts (in one call when there are both): a slot's next start is never reported before the result
+//!    that freed the slot, so the controller never sees more jobs running than the worker has slots.
 //! 4. **heartbeat**: tells the controller the worker is alive and which jobs it has, and learns which peers
 //!    have jobs queued.
 //! 5. **steal** ([`crate::steal`]): while a slot is free and the local queue is empty, takes queued jobs from a
@@ -413,15 +413,16 @@ impl Agent {
                     Report::Flush(reply) => flushes.push(reply),
                 }
             }
-            if !results.is_empty() {
-                self.report_results(results).await;
-            }
-            if !starts.is_empty() {
-                let (refs, replies): (Vec<LeaseRef>, Vec<_>) = starts.into_iter().unzip();
-                let refused = self.report_started(refs.clone()).await;
-                for (r, reply) in refs.iter().zip(replies) {
-                    let _ = reply.send(!refused.contains(&r.job_id));
-                }
+            let (refs, replies): (Vec<LeaseRef>, Vec<_>) = starts.into_iter().unzip();
+            // Results and the starts after them go in one call when there are results (one round trip, one
+            // commit), the starts alone otherwise.
+            let refused = match (results.is_empty(), refs.is_empty()) {
+                (false, _) => self.report_results(results, refs.clone()).await,
+                (true, false) => self.report_started(refs.clone()).await,
+                (true, true) => Vec::new(),
+            };
+            for (r, reply) in refs.iter().zip(replies) {
+                let _ = reply.send(!refused.contains(&r.job_id));
             }
             for reply in flushes {
                 let _ = reply.send(());
@@ -492,17 +493,21 @@ impl Agent {
         }
     }
 
-    /// Sends results until the controller answers. Results of a session it forgot are dropped: it has released
-    /// those jobs already.
-    async fn report_results(&self, results: Vec<JobResult>) {
+    /// Sends results, and the starts that follow them, until the controller answers; returns the starts it
+    /// refused. Results of a session it forgot are dropped: it has released those jobs already.
+    async fn report_results(&self, results: Vec<JobResult>, started: Vec<LeaseRef>) -> Vec<String> {
         let mut delays = backoff();
         loop {
             let session = self.current();
-            let req =
-                ReportJobResultRequest { worker_id: self.cfg.worker_id.clone(), session, results: results.clone() };
+            let req = ReportJobResultRequest {
+                worker_id: self.cfg.worker_id.clone(),
+                session,
+                results: results.clone(),
+                started: started.clone(),
+            };
             match self.client.clone().report_job_result(req).await {
                 Ok(resp) => {
-                    let refused = resp.into_inner().refused;
+                    let ReportJobResultResponse { refused, refused_starts, .. } = resp.into_inner();
                     // A stopped job's result is refused because the job was cancelled: expected, not stale.
                     let stale = results
                         .iter()
@@ -516,7 +521,7 @@ impl Agent {
                     for l in results.iter().filter_map(|r| r.lease.as_ref()) {
                         held.remove(&l.job_id);
                     }
-                    return;
+                    return refused_starts;
                 }
                 // On NotFound this registers again (claiming what it holds), then sends them again: results of
                 // jobs it still holds are accepted, the others refused.
