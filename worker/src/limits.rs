@@ -115,7 +115,17 @@ impl Spawner {
                 // Children are registered with the runtime's reactor (their exit is awaited there).
                 let _runtime = runtime.enter();
                 while let Ok((mut cmd, memory, reply)) = rx.recv() {
-                    let _ = reply.send(spawn_here(&tid, &mut cmd, memory));
+                    // The run was given up (its job stopped, its worker shutting down): start nothing.
+                    if reply.is_closed() {
+                        continue;
+                    }
+                    // Given up while spawning: nobody will stop what was started, so stop it here.
+                    if let Err(Ok(child)) = reply.send(spawn_here(&tid, &mut cmd, memory))
+                        && let Some(pid) = child.id()
+                    {
+                        // SAFETY: kill(2) on the process group of a child we just spawned; no memory of ours.
+                        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                    }
                 }
             })
             .ok()?;
