@@ -266,36 +266,24 @@ async fn a_result_and_the_next_start_go_in_one_call() {
     let start =
         ReportJobStartedRequest { worker_id: "fake".into(), session: reg.session, started: vec![refs[0].clone()] };
     assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
-    let done = JobResult {
-        lease: Some(refs[0].clone()),
-        reason: Reason::Exited as i32,
-        exit_code: Some(0),
-        ..Default::default()
-    };
-    let req = ReportJobResultRequest {
+    // The result of `done` and the start of `next`, in one call.
+    let result_then_start = |done: &LeaseRef, next: &LeaseRef| ReportJobResultRequest {
         worker_id: "fake".into(),
         session: reg.session,
-        results: vec![done],
-        started: vec![refs[1].clone()],
+        results: vec![JobResult {
+            lease: Some(done.clone()),
+            reason: Reason::Exited as i32,
+            exit_code: Some(0),
+            ..Default::default()
+        }],
+        started: vec![next.clone()],
     };
-    let resp = raw.report_job_result(req).await.unwrap().into_inner();
+    let resp = raw.report_job_result(result_then_start(&refs[0], &refs[1])).await.unwrap().into_inner();
     assert_eq!((resp.accepted, resp.refused_starts.len()), (1, 0), "{resp:?}");
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
     // The first job has ended: a start of it is refused in the same answer as the second job's result.
-    let done = JobResult {
-        lease: Some(refs[1].clone()),
-        reason: Reason::Exited as i32,
-        exit_code: Some(0),
-        ..Default::default()
-    };
-    let req = ReportJobResultRequest {
-        worker_id: "fake".into(),
-        session: reg.session,
-        results: vec![done],
-        started: vec![refs[0].clone()],
-    };
-    let resp = raw.report_job_result(req).await.unwrap().into_inner();
+    let resp = raw.report_job_result(result_then_start(&refs[1], &refs[0])).await.unwrap().into_inner();
     assert_eq!((resp.accepted, resp.refused_starts.clone()), (1, vec![refs[0].job_id.clone()]), "{resp:?}");
     c.shutdown().await.unwrap();
 }
