@@ -51,14 +51,9 @@ pub struct ClientTls {
 
 impl ClientTls {
     fn live(&self) -> Result<LiveTls, Usage> {
-        let read = |path: &Path, what: &str| {
-            std::fs::read(path).map_err(|e| Usage(format!("reading the {what} {}: {e}", path.display())))
-        };
-        let identity = match &self.identity {
-            Some((cert, key)) => Some((read(cert, "certificate")?, read(key, "key")?)),
-            None => None,
-        };
-        LiveTls::new(Pem { ca: read(&self.ca, "CA certificate")?, identity }).map_err(|e| Usage(format!("TLS: {e}")))
+        let identity = self.identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+        let pem = Pem::read_paths(&self.ca, identity).map_err(Usage)?;
+        LiveTls::new(pem).map_err(|e| Usage(format!("TLS: {e}")))
     }
 }
 

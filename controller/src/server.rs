@@ -9,7 +9,6 @@ use burst_proto::v1::controller_rpc_server::ControllerRpcServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::admission::Admission;
@@ -101,21 +100,10 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     let stopped = async {
         let _ = stopped.await;
     };
-    let task = match &tls {
-        // Clients may come with a token instead of a certificate; workers and admins without a token need one.
-        Some(tls) => {
-            let incoming = burst_proto::tls::incoming(listener, tls.clone(), false).map_err(anyhow::Error::msg)?;
-            tokio::spawn(
-                async move { router.serve_with_incoming_shutdown(incoming, stopped).await.context("gRPC server") },
-            )
-        }
-        None => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            tokio::spawn(
-                async move { router.serve_with_incoming_shutdown(incoming, stopped).await.context("gRPC server") },
-            )
-        }
-    };
+    // Clients may come with a token instead of a certificate; workers and admins without a token need one.
+    let serving =
+        burst_proto::tls::serve(router, listener, tls.as_ref(), false, stopped).map_err(anyhow::Error::msg)?;
+    let task = tokio::spawn(async move { serving.await.context("gRPC server") });
     let mut background = vec![tokio::spawn(reap(controller.clone())), tokio::spawn(run_timers(controller.clone()))];
     if let (Some(live), Some(files)) = (&tls, &config.tls) {
         background.push(live.follow(files.clone()));

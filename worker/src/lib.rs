@@ -26,7 +26,6 @@ use burst_proto::v1::worker_peer_rpc_server::WorkerPeerRpcServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tracing::info;
 
 pub use agent::Agent;
@@ -108,21 +107,9 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     let stopped = async {
         let _ = stopped.await;
     };
-    let server = match &tls {
-        // Peers must present a certificate of the cluster's CA.
-        Some(tls) => {
-            let incoming = burst_proto::tls::incoming(listener, tls.clone(), true).map_err(anyhow::Error::msg)?;
-            tokio::spawn(async move {
-                router.serve_with_incoming_shutdown(incoming, stopped).await.context("peer gRPC server")
-            })
-        }
-        None => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            tokio::spawn(async move {
-                router.serve_with_incoming_shutdown(incoming, stopped).await.context("peer gRPC server")
-            })
-        }
-    };
+    // Peers must present a certificate of the cluster's CA.
+    let serving = burst_proto::tls::serve(router, listener, tls.as_ref(), true, stopped).map_err(anyhow::Error::msg)?;
+    let server = tokio::spawn(async move { serving.await.context("peer gRPC server") });
     let mut loops = agent.spawn_loops(reports);
     if let (Some(live), Some(files)) = (&tls, files) {
         loops.upkeep.push(live.follow(files));

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -60,9 +61,16 @@ impl std::fmt::Debug for Pem {
 impl Pem {
     /// The PEM of `files` as they are now.
     pub fn read(files: &TlsFiles) -> Result<Pem, String> {
-        let cert = super::read(&files.cert, "certificate")?;
-        let key = super::read(&files.key, "key")?;
-        Ok(Pem { ca: super::read(&files.ca, "CA certificate")?, identity: Some((cert, key)) })
+        Pem::read_paths(&files.ca, Some((&files.cert, &files.key)))
+    }
+
+    /// The PEM of a CA file and, when given, a certificate and key file (a client may have none).
+    pub fn read_paths(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Pem, String> {
+        let identity = match identity {
+            Some((cert, key)) => Some((super::read(cert, "certificate")?, super::read(key, "key")?)),
+            None => None,
+        };
+        Ok(Pem { ca: super::read(ca, "CA certificate")?, identity })
     }
 }
 
@@ -249,6 +257,30 @@ async fn handshake(
         Ok(Err(error)) => info!(%peer, %error, "TLS handshake refused"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),
     }
+}
+
+/// A running server, as [`serve`] returns it: resolves when the server stops.
+pub type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// A server's future: serves `router` on `listener` until `shutdown`, over TLS with `tls` (client certificates
+/// required when `require_client`), else in plaintext. Errors at once if `tls` has no certificate of its own.
+pub fn serve(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<&LiveTls>,
+    require_client: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Serving, String> {
+    Ok(match tls {
+        Some(tls) => {
+            let incoming = incoming(listener, tls.clone(), require_client)?;
+            Box::pin(async move { router.serve_with_incoming_shutdown(incoming, shutdown).await })
+        }
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            Box::pin(async move { router.serve_with_incoming_shutdown(incoming, shutdown).await })
+        }
+    })
 }
 
 /// An endpoint for `addr` (`host:port` or a URL): what [`lazy`] and [`connect`] dial, with the caller's
