@@ -76,6 +76,19 @@ pub enum Command {
         #[arg(long = "label", value_parser = crate::units::parse_pair)]
         labels: Vec<(String, String)>,
     },
+    /// Print a job's output: what it wrote so far, or with -f live until it ends (waiting for a queued job).
+    Logs {
+        job: String,
+        /// Follow the output as the job writes it, until the job's run ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Only the last N lines (then, with -f, everything new).
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+    },
     /// List the workers and what they hold.
     Workers,
     /// Live job counts by state (Ctrl-C to stop).

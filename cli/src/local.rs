@@ -30,6 +30,9 @@ pub struct ClusterOptions {
     pub tls_dir: Option<PathBuf>,
     /// Workers complete jobs without running them (benchmarks of the controller only).
     pub noop_executor: bool,
+    /// Serve the controller's HTTP side (metrics, health, dashboard) here; workers then serve theirs on a free
+    /// loopback port each. `None`: no HTTP.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 impl ClusterOptions {
@@ -49,6 +52,7 @@ impl ClusterOptions {
             data_dir: None,
             tls_dir: None,
             noop_executor: false,
+            http_listen: None,
         }
     }
 }
@@ -76,6 +80,7 @@ impl LocalCluster {
             heartbeat_interval: opts.heartbeat_interval,
             ephemeral: opts.data_dir.is_none(),
             data_dir: opts.data_dir.clone().unwrap_or_else(|| ControllerConfig::default().data_dir),
+            http_listen: opts.http_listen,
             ..ControllerConfig::default()
         };
         let ids: Vec<String> = (0..opts.workers).map(worker_id).collect();
@@ -111,6 +116,9 @@ impl LocalCluster {
             let mut cfg = WorkerConfig::local(&url, &id, opts.slots, opts.queue_capacity, opts.output_dir.clone());
             cfg.steal = opts.steal;
             cfg.exec.noop = opts.noop_executor;
+            if opts.http_listen.is_some() {
+                cfg.http_listen = Some(([127, 0, 0, 1], 0).into());
+            }
             cfg.tls = opts.tls_dir.as_ref().map(|dir| certs::files(dir, &format!("worker-{id}")));
             let worker = burst_worker::start(cfg).await?;
             tokio::time::timeout(Duration::from_secs(30), worker.agent.registered())

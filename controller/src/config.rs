@@ -31,6 +31,10 @@ pub struct Args {
     /// Address to serve gRPC on; port 0 picks a free port. The bound address is the first line of stdout.
     #[arg(long, env = "BURST_CONTROLLER_LISTEN")]
     pub listen: Option<String>,
+    /// Address to serve HTTP on: /metrics (Prometheus), /healthz, /readyz and the dashboard at /ui
+    /// [default: none, no HTTP].
+    #[arg(long, env = "BURST_CONTROLLER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// How jobs are spread over workers.
     #[arg(long, env = "BURST_ROUTER", value_enum)]
     pub router: Option<RouterKind>,
@@ -77,6 +81,7 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 pub struct Section {
     pub listen: Option<String>,
+    pub http_listen: Option<String>,
     pub router: Option<RouterKind>,
     pub lease_timeout_ms: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
@@ -98,6 +103,8 @@ pub struct Section {
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     pub listen: SocketAddr,
+    /// Where to serve metrics, health and the dashboard; `None`: no HTTP side.
+    pub http_listen: Option<SocketAddr>,
     pub router: RouterKind,
     pub lease_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -126,6 +133,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            http_listen: None,
             router: RouterKind::default(),
             lease_timeout: DEFAULT_LEASE_TIMEOUT,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -145,6 +153,7 @@ impl Args {
         let Args {
             config,
             listen,
+            http_listen,
             router,
             lease_timeout_ms,
             heartbeat_interval_ms,
@@ -169,6 +178,8 @@ impl Args {
         let listen = listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:50051"))?;
+        let http_listen =
+            burst_proto::http::parse_listen(http_listen.or(file.http_listen)).map_err(anyhow::Error::msg)?;
         let lease_timeout =
             lease_timeout_ms.or(file.lease_timeout_ms).map_or(DEFAULT_LEASE_TIMEOUT, Duration::from_millis);
         let heartbeat_interval = heartbeat_interval_ms
@@ -183,6 +194,7 @@ impl Args {
         }
         Ok(ControllerConfig {
             listen,
+            http_listen,
             router: router.or(file.router).unwrap_or_default(),
             lease_timeout,
             heartbeat_interval,

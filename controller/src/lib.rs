@@ -11,6 +11,8 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod lifecycle;
+pub mod metrics;
+pub mod output;
 pub mod registry;
 pub mod retention;
 pub mod router;

@@ -172,6 +172,15 @@ impl Job {
         &self.state
     }
 
+    pub fn submitted_at_ms(&self) -> u64 {
+        self.submitted_at_ms
+    }
+
+    /// When its current or last run started; 0 if it never started.
+    pub fn started_at_ms(&self) -> u64 {
+        self.started_at_ms
+    }
+
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::metrics::{Live, Metrics};
+use crate::output::OutputRelay;
 use anyhow::Context;
 use burst_proto::tls::LiveTls;
 use burst_proto::v1::controller_rpc_server::ControllerRpcServer;
@@ -25,12 +27,14 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// A controller serving on `addr` until [`RunningController::shutdown`] or drop.
 pub struct RunningController {
     pub addr: SocketAddr,
+    /// Where the HTTP side (metrics, health, dashboard) is served, when configured.
+    pub http: Option<SocketAddr>,
     pub controller: Arc<Controller>,
     /// The TLS in use (certificates are read again as they change; tests swap them with `reload`).
     pub tls: Option<LiveTls>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
-    /// The reaper, the timer task and the TLS files' follower.
+    /// The reaper, the timer task, the TLS files' follower and the HTTP server.
     background: Vec<JoinHandle<()>>,
 }
 
@@ -85,11 +89,17 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         info!("no tokens file and no TLS: every caller is trusted (anonymous, admin)");
     }
     let tls = config.tls.as_ref().map(LiveTls::from_files).transpose().map_err(anyhow::Error::msg)?;
-    let admission = Admission::new(config.submit_rate);
+    let admission = Arc::new(Admission::new(config.submit_rate));
+    let commits = store.commit_seconds();
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
-    let service = ControllerRpcServer::new(ControllerService::new(controller.clone(), auth.clone(), admission))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = ControllerRpcServer::new(ControllerService::new(
+        controller.clone(),
+        auth.clone(),
+        admission.clone(),
+        OutputRelay::new(tls.clone()),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let router = Server::builder()
         // Per connection: a worker's poll, reports and heartbeats, or a client's calls, with room to spare;
@@ -111,12 +121,24 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     if let Some(path) = config.tokens_file.clone() {
         let what = path.display().to_string();
         let read = move || crate::auth::read_tokens(&path).map_err(|e| format!("{e:#}"));
+        let auth = auth.clone();
         background.push(burst_proto::follow::follow(what, burst_proto::follow::EVERY, read, move |tokens| {
             Ok(auth.replace_tokens(tokens))
         }));
     }
+    let mut http = None;
+    if let Some(listen) = config.http_listen {
+        let live = Live { controller: controller.clone(), auth: auth.clone(), admission };
+        let timings = controller.lock().timings().clone();
+        let probe = Arc::new(Probe { metrics: Metrics::new(&timings, commits, live), controller: controller.clone() });
+        let (bound, task) =
+            burst_proto::http::serve(listen, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
+        info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+        background.push(task);
+        http = Some(bound);
+    }
     info!(%addr, router = config.router.name(), "controller listening");
-    Ok(RunningController { addr, controller, tls, stop: Some(stop), task, background })
+    Ok(RunningController { addr, http, controller, tls, stop: Some(stop), task, background })
 }
 
 /// Fires retry backoffs and queue deadlines when they fall due; sleeps until the next one, or until one is added.
@@ -185,4 +207,23 @@ pub async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     }
     info!("shutting down");
     running.shutdown().await
+}
+
+/// What the controller tells its HTTP side.
+struct Probe {
+    metrics: Metrics,
+    controller: Arc<Controller>,
+}
+
+impl burst_proto::http::Probe for Probe {
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match *self.controller.stopping().borrow() {
+            false => Ok(()),
+            true => Err("shutting down".into()),
+        }
+    }
 }

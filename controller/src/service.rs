@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use burst_proto::v1::controller_rpc_server::ControllerRpc;
@@ -17,6 +16,7 @@ use tracing::{info, instrument};
 use crate::Controller;
 use crate::admission::Admission;
 use crate::auth::{Auth, Need, Principal};
+use crate::output::OutputRelay;
 use crate::scheduler::{ListFilter, Poll, SchedError};
 use crate::store::{Durable, StoreError};
 use crate::validate;
@@ -30,12 +30,13 @@ pub struct ControllerService {
     controller: Arc<Controller>,
     /// Shared with the task that follows the tokens file.
     auth: Arc<Auth>,
-    admission: Admission,
+    admission: Arc<Admission>,
+    output: OutputRelay,
 }
 
 impl ControllerService {
-    pub fn new(controller: Arc<Controller>, auth: Arc<Auth>, admission: Admission) -> Self {
-        ControllerService { controller, auth, admission }
+    pub fn new(controller: Arc<Controller>, auth: Arc<Auth>, admission: Arc<Admission>, output: OutputRelay) -> Self {
+        ControllerService { controller, auth, admission, output }
     }
 
     /// Validates, rate-limits and quota-checks `specs` for `who`, then stores them, all or none.
@@ -167,6 +168,21 @@ impl ControllerRpc for ControllerService {
         Ok(Response::new(ListJobsResponse { jobs, next_page_token }))
     }
 
+    type StreamJobOutputStream = crate::output::Chunks;
+
+    #[instrument(skip_all, fields(job))]
+    async fn stream_job_output(
+        &self,
+        req: Request<JobOutputRequest>,
+    ) -> Result<Response<Self::StreamJobOutputStream>, Status> {
+        let who = self.auth.check(&req, Need::Client)?;
+        let req = req.into_inner();
+        tracing::Span::current().record("job", req.job_id.as_str());
+        valid_ids("job_id", std::slice::from_ref(&req.job_id))?;
+        let (_, status) = self.owned_job(&who, &req.job_id)?;
+        Ok(Response::new(self.output.open(&self.controller, status, req).await?))
+    }
+
     type WatchJobsStream = StatusStream;
 
     #[instrument(skip_all)]
@@ -248,13 +264,7 @@ impl ControllerRpc for ControllerService {
     #[instrument(skip_all)]
     async fn get_stats(&self, req: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
         self.auth.check(&req, Need::Client)?;
-        let mut stats = self.controller.lock().stats();
-        // Relaxed: counters, read for display.
-        stats.unauthenticated_total = self.auth.unauthenticated.load(Ordering::Relaxed);
-        stats.permission_denied_total = self.auth.denied.load(Ordering::Relaxed);
-        stats.rate_limited_total = self.admission.rate_limited.load(Ordering::Relaxed);
-        stats.quota_refused_total = self.admission.quota_refused.load(Ordering::Relaxed);
-        Ok(Response::new(stats))
+        Ok(Response::new(crate::metrics::stats(&self.controller, &self.auth, &self.admission)))
     }
 
     #[instrument(skip_all, fields(worker))]

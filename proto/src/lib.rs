@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod follow;
+pub mod http;
 mod names;
 pub mod telemetry;
 pub mod tls;

@@ -66,6 +66,10 @@ pub struct Agent {
     in_hand: std::sync::Mutex<HashMap<String, u64>>,
     /// How to stop each running job: its task waits on the other end. Guards only an insert, remove or take.
     stoppers: std::sync::Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// The running jobs' live output, for `burst logs -f`.
+    pub(crate) feeds: Arc<crate::output::Feeds>,
+    /// Run times and counts for the metrics page.
+    pub(crate) counters: crate::metrics::Counters,
     /// Peers with queued jobs, from the last heartbeat answer.
     peers: std::sync::Mutex<Vec<PeerInfo>>,
     /// Wakes the thief loop: a slot freed up, or the peer list changed.
@@ -147,6 +151,8 @@ impl Agent {
             sweeper: Arc::new(crate::sweep::Sweeper::default()),
             in_hand: std::sync::Mutex::new(HashMap::new()),
             stoppers: std::sync::Mutex::new(HashMap::new()),
+            feeds: Arc::default(),
+            counters: crate::metrics::Counters::default(),
             peers: std::sync::Mutex::new(Vec::new()),
             steal_wake: Notify::new(),
             steal_attempts: AtomicU64::new(0),
@@ -381,19 +387,27 @@ impl Agent {
     /// Returns whether a result was handed to the reporter (which lets go of the lease once it is answered).
     async fn run_held(&self, lease: &Lease) -> bool {
         let lease_ref = LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch };
+        // Open before the start is confirmed: a reader sent here once the controller shows the job running finds
+        // it to follow.
+        let feed = self.feeds.open(&lease.job_id);
         let (confirmed, confirmation) = oneshot::channel();
         if self.reports.send(Report::Start(lease_ref, confirmed)).is_err() || confirmation.await != Ok(true) {
             debug!(job = %lease.job_id, epoch = lease.epoch, "start refused; not running");
+            self.counters.starts_refused.inc();
             return false;
         }
         let (stopper, stop) = oneshot::channel();
         self.stoppers().insert(lease.job_id.clone(), stopper);
         self.running.fetch_add(1, Ordering::Relaxed);
-        let result = executor::run(lease, &self.cfg.exec, stop).await;
+        let result = executor::run(lease, &self.cfg.exec, stop, Some(feed.feed.clone())).await;
+        drop(feed);
         self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &lease.job_id, lease.epoch));
         self.running.fetch_sub(1, Ordering::Relaxed);
         self.stoppers().remove(&lease.job_id);
         debug!(job = %lease.job_id, reason = ?result.reason(), exit_code = ?result.exit_code, "job ended");
+        let ran_ms = result.finished_at_ms.saturating_sub(result.started_at_ms);
+        self.counters.run.observe(ran_ms as f64 / 1000.0);
+        self.counters.runs.get_or_create(&[("reason", burst_proto::reason_name(result.reason()))]).inc();
         self.reports.send(Report::Finished(result)).is_ok()
     }
 

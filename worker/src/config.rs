@@ -36,6 +36,9 @@ pub struct Args {
     /// Address to serve the peer RPC on; port 0 picks a free port. The bound address is the first line of stdout.
     #[arg(long, env = "BURST_WORKER_LISTEN")]
     pub listen: Option<String>,
+    /// Address to serve HTTP on: /metrics (Prometheus), /healthz, /readyz [default: none, no HTTP].
+    #[arg(long, env = "BURST_WORKER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// Address peers use to reach this worker [default: the bound listen address].
     #[arg(long, env = "BURST_WORKER_ADVERTISE")]
     pub advertise: Option<String>,
@@ -111,6 +114,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 pub struct Section {
     pub controller: Option<String>,
     pub listen: Option<String>,
+    pub http_listen: Option<String>,
     pub advertise: Option<String>,
     pub slots: Option<u32>,
     pub queue_capacity: Option<u32>,
@@ -144,6 +148,8 @@ pub struct WorkerConfig {
     /// Mutual TLS with the controller and peers; `None`: plaintext.
     pub tls: Option<TlsFiles>,
     pub listen: SocketAddr,
+    /// Where to serve metrics and health; `None`: no HTTP side.
+    pub http_listen: Option<SocketAddr>,
     pub advertise: Option<String>,
     pub worker_id: String,
     pub slots: u32,
@@ -189,6 +195,7 @@ impl WorkerConfig {
         WorkerConfig {
             controller: burst_proto::endpoint_url(controller),
             listen: "127.0.0.1:0".parse().expect("loopback parses"),
+            http_listen: None,
             advertise: None,
             worker_id: worker_id.to_string(),
             slots,
@@ -220,6 +227,7 @@ impl Args {
             config,
             controller,
             listen,
+            http_listen,
             advertise,
             slots,
             queue_capacity,
@@ -252,6 +260,8 @@ impl Args {
         let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:0".into());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:0"))?;
+        let http_listen =
+            burst_proto::http::parse_listen(http_listen.or(file.http_listen)).map_err(anyhow::Error::msg)?;
         let detected = resources::detect();
         let slots = slots.or(file.slots).unwrap_or(detected.cpu_millis.div_ceil(1000).max(1));
         if slots == 0 {
@@ -264,6 +274,7 @@ impl Args {
         Ok(WorkerConfig {
             controller: burst_proto::endpoint_url(&controller.or(file.controller).unwrap_or(DEFAULT_CONTROLLER.into())),
             listen,
+            http_listen,
             advertise: advertise.or(file.advertise),
             slots,
             queue_capacity: queue_capacity.or(file.queue_capacity).unwrap_or(slots * 2),

@@ -3,13 +3,15 @@
 //!
 //! - [`agent`]: the conversation with the controller (poll, run, report, heartbeat).
 //! - [`queue`]: the local FIFO; [`executor`]: running one job; [`output`]: capped output capture.
-//! - [`service`]: the peer RPC; [`steal`]: taking queued jobs from busy peers; [`resources`]: what this machine
-//!   offers.
+//! - [`service`]: the RPCs peers and the controller call; [`steal`]: taking queued jobs from busy peers;
+//!   [`logs`]: reading output for the controller; [`resources`]: what this machine offers.
 
 pub mod agent;
 pub mod config;
 pub mod executor;
 pub mod limits;
+pub mod logs;
+pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod resources;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use burst_proto::tls::LiveTls;
 use burst_proto::v1::worker_peer_rpc_server::WorkerPeerRpcServer;
+use burst_proto::v1::worker_rpc_server::WorkerRpcServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
@@ -34,6 +37,8 @@ pub use config::{Args, ExecConfig, WorkerConfig};
 /// A worker running until [`RunningWorker::shutdown`] or drop.
 pub struct RunningWorker {
     pub addr: SocketAddr,
+    /// Where the HTTP side (metrics, health) is served, when configured.
+    pub http: Option<SocketAddr>,
     pub agent: Arc<Agent>,
     stop: Option<oneshot::Sender<()>>,
     loops: agent::Loops,
@@ -103,7 +108,9 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     let files = cfg.tls.clone();
     let (agent, reports) = Agent::new(cfg, advertise, channel, tls.clone());
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = Server::builder().add_service(WorkerPeerRpcServer::new(service::PeerService::new(agent.clone())));
+    let router = Server::builder()
+        .add_service(WorkerPeerRpcServer::new(service::PeerService::new(agent.clone())))
+        .add_service(WorkerRpcServer::new(service::WorkerService::new(agent.clone())));
     let stopped = async {
         let _ = stopped.await;
     };
@@ -120,8 +127,17 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
             tracing::error!(worker = %registering.worker_id(), error = %status.message(), "the controller refused this worker");
         }
     }));
+    let mut http = None;
+    if let Some(listen) = agent.config().http_listen {
+        let probe = Arc::new(Probe { metrics: metrics::Metrics::new(agent.clone()), agent: agent.clone() });
+        let (bound, task) =
+            burst_proto::http::serve(listen, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
+        info!(worker = %agent.worker_id(), addr = %bound, "serving /metrics, /healthz, /readyz");
+        loops.upkeep.push(task);
+        http = Some(bound);
+    }
     info!(worker = %agent.worker_id(), %addr, "worker started");
-    Ok(RunningWorker { addr, agent, stop: Some(stop), loops, server })
+    Ok(RunningWorker { addr, http, agent, stop: Some(stop), loops, server })
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then drains it (see [`RunningWorker::drain`]). Prints the bound peer
@@ -134,4 +150,23 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     info!(worker = %worker.worker_id(), grace_ms = grace.as_millis() as u64, "draining");
     worker.drain(grace).await;
     Ok(())
+}
+
+/// What a worker tells its HTTP side.
+struct Probe {
+    metrics: metrics::Metrics,
+    agent: Arc<Agent>,
+}
+
+impl burst_proto::http::Probe for Probe {
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match self.agent.session() {
+            0 => Err("not registered with the controller".into()),
+            _ => Ok(()),
+        }
+    }
 }

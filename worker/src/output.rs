@@ -6,11 +6,14 @@
 //! `burst dev` ran at 0.41-0.53x the local spawner with eager files, see the README), and a million empty files
 //! help nobody.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Captured {
@@ -20,11 +23,59 @@ pub struct Captured {
     pub created: bool,
 }
 
-/// Reads `pipe` to its end into the file at `path` (created on the first byte), keeping at most `cap` bytes.
+/// The live output of the jobs running on this worker, for readers that follow it (`burst logs -f`): per job,
+/// a count of bytes written, bumped after each write to either file. The count's channel closes when the run
+/// and both its captures are over, so a follower knows that nothing more will come.
+#[derive(Default)]
+pub struct Feeds {
+    /// Guards only an insert, a remove or a lookup.
+    runs: Mutex<HashMap<String, watch::Receiver<u64>>>,
+}
+
+/// What a run's captures bump; shared by the run and its two captures.
+pub type Feed = Arc<watch::Sender<u64>>;
+
+impl Feeds {
+    /// Opens the feed of `job_id`'s run starting now. The guard takes it off the list when the run ends.
+    pub fn open(self: &Arc<Self>, job_id: &str) -> FeedGuard {
+        let (tx, rx) = watch::channel(0);
+        self.lock().insert(job_id.to_string(), rx);
+        FeedGuard { feed: Arc::new(tx), job_id: job_id.to_string(), feeds: self.clone() }
+    }
+
+    /// The feed of `job_id`'s run, if it is running here now.
+    pub fn follow(&self, job_id: &str) -> Option<watch::Receiver<u64>> {
+        self.lock().get(job_id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<u64>>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running job's entry in [`Feeds`]; dropped when its run ends.
+pub struct FeedGuard {
+    pub feed: Feed,
+    job_id: String,
+    feeds: Arc<Feeds>,
+}
+
+impl Drop for FeedGuard {
+    fn drop(&mut self) {
+        let mut runs = self.feeds.lock();
+        // Only this run's entry: a later run of the same job may have opened its own.
+        if runs.get(&self.job_id).is_some_and(|rx| rx.same_channel(&self.feed.subscribe())) {
+            runs.remove(&self.job_id);
+        }
+    }
+}
+
+/// Reads `pipe` to its end into the file at `path` (created on the first byte), keeping at most `cap` bytes,
+/// and bumps `feed` (when given) after each write.
 ///
 /// Writes go straight to the file, not through `tokio::fs`: local file writes land in the page cache in
 /// microseconds, and a thread hop per chunk would cost more than it saves.
-pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64) -> Captured {
+pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64, feed: Option<Feed>) -> Captured {
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Captured::default();
     let mut file: Option<File> = None;
@@ -45,7 +96,12 @@ pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64) ->
                 out.created = file.is_some();
             }
             match file.as_mut().map(|f| f.write_all(&buf[..keep])) {
-                Some(Ok(())) => out.written += keep as u64,
+                Some(Ok(())) => {
+                    out.written += keep as u64;
+                    if let Some(feed) = &feed {
+                        feed.send_modify(|n| *n += keep as u64);
+                    }
+                }
                 _ => {
                     write_failed = true;
                     out.truncated = true;
@@ -107,7 +163,7 @@ mod tests {
         std::fs::write(&outside, "keep me").unwrap();
         let path = dir.path().join("job.stdout");
         std::os::unix::fs::symlink(&outside, &path).unwrap();
-        let got = capture(&b"overwrite"[..], &path, 100).await;
+        let got = capture(&b"overwrite"[..], &path, 100, None).await;
         assert!(!got.created && got.truncated, "nothing written through the link: {got:?}");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
     }
@@ -134,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o");
         let data = vec![b'x'; 200_000];
-        let got = capture(&data[..], &path, 150_000).await;
+        let got = capture(&data[..], &path, 150_000, None).await;
         assert_eq!(got, Captured { written: 150_000, truncated: true, created: true });
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 150_000);
     }
@@ -143,7 +199,7 @@ mod tests {
     async fn output_under_the_cap_is_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o");
-        let got = capture(&b"hello\n"[..], &path, 10).await;
+        let got = capture(&b"hello\n"[..], &path, 10, None).await;
         assert_eq!(got, Captured { written: 6, truncated: false, created: true });
         assert_eq!(std::fs::read(&path).unwrap(), b"hello\n");
     }
@@ -152,7 +208,7 @@ mod tests {
     async fn no_output_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o");
-        let got = capture(&b""[..], &path, 10).await;
+        let got = capture(&b""[..], &path, 10, None).await;
         assert_eq!(got, Captured::default());
         assert!(!path.exists());
     }

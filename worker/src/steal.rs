@@ -86,6 +86,7 @@ pub async fn thief_loop(agent: Arc<Agent>) {
         match ask(&agent, &mut clients, &victim, room).await {
             Ok((leases, left)) if !leases.is_empty() => {
                 debug!(from = %victim.worker_id, jobs = leases.len(), "stole jobs");
+                agent.counters.stolen.inc_by(leases.len() as u64);
                 agent.set_peer_queued(&victim.worker_id, left);
                 agent.queue.push(leases);
                 empty = 0;
@@ -169,6 +170,7 @@ pub async fn give(agent: &Agent, thief: &str, max_jobs: u32) -> Result<(Vec<Leas
         }
     }
     agent.queue.put_back(kept);
+    agent.counters.given.inc_by(given.len() as u64);
     Ok((given, agent.queue.len() as u32))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod dev;
+pub mod logs;
 pub mod read;
 pub mod submit;
 pub mod wait;

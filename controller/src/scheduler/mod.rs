@@ -25,6 +25,7 @@ use tokio::sync::{Notify, broadcast};
 use tracing::{debug, info};
 
 use crate::lifecycle::{Effect, Holder, Job, JobId, Outcome, Refused, State, WorkerId};
+use crate::metrics::Timings;
 use crate::registry::{Registry, WorkerEntry, covers};
 use crate::retention::{Limits, Retention};
 use crate::router::{Candidate, Router, RouterKind};
@@ -129,6 +130,8 @@ pub struct Scheduler {
     quota: Quota,
     /// Unfinished jobs per owner, for the per-submitter quota.
     active_by_owner: HashMap<String, u64>,
+    /// Latencies and counts for the metrics page.
+    timings: Timings,
 }
 
 impl Scheduler {
@@ -155,6 +158,7 @@ impl Scheduler {
             stale_reports_total: 0,
             steals_total: 0,
             jobs_stolen_total: 0,
+            timings: Timings::default(),
             events,
             store,
             writes: Vec::new(),
@@ -329,6 +333,11 @@ impl Scheduler {
             .collect()
     }
 
+    /// The series the scheduler observes into, for the metrics page.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
     pub fn workers(&self) -> Vec<WorkerStatus> {
         self.registry.iter().map(WorkerEntry::status).collect()
     }
@@ -464,6 +473,11 @@ impl Scheduler {
         w.wake.notify_one();
         self.counts[JobState::Queued as usize] -= 1;
         self.counts[JobState::Leased as usize] += 1;
+        self.timings.leased.inc();
+        if h.epoch == 1 {
+            let waited = burst_proto::now_ms().saturating_sub(job.submitted_at_ms());
+            self.timings.dispatch.observe(waited as f64 / 1000.0);
+        }
         self.record(id);
     }
 
@@ -471,8 +485,10 @@ impl Scheduler {
     fn transition(&mut self, id: &str, f: impl FnOnce(&mut Job) -> Result<Effect, Refused>) -> Result<(), Refused> {
         let job = self.jobs.get_mut(id).ok_or(Refused::NotLeased(JobState::Unspecified))?;
         let before = job.state().clone();
+        let run_started_ms = job.started_at_ms();
         let effect = f(job)?;
         let after = job.state().proto();
+        self.timings.transition(job, &before, after, run_started_ms);
         let reserved = job.spec.resources.unwrap_or_default();
         self.counts[before.proto() as usize] -= 1;
         self.counts[after as usize] += 1;

@@ -179,6 +179,11 @@ impl Scheduler {
     }
 
     /// Workers other than `except` with jobs queued, most queued first.
+    /// Where worker `id` is reached, while it is registered.
+    pub fn worker_address(&self, id: &str) -> Option<String> {
+        self.registry.get(id).map(|w| w.info.advertise_addr.clone())
+    }
+
     pub(super) fn peers(&self, except: &str) -> Vec<PeerInfo> {
         let mut peers: Vec<PeerInfo> = self
             .registry

@@ -48,4 +48,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Queues `writes` after every earlier write; must not block on I/O (the scheduler lock is held). An empty
     /// `writes` is a barrier: it resolves once every earlier write is durable.
     fn write(&self, writes: Vec<Write>) -> Durable;
+
+    /// How long its commits take, for a store that commits (the metrics page shows it).
+    fn commit_seconds(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        None
+    }
 }

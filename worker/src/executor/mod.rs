@@ -60,8 +60,13 @@ fn worker_settings() -> &'static [String] {
 
 /// Runs `lease`'s job and returns its result. Never panics on the job's behaviour.
 /// When `stop` fires (the job was cancelled), the job is stopped like a timed-out one and reported `Cancelled`;
-/// a dropped `stop` sender means nobody will ever ask.
-pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -> JobResult {
+/// a dropped `stop` sender means nobody will ever ask. What the job writes bumps `feed` (see [`output::Feeds`]).
+pub async fn run(
+    lease: &Lease,
+    cfg: &ExecConfig,
+    stop: oneshot::Receiver<()>,
+    feed: Option<output::Feed>,
+) -> JobResult {
     let started_at_ms = burst_proto::now_ms();
     let mut result = JobResult {
         lease: Some(LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch }),
@@ -77,7 +82,7 @@ pub async fn run(lease: &Lease, cfg: &ExecConfig, stop: oneshot::Receiver<()>) -
     let spec = lease.spec.clone().unwrap_or_default();
     let paths = output_paths(&cfg.output_dir, &lease.job_id);
     let outcome = match &paths {
-        Ok((out, err)) => execute(lease, &spec, cfg, out, err, stop).await,
+        Ok((out, err)) => execute(lease, &spec, cfg, (out, err), stop, feed).await,
         Err(message) => Ended::Rejected(message.clone()),
     };
     // A path is reported only for a file that exists: one the job wrote to (or burst's own spawn error).
@@ -151,9 +156,9 @@ async fn execute(
     lease: &Lease,
     spec: &JobSpec,
     cfg: &ExecConfig,
-    out: &Path,
-    err: &Path,
+    (out, err): (&Path, &Path),
     stop_signal: oneshot::Receiver<()>,
+    feed: Option<output::Feed>,
 ) -> Ended {
     let inv = match invocation(&lease.job_id, spec, cfg) {
         Ok(inv) => inv,
@@ -202,8 +207,10 @@ async fn execute(
     let _kill_group_if_dropped = GroupGuard(group);
     let cap = cfg.output_cap;
     let (out, err) = (out.to_path_buf(), err.to_path_buf());
-    let stdout = child.stdout.take().map(|p| tokio::spawn(async move { output::capture(p, &out, cap).await }));
-    let stderr = child.stderr.take().map(|p| tokio::spawn(async move { output::capture(p, &err, cap).await }));
+    let out_feed = feed.clone();
+    let stdout =
+        child.stdout.take().map(|p| tokio::spawn(async move { output::capture(p, &out, cap, out_feed).await }));
+    let stderr = child.stderr.take().map(|p| tokio::spawn(async move { output::capture(p, &err, cap, feed).await }));
 
     let timeout = (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms));
     let deadline = async {

@@ -41,7 +41,7 @@ fn process(cmd: &str, args: &[&str]) -> JobSpec {
 async fn exit_code_and_output_are_captured() {
     let dir = tempfile::tempdir().unwrap();
     let spec = process("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"]);
-    let r = run(&lease("j1", spec), &cfg(dir.path()), never()).await;
+    let r = run(&lease("j1", spec), &cfg(dir.path()), never(), None).await;
     assert_eq!(r.reason(), Reason::Exited);
     assert_eq!(r.exit_code, Some(3));
     assert_eq!(std::fs::read_to_string(&r.stdout_path).unwrap(), "out\n");
@@ -52,7 +52,7 @@ async fn exit_code_and_output_are_captured() {
 #[tokio::test]
 async fn a_missing_binary_is_a_spawn_error_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run(&lease("j2", process("/no/such/binary", &[])), &cfg(dir.path()), never()).await;
+    let r = run(&lease("j2", process("/no/such/binary", &[])), &cfg(dir.path()), never(), None).await;
     assert_eq!(r.reason(), Reason::SpawnError);
     assert!(r.message.contains("/no/such/binary"), "{}", r.message);
     assert!(std::fs::read_to_string(&r.stderr_path).unwrap().contains("no such file"));
@@ -65,7 +65,7 @@ async fn shell_metacharacters_in_arguments_are_inert() {
     let m = marker.display().to_string();
     let evil = [format!("; touch {m}"), format!("$(touch {m})"), format!("`touch {m}`"), format!("\ntouch {m}")];
     let args: Vec<&str> = evil.iter().map(String::as_str).collect();
-    let r = run(&lease("j3", process("/bin/echo", &args)), &cfg(dir.path()), never()).await;
+    let r = run(&lease("j3", process("/bin/echo", &args)), &cfg(dir.path()), never(), None).await;
     assert_eq!(r.exit_code, Some(0));
     assert!(!marker.exists(), "an argument ran a shell");
     assert!(std::fs::read_to_string(&r.stdout_path).unwrap().contains("$(touch"));
@@ -78,7 +78,7 @@ async fn a_timeout_kills_the_whole_process_group() {
     let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
     let mut spec = process("/bin/sh", &["-c", &script]);
     spec.timeout_ms = 300;
-    let r = run(&lease("j4", spec), &cfg(dir.path()), never()).await;
+    let r = run(&lease("j4", spec), &cfg(dir.path()), never(), None).await;
     assert_eq!(r.reason(), Reason::Timeout);
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     // The grandchild was in the job's group: it must be gone (or a zombie waiting for init to reap it).
@@ -95,7 +95,7 @@ async fn a_timeout_kills_the_whole_process_group() {
 async fn output_is_capped_and_the_cap_reported() {
     let dir = tempfile::tempdir().unwrap();
     let spec = process("/bin/sh", &["-c", "head -c 5000 /dev/zero"]);
-    let r = run(&lease("j5", spec), &cfg(dir.path()), never()).await;
+    let r = run(&lease("j5", spec), &cfg(dir.path()), never(), None).await;
     assert_eq!(r.exit_code, Some(0));
     assert!(r.stdout_truncated);
     assert_eq!(std::fs::metadata(&r.stdout_path).unwrap().len(), 1024);
@@ -107,7 +107,7 @@ async fn env_and_working_dir_reach_the_job() {
     let mut spec = process("/bin/sh", &["-c", "echo $GREETING $BURST_JOB_ID; pwd"]);
     spec.env = HashMap::from([("GREETING".to_string(), "hi".to_string())]);
     spec.working_dir = "/tmp".into();
-    let r = run(&lease("j6", spec), &cfg(dir.path()), never()).await;
+    let r = run(&lease("j6", spec), &cfg(dir.path()), never(), None).await;
     assert_eq!(std::fs::read_to_string(&r.stdout_path).unwrap(), "hi j6\n/tmp\n");
 }
 
@@ -115,7 +115,7 @@ async fn env_and_working_dir_reach_the_job() {
 async fn a_bad_job_id_never_names_a_file() {
     let dir = tempfile::tempdir().unwrap();
     for id in ["../x", "/etc/passwd", "a/b", "", ".hidden"] {
-        let r = run(&lease(id, process("/bin/true", &[])), &cfg(dir.path()), never()).await;
+        let r = run(&lease(id, process("/bin/true", &[])), &cfg(dir.path()), never(), None).await;
         assert_eq!(r.reason(), Reason::RejectedInput, "{id:?}");
         assert!(r.stdout_path.is_empty());
     }
@@ -152,7 +152,7 @@ fn docker_jobs_carry_name_limits_and_env() {
 #[tokio::test]
 async fn a_job_that_prints_nothing_leaves_no_files_and_reports_no_paths() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run(&lease("quiet", process("/bin/true", &[])), &cfg(dir.path()), never()).await;
+    let r = run(&lease("quiet", process("/bin/true", &[])), &cfg(dir.path()), never(), None).await;
     assert_eq!(r.exit_code, Some(0));
     assert_eq!((r.stdout_path.as_str(), r.stderr_path.as_str()), ("", ""));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -164,7 +164,7 @@ async fn a_stop_signal_kills_the_job_and_reports_it_cancelled() {
     let (stop, stopped) = oneshot::channel();
     let job = tokio::spawn({
         let cfg = cfg(dir.path());
-        async move { run(&lease("j7", process("/bin/sleep", &["30"])), &cfg, stopped).await }
+        async move { run(&lease("j7", process("/bin/sleep", &["30"])), &cfg, stopped, None).await }
     });
     stop.send(()).unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), job).await.unwrap().unwrap();
@@ -188,12 +188,12 @@ async fn a_fork_bomb_is_held_to_its_process_limit_ends_failed_and_leaves_nothing
     let lease = lease("bomb", spec);
     let token = crate::sweep::run_token("w-test", "bomb", 1);
     let (cfg2, lease2) = (cfg.clone(), lease.clone());
-    let job = tokio::spawn(async move { run(&lease2, &cfg2, never()).await });
+    let job = tokio::spawn(async move { run(&lease2, &cfg2, never(), None).await });
     let mut most = 0;
     while !job.is_finished() {
         most = most.max(crate::sweep::processes_of(&token));
         // Meanwhile the worker still starts other jobs.
-        let other = run(&super::tests::lease("ok", process("/bin/true", &[])), &cfg, never()).await;
+        let other = run(&super::tests::lease("ok", process("/bin/true", &[])), &cfg, never(), None).await;
         assert_eq!(other.exit_code, Some(0), "{other:?}");
     }
     let r = job.await.unwrap();
@@ -201,7 +201,7 @@ async fn a_fork_bomb_is_held_to_its_process_limit_ends_failed_and_leaves_nothing
     assert!(r.exit_code != Some(0) || r.reason() == Reason::Timeout, "the bomb ends failed: {r:?}");
     assert!(err.to_lowercase().contains("fork"), "its shell could not fork past the limit: {err:?}");
     assert!(most <= 32, "the bomb had {most} processes at once; the limit is 32");
-    let after = run(&super::tests::lease("after", process("/bin/true", &[])), &cfg, never()).await;
+    let after = run(&super::tests::lease("after", process("/bin/true", &[])), &cfg, never(), None).await;
     assert_eq!(after.exit_code, Some(0), "the worker still runs jobs: {after:?}");
     assert_eq!(crate::sweep::processes_of(&token), 0, "nothing of the bomb outlives it");
 }
@@ -219,9 +219,9 @@ async fn a_memory_hog_is_killed_at_its_limit_ends_failed_and_other_jobs_run() {
     // The shell holds 400 MB of output in a variable: far past 64 MiB.
     let hog = process("/bin/sh", &["-c", "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived"]);
     let (cfg2, lease2) = (cfg.clone(), lease("hog", JobSpec { timeout_ms: 60_000, ..hog }));
-    let job = tokio::spawn(async move { run(&lease2, &cfg2, never()).await });
+    let job = tokio::spawn(async move { run(&lease2, &cfg2, never(), None).await });
     while !job.is_finished() {
-        let other = run(&lease("ok", process("/bin/true", &[])), &cfg, never()).await;
+        let other = run(&lease("ok", process("/bin/true", &[])), &cfg, never(), None).await;
         assert_eq!(other.exit_code, Some(0), "the worker still runs jobs: {other:?}");
     }
     let r = job.await.unwrap();
@@ -230,7 +230,7 @@ async fn a_memory_hog_is_killed_at_its_limit_ends_failed_and_other_jobs_run() {
     // A job's own memory request is its limit: 100 MB fits in 512 MiB.
     let fits = process("/bin/sh", &["-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo fits"]);
     let spec = JobSpec { resources: Some(Resources { memory_bytes: 512 << 20, ..Resources::default() }), ..fits };
-    let r = run(&lease("fits", spec), &cfg, never()).await;
+    let r = run(&lease("fits", spec), &cfg, never(), None).await;
     assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "{r:?}");
 }
 
@@ -239,7 +239,7 @@ async fn a_gibibyte_of_output_is_capped_and_the_job_still_ends_normally() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ExecConfig { output_cap: 1 << 20, ..cfg(dir.path()) };
     let spec = process("/bin/sh", &["-c", "head -c 1073741824 /dev/zero"]);
-    let r = run(&lease("big", spec), &cfg, never()).await;
+    let r = run(&lease("big", spec), &cfg, never(), None).await;
     assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "{r:?}");
     assert!(r.stdout_truncated);
     assert_eq!(std::fs::metadata(&r.stdout_path).unwrap().len(), 1 << 20, "capped at the configured limit");
