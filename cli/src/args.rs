@@ -68,6 +68,9 @@ pub enum Command {
         /// At most this many jobs.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// The newest jobs first (default: oldest first).
+        #[arg(long)]
+        newest: bool,
     },
     /// Cancel jobs by id, or every unfinished job matching a label selector.
     Cancel {

@@ -3,24 +3,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use burst_cli::commands::wait::wait_all;
 use burst_cli::local::ClusterOptions;
-use common::{cluster, sh, submit};
+use common::{cluster, http, sh, submit};
 
-/// `GET path` over HTTP/1.1: (status code, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
+    http(addr, "GET", path, &[], "")
 }
 
 /// Checks every line of a Prometheus/OpenMetrics text page and returns its samples as (name{labels}, value).

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;

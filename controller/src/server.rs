@@ -92,21 +92,22 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     let admission = Arc::new(Admission::new(config.submit_rate));
     let commits = store.commit_seconds();
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
-    let service = ControllerRpcServer::new(ControllerService::new(
+    let service = Arc::new(ControllerService::new(
         controller.clone(),
         auth.clone(),
         admission.clone(),
         OutputRelay::new(tls.clone()),
-    ))
-    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    ));
+    let grpc = ControllerRpcServer::from_arc(service.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (stop, stopped) = oneshot::channel::<()>();
     let router = Server::builder()
         // Per connection: a worker's poll, reports and heartbeats, or a client's calls, with room to spare;
         // one connection cannot tie up the whole server.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
-        .add_service(service);
+        .add_service(grpc);
     let stopped = async {
         let _ = stopped.await;
     };
@@ -131,9 +132,10 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         let live = Live { controller: controller.clone(), auth: auth.clone(), admission };
         let timings = controller.lock().timings().clone();
         let probe = Arc::new(Probe { metrics: Metrics::new(&timings, commits, live), controller: controller.clone() });
-        let (bound, task) =
-            burst_proto::http::serve(listen, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
-        info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+        let (dashboard, sampler) = crate::dashboard::routes(service, timings);
+        background.push(sampler);
+        let (bound, task) = burst_proto::http::serve(listen, probe, dashboard).await.map_err(anyhow::Error::msg)?;
+        info!(addr = %bound, "serving /metrics, /healthz, /readyz and the dashboard at /ui");
         background.push(task);
         http = Some(bound);
     }

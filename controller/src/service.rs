@@ -39,6 +39,11 @@ impl ControllerService {
         ControllerService { controller, auth, admission, output }
     }
 
+    /// Jobs accepted since the controller started.
+    pub fn submitted_total(&self) -> u64 {
+        self.controller.lock().stats().submitted_total
+    }
+
     /// Validates, rate-limits and quota-checks `specs` for `who`, then stores them, all or none.
     async fn submit(&self, who: &Principal, mut specs: Vec<JobSpec>) -> Result<Vec<SubmitJobResponse>, Status> {
         if specs.len() > MAX_BATCH {
@@ -158,6 +163,7 @@ impl ControllerRpc for ControllerService {
             limit: req.limit as usize,
             after: Some(req.page_token).filter(|t| !t.is_empty()),
             owner: who.scope().map(str::to_string),
+            newest_first: req.newest_first,
         };
         let jobs = self.controller.lock().list(&filter);
         let page = if filter.limit == 0 { 1_000 } else { filter.limit.min(crate::scheduler::MAX_PAGE) };

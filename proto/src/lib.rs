@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod follow;
 pub mod http;
+pub mod json;
 mod names;
 pub mod telemetry;
 pub mod tls;

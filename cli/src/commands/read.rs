@@ -44,7 +44,13 @@ pub async fn wait_jobs(ctx: &Ctx, ids: Vec<String>, timeout: Option<Duration>) -
     Ok(wait::exit_code_of(&statuses))
 }
 
-pub async fn list(ctx: &Ctx, states: Vec<JobState>, labels: Vec<(String, String)>, limit: usize) -> anyhow::Result<u8> {
+pub async fn list(
+    ctx: &Ctx,
+    states: Vec<JobState>,
+    labels: Vec<(String, String)>,
+    limit: usize,
+    newest_first: bool,
+) -> anyhow::Result<u8> {
     if limit == 0 {
         return Err(Usage("--limit must be at least 1".into()).into());
     }
@@ -57,6 +63,7 @@ pub async fn list(ctx: &Ctx, states: Vec<JobState>, labels: Vec<(String, String)
             labels: labels.iter().cloned().collect(),
             limit: (limit - jobs.len()).min(5_000) as u32,
             page_token,
+            newest_first,
         };
         let resp = client.list_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
         jobs.extend(resp.jobs);

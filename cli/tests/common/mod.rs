@@ -46,3 +46,49 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// One HTTP/1.1 request on a new connection: (status code, body). `headers` are extra header lines. The answer
+/// must carry a Content-Length or end with the connection (no chunked bodies: burst and chromedriver send none).
+pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("HTTP server reachable");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        req += &format!("{h}\r\n");
+    }
+    if !body.is_empty() {
+        req += "Content-Type: application/json\r\n";
+    }
+    write!(s, "{req}\r\n{body}").unwrap();
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let code = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let mut raw = Vec::new();
+    match length {
+        Some(n) => {
+            raw.resize(n, 0);
+            reader.read_exact(&mut raw).unwrap();
+        }
+        None => {
+            reader.read_to_end(&mut raw).unwrap();
+        }
+    }
+    (code, String::from_utf8_lossy(&raw).into_owned())
+}

@@ -100,6 +100,8 @@ pub struct ListFilter {
     pub after: Option<JobId>,
     /// Only this submitter's jobs (a caller who may not see others').
     pub owner: Option<String>,
+    /// Newest first, `after` then meaning "submitted before".
+    pub newest_first: bool,
 }
 
 pub struct Scheduler {
@@ -318,13 +320,16 @@ impl Scheduler {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        let start = match &filter.after {
+        let after = match &filter.after {
             Some(id) => Bound::Excluded(id.clone()),
             None => Bound::Unbounded,
         };
-        self.jobs
-            .range((start, Bound::Unbounded))
-            .map(|(_, job)| job)
+        // Ids grow with submission time, so id order is submission order.
+        let jobs: Box<dyn Iterator<Item = (&JobId, &Job)>> = match filter.newest_first {
+            true => Box::new(self.jobs.range((Bound::Unbounded, after)).rev()),
+            false => Box::new(self.jobs.range((after, Bound::Unbounded))),
+        };
+        jobs.map(|(_, job)| job)
             .filter(|job| filter.states.is_empty() || filter.states.contains(&job.state().proto()))
             .filter(|job| filter.labels.iter().all(|(k, v)| job.spec.labels.get(k) == Some(v)))
             .filter(|job| filter.owner.as_ref().is_none_or(|o| *o == job.spec.owner))

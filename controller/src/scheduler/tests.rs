@@ -357,3 +357,18 @@ fn a_worker_that_keeps_dying_is_quarantined_when_it_comes_back() {
     let ok = register(&mut s, worker("well", 1, 1));
     assert_eq!(leases(&mut s, "well", ok).len(), 1);
 }
+
+#[test]
+fn listing_pages_forward_oldest_first_or_backward_newest_first() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let ids = submit(&mut s, 5);
+    let page = |s: &Scheduler, newest_first, after: Option<&JobId>| -> Vec<JobId> {
+        let filter = ListFilter { limit: 2, newest_first, after: after.cloned(), ..ListFilter::default() };
+        s.list(&filter).into_iter().map(|j| j.job_id).collect()
+    };
+    assert_eq!(page(&s, false, None), ids[..2]);
+    assert_eq!(page(&s, false, Some(&ids[1])), ids[2..4]);
+    assert_eq!(page(&s, true, None), vec![ids[4].clone(), ids[3].clone()]);
+    assert_eq!(page(&s, true, Some(&ids[3])), vec![ids[2].clone(), ids[1].clone()]);
+    assert_eq!(page(&s, true, Some(&ids[0])), Vec::<JobId>::new());
+}
