@@ -7,6 +7,7 @@ pub mod client;
 pub mod commands;
 pub mod jobfile;
 pub mod local;
+pub mod progress;
 pub mod render;
 pub mod spawner;
 pub mod units;

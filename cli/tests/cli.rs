@@ -68,6 +68,8 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let o = burst(&url, &["submit", "--count", "25", "--wait", "process", "/bin/true"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 25);
+    // Not on a terminal, progress is plain lines on stderr (here the closing one).
+    assert!(stderr(&o).contains("waiting: 25/25 ("), "{}", stderr(&o));
 
     // A jobs file.
     let jobs = dir.path().join("jobs.jsonl");
@@ -92,6 +94,11 @@ fn the_cli_drives_a_real_controller_and_worker() {
     assert_eq!(workers[0]["slots"], 2);
     let o = burst(&url, &["watch", "--once"]);
     assert!(stdout(&o).contains("succeeded 29  failed 1"), "{}", stdout(&o));
+    let newest = json(&burst(&url, &["list", "--newest", "--limit", "2", "-o", "json"]));
+    let oldest = json(&burst(&url, &["list", "--limit", "100", "-o", "json"]));
+    let all = oldest.as_array().unwrap();
+    assert_eq!(newest[0]["job_id"], all[all.len() - 1]["job_id"], "--newest starts at the last job");
+    assert_eq!(newest[1]["job_id"], all[all.len() - 2]["job_id"]);
 
     // Cancel a running job by id, and jobs by label.
     let o = burst(&url, &["submit", "process", "/bin/sleep", "30"]);

@@ -2,7 +2,6 @@
 //! same batch run by a plain local spawner for comparison. With `--keep` the cluster stays up for other shells.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use burst_proto::v1::{JobSpec, JobState, JobStatus, ProcessSpec, SubmitJobsRequest, job_spec::Kind};
@@ -114,7 +113,7 @@ pub async fn run_specs(cluster: &LocalCluster, argvs: &[Vec<String>]) -> anyhow:
         let resp = client.submit_jobs(req).await.map_err(anyhow::Error::from)?;
         ids.extend(resp.into_inner().jobs.into_iter().map(|j| j.job_id));
     }
-    let statuses = wait::wait_all(&mut client, &ids, None, std::io::stderr().is_terminal()).await?;
+    let statuses = wait::wait_all(&mut client, &ids, None, true).await?;
     Ok(BatchReport { elapsed: started.elapsed(), statuses })
 }
 

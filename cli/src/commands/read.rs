@@ -34,8 +34,7 @@ pub async fn status(ctx: &Ctx, ids: Vec<String>) -> anyhow::Result<u8> {
 pub async fn wait_jobs(ctx: &Ctx, ids: Vec<String>, timeout: Option<Duration>) -> anyhow::Result<u8> {
     wait::check_ids(&ids)?;
     let mut client = ctx.connect().await?;
-    let tty = std::io::stderr().is_terminal();
-    let statuses = wait::wait_all(&mut client, &ids, timeout, tty && ids.len() > 1).await?;
+    let statuses = wait::wait_all(&mut client, &ids, timeout, ids.len() > 1).await?;
     if ctx.json() {
         println!("{}", Value::Array(statuses.iter().map(render::job_json).collect()));
     } else {

@@ -1,6 +1,6 @@
 //! `burst submit`: jobs from the command line or a JSON Lines file, in batches, optionally waiting for them.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 
 use anyhow::Context;
 use burst_proto::v1::{self, JobSpec, SubmitJobsRequest, job_spec::Kind as SpecKind, python_spec::Entry};
@@ -38,9 +38,8 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
         return Err(Usage("--count with an idempotency key would name one job; drop one of them".into()).into());
     }
     let total = specs.len() as u64 * count;
-    let tty = std::io::stderr().is_terminal();
     let mut client = ctx.connect().await?;
-    let bar = wait::progress_bar(tty && total > BATCH as u64, total, "submitting");
+    let bar = crate::progress::Progress::new(total > BATCH as u64, total, "submitting");
     let mut ids = Vec::with_capacity(total as usize);
     let mut all = (0..count).flat_map(|_| specs.iter().cloned());
     loop {
@@ -57,7 +56,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
         ids.extend(resp.into_inner().jobs.into_iter().map(|j| j.job_id));
         bar.inc(n);
     }
-    bar.finish_and_clear();
+    bar.finish();
     if ctx.json() && !wait_for_them {
         println!("{}", json!({ "job_ids": ids }));
     } else if !ctx.json() {
@@ -68,7 +67,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
     if !wait_for_them {
         return Ok(0);
     }
-    let statuses = wait::wait_all(&mut client, &ids, None, tty).await?;
+    let statuses = wait::wait_all(&mut client, &ids, None, ids.len() > 1).await?;
     if ctx.json() {
         println!("{}", serde_json::Value::Array(statuses.iter().map(render::job_json).collect()));
     } else if let [one] = statuses.as_slice() {

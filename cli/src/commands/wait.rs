@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use burst_proto::v1::{JobState, JobStatus, Reason, WatchJobsRequest};
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio_stream::StreamExt;
 use tonic::Code;
+
+use crate::progress::Progress;
 
 use crate::client::{Client, Usage};
 
@@ -22,14 +23,15 @@ fn is_terminal(s: &JobStatus) -> bool {
     matches!(s.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled)
 }
 
-/// Waits until every job in `ids` is terminal; returns their final statuses in the order of `ids`.
+/// Waits until every job in `ids` is terminal; returns their final statuses in the order of `ids`. With
+/// `progress`, shows how many have ended (see [`Progress`]).
 pub async fn wait_all(
     client: &mut Client,
     ids: &[String],
     timeout: Option<Duration>,
     progress: bool,
 ) -> anyhow::Result<Vec<JobStatus>> {
-    let bar = progress_bar(progress, ids.len() as u64, "waiting");
+    let bar = Progress::new(progress, ids.len() as u64, "waiting");
     let work = async {
         let mut done: HashMap<String, JobStatus> = HashMap::new();
         let mut open: HashSet<String> = ids.iter().cloned().collect();
@@ -45,7 +47,7 @@ pub async fn wait_all(
             .await
             .map_err(|_| anyhow::anyhow!("jobs still running after {limit:?}"))??,
     };
-    bar.finish_and_clear();
+    bar.finish();
     Ok(ids.iter().filter_map(|id| done.remove(id)).collect())
 }
 
@@ -56,7 +58,7 @@ async fn follow(
     batch: Vec<String>,
     open: &mut HashSet<String>,
     done: &mut HashMap<String, JobStatus>,
-    bar: &ProgressBar,
+    bar: &Progress,
 ) -> anyhow::Result<()> {
     let mut left: HashSet<String> = batch.iter().cloned().collect();
     let req = WatchJobsRequest { job_ids: batch, initial: true, terminal_only: true, ..WatchJobsRequest::default() };
@@ -79,19 +81,6 @@ async fn follow(
         }
     }
     Ok(())
-}
-
-pub fn progress_bar(show: bool, len: u64, what: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_string());
-    bar
 }
 
 /// The exit code that tells a script how jobs ended: one job's own exit code (128+signal, 124 on timeout, 127

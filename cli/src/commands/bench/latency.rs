@@ -2,7 +2,6 @@
 //! ended, and a watch stream opened beforehand says when it ran and when it ended; times are taken on this
 //! side, from just before the submit call.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use burst_proto::v1::job_spec::Kind;
@@ -11,8 +10,8 @@ use serde_json::json;
 
 use super::{Measured, Scratch};
 use crate::args::BenchArgs;
-use crate::commands::wait::progress_bar;
 use crate::local::{ClusterOptions, LocalCluster};
+use crate::progress::Progress;
 use crate::render;
 
 /// Jobs run first and not counted: connections, threads and caches warm up.
@@ -48,7 +47,7 @@ pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
         ..JobSpec::default()
     };
     eprintln!("w3: {jobs} x /bin/true, one at a time, {workers} workers x {slots} slots ...");
-    let bar = progress_bar(std::io::stderr().is_terminal(), (WARM_UP + jobs) as u64, "w3");
+    let bar = Progress::new(true, (WARM_UP + jobs) as u64, "w3");
     let (mut to_running, mut to_end) = (Vec::with_capacity(jobs), Vec::with_capacity(jobs));
     let mut failed = 0;
     for i in 0..WARM_UP + jobs {
@@ -79,7 +78,7 @@ pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
         to_running.push(running.unwrap_or(end));
         to_end.push(end);
     }
-    bar.finish_and_clear();
+    bar.finish();
     drop(watch);
     cluster.shutdown().await?;
     to_running.sort();
