@@ -4,7 +4,8 @@
 #   deploy/kind.sh up     create the kind cluster if absent, build the burst:local image, load it into the
 #                         cluster and install (or upgrade) the chart into burst-system
 #   deploy/kind.sh e2e    up, then the BurstCluster of deploy/examples/burstcluster.yaml and the BurstJobs of
-#                         deploy/examples/burstjob{,s}.yaml, waiting for each job to end as it should
+#                         deploy/examples/burstjob{,s}.yaml, waiting for each job to end as it should, and
+#                         reading the controller's and a worker's metrics on their http port (9090)
 #   deploy/kind.sh down   delete the kind cluster
 #
 # Needs docker, kind, kubectl and helm (.ci/install-helm puts helm and kubectl in target/tools/bin, used when
@@ -99,6 +100,24 @@ wait_phase() {
   return 1
 }
 
+# Each role of BurstCluster $1 serves its burst_<role>_ metrics on its http port (9090), read through the API
+# server's pod proxy (the cluster's NetworkPolicies leave that port open with TLS on).
+check_metrics() {
+  local bc=$1 role pod metrics failed=0
+  for role in controller worker; do
+    pod=$(k -n "$e2e_ns" get pods -l "burst.dev/cluster=$bc,burst.dev/role=$role" \
+      -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
+    metrics=$(k get --raw "/api/v1/namespaces/$e2e_ns/pods/${pod:-none}:9090/proxy/metrics" 2>&1 || true)
+    if grep -q "^burst_${role}_" <<<"$metrics"; then
+      say "pod/$pod serves burst_${role}_* metrics on :9090"
+    else
+      echo "kind.sh: no burst_${role}_* metrics from pod/${pod:-none} on :9090: $(head -c 300 <<<"$metrics")" >&2
+      failed=1
+    fi
+  done
+  return "$failed"
+}
+
 # Whether the image has python3 (the default busybox one does not).
 image_has_python() {
   docker run --rm --entrypoint /bin/sh "$image" -c 'command -v python3' >/dev/null 2>&1
@@ -138,6 +157,7 @@ e2e() {
     echo "kind.sh: burstjob/exit-3 has exit code '${code}', not 3" >&2
     failed=1
   fi
+  check_metrics "$bc" || failed=1
 
   k -n "$e2e_ns" get burstclusters,burstjobs -o wide
   if [ "$failed" -ne 0 ]; then

@@ -94,8 +94,11 @@ impl TlsSpec {
     }
 }
 
-/// Who may reach the cluster's pods. On by default: the controller's port is open to the cluster's workers, the
-/// burst operator and the allowed clients; a worker's steal port only to the cluster's other workers.
+/// Who may reach the cluster's pods. On by default: the controller's gRPC port is open to the cluster's workers,
+/// the burst operator and the allowed clients; a worker's gRPC port to the cluster's other workers and its
+/// controller. The HTTP port (9090: metrics, health, the controller's dashboard) is open to any peer, so
+/// Prometheus can scrape it; but in a plaintext cluster (`tls.enabled: false`) the controller's only to the peers
+/// of its gRPC port, since its dashboard then asks no credentials: list Prometheus in `allowedClients` there.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkPolicySpec {
@@ -172,6 +175,23 @@ pub struct WorkersSpec {
     /// above your longest job so none is stopped and run again elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
+    /// Where each worker keeps its jobs' output (`/out`). Unset: an emptyDir, which outlives a restart of the
+    /// worker's container but not the pod. Set: a PersistentVolumeClaim per worker pod (`out-<pod name>`), which
+    /// outlives the pod and is kept when the cluster is scaled down or deleted. Setting, changing or removing it
+    /// replaces the workers one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_volume: Option<OutputVolumeSpec>,
+}
+
+/// A PersistentVolumeClaim per worker pod for its output.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputVolumeSpec {
+    /// Volume size per worker, e.g. 10Gi.
+    pub size: String,
+    /// The StorageClass of the claims (default: the cluster's default StorageClass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

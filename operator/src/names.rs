@@ -9,8 +9,12 @@ pub const CLUSTER_LABEL: &str = "burst.dev/cluster";
 pub const ROLE_LABEL: &str = "burst.dev/role";
 /// The controller's gRPC port, in its pod and on its Service.
 pub const CONTROLLER_PORT: i32 = 50051;
-/// A worker's peer (steal) port.
+/// A worker's gRPC port: peers steal through it and the controller relays `burst logs` from it.
 pub const WORKER_PORT: i32 = 7000;
+/// The HTTP port of the controller and the workers (`/metrics`, `/healthz`, `/readyz`), named [`HTTP_PORT_NAME`]
+/// in their pods and on the controller's Service: what probes and a Prometheus PodMonitor point at.
+pub const HTTP_PORT: i32 = 9090;
+pub const HTTP_PORT_NAME: &str = "http";
 
 pub fn config_map(cluster: &str) -> String {
     format!("{cluster}-config")
@@ -46,6 +50,11 @@ pub fn worker_tls(cluster: &str) -> String {
 
 pub fn data_claim() -> &'static str {
     "data"
+}
+
+/// The workers' output volume (mounted at `/out`): an emptyDir, or a claim per pod with `outputVolume`.
+pub fn output_claim() -> &'static str {
+    "out"
 }
 
 /// The in-cluster address of the controller's Service (`https` when the cluster runs TLS).

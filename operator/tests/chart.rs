@@ -1,6 +1,8 @@
 //! The Helm chart (charts/burst): its CRDs are the generated ones, `helm lint` passes, and what `helm template`
 //! renders keeps RBAC least-privilege (exact verbs, no wildcards) and the operator's pod within the `restricted`
-//! Pod Security Standard, and an optional BurstCluster is a valid resource.
+//! Pod Security Standard, and an optional BurstCluster is a valid resource. Its Grafana dashboard queries only
+//! metrics burst exports, and it and the Prometheus Operator monitors render only when enabled, pointing at the
+//! ports and labels the operator gives the pods.
 //!
 //! helm comes from `.ci/install-helm` (target/tools/bin/helm) or PATH; without it the helm tests print why they
 //! skipped.
@@ -8,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -25,6 +28,11 @@ fn chart() -> PathBuf {
 /// Watched namespaces team-a and team-b, no leader election, a BurstCluster with persistence.
 fn other_values() -> PathBuf {
     chart().join("ci/namespaced-values.yaml")
+}
+
+/// The ServiceMonitor, PodMonitor and Grafana dashboard on, with extra labels and namespaces of their own.
+fn monitoring_values() -> PathBuf {
+    chart().join("ci/monitoring-values.yaml")
 }
 
 /// The helm binary, or None after saying why `test` skips.
@@ -59,11 +67,11 @@ fn run_helm(helm: &Path, args: &[&str]) -> Output {
     output
 }
 
-/// `helm template` with the chart's defaults, or with a values file: every non-empty document.
-fn render(helm: &Path, values: Option<&Path>) -> Vec<Value> {
+/// `helm template` with the chart's defaults and these values files: every non-empty document.
+fn render(helm: &Path, values: &[&Path]) -> Vec<Value> {
     let chart = chart();
     let mut args = vec!["template", "burst", chart.to_str().unwrap(), "--namespace", NAMESPACE];
-    if let Some(values) = values {
+    for values in values {
         args.extend(["--values", values.to_str().unwrap()]);
     }
     let output = run_helm(helm, &args);
@@ -275,9 +283,11 @@ fn chart_crds_equal_the_generated_crds() {
 #[test]
 fn helm_lint_passes_with_default_and_other_values() {
     let Some(helm) = helm("helm_lint_passes_with_default_and_other_values") else { return };
-    let (chart, values) = (chart(), other_values());
+    let chart = chart();
     run_helm(&helm, &["lint", "--strict", chart.to_str().unwrap()]);
-    run_helm(&helm, &["lint", "--strict", chart.to_str().unwrap(), "--values", values.to_str().unwrap()]);
+    for values in [other_values(), monitoring_values()] {
+        run_helm(&helm, &["lint", "--strict", chart.to_str().unwrap(), "--values", values.to_str().unwrap()]);
+    }
 }
 
 #[test]
@@ -285,7 +295,7 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
     let Some(helm) = helm("helm_template_renders_least_privilege_rbac_and_restricted_pods") else { return };
 
     // Defaults: every namespace through one ClusterRole, leader election, no BurstCluster.
-    let docs = render(&helm, None);
+    let docs = render(&helm, &[]);
     assert_eq!(wildcards(&docs), Vec::<String>::new(), "wildcards in RBAC rules");
     let cluster_roles = of_kind(&docs, "ClusterRole");
     assert_eq!(cluster_roles.len(), 1, "one ClusterRole when watchNamespaces is empty");
@@ -301,7 +311,7 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
     assert!(!args.iter().any(|a| a.starts_with("--namespaces") || a.starts_with("--leader-elect")), "{args:?}");
 
     // Two watched namespaces, no leader election, a BurstCluster.
-    let docs = render(&helm, Some(other_values().as_path()));
+    let docs = render(&helm, &[&other_values()]);
     assert_eq!(wildcards(&docs), Vec::<String>::new(), "wildcards in RBAC rules");
     assert!(of_kind(&docs, "ClusterRole").is_empty() && of_kind(&docs, "ClusterRoleBinding").is_empty());
     let roles = of_kind(&docs, "Role");
@@ -327,6 +337,8 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
     assert!(bc.spec.controller.persistence.enabled);
     assert_eq!(bc.spec.controller.persistence.size.as_deref(), Some("2Gi"));
     assert_eq!((bc.spec.workers.replicas, bc.spec.workers.slots), (Some(3), Some(4)));
+    let output = bc.spec.workers.output_volume.as_ref().expect("the workers' output volume is passed on");
+    assert_eq!((output.size.as_str(), output.storage_class_name.as_deref()), ("5Gi", Some("standard")));
 }
 
 /// deploy/kind.sh e2e runs these: each a BurstJob of exactly one kind, for the example BurstCluster, whose image
@@ -358,4 +370,364 @@ fn the_kind_config_has_a_control_plane_and_two_workers() {
     assert_eq!(config["name"].as_str(), Some("burst"));
     let roles: Vec<_> = config["nodes"].as_sequence().unwrap().iter().map(|n| n["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["control-plane", "worker", "worker"]);
+}
+
+// ---- Monitoring: the Grafana dashboard, the ServiceMonitor and the PodMonitor.
+
+fn dashboard_file() -> PathBuf {
+    chart().join("dashboards/burst.json")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+/// Every metric burst exports, as PromQL names it: counters with `_total`, histograms by their base name (their
+/// series are `_bucket`, `_sum` and `_count`).
+const METRICS: &[(&str, Kind)] = &[
+    ("burst_controller_jobs", Kind::Gauge),
+    ("burst_controller_jobs_submitted_total", Kind::Counter),
+    ("burst_controller_jobs_leased_total", Kind::Counter),
+    ("burst_controller_jobs_finished_total", Kind::Counter),
+    ("burst_controller_dispatch_latency_seconds", Kind::Histogram),
+    ("burst_controller_queue_wait_seconds", Kind::Histogram),
+    ("burst_controller_run_seconds", Kind::Histogram),
+    ("burst_controller_store_commit_seconds", Kind::Histogram),
+    ("burst_controller_workers", Kind::Gauge),
+    ("burst_controller_slots", Kind::Gauge),
+    ("burst_controller_slots_busy", Kind::Gauge),
+    ("burst_controller_worker_queue_depth", Kind::Gauge),
+    ("burst_controller_worker_slots_busy", Kind::Gauge),
+    ("burst_controller_steal_attempts_total", Kind::Counter),
+    ("burst_controller_steals_total", Kind::Counter),
+    ("burst_controller_jobs_stolen_total", Kind::Counter),
+    ("burst_controller_refusals_total", Kind::Counter),
+    ("burst_worker_run_seconds", Kind::Histogram),
+    ("burst_worker_runs_total", Kind::Counter),
+    ("burst_worker_jobs_stolen_total", Kind::Counter),
+    ("burst_worker_jobs_given_total", Kind::Counter),
+    ("burst_worker_starts_refused_total", Kind::Counter),
+    ("burst_worker_slots", Kind::Gauge),
+    ("burst_worker_slots_busy", Kind::Gauge),
+    ("burst_worker_queue_depth", Kind::Gauge),
+    ("burst_worker_registered", Kind::Gauge),
+    ("burst_worker_steal_attempts_total", Kind::Counter),
+    ("burst_operator_reconciles_total", Kind::Counter),
+    ("burst_operator_reconcile_failures_total", Kind::Counter),
+    ("burst_operator_reconcile_duration_seconds", Kind::Histogram),
+    ("burst_operator_burstjobs_submitted_total", Kind::Counter),
+    ("burst_operator_leader", Kind::Gauge),
+];
+
+/// The metrics `expr` names (histograms by their base name), and what is wrong with how it names them: an
+/// unknown name, a histogram by a name it has no series under, a counter outside rate() or increase().
+fn metrics_in(expr: &str) -> (BTreeSet<&'static str>, Vec<String>) {
+    let (mut names, mut problems) = (BTreeSet::new(), Vec::new());
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let counted = expr.contains("rate(") || expr.contains("increase(");
+    for word in expr.split(|c: char| !is_word(c)).filter(|w| w.starts_with("burst_")) {
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| word.strip_suffix(s));
+        let known = |name: &str| METRICS.iter().find(|(n, _)| *n == name).copied();
+        let (name, counter) = match (known(word), base.and_then(known)) {
+            (Some((name, Kind::Histogram)), _) => {
+                problems.push(format!("histogram {name} has no series of that name (only _bucket, _sum, _count)"));
+                (name, false)
+            }
+            (Some((name, kind)), _) => (name, kind == Kind::Counter),
+            (None, Some((name, Kind::Histogram))) => (name, true),
+            _ => {
+                problems.push(format!("unknown metric {word}"));
+                continue;
+            }
+        };
+        if counter && !counted {
+            problems.push(format!("{word} is a counter outside rate() or increase()"));
+        }
+        names.insert(name);
+    }
+    (names, problems)
+}
+
+/// Every panel, rows' panels included.
+fn panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    let mut todo: Vec<&serde_json::Value> = dashboard["panels"].as_array().into_iter().flatten().collect();
+    while let Some(panel) = todo.pop() {
+        todo.extend(panel["panels"].as_array().into_iter().flatten());
+        out.push(panel);
+    }
+    out
+}
+
+/// Every PromQL expression of the dashboard: its panels' targets and its query variables.
+fn expressions(dashboard: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for panel in panels(dashboard).into_iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let targets = panel["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
+        assert!(!targets.is_empty(), "panel {title:?} has no targets");
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "panel {title:?}: the data source variable");
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            assert!(!expr.trim().is_empty(), "panel {title:?} has a target without a query");
+            out.push(expr.to_string());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        if variable["type"] == "query" {
+            let query = &variable["query"];
+            out.push(query["query"].as_str().or(query.as_str()).expect("a variable's query").to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_is_grafana_json_whose_queries_name_only_metrics_burst_exports() {
+    let text = std::fs::read_to_string(dashboard_file()).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert_eq!((dashboard["uid"].as_str(), dashboard["title"].as_str()), (Some("burst"), Some("burst")));
+    let ids: Vec<_> = panels(&dashboard).iter().map(|p| p["id"].as_i64().expect("a panel id")).collect();
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "panel ids repeat: {ids:?}");
+    let mut used = BTreeSet::new();
+    let mut problems = Vec::new();
+    for expr in expressions(&dashboard) {
+        let (names, wrong) = metrics_in(&expr);
+        problems.extend(wrong.into_iter().map(|p| format!("{p} in {expr}")));
+        used.extend(names);
+    }
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(used.len() >= 10, "the dashboard names only {} metrics: {used:?}", used.len());
+    // The panels it must have: jobs by state, submit/lease/finish rates, queue wait, run time and dispatch
+    // latency, slots, queue depth per worker, steals, refusals, store commits, the operator's reconciles.
+    let wanted = [
+        "burst_controller_jobs",
+        "burst_controller_jobs_submitted_total",
+        "burst_controller_jobs_leased_total",
+        "burst_controller_jobs_finished_total",
+        "burst_controller_queue_wait_seconds",
+        "burst_controller_run_seconds",
+        "burst_controller_dispatch_latency_seconds",
+        "burst_controller_slots_busy",
+        "burst_controller_slots",
+        "burst_controller_worker_queue_depth",
+        "burst_controller_steals_total",
+        "burst_controller_refusals_total",
+        "burst_controller_store_commit_seconds",
+        "burst_operator_reconciles_total",
+        "burst_operator_reconcile_failures_total",
+    ];
+    let missing: Vec<_> = wanted.iter().filter(|m| !used.contains(*m)).collect();
+    assert!(missing.is_empty(), "no panel shows {missing:?}");
+}
+
+#[test]
+fn the_metric_check_catches_unknown_and_misused_names() {
+    let problems = |expr: &str| metrics_in(expr).1;
+    assert_eq!(
+        problems("sum(rate(burst_controller_jobs_submited_total[5m]))"),
+        ["unknown metric burst_controller_jobs_submited_total"]
+    );
+    assert_eq!(
+        problems("histogram_quantile(0.99, rate(burst_worker_run_seconds[5m]))"),
+        ["histogram burst_worker_run_seconds has no series of that name (only _bucket, _sum, _count)"]
+    );
+    assert_eq!(
+        problems("sum(burst_controller_steals_total)"),
+        ["burst_controller_steals_total is a counter outside rate() or increase()"]
+    );
+    // A label must not look like a metric: the PodMonitor's is `burstcluster`, not `burst_cluster`.
+    assert_eq!(problems(r#"sum(burst_controller_workers{burst_cluster="a"})"#), ["unknown metric burst_cluster"]);
+    let good = r#"histogram_quantile(0.5, sum by (le) (rate(burst_controller_run_seconds_bucket{burstcluster=~"$burstcluster"}[5m])))"#;
+    let (names, problems) = metrics_in(good);
+    assert_eq!((names.into_iter().collect::<Vec<_>>(), problems), (vec!["burst_controller_run_seconds"], vec![]));
+}
+
+/// The names a metrics page declares (`# TYPE` lines), as PromQL names them: counters with `_total`.
+fn declared(page: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in page.lines() {
+        let mut words = line.strip_prefix("# TYPE ").into_iter().flat_map(str::split_whitespace);
+        if let (Some(name), Some(kind)) = (words.next(), words.next()) {
+            let counter = kind == "counter" && !name.ends_with("_total");
+            out.insert(if counter { format!("{name}_total") } else { name.to_string() });
+        }
+    }
+    out
+}
+
+/// GET `path` from `addr` over plain HTTP/1.1: the response, head and body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// Runs one job to its end, so that the series labelled by how jobs end exist (a labelled family declares
+/// nothing before its first series).
+async fn run_one_job(url: &str) {
+    use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
+    use burst_proto::v1::{GetJobStatusRequest, JobSpec, JobState, ProcessSpec, SubmitJobRequest, job_spec};
+    let mut client = ControllerRpcClient::connect(url.to_string()).await.unwrap();
+    let process = ProcessSpec { command: "/bin/sh".into(), args: vec!["-c".into(), "exit 0".into()] };
+    let spec = JobSpec { kind: Some(job_spec::Kind::Process(process)), ..JobSpec::default() };
+    let id = client.submit_job(SubmitJobRequest { spec: Some(spec) }).await.unwrap().into_inner().job_id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client.get_job_status(GetJobStatusRequest { job_id: id.clone() }).await.unwrap().into_inner();
+        if status.state() == JobState::Succeeded {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "job {id} did not succeed in time: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The list above is what the servers really export: a real controller (with its durable store) and worker on
+/// loopback that ran a job, scraped on their HTTP side, and the operator's own registry after a reconcile that
+/// failed.
+#[tokio::test]
+async fn the_metrics_the_dashboard_may_name_are_the_ones_burst_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let controller = burst_controller::start(burst_controller::ControllerConfig {
+        listen: loopback,
+        http_listen: Some(loopback),
+        data_dir: dir.path().join("data"),
+        ephemeral: false,
+        ..burst_controller::ControllerConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", controller.addr);
+    let mut cfg = burst_worker::WorkerConfig::local(&url, "w-0", 1, 2, dir.path().join("out"));
+    cfg.http_listen = Some(loopback);
+    let worker = burst_worker::start(cfg).await.unwrap();
+    run_one_job(&url).await;
+    let operator = burst_operator::metrics::Metrics::default();
+    drop(operator.reconcile("BurstJob"));
+    operator.failure("BurstJob", "ClusterNotFound");
+    let mut exported = declared(&operator.render());
+    for http in [controller.http, worker.http] {
+        let response = tokio::time::timeout(Duration::from_secs(20), http_get(http.expect("an HTTP side"), "/metrics"))
+            .await
+            .expect("/metrics answers");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        exported.extend(declared(&response));
+    }
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+    let missing: Vec<_> = METRICS.iter().map(|(name, _)| *name).filter(|name| !exported.contains(*name)).collect();
+    assert!(missing.is_empty(), "listed but not exported: {missing:?}\nexported: {exported:?}");
+}
+
+/// The operator's pods of a BurstCluster, as the operator builds them.
+fn operator_built_pods() -> Vec<k8s_openapi::api::core::v1::PodTemplateSpec> {
+    let text = std::fs::read_to_string(root().join("deploy/examples/burstcluster.yaml")).unwrap();
+    let bc: burst_operator::crd::BurstCluster = serde_yaml::from_str(&text).unwrap();
+    let d = burst_operator::cluster::desired(&bc).unwrap();
+    let controller = match d.controller {
+        burst_operator::cluster::ControllerWorkload::StatefulSet(s) => s.spec.template,
+        burst_operator::cluster::ControllerWorkload::Deployment(d) => d.spec.template,
+    };
+    vec![controller, d.workers.spec.template]
+}
+
+fn label_map(v: &Value) -> BTreeMap<String, String> {
+    serde_yaml::from_value(v.clone()).unwrap_or_default()
+}
+
+/// The PodMonitor selects the pods the operator builds (and not the operator's own), on the port they name
+/// "http", and turns their cluster label into the dashboard's `burstcluster`.
+fn check_pod_monitor(monitor: &Value, operator_pod: &Value) {
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    let port = endpoint["port"].as_str().unwrap();
+    let selector = &monitor["spec"]["selector"];
+    let matches = |labels: &BTreeMap<String, String>| {
+        let by_labels = label_map(&selector["matchLabels"]).iter().all(|(k, v)| labels.get(k) == Some(v));
+        let by_expressions = selector["matchExpressions"].as_sequence().into_iter().flatten().all(|e| {
+            assert_eq!(e["operator"].as_str(), Some("In"));
+            let key = e["key"].as_str().unwrap();
+            labels.get(key).is_some_and(|v| strings(&e["values"]).contains(v))
+        });
+        by_labels && by_expressions
+    };
+    for template in operator_built_pods() {
+        let labels = template.metadata.unwrap().labels.unwrap();
+        assert!(matches(&labels), "the PodMonitor does not select pods labelled {labels:?}");
+        let ports = template.spec.unwrap().containers[0].ports.clone().unwrap();
+        let named = ports.iter().find(|p| p.name.as_deref() == Some(port)).expect("the monitored port is named");
+        assert_eq!(named.container_port, burst_operator::names::HTTP_PORT);
+    }
+    assert!(!matches(&label_map(&operator_pod["metadata"]["labels"])), "the operator's pod is not a BurstCluster's");
+    let cluster_label = burst_operator::names::CLUSTER_LABEL.replace(['.', '/', '-'], "_");
+    let relabel = endpoint["relabelings"].as_sequence().unwrap().iter().find(|r| r["targetLabel"] == "burstcluster");
+    let relabel = relabel.expect("a relabeling to burstcluster, the dashboard's variable");
+    assert_eq!(strings(&relabel["sourceLabels"]), [format!("__meta_kubernetes_pod_label_{cluster_label}")]);
+}
+
+#[test]
+fn helm_template_renders_the_monitors_and_the_dashboard_only_when_enabled() {
+    let Some(helm) = helm("helm_template_renders_the_monitors_and_the_dashboard_only_when_enabled") else { return };
+    let dashboards = |docs: &[Value]| -> Vec<Value> {
+        of_kind(docs, "ConfigMap")
+            .into_iter()
+            .filter(|c| !c["metadata"]["labels"]["grafana_dashboard"].is_null())
+            .cloned()
+            .collect()
+    };
+    let docs = render(&helm, &[]);
+    assert!(dashboards(&docs).is_empty(), "no dashboard unless grafana.dashboard.enabled");
+    assert!(of_kind(&docs, "ServiceMonitor").is_empty() && of_kind(&docs, "PodMonitor").is_empty());
+
+    let docs = render(&helm, &[&monitoring_values()]);
+    let dashboards = dashboards(&docs);
+    assert_eq!(dashboards.len(), 1, "one dashboard ConfigMap");
+    let map = &dashboards[0];
+    assert_eq!(map["metadata"]["namespace"].as_str(), Some("grafana"));
+    let labels = label_map(&map["metadata"]["labels"]);
+    assert_eq!((labels["grafana_dashboard"].as_str(), labels["team"].as_str()), ("1", "platform"));
+    assert_eq!(map["metadata"]["annotations"]["grafana_folder"].as_str(), Some("burst"));
+    let file = std::fs::read_to_string(dashboard_file()).unwrap();
+    assert_eq!(map["data"]["burst.json"].as_str().map(str::trim), Some(file.trim()), "the file, as is");
+
+    let services = of_kind(&docs, "Service");
+    let service = services.iter().find(|s| s["metadata"]["name"] == operator_deployment(&docs)["metadata"]["name"]);
+    let service = service.expect("the operator's metrics Service");
+    let monitors = of_kind(&docs, "ServiceMonitor");
+    assert_eq!(monitors.len(), 1);
+    let monitor = monitors[0];
+    assert_eq!(monitor["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
+    assert_eq!(monitor["metadata"]["namespace"].as_str(), Some("monitoring"));
+    assert_eq!(monitor["metadata"]["labels"]["release"].as_str(), Some("prometheus"));
+    assert_eq!(strings(&monitor["spec"]["namespaceSelector"]["matchNames"]), [NAMESPACE]);
+    let service_labels = label_map(&service["metadata"]["labels"]);
+    let selected = label_map(&monitor["spec"]["selector"]["matchLabels"]);
+    assert!(!selected.is_empty() && selected.iter().all(|(k, v)| service_labels.get(k) == Some(v)), "{selected:?}");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"], "the Service's metrics port, by name");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"].as_str(), Some("http"), "the operator's HTTP port");
+    assert_eq!((endpoint["path"].as_str(), endpoint["interval"].as_str()), (Some("/metrics"), Some("15s")));
+
+    let operator_pod = &operator_deployment(&docs)["spec"]["template"];
+    let pod_monitors = of_kind(&docs, "PodMonitor");
+    assert_eq!(pod_monitors.len(), 1);
+    check_pod_monitor(pod_monitors[0], operator_pod);
+    assert_eq!(pod_monitors[0]["metadata"]["namespace"].as_str(), Some("monitoring"));
+    assert_eq!(pod_monitors[0]["spec"]["namespaceSelector"]["any"].as_bool(), Some(true), "every namespace");
+    assert_eq!(pod_monitors[0]["spec"]["podMetricsEndpoints"][0]["interval"].as_str(), Some("15s"));
+
+    // Watching some namespaces: the PodMonitor looks only there.
+    let docs = render(&helm, &[&other_values(), &monitoring_values()]);
+    let pod_monitors = of_kind(&docs, "PodMonitor");
+    check_pod_monitor(pod_monitors[0], &operator_deployment(&docs)["spec"]["template"]);
+    assert_eq!(strings(&pod_monitors[0]["spec"]["namespaceSelector"]["matchNames"]), ["team-a", "team-b"]);
 }

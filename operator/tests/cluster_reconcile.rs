@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use burst_operator::context::Context;
-use burst_operator::crd::BurstCluster;
+use burst_operator::crd::{BurstCluster, OutputVolumeSpec};
 use burst_operator::link::Links;
 use burst_operator::metrics::Metrics;
 use http::StatusCode;
@@ -61,27 +61,56 @@ async fn expect_secrets(api: &mut ApiServer, stored: &mut Stored) -> Vec<Secret>
     applied
 }
 
-/// The four applies of a cluster, each checked for server-side apply and ownership; `ready` sets the ready
-/// replicas the API answers with (controller, workers). Returns the workers' applied body.
+/// The applies of a cluster, each checked for server-side apply and ownership, the workers' StatefulSet read
+/// first (there is none yet); `ready` sets the ready replicas the API answers with (controller, workers).
+/// Returns the workers' applied body.
 async fn expect_applies(api: &mut ApiServer, ready: (i32, i32)) -> Value {
+    expect_applies_of(api, ready, true).await
+}
+
+/// [`expect_applies`] for a cluster with TLS on or off.
+async fn expect_applies_of(api: &mut ApiServer, ready: (i32, i32), tls: bool) -> Value {
+    expect_controller(api, ready.0).await;
+    api.expect("GET", WORKERS).await.not_found();
+    let body = expect_workers_apply(api, ready.1).await;
+    expect_policies(api, tls).await;
+    body
+}
+
+const WORKERS: &str = "/apis/apps/v1/namespaces/jobs/statefulsets/demo-worker";
+
+/// The config, the controller's Service and its StatefulSet (answered with `ready` ready replicas).
+async fn expect_controller(api: &mut ApiServer, ready: i32) {
     let cm = api.expect("PATCH", "/api/v1/namespaces/jobs/configmaps/demo-config?").await;
     assert_owned_and_applied(&cm);
     assert!(cm.body["data"]["burst.toml"].as_str().unwrap().contains("router = \"power2\""));
     cm.echo_with_status(Value::Null);
     let svc = api.expect("PATCH", "/api/v1/namespaces/jobs/services/demo-controller?").await;
     assert_owned_and_applied(&svc);
+    let ports = svc.body["spec"]["ports"].as_array().unwrap().iter().map(|p| (p["name"].clone(), p["port"].clone()));
+    assert_eq!(ports.collect::<Vec<_>>(), [(json!("grpc"), json!(50051)), (json!("http"), json!(9090))]);
     svc.echo_with_status(Value::Null);
     let controller = api.expect("PATCH", "/apis/apps/v1/namespaces/jobs/statefulsets/demo-controller?").await;
     assert_owned_and_applied(&controller);
     assert_eq!(controller.body["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "data");
-    controller.echo_with_status(json!({ "replicas": 1, "readyReplicas": ready.0 }));
+    controller.echo_with_status(json!({ "replicas": 1, "readyReplicas": ready }));
     // persistence is on: a Deployment left from before is removed (here there is none).
     api.expect("DELETE", "/apis/apps/v1/namespaces/jobs/deployments/demo-controller").await.not_found();
-    let workers = api.expect("PATCH", "/apis/apps/v1/namespaces/jobs/statefulsets/demo-worker?").await;
+}
+
+/// The workers' StatefulSet applied (answered with `ready` ready replicas); returns the body applied.
+async fn expect_workers_apply(api: &mut ApiServer, ready: i32) -> Value {
+    let workers = api.expect("PATCH", &format!("{WORKERS}?")).await;
     assert_owned_and_applied(&workers);
     let body = workers.body.clone();
-    workers.echo_with_status(json!({ "replicas": body["spec"]["replicas"], "readyReplicas": ready.1 }));
-    // The controller's port: workers, the operator and labelled clients; the steal port: workers only.
+    workers.echo_with_status(json!({ "replicas": body["spec"]["replicas"], "readyReplicas": ready }));
+    body
+}
+
+/// The NetworkPolicies. gRPC: the controller's port from workers, the operator and labelled clients; a
+/// worker's from workers and the controller. HTTP (metrics, probes) from any peer, but for a plaintext
+/// cluster's controller (`tls`: false) the peers of its gRPC port.
+async fn expect_policies(api: &mut ApiServer, tls: bool) {
     let to_controller =
         api.expect("PATCH", "/apis/networking.k8s.io/v1/namespaces/jobs/networkpolicies/demo-controller?").await;
     assert_owned_and_applied(&to_controller);
@@ -91,13 +120,30 @@ async fn expect_applies(api: &mut ApiServer, ready: (i32, i32)) -> Value {
     assert_eq!(from[0]["podSelector"]["matchLabels"]["burst.dev/role"], "worker");
     assert_eq!(from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "operator");
     assert_eq!(from[2]["podSelector"]["matchLabels"]["burst.dev/client"], "true");
+    let http = &to_controller.body["spec"]["ingress"][1];
+    match tls {
+        true => assert_http_open(&to_controller.body),
+        false => assert_eq!((&http["ports"][0]["port"], &http["from"]), (&json!(9090), &rule["from"])),
+    }
     to_controller.echo_with_status(Value::Null);
     let to_workers =
         api.expect("PATCH", "/apis/networking.k8s.io/v1/namespaces/jobs/networkpolicies/demo-worker?").await;
     let rule = &to_workers.body["spec"]["ingress"][0];
-    assert_eq!((rule["ports"][0]["port"].as_i64(), rule["from"].as_array().unwrap().len()), (Some(7000), 1));
+    assert_eq!(rule["ports"][0]["port"], 7000);
+    let roles: Vec<_> = rule["from"].as_array().unwrap().iter().map(|p| &p["podSelector"]["matchLabels"]).collect();
+    assert_eq!(
+        roles.iter().map(|l| &l["burst.dev/role"]).collect::<Vec<_>>(),
+        [&json!("worker"), &json!("controller")]
+    );
+    assert!(roles.iter().all(|l| l["burst.dev/cluster"] == "demo"));
+    assert_http_open(&to_workers.body);
     to_workers.echo_with_status(Value::Null);
-    body
+}
+
+/// A policy's second rule: the HTTP port, from any peer (no `from`).
+fn assert_http_open(policy: &Value) {
+    let http = &policy["spec"]["ingress"][1];
+    assert_eq!((&http["ports"][0]["port"], &http["from"]), (&json!(9090), &Value::Null), "{policy:#}");
 }
 
 fn assert_owned_and_applied(call: &mock::Call) {
@@ -236,7 +282,7 @@ async fn a_plaintext_cluster_has_no_secrets_and_a_users_missing_secret_is_retrie
     bc.spec.tls.enabled = Some(false);
     let ctx = context(client, "http://127.0.0.1:1");
     let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), ctx.clone()));
-    expect_applies(&mut api, (0, 0)).await;
+    expect_applies_of(&mut api, (0, 0), false).await;
     let status = expect_status(&mut api, &bc).await;
     assert_eq!(status["endpoint"], "http://demo-controller.jobs.svc:50051");
     for _ in 0..2 {
@@ -316,4 +362,72 @@ async fn a_secret_of_the_same_name_made_by_someone_else_is_never_taken_over() {
     let error = finish(task).await.unwrap_err();
     assert_eq!(error.reason(), "TlsSecretNotReady");
     assert!(error.to_string().contains("demo-tls-ca exists and is not this BurstCluster's"), "{error}");
+}
+
+/// Setting `workers.outputVolume` on a running cluster. A StatefulSet cannot take new claim templates in place,
+/// so the workers' one is deleted with its pods orphaned (they keep running), and applied again once it is gone
+/// (the new one adopts the pods and rolls them). A size the API server wrote back in other units is no change.
+#[tokio::test]
+async fn an_output_volume_replaces_the_workers_statefulset_while_its_pods_keep_running() {
+    let (client, mut api) = mock::client();
+    let mut bc = example();
+    bc.spec.tls.enabled = Some(false);
+    // What runs now: the workers without an output volume, all ready.
+    let mut stored = serde_json::to_value(burst_operator::cluster::desired(&bc).unwrap().workers).unwrap();
+    stored["status"] = json!({ "replicas": 3, "readyReplicas": 3 });
+    bc.spec.workers.output_volume = Some(OutputVolumeSpec { size: "10Gi".into(), storage_class_name: None });
+    let ctx = context(client, "http://127.0.0.1:1");
+    let reconcile = |bc: &BurstCluster| {
+        tokio::spawn(burst_operator::cluster::reconcile::reconcile(Arc::new(bc.clone()), ctx.clone()))
+    };
+    let soon = Action::requeue(Duration::from_secs(2));
+
+    // 1. The claims differ: deleted, orphaning its pods; looked at again soon.
+    let task = reconcile(&bc);
+    expect_controller(&mut api, 0).await;
+    api.expect("GET", WORKERS).await.reply(StatusCode::OK, stored.clone());
+    let delete = api.expect("DELETE", WORKERS).await;
+    assert_eq!(delete.body["propagationPolicy"], "Orphan", "the pods must keep running");
+    let mut going = stored.clone();
+    going["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+    going["metadata"]["finalizers"] = json!(["orphan"]);
+    delete.reply(StatusCode::OK, going.clone());
+    expect_policies(&mut api, false).await;
+    let status = expect_status(&mut api, &bc).await;
+    assert_eq!(condition(&status, "WorkersReady"), ("True", "AllReady"), "the workers still run");
+    for _ in 0..2 {
+        api.expect_event("jobs").await;
+    }
+    assert_eq!(finish(task).await.unwrap(), soon);
+    bc.status = Some(serde_json::from_value(status).unwrap());
+
+    // 2. Still going (the garbage collector frees its pods first): nothing is applied to it.
+    let task = reconcile(&bc);
+    expect_controller(&mut api, 0).await;
+    api.expect("GET", WORKERS).await.reply(StatusCode::OK, going);
+    expect_policies(&mut api, false).await;
+    assert_eq!(finish(task).await.unwrap(), soon);
+
+    // 3. Gone: the new StatefulSet, with a claim per pod for /out.
+    let task = reconcile(&bc);
+    expect_controller(&mut api, 0).await;
+    api.expect("GET", WORKERS).await.not_found();
+    let applied = expect_workers_apply(&mut api, 3).await;
+    let claim = &applied["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(
+        (&claim["metadata"]["name"], &claim["spec"]["resources"]["requests"]["storage"]),
+        (&json!("out"), &json!("10Gi"))
+    );
+    expect_policies(&mut api, false).await;
+    assert_eq!(finish(task).await.unwrap(), Action::requeue(Duration::from_secs(15)));
+
+    // 4. Stored with the size in other units: the same claims, so an ordinary apply.
+    let mut stored = applied;
+    stored["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = json!("10240Mi");
+    let task = reconcile(&bc);
+    expect_controller(&mut api, 0).await;
+    api.expect("GET", WORKERS).await.reply(StatusCode::OK, stored);
+    expect_workers_apply(&mut api, 3).await;
+    expect_policies(&mut api, false).await;
+    assert_eq!(finish(task).await.unwrap(), Action::requeue(Duration::from_secs(15)));
 }

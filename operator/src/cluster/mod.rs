@@ -6,7 +6,10 @@
 //! - The controller keeps its store on a PersistentVolumeClaim when `persistence.enabled` (a StatefulSet with a
 //!   volume claim template), else on an emptyDir (a Deployment).
 //! - Workers are a StatefulSet so their ids are stable pod names; each pod's worker id and advertised address
-//!   come from the downward API. SIGTERM drains a worker, so the grace period covers its drain.
+//!   come from the downward API. SIGTERM drains a worker, so the grace period covers its drain. Their output
+//!   (`/out`) is on an emptyDir, or on a claim per pod when `workers.outputVolume` is set.
+//! - Controller and workers serve HTTP on [`names::HTTP_PORT`] (`/metrics`, `/healthz`, `/readyz`): the pods'
+//!   probes use it, and so can a Prometheus PodMonitor (the chart's).
 //! - Every pod runs as non-root with a read-only root filesystem, no privilege escalation, all capabilities
 //!   dropped and the RuntimeDefault seccomp profile; workers mount no service account token.
 
@@ -15,11 +18,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -30,6 +31,7 @@ use crate::names;
 pub mod network;
 pub mod reconcile;
 pub mod status;
+pub mod storage;
 pub mod tls;
 
 /// Routers the controller knows (see burst-controller's `--router`).
@@ -45,6 +47,18 @@ const TOKENS_MOUNT: &str = "/tokens";
 pub const TOKENS_KEY: &str = "tokens.toml";
 /// Secret files are readable by the pod's group (fsGroup) only.
 const SECRET_MODE: i32 = 0o440;
+/// The probes, all on the HTTP port. Readiness (`/readyz`) is followed closely: the controller Service's
+/// endpoints and the status's ready counts follow it (a worker is ready once registered). Liveness (`/healthz`)
+/// restarts a container only after a minute without an answer, each answer given 5 s, so a pod busy with many
+/// jobs is not killed for a slow answer or two. The startup probe gives a controller replaying a large store up
+/// to five minutes before liveness starts counting.
+const READY_PERIOD_SECONDS: i32 = 5;
+const READY_FAILURES: i32 = 3;
+const LIVE_PERIOD_SECONDS: i32 = 10;
+const LIVE_FAILURES: i32 = 6;
+const STARTUP_PERIOD_SECONDS: i32 = 5;
+const STARTUP_FAILURES: i32 = 60;
+const PROBE_TIMEOUT_SECONDS: i32 = 5;
 
 /// A spec that cannot be reconciled; the message is for the resource's condition and Event.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,6 +113,7 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     if s.controller.lease_timeout_seconds == Some(0) {
         return bad("spec.controller.leaseTimeoutSeconds must be at least 1".into());
     }
+    storage::validate(bc)?;
     tls::validate(bc)
 }
 
@@ -148,14 +163,15 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
         ),
         false => "insecure = true\n".into(),
     };
-    let mut out = format!("[controller]\nlisten = \"0.0.0.0:50051\"\ndata_dir = \"/data\"\n{transport}");
+    let http_listen = format!("http_listen = \"0.0.0.0:{}\"\n", names::HTTP_PORT);
+    let mut out = format!("[controller]\nlisten = \"0.0.0.0:50051\"\n{http_listen}data_dir = \"/data\"\n{transport}");
     if s.tokens_secret.is_some() {
         out += &format!("tokens_file = \"{TOKENS_MOUNT}/{TOKENS_KEY}\"\n");
     }
     out += &format!("router = \"{}\"\n", s.controller.router.as_deref().unwrap_or("roundrobin"));
     out += &format!("lease_timeout_ms = {}\n", u64::from(s.controller.lease_timeout_seconds.unwrap_or(10)) * 1000);
     out += &format!(
-        "\n[worker]\ncontroller = \"{endpoint}\"\nlisten = \"0.0.0.0:{}\"\noutput_dir = \"/out\"\n",
+        "\n[worker]\ncontroller = \"{endpoint}\"\nlisten = \"0.0.0.0:{}\"\n{http_listen}output_dir = \"/out\"\n",
         names::WORKER_PORT
     );
     if !tls {
@@ -241,6 +257,30 @@ fn controller_secrets(bc: &BurstCluster, cluster: &str) -> Vec<Volume> {
     tls.into_iter().chain(tokens).collect()
 }
 
+/// A probe of `path` on the HTTP port.
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(names::HTTP_PORT_NAME.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(PROBE_TIMEOUT_SECONDS),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        container_port: number,
+        name: Some(name.into()),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
 fn config_volume(cluster: &str) -> Volume {
     Volume {
         name: "config".into(),
@@ -269,7 +309,7 @@ fn pod(
         "data" => mount("data", "/data"),
         other => mount(other, &format!("/{other}")),
     }));
-    let (port, resources) = match role {
+    let (grpc_port, resources) = match role {
         "controller" => (names::CONTROLLER_PORT, s.controller.resources.clone()),
         _ => (names::WORKER_PORT, s.workers.resources.clone()),
     };
@@ -279,23 +319,13 @@ fn pod(
         image_pull_policy: s.image_pull_policy.clone(),
         args: Some(vec![role.into()]),
         env: Some(env_vars),
-        ports: Some(vec![ContainerPort {
-            container_port: port,
-            name: Some("grpc".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![port("grpc", grpc_port), port(names::HTTP_PORT_NAME, names::HTTP_PORT)]),
         resources,
         volume_mounts: Some(mounts),
         security_context: Some(restricted()),
-        // Ready once it serves gRPC: the status's ready counts and the Service's endpoints follow this.
-        readiness_probe: Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String("grpc".into()),
-                ..TCPSocketAction::default()
-            }),
-            period_seconds: Some(5),
-            ..Probe::default()
-        }),
+        startup_probe: Some(http_probe("/healthz", STARTUP_PERIOD_SECONDS, STARTUP_FAILURES)),
+        readiness_probe: Some(http_probe("/readyz", READY_PERIOD_SECONDS, READY_FAILURES)),
+        liveness_probe: Some(http_probe("/healthz", LIVE_PERIOD_SECONDS, LIVE_FAILURES)),
         ..Container::default()
     };
     let mut labels = names::labels(cluster, role);
@@ -331,33 +361,24 @@ fn pod(
     }
 }
 
+/// Mounts a volume the pod does not list itself: one from a StatefulSet's claim template.
+fn mount_claim(template: &mut PodTemplateSpec, name: &str, path: &str) {
+    if let Some(c) = template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
+        c.volume_mounts.get_or_insert_with(Vec::new).push(mount(name, path));
+    }
+}
+
 fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> ControllerWorkload {
     let selector =
         LabelSelector { match_labels: Some(names::selector(name, "controller")), ..LabelSelector::default() };
     let metadata = meta(names::controller(name), ns, names::labels(name, "controller"), owner);
     let persistence = &bc.spec.controller.persistence;
     if persistence.enabled {
-        let claim = PersistentVolumeClaim {
-            metadata: ObjectMeta { name: Some(names::data_claim().into()), ..ObjectMeta::default() },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                storage_class_name: persistence.storage_class_name.clone(),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity(persistence.size.clone().unwrap_or_else(|| "1Gi".into())),
-                    )])),
-                    ..VolumeResourceRequirements::default()
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        };
+        let size = persistence.size.as_deref().unwrap_or("1Gi");
+        let claim = storage::claim(names::data_claim(), size, persistence.storage_class_name.clone());
         let volumes = [vec![config_volume(name), empty_dir("tmp")], controller_secrets(bc, name)].concat();
         let mut template = pod(bc, name, "controller", vec![], volumes);
-        if let Some(c) = template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
-            c.volume_mounts.get_or_insert_with(Vec::new).push(mount("data", "/data"));
-        }
+        mount_claim(&mut template, names::data_claim(), "/data");
         return ControllerWorkload::StatefulSet(Box::new(StatefulSet {
             metadata,
             spec: StatefulSetSpec {
@@ -381,18 +402,27 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
     }))
 }
 
+/// The controller's Service: gRPC, and HTTP while the Service stays inside the cluster. A NodePort or
+/// LoadBalancer Service publishes every port it lists, and the HTTP port has no TLS and serves metrics to
+/// anyone, so then it is left off (Prometheus scrapes the pods, not the Service).
 fn controller_service(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> Service {
+    let service_port = |port_name: &str, port: i32| ServicePort {
+        name: Some(port_name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    };
+    let mut ports = vec![service_port("grpc", names::CONTROLLER_PORT)];
+    if bc.spec.service_type.as_deref().is_none_or(|t| t == "ClusterIP") {
+        ports.push(service_port(names::HTTP_PORT_NAME, names::HTTP_PORT));
+    }
     Service {
         metadata: meta(names::controller(name), ns, names::labels(name, "controller"), owner),
         spec: Some(ServiceSpec {
             type_: bc.spec.service_type.clone(),
             selector: Some(names::selector(name, "controller")),
-            ports: Some(vec![ServicePort {
-                name: Some("grpc".into()),
-                port: names::CONTROLLER_PORT,
-                target_port: Some(IntOrString::Int(names::CONTROLLER_PORT)),
-                ..ServicePort::default()
-            }]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -405,7 +435,12 @@ fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference
         field_env("POD_IP", "status.podIP"),
         env("BURST_WORKER_ADVERTISE", &format!("$(POD_IP):{}", names::WORKER_PORT)),
     ];
-    let mut volumes = vec![config_volume(name), empty_dir("out"), empty_dir("tmp")];
+    let output = bc.spec.workers.output_volume.as_ref();
+    let claims = output.map(|v| vec![storage::claim(names::output_claim(), &v.size, v.storage_class_name.clone())]);
+    let mut volumes = vec![config_volume(name), empty_dir("tmp")];
+    if claims.is_none() {
+        volumes.insert(1, empty_dir(names::output_claim()));
+    }
     if let Some(secrets) = tls::secrets(bc, name) {
         // Each worker's certificate is named after its pod, which is its worker id.
         downward.push(env("BURST_TLS_CERT", &format!("{}/$(BURST_WORKER_ID).pem", tls::MOUNT)));
@@ -413,7 +448,10 @@ fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference
         downward.push(env("BURST_TLS_CA", &format!("{}/{}", tls::MOUNT, tls::CA_BUNDLE)));
         volumes.push(secret_volume("tls", &secrets.workers));
     }
-    let template = pod(bc, name, "worker", downward, volumes);
+    let mut template = pod(bc, name, "worker", downward, volumes);
+    if claims.is_some() {
+        mount_claim(&mut template, names::output_claim(), "/out");
+    }
     StatefulSet {
         metadata: meta(names::workers(name), ns, names::labels(name, "worker"), owner),
         spec: StatefulSetSpec {
@@ -423,6 +461,7 @@ fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference
             pod_management_policy: Some("Parallel".into()),
             selector: LabelSelector { match_labels: Some(names::selector(name, "worker")), ..LabelSelector::default() },
             template,
+            volume_claim_templates: claims,
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()

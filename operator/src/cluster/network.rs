@@ -1,7 +1,21 @@
-//! The NetworkPolicies of a BurstCluster (pure): the controller's gRPC port is open only to the cluster's own
-//! workers, the burst operator and the allowed clients; a worker's steal port only to the cluster's other
-//! workers. Everything else that reaches these pods is dropped (where the cluster's network plugin enforces
-//! NetworkPolicy).
+//! The NetworkPolicies of a BurstCluster (pure). What each port of its pods is open to:
+//!
+//! ```text
+//! controller gRPC (50051)  <- the cluster's workers, the burst operator, the allowed clients
+//! controller HTTP (9090)   <- any peer with TLS; without TLS, the peers of its gRPC port
+//! worker gRPC     (7000)   <- the cluster's workers (steals), the cluster's controller (`burst logs` relay)
+//! worker HTTP     (9090)   <- any peer
+//! ```
+//!
+//! What reads the HTTP port (`/metrics`, `/healthz`, `/readyz`) runs where each installation puts it: Prometheus
+//! in any namespace under any labels, and on some network plugins the kubelet's probes, which come from the node.
+//! So it is open to every peer rather than to a guess at their labels, as far as what it serves allows. A
+//! worker's serves nothing else: counts, its name, no job data, no way to change anything. The controller's also
+//! serves its web dashboard, whose `/api/` reads jobs and their output with the caller's credentials: with TLS it
+//! answers only a caller with a token (the HTTP side asks for no certificate), but in a plaintext cluster it
+//! answers anyone, so there the port gets the same peers as the gRPC port, and Prometheus scrapes the
+//! controller only if `allowedClients` lists it. Everything else that reaches these pods is dropped (where the
+//! cluster's network plugin enforces NetworkPolicy).
 
 use std::collections::BTreeMap;
 
@@ -38,13 +52,25 @@ fn operator() -> NetworkPolicyPeer {
     }
 }
 
+/// TCP to `port` from `from`; `None`: from any peer.
+fn rule(port: i32, from: Option<Vec<NetworkPolicyPeer>>) -> NetworkPolicyIngressRule {
+    NetworkPolicyIngressRule {
+        from,
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(port)),
+            protocol: Some("TCP".into()),
+            ..NetworkPolicyPort::default()
+        }]),
+    }
+}
+
+/// The policy of `role`'s pods: its gRPC port open to `from`, its HTTP port to `http_from` (`None`: any peer).
 fn policy(
     name: String,
     ns: &str,
-    role: &str,
-    cluster: &str,
-    port: i32,
-    from: Vec<NetworkPolicyPeer>,
+    (cluster, role): (&str, &str),
+    (grpc_port, from): (i32, Vec<NetworkPolicyPeer>),
+    http_from: Option<Vec<NetworkPolicyPeer>>,
     owner: Option<OwnerReference>,
 ) -> NetworkPolicy {
     NetworkPolicy {
@@ -52,14 +78,7 @@ fn policy(
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(names::selector(cluster, role))),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(from),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(port)),
-                    protocol: Some("TCP".into()),
-                    ..NetworkPolicyPort::default()
-                }]),
-            }]),
+            ingress: Some(vec![rule(grpc_port, Some(from)), rule(names::HTTP_PORT, http_from)]),
             ..NetworkPolicySpec::default()
         }),
     }
@@ -72,22 +91,24 @@ pub fn policies(bc: &BurstCluster, cluster: &str, ns: &str, owner: Option<OwnerR
         return Vec::new();
     }
     let workers = pods(names::selector(cluster, "worker"));
+    let controller = pods(names::selector(cluster, "controller"));
     let mut clients = spec.allowed_clients.clone();
     if clients.is_empty() {
         clients.push(pods(BTreeMap::from([(CLIENT_LABEL.to_string(), "true".to_string())])));
     }
     let mut to_controller = vec![workers.clone(), operator()];
     to_controller.extend(clients);
+    let controller_http = (!bc.spec.tls.enabled()).then(|| to_controller.clone());
+    let to_workers = vec![workers, controller];
     vec![
         policy(
             names::controller(cluster),
             ns,
-            "controller",
-            cluster,
-            names::CONTROLLER_PORT,
-            to_controller,
+            (cluster, "controller"),
+            (names::CONTROLLER_PORT, to_controller),
+            controller_http,
             owner.clone(),
         ),
-        policy(names::workers(cluster), ns, "worker", cluster, names::WORKER_PORT, vec![workers], owner),
+        policy(names::workers(cluster), ns, (cluster, "worker"), (names::WORKER_PORT, to_workers), None, owner),
     ]
 }

@@ -4,7 +4,9 @@
 //! 2. **Apply**: each object is server-side applied with one field manager and an owner reference, so deleting
 //!    the BurstCluster garbage-collects them; the controller's other workload kind (Deployment vs StatefulSet,
 //!    after `persistence.enabled` flipped) is deleted. Scaling is a changed `replicas` in the workers'
-//!    StatefulSet; a worker pod that goes gets SIGTERM and drains within its grace period.
+//!    StatefulSet; a worker pod that goes gets SIGTERM and drains within its grace period. The workers'
+//!    StatefulSet is read first: when its claim templates must change (`workers.outputVolume`), which the API
+//!    refuses in place, it is replaced instead (see [`apply_workers`]).
 //! 3. **Status**: readiness comes back in the apply responses, the counts from the controller's `GetStats`; the
 //!    status is patched only when it changed, and a condition that flips records an Event.
 
@@ -37,6 +39,9 @@ use crate::names;
 
 /// The controller's counts (queued, running, slots) are read again this often for the status.
 const REFRESH: Duration = Duration::from_secs(15);
+/// How soon to look again while the workers' StatefulSet is being replaced: the garbage collector removes an
+/// orphaning StatefulSet within moments, and the workers' new one should follow it quickly.
+const REPLACING: Duration = Duration::from_secs(2);
 
 const KIND: &str = "BurstCluster";
 
@@ -73,25 +78,24 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let controller_ready = match &want.controller {
         ControllerWorkload::StatefulSet(sts) => {
             let applied = apply(ctx, &ns, sts.as_ref()).await?;
-            delete_if_present::<Deployment>(ctx, &ns, &names::controller(&name)).await?;
+            delete_if_present::<Deployment>(ctx, &ns, &names::controller(&name), &DeleteParams::background()).await?;
             applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
         }
         ControllerWorkload::Deployment(dep) => {
             let applied = apply(ctx, &ns, dep.as_ref()).await?;
-            delete_if_present::<StatefulSet>(ctx, &ns, &names::controller(&name)).await?;
+            delete_if_present::<StatefulSet>(ctx, &ns, &names::controller(&name), &DeleteParams::background()).await?;
             applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
         }
     };
-    let workers = apply(ctx, &ns, &want.workers).await?;
+    let (ready_workers, replacing) = apply_workers(ctx, &ns, &want.workers).await?;
     if want.network_policies.is_empty() {
         for policy in [names::controller(&name), names::workers(&name)] {
-            delete_if_present::<NetworkPolicy>(ctx, &ns, &policy).await?;
+            delete_if_present::<NetworkPolicy>(ctx, &ns, &policy, &DeleteParams::background()).await?;
         }
     }
     for policy in &want.network_policies {
         apply(ctx, &ns, policy).await?;
     }
-    let ready_workers = workers.status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let stats = match controller_ready {
         false => None,
         true => Some(ctx.links.get(&ns, &name, tls)?.stats().await.map_err(|e| e.to_string())),
@@ -99,7 +103,31 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let observed = Observed { controller_ready, ready_workers, stats };
     let next = status::status(bc, &prev, &observed, Timestamp::now());
     write_status(bc, ctx, &prev, &next).await?;
-    Ok(Action::requeue(REFRESH))
+    Ok(Action::requeue(if replacing { REPLACING } else { REFRESH }))
+}
+
+/// Applies the workers' StatefulSet, unless its claim templates must change, which a StatefulSet cannot take in
+/// place:
+///
+/// 1. the stored one is deleted with its pods orphaned: they keep running and keep their worker ids;
+/// 2. while it is going (the garbage collector first frees its pods), nothing is applied;
+/// 3. once it is gone, the new one is applied. It adopts the running pods and, their template being another,
+///    replaces them one at a time, each draining on SIGTERM as in any rollout.
+///
+/// Returns the workers ready now and whether a replacement is under way.
+async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet) -> Result<(i32, bool)> {
+    let ready = |s: &StatefulSet| s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let name = want.metadata.name.clone().unwrap_or_default();
+    match api.get_opt(&name).await? {
+        Some(stored) if stored.metadata.deletion_timestamp.is_some() => Ok((ready(&stored), true)),
+        Some(stored) if super::storage::claims_changed(&stored, want) => {
+            delete_if_present::<StatefulSet>(ctx, ns, &name, &DeleteParams::orphan()).await?;
+            info!(statefulset = %name, "claim templates changed: replacing the StatefulSet, its pods kept");
+            Ok((ready(&stored), true))
+        }
+        _ => Ok((ready(&apply(ctx, ns, want).await?), false)),
+    }
 }
 
 /// The cluster's certificates (see [`tls`]): operator-made Secrets are written when something in them is
@@ -180,11 +208,11 @@ where
     Ok(api.patch(&name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
 }
 
-async fn delete_if_present<K>(ctx: &Context, ns: &str, name: &str) -> Result<()>
+async fn delete_if_present<K>(ctx: &Context, ns: &str, name: &str, params: &DeleteParams) -> Result<()>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    match Api::<K>::namespaced(ctx.client.clone(), ns).delete(name, &DeleteParams::background()).await {
+    match Api::<K>::namespaced(ctx.client.clone(), ns).delete(name, params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::crd::{BurstClusterSpec, WorkersSpec};
+use crate::crd::{BurstClusterSpec, OutputVolumeSpec, WorkersSpec};
 
 fn example() -> BurstCluster {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/burstcluster.yaml"));
@@ -102,6 +102,11 @@ fn the_config_file_is_one_burst_itself_reads_and_carries_the_spec() {
     assert_eq!((w.slots, w.queue_capacity, w.steal), (Some(2), Some(4), Some(true)));
     assert_eq!(w.drain_grace_ms, Some(25_000));
     assert_eq!(w.insecure, None, "the worker's certificate comes from its environment");
+    // Both serve HTTP on the port their pods name "http", on every interface (the kubelet probes the pod's IP).
+    for listen in [c.http_listen.clone(), w.http_listen.clone()] {
+        let addr = burst_proto::http::parse_listen(listen).unwrap().expect("http_listen is set");
+        assert_eq!((addr.ip().is_unspecified(), i32::from(addr.port())), (true, names::HTTP_PORT));
+    }
     // Plaintext only when asked for; tokens from their Secret.
     let mut bc = example();
     bc.spec.tls.enabled = Some(false);
@@ -165,6 +170,106 @@ fn bad_specs_are_refused_with_a_readable_reason() {
     );
     assert!(with(&|s| s.workers.slots = Some(0)).contains("slots is 0"));
     assert!(with(&|s| s.controller.router = Some("fastest".into())).contains("roundrobin, power2, biased"));
+    let output = |size: &str| Some(OutputVolumeSpec { size: size.into(), storage_class_name: None });
+    assert!(with(&|s| s.workers.output_volume = output("lots")).contains("spec.workers.outputVolume.size \"lots\""));
+    assert!(with(&|s| s.workers.output_volume = output("0")).contains("spec.workers.outputVolume.size"));
+    assert!(
+        with(&|s| s.controller.persistence.size = Some("1 GB".into())).contains("spec.controller.persistence.size")
+    );
+}
+
+/// The container's ports as (name, number).
+fn ports(template: &PodTemplateSpec) -> Vec<(String, i32)> {
+    let c = &pod_spec(template).containers[0];
+    c.ports.iter().flatten().map(|p| (p.name.clone().unwrap_or_default(), p.container_port)).collect()
+}
+
+/// A probe's HTTP path and port, and how long it takes to fail (period x failures, in seconds).
+fn http_probe_of(probe: Option<&Probe>) -> (String, IntOrString, i32) {
+    let probe = probe.expect("a probe");
+    let get = probe.http_get.as_ref().expect("an HTTP probe");
+    let gives_up = probe.period_seconds.unwrap_or(10) * probe.failure_threshold.unwrap_or(3);
+    (get.path.clone().unwrap_or_default(), get.port.clone(), gives_up)
+}
+
+#[test]
+fn controller_and_workers_serve_http_and_are_probed_on_it() {
+    let d = desired(&example()).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
+    let http = IntOrString::String("http".into());
+    for (template, grpc) in [(&sts.spec.template, 50051), (&d.workers.spec.template, 7000)] {
+        let pair = |n: &str, p| (n.to_string(), p);
+        assert_eq!(ports(template), [pair("grpc", grpc), pair("http", 9090)]);
+        let c = &pod_spec(template).containers[0];
+        let (path, port, _) = http_probe_of(c.readiness_probe.as_ref());
+        assert_eq!((path.as_str(), &port), ("/readyz", &http));
+        let (path, port, gives_up) = http_probe_of(c.liveness_probe.as_ref());
+        assert_eq!((path.as_str(), &port), ("/healthz", &http));
+        // Busy is not dead: a minute of silence, not a slow answer or two, restarts the container.
+        assert!(gives_up >= 60, "liveness gives up after {gives_up} s");
+        assert!(c.liveness_probe.as_ref().unwrap().timeout_seconds >= Some(5));
+        let (path, port, gives_up) = http_probe_of(c.startup_probe.as_ref());
+        assert_eq!((path.as_str(), &port), ("/healthz", &http));
+        assert!(gives_up >= 300, "a controller replaying its store has 5 minutes, not {gives_up} s");
+    }
+}
+
+#[test]
+fn the_controller_service_carries_http_only_while_it_stays_inside_the_cluster() {
+    let service_ports = |service_type: Option<&str>| {
+        let mut bc = example();
+        bc.spec.service_type = service_type.map(Into::into);
+        let service = desired(&bc).unwrap().controller_service;
+        let ports = service.spec.unwrap().ports.unwrap();
+        ports.into_iter().map(|p| (p.name.unwrap(), p.port, p.target_port.unwrap())).collect::<Vec<_>>()
+    };
+    let grpc = ("grpc".to_string(), 50051, IntOrString::Int(50051));
+    let http = ("http".to_string(), 9090, IntOrString::Int(9090));
+    assert_eq!(service_ports(None), [grpc.clone(), http.clone()]);
+    assert_eq!(service_ports(Some("ClusterIP")), [grpc.clone(), http]);
+    // Published beyond the cluster: the HTTP port (no TLS, metrics for anyone) stays off it.
+    assert_eq!(service_ports(Some("LoadBalancer")), std::slice::from_ref(&grpc));
+    assert_eq!(service_ports(Some("NodePort")), [grpc]);
+}
+
+/// Where the worker pod's `/out` comes from: ("emptyDir" | "claim", the claim template's size and class).
+fn output_of(workers: &k8s_openapi::api::apps::v1::StatefulSet) -> (&'static str, Option<(String, Option<String>)>) {
+    let pod = pod_spec(&workers.spec.template);
+    let mounts: Vec<_> = pod.containers[0].volume_mounts.iter().flatten().filter(|m| m.mount_path == "/out").collect();
+    assert_eq!(mounts.len(), 1, "/out is mounted once");
+    let name = &mounts[0].name;
+    let claims = workers.spec.volume_claim_templates.clone().unwrap_or_default();
+    let claim = claims.iter().find(|c| c.metadata.name.as_ref() == Some(name));
+    let volume = pod.volumes.iter().flatten().find(|v| &v.name == name);
+    match (volume, claim) {
+        (Some(v), None) if v.empty_dir.is_some() => ("emptyDir", None),
+        (None, Some(c)) => {
+            let spec = c.spec.clone().unwrap();
+            let size = spec.resources.unwrap().requests.unwrap()["storage"].0.clone();
+            assert_eq!(spec.access_modes.as_deref(), Some(&["ReadWriteOnce".to_string()][..]));
+            ("claim", Some((size, spec.storage_class_name)))
+        }
+        other => panic!("/out is mounted from {name:?}, which is {other:?}"),
+    }
+}
+
+#[test]
+fn workers_keep_output_on_an_empty_dir_unless_an_output_volume_claims_one_per_pod() {
+    let mut bc = example();
+    let d = desired(&bc).unwrap();
+    assert_eq!(output_of(&d.workers), ("emptyDir", None));
+    assert_eq!(d.workers.spec.volume_claim_templates, None);
+    bc.spec.workers.output_volume = Some(OutputVolumeSpec { size: "10Gi".into(), storage_class_name: None });
+    let d = desired(&bc).unwrap();
+    assert_eq!(output_of(&d.workers), ("claim", Some(("10Gi".to_string(), None))));
+    assert_eq!(d.workers.spec.volume_claim_templates.as_ref().map(Vec::len), Some(1));
+    bc.spec.workers.output_volume =
+        Some(OutputVolumeSpec { size: "50Gi".into(), storage_class_name: Some("fast".into()) });
+    let d = desired(&bc).unwrap();
+    assert_eq!(output_of(&d.workers), ("claim", Some(("50Gi".to_string(), Some("fast".to_string())))));
+    // The YAML a user writes.
+    let spec: WorkersSpec = serde_yaml::from_str("outputVolume: {size: 10Gi, storageClassName: fast}").unwrap();
+    assert_eq!(spec.output_volume.unwrap().storage_class_name.as_deref(), Some("fast"));
 }
 
 #[test]
@@ -181,4 +286,39 @@ fn network_policies_can_be_turned_off_and_clients_named() {
     assert_eq!(from.len(), 3);
     bc.spec.network_policy.enabled = Some(false);
     assert!(desired(&bc).unwrap().network_policies.is_empty());
+}
+
+#[test]
+fn the_controller_reaches_the_workers_grpc_port_and_any_peer_the_http_port_where_it_asks_credentials() {
+    use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
+    let d = desired(&example()).unwrap();
+    // Each rule as (port, the roles of the cluster it admits; None: any peer).
+    let rules = |d: &Desired, i: usize| -> Vec<(i32, Option<Vec<String>>)> {
+        let ingress = d.network_policies[i].spec.clone().unwrap().ingress.unwrap();
+        let port = |r: &NetworkPolicyIngressRule| match r.ports.as_ref().unwrap()[0].port {
+            Some(IntOrString::Int(p)) => p,
+            ref other => panic!("port {other:?}"),
+        };
+        let role = |p: &k8s_openapi::api::networking::v1::NetworkPolicyPeer| {
+            let labels = p.pod_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+            match (labels.get(names::CLUSTER_LABEL), labels.get(names::ROLE_LABEL)) {
+                (Some(cluster), Some(role)) if cluster == "demo" => role.clone(),
+                _ if p.namespace_selector.is_some() => "operator".into(),
+                _ => "client".into(),
+            }
+        };
+        ingress.iter().map(|r| (port(r), r.from.as_ref().map(|from| from.iter().map(role).collect()))).collect()
+    };
+    let roles = |r: &[&str]| Some(r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(d.network_policies[0].metadata.name.as_deref(), Some("demo-controller"));
+    assert_eq!(rules(&d, 0), [(50051, roles(&["worker", "operator", "client"])), (9090, None)]);
+    assert_eq!(d.network_policies[1].metadata.name.as_deref(), Some("demo-worker"));
+    assert_eq!(rules(&d, 1), [(7000, roles(&["worker", "controller"])), (9090, None)]);
+    // Plaintext: the controller's dashboard asks no credentials, so its HTTP port is no more open than gRPC.
+    let mut bc = example();
+    bc.spec.tls.enabled = Some(false);
+    let d = desired(&bc).unwrap();
+    let peers = roles(&["worker", "operator", "client"]);
+    assert_eq!(rules(&d, 0), [(50051, peers.clone()), (9090, peers)]);
+    assert_eq!(rules(&d, 1), [(7000, roles(&["worker", "controller"])), (9090, None)]);
 }
