@@ -1,14 +1,16 @@
 //! The Compose workflow for real: build the image locally from the test's `burst` binary (deploy/image.sh), bring
-//! up a controller and three workers with deploy/compose.yaml, run jobs through the CLI, and tear it all down.
+//! up a controller and three workers with deploy/compose.yaml, run jobs through the CLI, read one's output and
+//! the controller's metrics, and tear it all down.
 //! Skips, saying why, where docker, docker-compose or busybox is missing.
 
+mod common;
 mod procs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use procs::{BURST, burst, json, stderr};
+use procs::{BURST, burst, json, stderr, stdout};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -56,10 +58,15 @@ fn compose_runs_a_controller_and_three_workers_from_the_local_image() {
     let built = Command::new(repo().join("deploy/image.sh")).args([BURST, image]).output().unwrap();
     assert!(built.status.success(), "image.sh failed: {}", stderr(&built));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, http_port) = (free(), free());
     let project = Project {
         name: format!("bursttest{}", std::process::id()),
-        env: vec![("BURST_IMAGE", image.to_string()), ("BURST_PORT", port.to_string())],
+        env: vec![
+            ("BURST_IMAGE", image.to_string()),
+            ("BURST_PORT", port.to_string()),
+            ("BURST_HTTP_PORT", http_port.to_string()),
+        ],
     };
     let up = project.compose(&["up", "-d"]);
     assert!(up.status.success(), "compose up failed: {}", stderr(&up));
@@ -86,4 +93,15 @@ fn compose_runs_a_controller_and_three_workers_from_the_local_image() {
     let workers: std::collections::BTreeSet<&str> = jobs.iter().filter_map(|j| j["worker_id"].as_str()).collect();
     assert!(workers.len() >= 2, "the jobs spread over the containers: {workers:?}");
     assert!(workers.iter().all(|w| w.starts_with("worker-")));
+
+    // A job's output, relayed by the controller from the worker's container; the HTTP side on its own port.
+    let id = jobs[0]["job_id"].as_str().unwrap();
+    let o = burst(&url, &["logs", id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("hi from {}\n", jobs[0]["worker_id"].as_str().unwrap()));
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    let (code, metrics) = common::http(http, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("burst_controller_jobs_submitted_total 12"), "{metrics}");
+    assert_eq!(common::http(http, "GET", "/ui", &[], "").0, 200);
 }

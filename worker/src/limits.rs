@@ -309,8 +309,7 @@ impl RunCgroup {
         self.memory_limit.filter(|_| oom_kills(memory) > self.ooms_before)
     }
 
-    /// SIGKILLs every process still in the cgroup.
-    /// Kills every process still in the cgroup; says how many there were.
+    /// SIGKILLs every process still in the cgroup; says how many there were.
     pub fn kill_all(&self) -> usize {
         let Some(dirs) = &self.dirs else { return 0 };
         let Ok(text) = std::fs::read_to_string(dirs.pids.join("cgroup.procs")) else { return 0 };
@@ -329,8 +328,6 @@ impl RunCgroup {
 }
 
 impl RunCgroup {
-    /// Kills what is left and removes the cgroup once its processes are gone (off the async threads: killed
-    /// processes take a moment to leave).
     /// Kills what is left and hands the cgroup back for the next run once it is empty. Usually it already is
     /// (the job's process group was killed); otherwise waiting for the killed processes to leave happens off the
     /// async threads.
