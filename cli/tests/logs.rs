@@ -150,3 +150,52 @@ fn a_queued_job_has_no_output_yet_and_following_it_waits_for_its_run() {
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("no job with id"), "{}", stderr(&unknown));
 }
+
+#[test]
+fn a_retried_jobs_output_is_its_last_attempts_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, addr) = controller();
+    let _w = worker(&addr, "w1", &dir.path().join("out"));
+    // The first attempt prints and fails; the second (on the same, only worker) prints nothing.
+    let script = "[ \"$BURST_ATTEMPT\" -ge 2 ] && exit 0; echo first; exit 1";
+    let o = burst(
+        &addr,
+        &["submit", "--max-attempts", "2", "--retry-backoff", "10ms", "--wait", "process", "/bin/sh", "-c", script],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(json(&burst(&addr, &["status", &id, "-o", "json"]))["attempt"], 2);
+    let logs = burst(&addr, &["logs", &id]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    assert_eq!(stdout(&logs), "", "attempt 1's output is not attempt 2's");
+}
+
+#[test]
+fn following_a_job_whose_worker_freezes_ends_with_an_error_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, addr) = controller();
+    let w = worker(&addr, "w1", &dir.path().join("out"));
+    let id = submit(&addr, "echo started; sleep 60");
+    let mut follow = Proc(
+        Command::new(BURST)
+            .args(["logs", "-f", &id])
+            .env("BURST_CONTROLLER", &addr)
+            .env("BURST_INSECURE", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(follow.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    // Frozen: it neither writes nor closes the stream. The controller declares it dead after the lease timeout
+    // and queues the job again; the follower is told, within the grace period, rather than left waiting.
+    w.signal(libc::SIGSTOP);
+    let status = until("the follower to end", || follow.0.try_wait().unwrap());
+    w.signal(libc::SIGCONT);
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(follow.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("output may be incomplete"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

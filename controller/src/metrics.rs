@@ -23,10 +23,10 @@ use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::lifecycle::{Job, State};
 
-/// 100 µs .. ~26 s in doublings: dispatch and queue waits are sub-millisecond on an idle cluster and
-/// seconds under a backlog.
+/// 1 ms .. ~4 min in doublings: dispatch and queue waits are under a millisecond on an idle cluster (the
+/// first bucket; job time stamps are in milliseconds) and seconds under a backlog.
 fn latency() -> Histogram {
-    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
 }
 
 /// 1 ms .. ~9 h in quadruplings: job run times.
@@ -223,7 +223,6 @@ impl Collector for Live {
             .map(|w| (w.info.as_ref().map(|i| i.worker_id.clone()).unwrap_or_default(), f64::from(w.running)))
             .collect();
         family(&mut e, ("worker_slots_busy", "Jobs running on a worker", MetricType::Gauge), "worker", &busy)?;
-        counter(&mut e, "steal_attempts", "Steal attempts made by workers", s.steal_attempts_total)?;
         counter(&mut e, "steals", "Steals that moved at least one job", s.steals_total)?;
         counter(&mut e, "jobs_stolen", "Jobs moved from one worker to another by stealing", s.jobs_stolen_total)?;
         let refusals: Vec<(String, f64)> = [

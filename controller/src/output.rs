@@ -5,6 +5,7 @@
 //! retained here and its worker — or a restart of it with the same id and output directory — is registered.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use burst_proto::tls::LiveTls;
@@ -18,6 +19,12 @@ use crate::Controller;
 
 /// How long a worker may take to answer before the read fails.
 const WORKER_ANSWER: Duration = Duration::from_secs(5);
+/// Pings on an open relay, and how long a ping may go unanswered before the worker counts as gone.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the controller saw a followed run end (or its lease move), how long the worker may take to finish
+/// sending before the relay gives up on it.
+const END_GRACE: Duration = Duration::from_secs(5);
 
 pub type Chunks = Pin<Box<dyn Stream<Item = Result<JobOutputChunk, Status>> + Send>>;
 
@@ -36,7 +43,7 @@ impl OutputRelay {
     /// not started yet is waited for.
     pub async fn open(
         &self,
-        controller: &Controller,
+        controller: &Arc<Controller>,
         status: JobStatus,
         req: JobOutputRequest,
     ) -> Result<Chunks, Status> {
@@ -56,7 +63,13 @@ impl OutputRelay {
                  output directory and is readable again if the worker comes back"
             ))
         })?;
-        let endpoint = burst_proto::tls::endpoint(&address).map_err(Status::internal)?;
+        let endpoint = burst_proto::tls::endpoint(&address)
+            .map_err(Status::internal)?
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let follow = req.follow;
+        let run = (status.job_id.clone(), worker.clone(), status.epoch);
         let channel = burst_proto::tls::lazy(&endpoint, self.tls.as_ref(), burst_proto::tls::WORKER_NAME);
         let mut client = WorkerRpcClient::new(channel);
         let context = move |e: Status| {
@@ -66,7 +79,83 @@ impl OutputRelay {
             .await
             .map_err(|_| Status::unavailable(format!("worker at {address} did not answer within {WORKER_ANSWER:?}")))
             .and_then(|r| r.map_err(&context))?;
-        Ok(Box::pin(answer.into_inner().map(move |chunk| chunk.map_err(&context))))
+        let chunks = answer.into_inner().map(move |chunk| chunk.map_err(&context));
+        if !follow {
+            return Ok(Box::pin(chunks));
+        }
+        Ok(relay_until_the_run_ends(chunks, run_ended(controller.clone(), run)))
+    }
+}
+
+/// Relays `chunks`, but once `ended` (the controller saw the run end or move) gives the worker [`END_GRACE`] to
+/// close the stream itself; a worker that went silent (lost, cut off) then ends it with UNAVAILABLE rather
+/// than leaving the reader waiting.
+fn relay_until_the_run_ends(
+    mut chunks: impl Stream<Item = Result<JobOutputChunk, Status>> + Send + Unpin + 'static,
+    ended: impl std::future::Future<Output = String> + Send + 'static,
+) -> Chunks {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut ended = Box::pin(ended);
+        let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut why = String::new();
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.next() => chunk,
+                w = &mut ended, if deadline.is_none() => {
+                    why = w;
+                    deadline = Some(Box::pin(tokio::time::sleep(END_GRACE)));
+                    continue;
+                }
+                () = async {
+                    match deadline.as_mut() {
+                        Some(d) => d.await,
+                        None => std::future::pending().await,
+                    }
+                }, if deadline.is_some() => {
+                    let _ = tx.send(Err(Status::unavailable(format!("{why}; the output may be incomplete")))).await;
+                    return;
+                }
+                () = tx.closed() => return,
+            };
+            match chunk {
+                Some(c) => {
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Resolves, saying why, once job `id`'s run by `worker` under `epoch` is over as far as the controller knows:
+/// the job ended, was queued again, or moved to another worker.
+async fn run_ended(controller: Arc<Controller>, (id, worker, epoch): (String, String, u64)) -> String {
+    let mut changes = controller.subscribe();
+    loop {
+        let current = controller.lock().job(&id).map(|(_, s)| s);
+        match current {
+            Ok(s) if s.state() == JobState::Running && s.worker_id == worker && s.epoch == epoch => {}
+            Ok(s) => {
+                let state = s.state().as_str_name().trim_start_matches("JOB_STATE_").to_lowercase();
+                return format!(
+                    "job {id} is {state} (its run on worker {worker} is over) but {worker} did not end                                 the output stream"
+                );
+            }
+            Err(_) => return format!("job {id} is no longer known"),
+        }
+        // Wait for a change of this job (or missed changes), then look again.
+        loop {
+            match changes.recv().await {
+                Ok(s) if s.job_id == id => break,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return "the controller is shutting down".into(),
+            }
+        }
     }
 }
 

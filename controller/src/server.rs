@@ -34,8 +34,9 @@ pub struct RunningController {
     pub tls: Option<LiveTls>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
-    /// The reaper, the timer task, the TLS files' follower and the HTTP server.
+    /// The reaper, the timer task, the TLS files' follower and the dashboard's sampler.
     background: Vec<JoinHandle<()>>,
+    http_server: Option<burst_proto::http::Http>,
 }
 
 impl RunningController {
@@ -44,6 +45,9 @@ impl RunningController {
         self.controller.stop();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(http) = self.http_server.take() {
+            http.stop().await;
         }
         self.background.iter().for_each(JoinHandle::abort);
         (&mut self.task).await.context("controller server task")?
@@ -134,13 +138,13 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         let probe = Arc::new(Probe { metrics: Metrics::new(&timings, commits, live), controller: controller.clone() });
         let (dashboard, sampler) = crate::dashboard::routes(service, timings);
         background.push(sampler);
-        let (bound, task) = burst_proto::http::serve(listen, probe, dashboard).await.map_err(anyhow::Error::msg)?;
-        info!(addr = %bound, "serving /metrics, /healthz, /readyz and the dashboard at /ui");
-        background.push(task);
-        http = Some(bound);
+        let server = burst_proto::http::serve(listen, probe, dashboard).await.map_err(anyhow::Error::msg)?;
+        info!(addr = %server.addr, "serving /metrics, /healthz, /readyz and the dashboard at /ui");
+        http = Some(server);
     }
     info!(%addr, router = config.router.name(), "controller listening");
-    Ok(RunningController { addr, http, controller, tls, stop: Some(stop), task, background })
+    let (http, http_server) = (http.as_ref().map(|h| h.addr), http);
+    Ok(RunningController { addr, http, controller, tls, stop: Some(stop), task, background, http_server })
 }
 
 /// Fires retry backoffs and queue deadlines when they fall due; sleeps until the next one, or until one is added.

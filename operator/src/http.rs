@@ -26,10 +26,12 @@ impl burst_proto::http::Probe for Operator {
     }
 }
 
-/// Binds `addr` and serves in the background; returns the bound address.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<SocketAddr> {
+/// Binds `addr` and serves in the background until the returned server is stopped or dropped.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<burst_proto::http::Http> {
     let probe = Arc::new(Operator { metrics, ready });
-    let (local, _task) =
-        burst_proto::http::serve(addr, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
-    Ok(local)
+    burst_proto::http::serve(addr, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)
 }

@@ -50,8 +50,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (run in a cluster or set KUBECONFIG): {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let addr = http::serve(http_listen, metrics.clone(), ready.clone()).await?;
-    info!(%addr, "serving /metrics, /healthz, /readyz");
+    // Served until the operator returns.
+    let http = http::serve(http_listen, metrics.clone(), ready.clone()).await?;
+    info!(addr = %http.addr, "serving /metrics, /healthz, /readyz");
     let identity = identity.unwrap_or_else(default_identity);
     let elector = leader_elect.then(|| leader::Elector::new(client.clone(), &lease_namespace, &lease_name, &identity));
     if let Some(elector) = &elector {

@@ -401,7 +401,6 @@ const METRICS: &[(&str, Kind)] = &[
     ("burst_controller_slots_busy", Kind::Gauge),
     ("burst_controller_worker_queue_depth", Kind::Gauge),
     ("burst_controller_worker_slots_busy", Kind::Gauge),
-    ("burst_controller_steal_attempts_total", Kind::Counter),
     ("burst_controller_steals_total", Kind::Counter),
     ("burst_controller_jobs_stolen_total", Kind::Counter),
     ("burst_controller_refusals_total", Kind::Counter),

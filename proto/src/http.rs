@@ -28,13 +28,38 @@ pub fn parse_listen(value: Option<String>) -> Result<Option<SocketAddr>, String>
     value.map(|v| v.parse().map_err(|_| format!("--http-listen {v:?} is not an address like 0.0.0.0:9090"))).transpose()
 }
 
-/// Binds `addr` and serves `/metrics`, `/healthz`, `/readyz` and `extra` in the background; returns the bound
-/// address and the server's task (abort it to stop).
-pub async fn serve(
-    addr: SocketAddr,
-    probe: Arc<dyn Probe>,
-    extra: Router,
-) -> Result<(SocketAddr, JoinHandle<()>), String> {
+/// How long a stopping server lets requests in flight finish.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A running HTTP side. Stopping (or dropping) it closes its connections too, so nothing it serves — and
+/// nothing it holds, like the controller — outlives it.
+pub struct Http {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Http {
+    /// Stops accepting, lets requests in flight finish (at most [`STOP_GRACE`]) and closes the connections.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(STOP_GRACE, &mut self.task).await;
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` and serves `/metrics`, `/healthz`, `/readyz` and `extra` in the background.
+pub async fn serve(addr: SocketAddr, probe: Arc<dyn Probe>, extra: Router) -> Result<Http, String> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("reading the bound address: {e}"))?;
     let metrics = probe.clone();
@@ -51,10 +76,14 @@ pub async fn serve(
             }),
         )
         .merge(extra);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
             warn!(error = %e, "HTTP server stopped");
         }
     });
-    Ok((local, task))
+    Ok(Http { addr: local, stop: Some(stop), task })
 }

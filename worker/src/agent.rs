@@ -387,6 +387,14 @@ impl Agent {
     /// Returns whether a result was handed to the reporter (which lets go of the lease once it is answered).
     async fn run_held(&self, lease: &Lease) -> bool {
         let lease_ref = LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch };
+        // A new attempt's output starts empty: an earlier attempt's files on this worker are not this run's
+        // (a reader would take them for it). Only a retry can have left any.
+        if lease.attempt > 1
+            && let Ok((out, err)) = executor::output_paths(&self.cfg.exec.output_dir, &lease.job_id)
+        {
+            let _ = std::fs::remove_file(out);
+            let _ = std::fs::remove_file(err);
+        }
         // Open before the start is confirmed: a reader sent here once the controller shows the job running finds
         // it to follow.
         let feed = self.feeds.open(&lease.job_id);

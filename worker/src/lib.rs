@@ -41,6 +41,7 @@ pub struct RunningWorker {
     pub http: Option<SocketAddr>,
     pub agent: Arc<Agent>,
     stop: Option<oneshot::Sender<()>>,
+    http_server: Option<burst_proto::http::Http>,
     loops: agent::Loops,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -71,6 +72,9 @@ impl RunningWorker {
     }
 
     async fn stop_server(&mut self) {
+        if let Some(http) = self.http_server.take() {
+            http.stop().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -130,14 +134,13 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     let mut http = None;
     if let Some(listen) = agent.config().http_listen {
         let probe = Arc::new(Probe { metrics: metrics::Metrics::new(agent.clone()), agent: agent.clone() });
-        let (bound, task) =
-            burst_proto::http::serve(listen, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
-        info!(worker = %agent.worker_id(), addr = %bound, "serving /metrics, /healthz, /readyz");
-        loops.upkeep.push(task);
-        http = Some(bound);
+        let server = burst_proto::http::serve(listen, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
+        info!(worker = %agent.worker_id(), addr = %server.addr, "serving /metrics, /healthz, /readyz");
+        http = Some(server);
     }
     info!(worker = %agent.worker_id(), %addr, "worker started");
-    Ok(RunningWorker { addr, http, agent, stop: Some(stop), loops, server })
+    let (http, http_server) = (http.as_ref().map(|h| h.addr), http);
+    Ok(RunningWorker { addr, http, agent, stop: Some(stop), http_server, loops, server })
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then drains it (see [`RunningWorker::drain`]). Prints the bound peer

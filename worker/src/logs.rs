@@ -40,25 +40,37 @@ pub fn read(agent: &Agent, req: JobOutputRequest) -> Result<Chunks, Status> {
 }
 
 /// Sends the file from its start (or its last `tail_lines` lines), then, while `feed` is open, what is added.
+/// Ends early when the reader leaves.
 async fn send(
     path: &Path,
     tail_lines: u32,
     mut feed: Option<watch::Receiver<u64>>,
     tx: &mpsc::Sender<Result<JobOutputChunk, Status>>,
 ) -> Result<(), String> {
+    // A file not there yet has nothing to skip: all that comes is new.
     let mut offset: Option<u64> = None;
     loop {
-        if let Some(file) = open(path)? {
-            let start = match offset {
-                Some(at) => at,
-                None => tail_start(&file, tail_lines).map_err(|e| format!("reading {}: {e}", path.display()))?,
-            };
-            offset = Some(send_from(&file, start, tx).await?);
+        match open(path)? {
+            Some(file) => {
+                let start = match offset {
+                    // A file shorter than what was sent was started again (a new run): from its start.
+                    Some(at) if file.metadata().map(|m| m.len() >= at).unwrap_or(true) => at,
+                    Some(_) => 0,
+                    None => tail_start(&file, tail_lines).map_err(|e| format!("reading {}: {e}", path.display()))?,
+                };
+                offset = Some(send_from(&file, start, tx).await?);
+            }
+            None => offset = Some(0),
         }
         let Some(rx) = feed.as_mut() else { return Ok(()) };
-        if rx.changed().await.is_err() {
-            // The run is over: whatever it wrote since the last read, then the end.
-            feed = None;
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    // The run is over: whatever it wrote since the last read, then the end.
+                    feed = None;
+                }
+            }
+            () = tx.closed() => return Err("the reader left".into()),
         }
     }
 }
