@@ -58,6 +58,27 @@ pub async fn w2(args: &BenchArgs) -> anyhow::Result<Measured> {
     measure(plan).await
 }
 
+/// CPU seconds used so far by this process itself (the cluster or the spawner, and the bench) and by its
+/// finished children (the jobs).
+fn cpu_seconds() -> (f64, f64) {
+    let used = |who| {
+        // SAFETY: getrusage(2) fills the zeroed struct we own; no other memory is touched.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } != 0 {
+            return 0.0;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(u.ru_utime) + secs(u.ru_stime)
+    };
+    (used(libc::RUSAGE_SELF), used(libc::RUSAGE_CHILDREN))
+}
+
+/// Microseconds of CPU per job between two [`cpu_seconds`] readings: (this process, the jobs).
+fn cpu_per_job(before: (f64, f64), after: (f64, f64), jobs: usize) -> (f64, f64) {
+    let per = |a: f64, b: f64| (b - a).max(0.0) * 1e6 / jobs.max(1) as f64;
+    (per(before.0, after.0), per(before.1, after.1))
+}
+
 async fn measure(plan: Plan) -> anyhow::Result<Measured> {
     let scratch = Scratch::new(plan.name);
     let opts = ClusterOptions {
@@ -67,11 +88,15 @@ async fn measure(plan: Plan) -> anyhow::Result<Measured> {
     };
     let cluster = LocalCluster::start(opts).await?;
     eprintln!("{}: {} x {} through burst ...", plan.name, plan.jobs, plan.argv.join(" "));
+    let before = cpu_seconds();
     let report = run_specs(&cluster, &vec![plan.argv.clone(); plan.jobs]).await?;
+    let (burst_cpu, burst_jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
     cluster.shutdown().await?;
     let concurrency = plan.workers * plan.slots;
     eprintln!("{}: the same through a plain local spawner at concurrency {concurrency} ...", plan.name);
+    let before = cpu_seconds();
     let (base_time, base_failed) = spawner::run(&plan.argv, plan.jobs as u64, concurrency as usize).await?;
+    let (base_cpu, base_jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
     let elapsed = report.elapsed.as_secs_f64();
     let rate = report.jobs_per_sec();
     let base_rate = plan.jobs as f64 / base_time.as_secs_f64().max(1e-9);
@@ -94,6 +119,10 @@ async fn measure(plan: Plan) -> anyhow::Result<Measured> {
         "ideal_ratio": ideal.map(|i| i / elapsed),
         "failed": failed,
         "baseline_failed": base_failed,
+        "cpu_us_per_job": burst_cpu,
+        "baseline_cpu_us_per_job": base_cpu,
+        "job_cpu_us_per_job": burst_jobs_cpu,
+        "baseline_job_cpu_us_per_job": base_jobs_cpu,
     });
     let mut text = format!(
         "{}: {} x {}, {} workers x {} slots, {} store\n",
@@ -105,17 +134,40 @@ async fn measure(plan: Plan) -> anyhow::Result<Measured> {
         if plan.durable { "durable" } else { "in-memory" }
     );
     let mut rows = vec![
-        vec!["".to_string(), "ELAPSED".into(), "JOBS/S".into(), "FAILED".into()],
-        vec!["burst".into(), format!("{elapsed:.2} s"), format!("{rate:.0}"), failed.to_string()],
+        vec![
+            "".to_string(),
+            "ELAPSED".into(),
+            "JOBS/S".into(),
+            "FAILED".into(),
+            "OWN CPU/JOB".into(),
+            "JOBS' CPU/JOB".into(),
+        ],
+        vec![
+            "burst".into(),
+            format!("{elapsed:.2} s"),
+            format!("{rate:.0}"),
+            failed.to_string(),
+            format!("{burst_cpu:.0} µs"),
+            format!("{burst_jobs_cpu:.0} µs"),
+        ],
         vec![
             format!("local spawner ({concurrency} at once)"),
             format!("{:.2} s", base_time.as_secs_f64()),
             format!("{base_rate:.0}"),
             base_failed.to_string(),
+            format!("{base_cpu:.0} µs"),
+            format!("{base_jobs_cpu:.0} µs"),
         ],
     ];
     if let Some(ideal) = ideal {
-        rows.push(vec!["ideal (work / slots)".into(), format!("{ideal:.2} s"), "".into(), "".into()]);
+        rows.push(vec![
+            "ideal (work / slots)".into(),
+            format!("{ideal:.2} s"),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+        ]);
     }
     text += &render::table(&rows);
     text += &format!("burst / spawner: {:.2}", rate / base_rate);
