@@ -7,7 +7,7 @@ mod procs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use procs::{BURST, Proc, burst, json, serve};
 const LONG: Duration = Duration::from_secs(120);
@@ -50,15 +50,8 @@ fn worker(addr: &str, id: &str, slots: &str, out: &Path) -> Proc {
     serve(&args).0
 }
 
-fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn until<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    procs::until(LONG, what, check)
 }
 
 /// Submits `count` jobs that each append a line to `<markers>/<job id>` and then sleep `secs`.

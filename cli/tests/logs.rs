@@ -6,7 +6,7 @@ mod procs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use procs::{BURST, Proc, burst, json, serve, stderr, stdout};
 
@@ -22,15 +22,21 @@ fn worker(addr: &str, id: &str, out: &Path) -> Proc {
     serve(&args).0
 }
 
-fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn until<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    procs::until(LONG, what, check)
+}
+
+/// `burst logs -f JOB`, its stdout and stderr piped to the test.
+fn follow(addr: &str, id: &str) -> Proc {
+    let child = Command::new(BURST)
+        .args(["logs", "-f", id])
+        .env("BURST_CONTROLLER", addr)
+        .env("BURST_INSECURE", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Proc(child)
 }
 
 fn submit(url: &str, script: &str) -> String {
@@ -61,15 +67,7 @@ fn a_running_jobs_output_arrives_line_by_line_and_tail_and_stderr_select() {
     );
     let id = submit(&addr, &script);
 
-    let mut follow = Proc(
-        Command::new(BURST)
-            .args(["logs", "-f", &id])
-            .env("BURST_CONTROLLER", &addr)
-            .env("BURST_INSECURE", "true")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut follow = follow(&addr, &id);
     let mut lines = BufReader::new(follow.0.stdout.take().unwrap()).lines();
     for n in 1..=3 {
         let line = lines.next().expect("a line").unwrap();
@@ -134,17 +132,12 @@ fn a_queued_job_has_no_output_yet_and_following_it_waits_for_its_run() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("queued"), "{}", stderr(&o));
 
-    let follow = Command::new(BURST)
-        .args(["logs", "-f", &id])
-        .env("BURST_CONTROLLER", &addr)
-        .env("BURST_INSECURE", "true")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follow = follow(&addr, &id);
     let _w = worker(&addr, "w1", &dir.path().join("out"));
-    let o = follow.wait_with_output().unwrap();
-    assert!(o.status.success());
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "late\n");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(follow.0.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    assert!(follow.0.wait().unwrap().success());
+    assert_eq!(printed, "late\n");
 
     let unknown = burst(&addr, &["logs", "0190d0f0-0000-7000-8000-000000000000"]);
     assert!(!unknown.status.success());
@@ -176,16 +169,7 @@ fn following_a_job_whose_worker_freezes_ends_with_an_error_instead_of_hanging() 
     let (_c, addr) = controller();
     let w = worker(&addr, "w1", &dir.path().join("out"));
     let id = submit(&addr, "echo started; sleep 60");
-    let mut follow = Proc(
-        Command::new(BURST)
-            .args(["logs", "-f", &id])
-            .env("BURST_CONTROLLER", &addr)
-            .env("BURST_INSECURE", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut follow = follow(&addr, &id);
     let mut lines = BufReader::new(follow.0.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "started");
     // Frozen: it neither writes nor closes the stream. The controller declares it dead after the lease timeout
