@@ -142,6 +142,12 @@ async fn the_dashboard_shows_a_job_and_follows_it_to_the_end_in_a_browser() {
         assert!(body.contains(&id), "{body}");
         let (_, none) = http(http_addr, "GET", "/api/jobs?q=no-such-thing", &[], "");
         assert!(!none.contains(&id), "{none}");
+        // No credentials here, so only requests addressed to an IP or localhost are answered (DNS rebinding).
+        let (code, body) = http(http_addr, "GET", "/api/overview", &["Host: evil.example:80"], "");
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("--http-allowed-hosts"), "{body}");
+        assert_eq!(http(http_addr, "GET", "/api/overview", &["Host: localhost"], "").0, 200);
+        assert_eq!(http(http_addr, "GET", "/metrics", &["Host: evil.example"], "").0, 200, "metrics stay open");
     })
     .await
     .unwrap();

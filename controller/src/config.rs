@@ -35,6 +35,10 @@ pub struct Args {
     /// [default: none, no HTTP].
     #[arg(long, env = "BURST_CONTROLLER_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Host names the dashboard answers to when the controller asks no credentials, besides IP addresses and
+    /// localhost (a guard against DNS rebinding); comma-separated.
+    #[arg(long, env = "BURST_HTTP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub http_allowed_hosts: Vec<String>,
     /// How jobs are spread over workers.
     #[arg(long, env = "BURST_ROUTER", value_enum)]
     pub router: Option<RouterKind>,
@@ -82,6 +86,7 @@ pub struct Args {
 pub struct Section {
     pub listen: Option<String>,
     pub http_listen: Option<String>,
+    pub http_allowed_hosts: Option<Vec<String>>,
     pub router: Option<RouterKind>,
     pub lease_timeout_ms: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
@@ -105,6 +110,8 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     /// Where to serve metrics, health and the dashboard; `None`: no HTTP side.
     pub http_listen: Option<SocketAddr>,
+    /// Host names the dashboard of an unauthenticated controller answers to (besides IPs and localhost).
+    pub http_allowed_hosts: Vec<String>,
     pub router: RouterKind,
     pub lease_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -134,6 +141,7 @@ impl Default for ControllerConfig {
         ControllerConfig {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
             http_listen: None,
+            http_allowed_hosts: Vec::new(),
             router: RouterKind::default(),
             lease_timeout: DEFAULT_LEASE_TIMEOUT,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -154,6 +162,7 @@ impl Args {
             config,
             listen,
             http_listen,
+            http_allowed_hosts,
             router,
             lease_timeout_ms,
             heartbeat_interval_ms,
@@ -192,9 +201,14 @@ impl Args {
                 lease_timeout.as_millis()
             );
         }
+        let http_allowed_hosts = match http_allowed_hosts.is_empty() {
+            true => file.http_allowed_hosts.unwrap_or_default(),
+            false => http_allowed_hosts,
+        };
         Ok(ControllerConfig {
             listen,
             http_listen,
+            http_allowed_hosts,
             router: router.or(file.router).unwrap_or_default(),
             lease_timeout,
             heartbeat_interval,

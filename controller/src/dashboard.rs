@@ -40,10 +40,17 @@ struct Dash {
     history: Arc<Mutex<VecDeque<Value>>>,
 }
 
-/// The routes, and the task that samples throughput for them (abort it with the server).
-pub fn routes(service: Arc<ControllerService>, timings: Timings) -> (Router, tokio::task::JoinHandle<()>) {
+/// The routes, and the task that samples throughput for them (abort it with the server). `allowed_hosts`: see
+/// [`guard_host`].
+pub fn routes(
+    service: Arc<ControllerService>,
+    timings: Timings,
+    allowed_hosts: Vec<String>,
+) -> (Router, tokio::task::JoinHandle<()>) {
     let history = Arc::new(Mutex::new(VecDeque::with_capacity(SAMPLES)));
     let sampler = tokio::spawn(sample(service.clone(), timings, history.clone()));
+    let open = !service.authenticates();
+    let hosts = Arc::new(allowed_hosts);
     let dash = Dash { service, history };
     let router = Router::new()
         .route("/", get(|| async { axum::response::Redirect::temporary("/ui") }))
@@ -52,8 +59,39 @@ pub fn routes(service: Arc<ControllerService>, timings: Timings) -> (Router, tok
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/output", get(output))
-        .with_state(dash);
+        .with_state(dash)
+        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let hosts = hosts.clone();
+            async move {
+                if open && let Err(why) = guard_host(req.headers(), &hosts) {
+                    return (StatusCode::FORBIDDEN, why).into_response();
+                }
+                next.run(req).await
+            }
+        }));
     (router, sampler)
+}
+
+/// On a controller that asks no credentials, the dashboard answers only requests addressed to an IP address,
+/// `localhost` or one of `allowed` (`--http-allowed-hosts`): a web page the user visits cannot rename itself to
+/// the controller's address (DNS rebinding) and read jobs' specs through the user's browser. With
+/// authentication on, the token is what protects it.
+fn guard_host(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let ok = name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name));
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "host {name:?} may not use the dashboard of a controller without authentication (a guard against DNS \
+             rebinding): reach it by IP address or localhost, or add the name to --http-allowed-hosts"
+        )),
+    }
 }
 
 /// Every [`SAMPLE_EVERY`], the totals of jobs submitted and finished, for throughput over the last minutes.
@@ -228,4 +266,29 @@ async fn output(
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], String::from_utf8_lossy(&text).into_owned()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(h: &str, allowed: &[&str]) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, h.parse().unwrap());
+        let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+        guard_host(&headers, &allowed).is_ok()
+    }
+
+    #[test]
+    fn only_addresses_localhost_and_listed_names_reach_an_open_dashboard() {
+        assert!(host("127.0.0.1:9090", &[]));
+        assert!(host("[::1]:9090", &[]));
+        assert!(host("10.0.0.7", &[]));
+        assert!(host("LOCALHOST:9090", &[]));
+        assert!(host("burst.internal:9090", &["burst.internal"]));
+        assert!(!host("burst.internal:9090", &[]));
+        assert!(!host("evil.example", &["burst.internal"]));
+        assert!(!host("127.0.0.1.evil.example", &[]));
+        assert!(!host("", &[]));
+    }
 }

@@ -39,6 +39,11 @@ impl ControllerService {
         ControllerService { controller, auth, admission, output }
     }
 
+    /// Whether callers must authenticate (a tokens file or TLS).
+    pub fn authenticates(&self) -> bool {
+        self.auth.enabled()
+    }
+
     /// Jobs accepted since the controller started.
     pub fn submitted_total(&self) -> u64 {
         self.controller.lock().stats().submitted_total

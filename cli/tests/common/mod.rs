@@ -47,14 +47,17 @@ where
     }
 }
 
-/// One HTTP/1.1 request on a new connection: (status code, body). `headers` are extra header lines. The answer
+/// One HTTP/1.1 request on a new connection: (status code, body). `headers` are extra header lines (a `Host` among
+/// them replaces the address). The answer
 /// must carry a Content-Length or end with the connection (no chunked bodies: burst and chromedriver send none).
 pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("HTTP server reachable");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+        req += &format!("Host: {addr}\r\n");
+    }
     for h in headers {
         req += &format!("{h}\r\n");
     }
