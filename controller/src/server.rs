@@ -94,7 +94,7 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     }
     let tls = config.tls.as_ref().map(LiveTls::from_files).transpose().map_err(anyhow::Error::msg)?;
     let admission = Arc::new(Admission::new(config.submit_rate));
-    let commits = store.commit_seconds();
+    let commits = store.commits().map(|c| c.histogram());
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
     let service = Arc::new(ControllerService::new(
         controller.clone(),

@@ -338,6 +338,11 @@ impl Scheduler {
             .collect()
     }
 
+    /// The store's commits so far, for a store that commits (`burst bench` reads them).
+    pub fn store_commits(&self) -> Option<crate::store::Commits> {
+        self.store.commits()
+    }
+
     /// The series the scheduler observes into, for the metrics page.
     pub fn timings(&self) -> &Timings {
         &self.timings

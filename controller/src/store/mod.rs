@@ -16,6 +16,8 @@ mod redb;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use memory::MemoryStore;
 pub use record::JobRecord;
@@ -49,8 +51,47 @@ pub trait JobStore: Send + Sync + 'static {
     /// `writes` is a barrier: it resolves once every earlier write is durable.
     fn write(&self, writes: Vec<Write>) -> Durable;
 
-    /// How long its commits take, for a store that commits (the metrics page shows it).
-    fn commit_seconds(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+    /// Its commits so far, for a store that commits (the metrics page and `burst bench` show them).
+    fn commits(&self) -> Option<Commits> {
         None
+    }
+}
+
+/// How many commits a store made and how long they took: a histogram for the metrics page, and running totals
+/// for whoever wants them without one. Cloning shares the counts.
+#[derive(Clone, Debug)]
+pub struct Commits {
+    histogram: prometheus_client::metrics::histogram::Histogram,
+    count: Arc<AtomicU64>,
+    nanos: Arc<AtomicU64>,
+}
+
+impl Default for Commits {
+    fn default() -> Self {
+        // 250 µs .. ~4 s in doublings: an fsync on a fast disk to a stalled one.
+        let buckets = prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 15);
+        Commits {
+            histogram: prometheus_client::metrics::histogram::Histogram::new(buckets),
+            count: Arc::default(),
+            nanos: Arc::default(),
+        }
+    }
+}
+
+impl Commits {
+    pub fn observe(&self, took: std::time::Duration) {
+        self.histogram.observe(took.as_secs_f64());
+        // Relaxed: counters read for display.
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.histogram.clone()
+    }
+
+    /// Commits so far, and the seconds they took in all.
+    pub fn totals(&self) -> (u64, f64) {
+        (self.count.load(Ordering::Relaxed), self.nanos.load(Ordering::Relaxed) as f64 / 1e9)
     }
 }

@@ -7,13 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
-use super::{Durable, JobRecord, JobStore, StoreError, Write};
+use super::{Commits, Durable, JobRecord, JobStore, StoreError, Write};
 use crate::lifecycle::Job;
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -35,7 +34,7 @@ pub struct RedbStore {
     /// The writer thread, joined on drop so that the file is closed when the store is gone (a controller
     /// restarted in the same process opens it again at once).
     writer: Option<std::thread::JoinHandle<()>>,
-    commits: Histogram,
+    commits: Commits,
 }
 
 impl RedbStore {
@@ -53,8 +52,7 @@ impl RedbStore {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel::<Batch>();
         let writer_db = db.clone();
-        // 250 µs .. ~4 s in doublings: an fsync on a fast disk to a stalled one.
-        let commits = Histogram::new(exponential_buckets(0.00025, 2.0, 15));
+        let commits = Commits::default();
         let observed = commits.clone();
         let writer = std::thread::Builder::new()
             .name("burst-store".into())
@@ -100,7 +98,7 @@ impl JobStore for RedbStore {
         })
     }
 
-    fn commit_seconds(&self) -> Option<Histogram> {
+    fn commits(&self) -> Option<Commits> {
         Some(self.commits.clone())
     }
 }
@@ -119,7 +117,7 @@ impl Drop for RedbStore {
     }
 }
 
-fn write_loop(db: &Database, rx: mpsc::Receiver<Batch>, commits: &Histogram) {
+fn write_loop(db: &Database, rx: mpsc::Receiver<Batch>, commits: &Commits) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BATCHES_PER_COMMIT {
@@ -137,7 +135,7 @@ fn write_loop(db: &Database, rx: mpsc::Receiver<Batch>, commits: &Histogram) {
         }
         let began = std::time::Instant::now();
         let result = commit(db, &batches);
-        commits.observe(began.elapsed().as_secs_f64());
+        commits.observe(began.elapsed());
         let result = result.map_err(|e| {
             error!(error = %e, batches = batches.len(), "job store commit failed");
             StoreError::Unavailable(e.to_string())
@@ -195,6 +193,8 @@ mod tests {
             third.await.unwrap();
             // A barrier after the writes resolves too.
             store.write(vec![]).await.unwrap();
+            let (commits, seconds) = store.commits().unwrap().totals();
+            assert!((1..=3).contains(&commits) && seconds > 0.0, "{commits} commits in {seconds} s");
         }
         let store = RedbStore::open(dir.path()).unwrap();
         let mut loaded: Vec<(String, u64)> =

@@ -64,15 +64,25 @@ async fn until_finished(client: &mut Client, jobs: u64) -> anyhow::Result<u64> {
     }
 }
 
-/// Seconds for `jobs` jobs through submit, lease and complete with `workers` up from the start, and how many
-/// failed.
-async fn throughput(args: &BenchArgs, jobs: usize, workers: u32, durable: bool) -> anyhow::Result<(f64, u64)> {
+/// What one throughput run measured.
+struct Run {
+    elapsed: f64,
+    failed: u64,
+    /// The durable store's commits during the run, and the seconds they took.
+    commits: u64,
+    commit_seconds: f64,
+}
+
+/// Runs `jobs` jobs through submit, lease and complete with `workers` up from the start.
+async fn throughput(args: &BenchArgs, jobs: usize, workers: u32, durable: bool) -> anyhow::Result<Run> {
     let store = if durable { "durable store" } else { "in-memory store" };
     eprintln!("w4: {jobs} jobs through submit, lease and complete (no processes), {store} ...");
     let scratch = Scratch::new("w4");
     let opts = ClusterOptions { data_dir: durable.then(|| scratch.0.join("data")), ..options(args, workers, &scratch) };
     let cluster = LocalCluster::start(opts).await?;
     let mut client = cluster.client().await?;
+    let store = cluster.controller.controller.lock().store_commits();
+    let before = store.as_ref().map_or((0, 0.0), |c| c.totals());
     let started = Instant::now();
     let waiter = {
         let mut client = client.clone();
@@ -81,8 +91,9 @@ async fn throughput(args: &BenchArgs, jobs: usize, workers: u32, durable: bool) 
     submit_all(&mut client, jobs).await?;
     let failed = waiter.await??;
     let elapsed = started.elapsed().as_secs_f64();
+    let after = store.as_ref().map_or((0, 0.0), |c| c.totals());
     cluster.shutdown().await?;
-    Ok((elapsed, failed))
+    Ok(Run { elapsed, failed, commits: after.0 - before.0, commit_seconds: after.1 - before.1 })
 }
 
 fn options(args: &BenchArgs, workers: u32, scratch: &Scratch) -> ClusterOptions {
@@ -111,9 +122,16 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
     until_finished(&mut client, jobs as u64).await?;
     let retained = resident_bytes();
     cluster.shutdown().await?;
-    let (elapsed, failed) = throughput(args, jobs, workers, true).await?;
-    let (memory_elapsed, _) = throughput(args, jobs, workers, false).await?;
+    let durable = throughput(args, jobs, workers, true).await?;
+    let (elapsed, failed) = (durable.elapsed, durable.failed);
+    let memory_elapsed = throughput(args, jobs, workers, false).await?.elapsed;
     let memory_rate = jobs as f64 / memory_elapsed.max(1e-9);
+    // Where the durable run's time went: how often the store committed, for how many jobs each time, and what
+    // share of the run its writer thread spent committing.
+    let commits = durable.commits.max(1) as f64;
+    let commit_mean_ms = durable.commit_seconds * 1000.0 / commits;
+    let jobs_per_commit = jobs as f64 / commits;
+    let store_busy = durable.commit_seconds / elapsed.max(1e-9);
 
     let per = |after: u64| after.saturating_sub(before) as f64 / jobs.max(1) as f64;
     let rate = jobs as f64 / elapsed.max(1e-9);
@@ -129,6 +147,10 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
         "ratio": rate / memory_rate,
         "bytes_per_queued_job": per(queued),
         "bytes_per_retained_job": per(retained),
+        "store_commits": durable.commits,
+        "store_commit_mean_ms": commit_mean_ms,
+        "jobs_per_commit": jobs_per_commit,
+        "store_busy": store_busy,
         "failed": failed,
     });
     let mut text = format!("w4: {jobs} jobs, {workers} no-op workers, durable store: the controller alone\n");
@@ -136,6 +158,15 @@ pub async fn w4(args: &BenchArgs) -> anyhow::Result<Measured> {
         vec!["".to_string(), "VALUE".into()],
         vec!["submit -> lease -> complete".into(), format!("{rate:.0} jobs/s ({elapsed:.2} s)")],
         vec!["the same, in-memory store".into(), format!("{memory_rate:.0} jobs/s ({memory_elapsed:.2} s)")],
+        vec![
+            "durable store commits".into(),
+            format!(
+                "{} ({:.0}/s, {commit_mean_ms:.2} ms each, {jobs_per_commit:.1} jobs per commit, writer busy {:.0}%)",
+                durable.commits,
+                durable.commits as f64 / elapsed.max(1e-9),
+                store_busy * 100.0
+            ),
+        ],
         vec!["memory per queued job".into(), format!("{:.0} bytes", per(queued))],
         vec!["memory per retained finished job".into(), format!("{:.0} bytes", per(retained))],
     ];
