@@ -2,6 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: burst_proto::alloc::Allocator = burst_proto::alloc::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = burst_cli::args::Cli::parse();

@@ -8,6 +8,9 @@ struct Cli {
     args: burst_controller::Args,
 }
 
+#[global_allocator]
+static ALLOCATOR: burst_proto::alloc::Allocator = burst_proto::alloc::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     burst_proto::telemetry::init();

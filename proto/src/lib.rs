@@ -4,6 +4,7 @@
 //! No scheduling logic lives here: this crate is what the controller, the workers, the operator and the CLI
 //! agree on, nothing more.
 
+pub mod alloc;
 pub mod auth;
 pub mod config;
 pub mod follow;
