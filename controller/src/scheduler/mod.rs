@@ -12,7 +12,7 @@
 //!    registers again loses its leases: its jobs are released back to the queue.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,7 +31,10 @@ use crate::retention::{Limits, Retention};
 use crate::router::{Candidate, Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
 
+mod table;
 mod workers;
+
+use table::JobTable;
 
 /// How many jobs with resource requests one dispatch pass may look past while searching for one that fits.
 /// Bounds the cost of a dispatch when many large jobs wait for room.
@@ -105,7 +108,7 @@ pub struct ListFilter {
 }
 
 pub struct Scheduler {
-    jobs: BTreeMap<JobId, Job>,
+    jobs: JobTable,
     keys: HashMap<String, JobId>,
     queue: VecDeque<JobId>,
     /// Queued jobs that no registered worker could ever fit; looked at again when a worker registers.
@@ -148,7 +151,7 @@ impl Scheduler {
         retention: Limits,
     ) -> Self {
         Scheduler {
-            jobs: BTreeMap::new(),
+            jobs: JobTable::default(),
             keys: HashMap::new(),
             queue: VecDeque::new(),
             parked: Vec::new(),
@@ -221,7 +224,7 @@ impl Scheduler {
             if !job.spec.idempotency_key.is_empty() {
                 self.keys.insert(job.spec.idempotency_key.clone(), job.id.clone());
             }
-            self.jobs.insert(job.id.clone(), job);
+            self.jobs.insert(job);
         }
         if !self.unclaimed.is_empty() {
             info!(jobs = self.unclaimed.len(), "leased jobs wait for their workers to claim them");
@@ -247,7 +250,7 @@ impl Scheduler {
                 continue;
             }
             if let Some(id) = self.keys.get(key) {
-                if *self.jobs[id].spec != *spec {
+                if self.jobs.get(id).is_some_and(|j| *j.spec != *spec) {
                     return Err(SchedError::KeyConflict { key: key.to_string(), job: id.clone() });
                 }
                 existing.push(Some(id.clone()));
@@ -299,7 +302,7 @@ impl Scheduler {
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
             self.counts[JobState::Queued as usize] += 1;
             self.submitted_total += 1;
-            self.jobs.insert(id.clone(), job);
+            self.jobs.insert(job);
             self.record(&id);
             self.queue.push_back(id.clone());
             out.push(SubmitJobResponse { job_id: id, existing: false });
@@ -310,7 +313,7 @@ impl Scheduler {
 
     pub fn job(&self, id: &str) -> Result<(Arc<JobSpec>, JobStatus), SchedError> {
         let job = self.jobs.get(id).ok_or_else(|| SchedError::UnknownJob(id.to_string()))?;
-        Ok((job.spec.clone(), self.status_of(job)))
+        Ok((job.spec.clone(), self.status_of(&job)))
     }
 
     /// Statuses in submission order, after `filter.after`; the last element's id is the next page token when the
@@ -325,16 +328,17 @@ impl Scheduler {
             None => Bound::Unbounded,
         };
         // Ids grow with submission time, so id order is submission order.
-        let jobs: Box<dyn Iterator<Item = (&JobId, &Job)>> = match filter.newest_first {
-            true => Box::new(self.jobs.range((Bound::Unbounded, after)).rev()),
-            false => Box::new(self.jobs.range((after, Bound::Unbounded))),
+        let range = match filter.newest_first {
+            true => (Bound::Unbounded, after),
+            false => (after, Bound::Unbounded),
         };
-        jobs.map(|(_, job)| job)
-            .filter(|job| filter.states.is_empty() || filter.states.contains(&job.state().proto()))
+        let state_wanted = |state| filter.states.is_empty() || filter.states.contains(&state);
+        self.jobs
+            .range(range, filter.newest_first, state_wanted)
             .filter(|job| filter.labels.iter().all(|(k, v)| job.spec.labels.get(k) == Some(v)))
             .filter(|job| filter.owner.as_ref().is_none_or(|o| *o == job.spec.owner))
             .take(limit)
-            .map(|job| self.status_of(job))
+            .map(|job| self.status_of(&job))
             .collect()
     }
 
@@ -496,7 +500,13 @@ impl Scheduler {
         let job = self.jobs.get_mut(id).ok_or(Refused::NotLeased(JobState::Unspecified))?;
         let before = job.state().clone();
         let run_started_ms = job.started_at_ms();
-        let effect = f(job)?;
+        let effect = match f(job) {
+            Ok(effect) => effect,
+            Err(refused) => {
+                self.jobs.settle(id);
+                return Err(refused);
+            }
+        };
         let after = job.state().proto();
         self.timings.transition(job, &before, after, run_started_ms);
         let reserved = job.spec.resources.unwrap_or_default();
@@ -527,15 +537,18 @@ impl Scheduler {
             }
             Effect::Ended { from: None } => {}
         }
-        self.record(id);
-        if matches!(after, JobState::Succeeded | JobState::Failed | JobState::Cancelled) {
-            let owner = &self.jobs[id].spec.owner;
+        let ended = matches!(after, JobState::Succeeded | JobState::Failed | JobState::Cancelled);
+        if ended && let Some(job) = self.jobs.get(id) {
+            let owner = &job.spec.owner;
             if let Some(n) = self.active_by_owner.get_mut(owner) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     self.active_by_owner.remove(owner);
                 }
             }
+        }
+        self.record(id);
+        if ended {
             self.retention.finished(id.to_string(), Instant::now());
             if self.retention.over_count() {
                 self.forget_expired(Instant::now());
@@ -590,7 +603,9 @@ impl Scheduler {
             let Some(Reverse((_, id, timer))) = self.timers.pop() else { break };
             match timer {
                 Timer::Retry => {
-                    if let Some(job) = self.jobs.get_mut(&id).filter(|j| *j.state() == State::Queued) {
+                    if self.jobs.state(&id) == Some(JobState::Queued)
+                        && let Some(job) = self.jobs.get_mut(&id)
+                    {
                         job.retry_due();
                         self.queue.push_back(id);
                     }
@@ -625,26 +640,26 @@ impl Scheduler {
         if ids.is_empty() && labels.is_empty() {
             return Err(SchedError::Invalid("name the jobs to cancel or give a label selector".into()));
         }
-        if let Some(missing) = ids.iter().find(|id| !self.jobs.contains_key(*id)) {
+        if let Some(missing) = ids.iter().find(|id| !self.jobs.contains_key(id)) {
             return Err(SchedError::UnknownJob(missing.clone()));
         }
         let mine = |j: &Job| owner.is_none_or(|o| o == j.spec.owner);
-        if let Some(other) = ids.iter().find(|id| !mine(&self.jobs[*id])) {
+        if let Some(other) = ids.iter().find(|id| !self.jobs.get(id).is_some_and(|j| mine(&j))) {
             return Err(SchedError::NotYours(other.clone()));
         }
         let mut targets: Vec<JobId> = ids.to_vec();
         if !labels.is_empty() {
             targets.extend(
                 self.jobs
-                    .values()
-                    .filter(|j| !j.is_terminal() && mine(j))
+                    .live()
+                    .filter(|j| mine(j))
                     .filter(|j| labels.iter().all(|(k, v)| j.spec.labels.get(k) == Some(v)))
                     .map(|j| j.id.clone()),
             );
         }
         let (mut cancelled, mut ended) = (Vec::new(), Vec::new());
         for id in targets {
-            if self.jobs.get(&id).is_some_and(Job::is_terminal) {
+            if self.jobs.get(&id).is_some_and(|j| j.is_terminal()) {
                 if !ended.contains(&id) && !cancelled.contains(&id) {
                     ended.push(id);
                 }
@@ -688,7 +703,8 @@ impl Scheduler {
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(job.status());
         }
-        self.writes.push(Write::Put(Box::new(job.clone())));
+        self.writes.push(Write::Put(Box::new(job.into_owned())));
+        self.jobs.settle(id);
     }
 
     /// Hands the writes of this operation to the store, in order.

@@ -26,6 +26,7 @@ impl Scheduler {
             };
             let running = matches!(job.state(), State::Running(_));
             if job.rebind(&worker, c.epoch, session).is_err() {
+                self.jobs.settle(&c.job_id);
                 rejected.push(c.job_id.clone());
                 continue;
             }
@@ -130,7 +131,7 @@ impl Scheduler {
             .map(|(id, _)| id.clone())
             .collect();
         for id in missing {
-            if matches!(self.jobs.get(&id).map(Job::state), Some(State::Leased(_))) {
+            if self.jobs.state(&id) == Some(JobState::Leased) {
                 warn!(job = %id, worker, "leased job never reached its worker; queueing it again");
                 let _ = self.transition(&id, |job| job.release(now_ms));
             }
@@ -155,8 +156,10 @@ impl Scheduler {
         give_back.extend(returned.iter().cloned());
         let mut requeued = 0;
         for r in give_back {
-            let holds = matches!(self.jobs.get(&r.job_id).map(Job::state),
-                Some(State::Leased(h)) if h.worker == worker && h.session == session && h.epoch == r.epoch);
+            let holds = self.jobs.get(&r.job_id).is_some_and(|j| {
+                matches!(j.state(),
+                State::Leased(h) if h.worker == worker && h.session == session && h.epoch == r.epoch)
+            });
             if holds && self.transition(&r.job_id, |job| job.release(now_ms)).is_ok() {
                 requeued += 1;
             }
@@ -240,6 +243,7 @@ impl Scheduler {
         }
         let job = self.jobs.get_mut(id)?;
         let Ok(to) = job.transfer(by, thief, thief_session) else {
+            self.jobs.settle(id);
             self.stale_reports_total += 1;
             return None;
         };

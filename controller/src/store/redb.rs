@@ -18,6 +18,10 @@ use crate::lifecycle::Job;
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 /// The file inside the data dir.
 pub const FILE_NAME: &str = "burst.redb";
+/// The store's page cache. redb's default (1 GiB) would grow the controller by a few hundred bytes per job kept
+/// until it reached that, for little gain: ids grow with time, so writes land on the B-tree's newest pages and
+/// the kernel's page cache serves the rest.
+const CACHE_BYTES: usize = 64 << 20;
 /// Batches folded into one transaction at most: bounds how long one commit holds the earliest caller.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;
 
@@ -44,7 +48,7 @@ impl RedbStore {
         let path = dir.join(FILE_NAME);
         let fail = |message: String| StoreError::Open { path: path.clone(), message };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the data dir: {e}")))?;
-        let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| fail(e.to_string()))?;
         // Create the table on first use, and prove every record reads back before serving anything.
         let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
         txn.open_table(JOBS).map_err(|e| fail(e.to_string()))?;

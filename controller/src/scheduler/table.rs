@@ -1,0 +1,173 @@
+//! The scheduler's jobs by id. An unfinished job is kept as it is; a finished one no longer changes and is read
+//! rarely (a status query, a list), so it is kept packed: its store record, encoded, without the id its key
+//! already holds. A retained finished job then costs a few hundred bytes instead of a few kilobytes, which is
+//! what lets a controller keep its default of a million of them.
+//!
+//! Reading a packed job decodes a copy; changing one ([`JobTable::get_mut`]) unpacks it first, and
+//! [`JobTable::settle`] packs it again once it is finished. A job left unpacked costs memory, never correctness.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::RangeBounds;
+
+use burst_proto::v1::JobState;
+use prost::Message;
+use tracing::error;
+
+use crate::lifecycle::{Job, JobId};
+use crate::store::JobRecord;
+
+#[derive(Default)]
+pub struct JobTable {
+    jobs: BTreeMap<JobId, Kept>,
+}
+
+enum Kept {
+    Live(Box<Job>),
+    /// A finished job: its state (so filters need not decode it) and its record, encoded.
+    Packed(JobState, Box<[u8]>),
+}
+
+impl JobTable {
+    /// Adds (or replaces) a job; a finished one is packed at once.
+    pub fn insert(&mut self, job: Job) {
+        let id = job.id.clone();
+        self.jobs.insert(id.clone(), Kept::Live(Box::new(job)));
+        self.settle(&id);
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.jobs.contains_key(id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Cow<'_, Job>> {
+        let (key, kept) = self.jobs.get_key_value(id)?;
+        read(key, kept)
+    }
+
+    /// The job, to change it; a packed one is unpacked first (call [`JobTable::settle`] afterwards).
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Job> {
+        let kept = self.jobs.get_mut(id)?;
+        if let Kept::Packed(..) = kept {
+            let job = read(id, kept)?.into_owned();
+            *kept = Kept::Live(Box::new(job));
+        }
+        match kept {
+            Kept::Live(job) => Some(job),
+            Kept::Packed(..) => None,
+        }
+    }
+
+    /// Packs job `id` if it has finished.
+    pub fn settle(&mut self, id: &str) {
+        let Some(kept) = self.jobs.get_mut(id) else { return };
+        let Kept::Live(job) = kept else { return };
+        if !job.is_terminal() {
+            return;
+        }
+        let mut record = job.to_record();
+        record.id.clear();
+        *kept = Kept::Packed(job.state().proto(), record.encode_to_vec().into());
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<Job> {
+        let (key, kept) = self.jobs.remove_entry(id)?;
+        read(&key, &kept).map(Cow::into_owned)
+    }
+
+    /// The state of job `id`, without unpacking it.
+    pub fn state(&self, id: &str) -> Option<JobState> {
+        match self.jobs.get(id)? {
+            Kept::Live(job) => Some(job.state().proto()),
+            Kept::Packed(state, _) => Some(*state),
+        }
+    }
+
+    /// Jobs in id order within `range`, newest first if `rev`; those whose state `keep` refuses are skipped
+    /// without being unpacked.
+    pub fn range<'a>(
+        &'a self,
+        range: impl RangeBounds<JobId>,
+        rev: bool,
+        keep: impl Fn(JobState) -> bool + 'a,
+    ) -> Box<dyn Iterator<Item = Cow<'a, Job>> + 'a> {
+        let entries = self.jobs.range(range);
+        let entries: Box<dyn Iterator<Item = (&JobId, &Kept)>> =
+            if rev { Box::new(entries.rev()) } else { Box::new(entries) };
+        Box::new(entries.filter(move |(_, kept)| keep(state_of(kept))).filter_map(|(key, kept)| read(key, kept)))
+    }
+
+    /// The unfinished jobs, in id order.
+    pub fn live(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values().filter_map(|kept| match kept {
+            Kept::Live(job) if !job.is_terminal() => Some(job.as_ref()),
+            _ => None,
+        })
+    }
+}
+
+fn state_of(kept: &Kept) -> JobState {
+    match kept {
+        Kept::Live(job) => job.state().proto(),
+        Kept::Packed(state, _) => *state,
+    }
+}
+
+fn read<'a>(key: &str, kept: &'a Kept) -> Option<Cow<'a, Job>> {
+    match kept {
+        Kept::Live(job) => Some(Cow::Borrowed(job.as_ref())),
+        Kept::Packed(_, bytes) => {
+            let unpacked = JobRecord::decode(bytes.as_ref()).ok().and_then(|mut record| {
+                record.id = key.to_string();
+                Job::from_record(record)
+            });
+            if unpacked.is_none() {
+                // Only this module packs, from a valid job: a failure here is a bug, reported rather than hidden.
+                error!(job = %key, "a finished job's packed record does not unpack");
+            }
+            unpacked.map(Cow::Owned)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use burst_proto::v1::{JobSpec, Reason};
+
+    use super::*;
+    use crate::lifecycle::Outcome;
+
+    fn finished(id: &str) -> Job {
+        let mut job = Job::new(id.into(), Arc::new(JobSpec { owner: "ann".into(), ..JobSpec::default() }), 7);
+        let by = job.lease("w1", 1).unwrap();
+        assert!(job.start(&by, 8).is_ok());
+        let outcome = Outcome { reason: Reason::Exited, exit_code: Some(0), finished_at_ms: 9, ..Outcome::default() };
+        assert!(job.finish(&by, outcome, 9).is_ok());
+        job
+    }
+
+    #[test]
+    fn a_finished_job_is_packed_and_reads_back_the_same() {
+        let mut table = JobTable::default();
+        let job = finished("a");
+        table.insert(job.clone());
+        table.insert(Job::new("b".into(), Arc::new(JobSpec::default()), 1));
+        assert!(matches!(table.jobs["a"], Kept::Packed(JobState::Succeeded, _)));
+        assert!(matches!(table.jobs["b"], Kept::Live(_)));
+        assert_eq!(table.get("a").unwrap().to_record(), job.to_record());
+        assert_eq!(table.state("a"), Some(JobState::Succeeded));
+        // Filters on state skip without unpacking; the live iterator sees only unfinished jobs.
+        let queued: Vec<String> = table.range(.., false, |s| s == JobState::Queued).map(|j| j.id.clone()).collect();
+        assert_eq!(queued, ["b"]);
+        assert_eq!(table.live().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        // Changing a packed job unpacks it; settling packs it again.
+        assert!(table.get_mut("a").unwrap().cancel(10).is_err());
+        assert!(matches!(table.jobs["a"], Kept::Live(_)));
+        table.settle("a");
+        assert!(matches!(table.jobs["a"], Kept::Packed(..)));
+        assert_eq!(table.remove("a").unwrap().to_record(), job.to_record());
+        assert!(!table.contains_key("a"));
+    }
+}
