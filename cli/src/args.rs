@@ -304,7 +304,7 @@ pub struct BenchArgs {
     /// Workers in the local cluster [default: steal 4, the others 2].
     #[arg(long)]
     pub workers: Option<u32>,
-    /// Slots per worker [default: steal 4, w2 8, w4 16, the others one per core].
+    /// Slots per worker [default: steal 4, w2 8, w4 256, the others one per core].
     #[arg(long)]
     pub slots: Option<u32>,
     /// Queue capacity per worker [default: steal 64, w4 256, the others 2 x slots].

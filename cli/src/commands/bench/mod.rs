@@ -65,6 +65,27 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// CPU seconds used so far by this process itself (the cluster or the spawner, and the bench) and by its
+/// finished children (the jobs).
+pub fn cpu_seconds() -> (f64, f64) {
+    let used = |who| {
+        // SAFETY: getrusage(2) fills the zeroed struct we own; no other memory is touched.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } != 0 {
+            return 0.0;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(u.ru_utime) + secs(u.ru_stime)
+    };
+    (used(libc::RUSAGE_SELF), used(libc::RUSAGE_CHILDREN))
+}
+
+/// Microseconds of CPU per job between two [`cpu_seconds`] readings: (this process, the jobs).
+pub fn cpu_per_job(before: (f64, f64), after: (f64, f64), jobs: usize) -> (f64, f64) {
+    let per = |a: f64, b: f64| (b - a).max(0.0) * 1e6 / jobs.max(1) as f64;
+    (per(before.0, after.0), per(before.1, after.1))
+}
+
 /// A fresh directory for one run's output (and store), removed by [`Scratch::drop`].
 pub struct Scratch(pub std::path::PathBuf);
 
