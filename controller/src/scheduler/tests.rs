@@ -372,3 +372,49 @@ fn listing_pages_forward_oldest_first_or_backward_newest_first() {
     assert_eq!(page(&s, true, Some(&ids[3])), vec![ids[2].clone(), ids[1].clone()]);
     assert_eq!(page(&s, true, Some(&ids[0])), Vec::<JobId>::new());
 }
+
+#[test]
+fn a_finished_job_answers_as_before_once_packed() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 2, 2));
+    let keyed = JobSpec { idempotency_key: "k1".into(), labels: [("team".into(), "a".into())].into(), ..spec() };
+    let (ids, durable) = s.submit(vec![keyed.clone(), spec()], 1).unwrap();
+    durable.now_or_never().unwrap().unwrap();
+    let got = refs(&leases(&mut s, "w1", session));
+    s.started("w1", session, &got, 2).unwrap();
+    let (before_spec, before) = s.job(&ids[0].job_id).unwrap();
+    s.finished("w1", session, vec![ok_result(&got[0])], 3).unwrap();
+    let (spec_after, after) = s.job(&ids[0].job_id).unwrap();
+    assert_eq!((*spec_after).clone(), (*before_spec).clone());
+    assert_eq!(after.state(), JobState::Succeeded);
+    assert_eq!((after.attempts.len(), after.worker_id.as_str(), after.exit_code), (1, "w1", Some(0)), "{after:?}");
+    assert_eq!(before.submitted_at_ms, after.submitted_at_ms);
+
+    // A late result or start for it is refused and counted; cancelling it says it has ended.
+    let stale_before = s.stats().stale_reports_total;
+    let (accepted, refused, _) = s.finished("w1", session, vec![ok_result(&got[0])], 4).unwrap();
+    assert_eq!((accepted, refused), (0, vec![ids[0].job_id.clone()]));
+    assert_eq!(s.started("w1", session, &got[..1], 4).unwrap().0, vec![ids[0].job_id.clone()]);
+    assert_eq!(s.stats().stale_reports_total, stale_before + 2);
+    let (cancelled, ended, _) = s.cancel(&[ids[0].job_id.clone()], &HashMap::new(), 5).unwrap();
+    assert_eq!((cancelled.len(), ended), (0, vec![ids[0].job_id.clone()]));
+    assert_eq!(s.job(&ids[0].job_id).unwrap().1, after, "refusals leave it as it was");
+
+    // Lists filter it by state and by label; its key still names it, and a different spec under it conflicts.
+    let filter = |states: Vec<JobState>, labels: HashMap<String, String>| ListFilter {
+        states,
+        labels,
+        limit: 0,
+        after: None,
+        owner: None,
+        newest_first: false,
+    };
+    let listed = s.list(&filter(vec![JobState::Succeeded], HashMap::new()));
+    assert_eq!(listed.iter().map(|j| j.job_id.clone()).collect::<Vec<_>>(), vec![ids[0].job_id.clone()]);
+    let by_label = s.list(&filter(vec![], [("team".to_string(), "a".to_string())].into()));
+    assert_eq!(by_label.len(), 1);
+    let (again, _) = s.submit(vec![keyed.clone()], 6).unwrap();
+    assert!(again[0].existing && again[0].job_id == ids[0].job_id);
+    let changed = JobSpec { timeout_ms: 5, ..keyed };
+    assert!(matches!(s.submit(vec![changed], 7), Err(SchedError::KeyConflict { .. })));
+}
