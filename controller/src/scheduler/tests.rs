@@ -381,9 +381,11 @@ fn a_finished_job_answers_as_before_once_packed() {
     let (ids, durable) = s.submit(vec![keyed.clone(), spec()], 1).unwrap();
     durable.now_or_never().unwrap().unwrap();
     let got = refs(&leases(&mut s, "w1", session));
-    s.started("w1", session, &got, 2).unwrap();
+    let (_, durable) = s.started("w1", session, &got, 2).unwrap();
+    durable.now_or_never().unwrap().unwrap();
     let (before_spec, before) = s.job(&ids[0].job_id).unwrap();
-    s.finished("w1", session, vec![ok_result(&got[0])], 3).unwrap();
+    let (_, _, durable) = s.finished("w1", session, vec![ok_result(&got[0])], 3).unwrap();
+    durable.now_or_never().unwrap().unwrap();
     let (spec_after, after) = s.job(&ids[0].job_id).unwrap();
     assert_eq!((*spec_after).clone(), (*before_spec).clone());
     assert_eq!(after.state(), JobState::Succeeded);
