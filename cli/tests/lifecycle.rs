@@ -121,6 +121,7 @@ async fn a_result_reported_three_times_is_applied_once() {
             session: reg.session,
             results: vec![result.clone()],
             started: vec![],
+            take_leases: false,
         };
         accepted += raw.report_job_result(req).await.unwrap().into_inner().accepted;
     }
@@ -277,6 +278,7 @@ async fn a_result_and_the_next_start_go_in_one_call() {
             ..Default::default()
         }],
         started: vec![next.clone()],
+        take_leases: false,
     };
     let resp = raw.report_job_result(result_then_start(&refs[0], &refs[1])).await.unwrap().into_inner();
     assert_eq!((resp.accepted, resp.refused_starts.len()), (1, 0), "{resp:?}");
@@ -285,5 +287,56 @@ async fn a_result_and_the_next_start_go_in_one_call() {
     // The first job has ended: a start of it is refused in the same answer as the second job's result.
     let resp = raw.report_job_result(result_then_start(&refs[1], &refs[0])).await.unwrap().into_inner();
     assert_eq!((resp.accepted, resp.refused_starts.clone()), (1, vec![refs[0].job_id.clone()]), "{resp:?}");
+    c.shutdown().await.unwrap();
+}
+
+/// A result report that asks for them takes the leases its results made room for, in the same answer; a poll
+/// outstanding meanwhile is not answered empty for it, and gets the next lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_report_takes_the_leases_its_results_made_room_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
+    // Room for two: one running, one waiting.
+    let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
+    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    let ids = submit(&mut client, vec![process("/bin/true", &[]); 3]).await;
+    let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 10_000 };
+    let mut leases = Vec::new();
+    while leases.len() < 2 {
+        leases.extend(raw.poll_job(poll.clone()).await.unwrap().into_inner().leases);
+    }
+    let refs: Vec<LeaseRef> = leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+    let start =
+        ReportJobStartedRequest { worker_id: "fake".into(), session: reg.session, started: vec![refs[0].clone()] };
+    assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
+    let waiting = tokio::spawn({
+        let mut raw = raw.clone();
+        let poll = poll.clone();
+        async move { raw.poll_job(poll).await.map(|r| r.into_inner().leases) }
+    });
+    let report = |done: &LeaseRef, next: &LeaseRef, take_leases: bool| ReportJobResultRequest {
+        worker_id: "fake".into(),
+        session: reg.session,
+        results: vec![JobResult {
+            lease: Some(done.clone()),
+            reason: Reason::Exited as i32,
+            exit_code: Some(0),
+            ..Default::default()
+        }],
+        started: vec![next.clone()],
+        take_leases,
+    };
+    // The first result frees a place; the third job is leased into it and handed over in the answer.
+    let resp = raw.report_job_result(report(&refs[0], &refs[1], true)).await.unwrap().into_inner();
+    assert_eq!(resp.accepted, 1, "{resp:?}");
+    assert_eq!(resp.leases.iter().map(|l| l.job_id.clone()).collect::<Vec<_>>(), vec![ids[2].clone()], "{resp:?}");
+    // A fourth job goes to the outstanding poll once the second result (not taking leases) makes room.
+    let fourth = submit(&mut client, vec![process("/bin/true", &[])]).await.remove(0);
+    let resp = raw.report_job_result(report(&refs[1], &refs[1], false)).await.unwrap().into_inner();
+    assert!(resp.accepted == 1 && resp.leases.is_empty(), "{resp:?}");
+    let polled = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap().unwrap();
+    assert_eq!(polled.iter().map(|l| l.job_id.clone()).collect::<Vec<_>>(), vec![fourth], "the poll waited on");
     c.shutdown().await.unwrap();
 }

@@ -306,24 +306,25 @@ impl ControllerRpc for ControllerService {
     #[instrument(skip_all, fields(worker))]
     async fn poll_job(&self, req: Request<PollJobRequest>) -> Result<Response<PollJobResponse>, Status> {
         let req = self.worker_call(req, |r| &r.worker_id)?;
-        let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
-        let (poll, barrier) = self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
-        let (poll, barrier) = match poll {
-            Poll::Wait(wake) => {
-                let mut stopping = self.controller.stopping();
-                tokio::select! {
-                    _ = tokio::time::timeout(wait, wake.notified()) => {}
-                    _ = stopping.wait_for(|s| *s) => {}
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
+        let mut stopping = self.controller.stopping();
+        loop {
+            let (poll, barrier) =
+                self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
+            // A wake whose leases a result report took already (see ReportJobResultRequest.take_leases) waits on.
+            let wake = match poll {
+                Poll::Wait(wake) if tokio::time::Instant::now() < deadline && !*stopping.borrow() => wake,
+                Poll::Wait(_) => return Ok(Response::new(PollJobResponse::default())),
+                Poll::Ready { leases, stop } => {
+                    durable(barrier).await?;
+                    return Ok(Response::new(PollJobResponse { leases, stop }));
                 }
-                self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?
+            };
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, wake.notified()) => {}
+                _ = stopping.wait_for(|s| *s) => {}
             }
-            ready => (ready, barrier),
-        };
-        durable(barrier).await?;
-        Ok(Response::new(match poll {
-            Poll::Ready { leases, stop } => PollJobResponse { leases, stop },
-            Poll::Wait(_) => PollJobResponse::default(),
-        }))
+        }
     }
 
     #[instrument(skip_all, fields(worker))]
@@ -349,7 +350,7 @@ impl ControllerRpc for ControllerService {
         let req = self.worker_call(req, |r| &r.worker_id)?;
         let now = burst_proto::now_ms();
         // One lock for both, results first: a start never counts against a slot its result has not freed.
-        let (accepted, refused, refused_starts, done, started) = {
+        let (accepted, refused, refused_starts, done, started, taken) = {
             let mut sched = self.controller.lock();
             let (accepted, refused, done) =
                 sched.finished(&req.worker_id, req.session, req.results, now).map_err(sched_status)?;
@@ -361,14 +362,26 @@ impl ControllerRpc for ControllerService {
                     (refused, Some(d))
                 }
             };
-            (accepted, refused, refused_starts, done, started)
+            // The results may have freed places that were filled at once: hand those leases over now.
+            let taken = match req.take_leases {
+                true => Some(sched.take_leases(&req.worker_id, req.session).map_err(sched_status)?),
+                false => None,
+            };
+            (accepted, refused, refused_starts, done, started, taken)
         };
-        // Both were handed to the store together, so they share its next commit.
+        // All were handed to the store together, so they share its next commit.
         durable(done).await?;
         if let Some(d) = started {
             durable(d).await?;
         }
-        Ok(Response::new(ReportJobResultResponse { accepted, refused, refused_starts }))
+        let (leases, stop) = match taken {
+            Some((Poll::Ready { leases, stop }, barrier)) => {
+                durable(barrier).await?;
+                (leases, stop)
+            }
+            _ => Default::default(),
+        };
+        Ok(Response::new(ReportJobResultResponse { accepted, refused, refused_starts, leases, stop }))
     }
 
     #[instrument(skip_all, fields(worker))]

@@ -1,7 +1,10 @@
 //! The worker's side of the conversation with the controller.
 //!
 //! Four loops share one [`Agent`]:
-//! 1. **poll**: a `PollJob` long poll is always outstanding; leases it returns go to the local queue.
+//! 1. **poll**: a `PollJob` long poll is always outstanding; leases it returns go to the local queue. Under load
+//!    most leases come another way: a result report takes the leases waiting for the worker in its answer (the
+//!    places its results freed, filled at once), which saved a poll round trip per job (w1, 3 runs each in one
+//!    binary: 506 -> 427 µs of burst's CPU per job, 0.58 -> 0.64 of the local spawner).
 //! 2. **run**: takes a lease from the queue whenever a slot is free, has its start confirmed by the controller
 //!    (a stale lease is refused there, and then never run), runs it and hands the result to the reporter.
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
@@ -79,6 +82,8 @@ pub struct Agent {
     /// does that and waits until it is done.
     jobs: std::sync::Mutex<tokio::task::JoinSet<()>>,
     reports: mpsc::UnboundedSender<Report>,
+    /// Whether this worker takes new leases; false once it drains.
+    intake: std::sync::atomic::AtomicBool,
 }
 
 /// What the run loop tells the reporter.
@@ -158,6 +163,7 @@ impl Agent {
             steal_attempts: AtomicU64::new(0),
             jobs: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             reports,
+            intake: std::sync::atomic::AtomicBool::new(true),
         };
         let reports = Reports(reports_rx);
         (Arc::new(agent), reports)
@@ -337,15 +343,25 @@ impl Agent {
                 Ok(resp) => {
                     delays = backoff();
                     let PollJobResponse { leases, stop } = resp.into_inner();
-                    if self.current() == session {
-                        debug!(worker = %self.cfg.worker_id, count = leases.len(), "leases received");
-                        self.queue.push(leases);
-                        self.stop_jobs(&stop);
-                    }
+                    self.take(session, leases, &stop);
                 }
                 Err(status) => self.on_error("poll", status, session, &mut delays).await,
             }
         }
+    }
+
+    /// Queues leases the controller handed over (by poll or with a result report) and stops what it says to,
+    /// unless they belong to a session that has ended since the call was made. A draining worker does not queue
+    /// them: the controller queues them again (unknown to this worker's heartbeats, or when it deregisters).
+    fn take(&self, session: u64, leases: Vec<Lease>, stop: &[LeaseRef]) {
+        if self.current() != session {
+            return;
+        }
+        if self.intake.load(Ordering::Relaxed) {
+            debug!(worker = %self.cfg.worker_id, count = leases.len(), "leases received");
+            self.queue.push(leases);
+        }
+        self.stop_jobs(stop);
     }
 
     /// Runs jobs as slots free up, each in a task of [`Agent::jobs`].
@@ -460,6 +476,7 @@ impl Agent {
     ///
     /// Returns (jobs handed back, jobs that finished during the drain, jobs stopped at the deadline).
     pub async fn drain(&self, deadline: tokio::time::Instant) -> (u32, usize, usize) {
+        self.intake.store(false, Ordering::Relaxed);
         let queued = self.queue.take_newest(|len| len);
         let returned = queued.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
         let req = DrainWorkerRequest { worker_id: self.cfg.worker_id.clone(), session: self.current(), returned };
@@ -526,10 +543,12 @@ impl Agent {
                 session,
                 results: results.clone(),
                 started: started.clone(),
+                take_leases: self.intake.load(Ordering::Relaxed),
             };
             match self.client.clone().report_job_result(req).await {
                 Ok(resp) => {
-                    let ReportJobResultResponse { refused, refused_starts, .. } = resp.into_inner();
+                    let ReportJobResultResponse { refused, refused_starts, leases, stop, .. } = resp.into_inner();
+                    self.take(session, leases, &stop);
                     // A stopped job's result is refused because the job was cancelled: expected, not stale.
                     let stale = results
                         .iter()
