@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use burst_cli::commands::wait::wait_all;
-use burst_cli::local::ClusterOptions;
+use burst_cli::local::{ClusterOptions, LocalCluster};
 use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
 use burst_proto::v1::*;
 use common::{cluster, eventually, process, sh, submit};
@@ -254,32 +254,11 @@ async fn a_result_and_the_next_start_go_in_one_call() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
     let mut client = c.client().await.unwrap();
-    let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
-    let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
-    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    let (mut raw, session) = fake_worker(&c).await;
     submit(&mut client, vec![process("/bin/true", &[]), process("/bin/true", &[])]).await;
-    let mut leases = Vec::new();
-    while leases.len() < 2 {
-        let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000 };
-        leases.extend(raw.poll_job(poll).await.unwrap().into_inner().leases);
-    }
-    let refs: Vec<LeaseRef> = leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
-    let start =
-        ReportJobStartedRequest { worker_id: "fake".into(), session: reg.session, started: vec![refs[0].clone()] };
-    assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
+    let refs = two_leases_first_started(&mut raw, session).await;
     // The result of `done` and the start of `next`, in one call.
-    let result_then_start = |done: &LeaseRef, next: &LeaseRef| ReportJobResultRequest {
-        worker_id: "fake".into(),
-        session: reg.session,
-        results: vec![JobResult {
-            lease: Some(done.clone()),
-            reason: Reason::Exited as i32,
-            exit_code: Some(0),
-            ..Default::default()
-        }],
-        started: vec![next.clone()],
-        take_leases: false,
-    };
+    let result_then_start = |done: &LeaseRef, next: &LeaseRef| result_then_start(session, done, next, false);
     let resp = raw.report_job_result(result_then_start(&refs[0], &refs[1])).await.unwrap().into_inner();
     assert_eq!((resp.accepted, resp.refused_starts.len()), (1, 0), "{resp:?}");
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
@@ -297,37 +276,16 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
     let mut client = c.client().await.unwrap();
-    let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
-    // Room for two: one running, one waiting.
-    let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
-    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    let (mut raw, session) = fake_worker(&c).await;
     let ids = submit(&mut client, vec![process("/bin/true", &[]); 3]).await;
-    let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 10_000 };
-    let mut leases = Vec::new();
-    while leases.len() < 2 {
-        leases.extend(raw.poll_job(poll.clone()).await.unwrap().into_inner().leases);
-    }
-    let refs: Vec<LeaseRef> = leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
-    let start =
-        ReportJobStartedRequest { worker_id: "fake".into(), session: reg.session, started: vec![refs[0].clone()] };
-    assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
+    let refs = two_leases_first_started(&mut raw, session).await;
     let waiting = tokio::spawn({
         let mut raw = raw.clone();
-        let poll = poll.clone();
+        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 10_000 };
         async move { raw.poll_job(poll).await.map(|r| r.into_inner().leases) }
     });
-    let report = |done: &LeaseRef, next: &LeaseRef, take_leases: bool| ReportJobResultRequest {
-        worker_id: "fake".into(),
-        session: reg.session,
-        results: vec![JobResult {
-            lease: Some(done.clone()),
-            reason: Reason::Exited as i32,
-            exit_code: Some(0),
-            ..Default::default()
-        }],
-        started: vec![next.clone()],
-        take_leases,
-    };
+    let report =
+        |done: &LeaseRef, next: &LeaseRef, take_leases: bool| result_then_start(session, done, next, take_leases);
     // The first result frees a place; the third job is leased into it and handed over in the answer.
     let resp = raw.report_job_result(report(&refs[0], &refs[1], true)).await.unwrap().into_inner();
     assert_eq!(resp.accepted, 1, "{resp:?}");
@@ -339,4 +297,44 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
     let polled = tokio::time::timeout(LONG, waiting).await.unwrap().unwrap().unwrap();
     assert_eq!(polled.iter().map(|l| l.job_id.clone()).collect::<Vec<_>>(), vec![fourth], "the poll waited on");
     c.shutdown().await.unwrap();
+}
+
+/// A worker "fake" registered over raw gRPC with one slot and room for two jobs: its client and session.
+async fn fake_worker(c: &LocalCluster) -> (ControllerRpcClient<tonic::transport::Channel>, u64) {
+    let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
+    let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
+    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    (raw, reg.session)
+}
+
+/// Polls until the fake worker holds two leases, and has the first one's start confirmed.
+async fn two_leases_first_started(
+    raw: &mut ControllerRpcClient<tonic::transport::Channel>,
+    session: u64,
+) -> Vec<LeaseRef> {
+    let mut leases = Vec::new();
+    while leases.len() < 2 {
+        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 5_000 };
+        leases.extend(raw.poll_job(poll).await.unwrap().into_inner().leases);
+    }
+    let refs: Vec<LeaseRef> = leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+    let start = ReportJobStartedRequest { worker_id: "fake".into(), session, started: vec![refs[0].clone()] };
+    assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
+    refs
+}
+
+/// The fake worker's report: `done` succeeded, `next` starts.
+fn result_then_start(session: u64, done: &LeaseRef, next: &LeaseRef, take_leases: bool) -> ReportJobResultRequest {
+    ReportJobResultRequest {
+        worker_id: "fake".into(),
+        session,
+        results: vec![JobResult {
+            lease: Some(done.clone()),
+            reason: Reason::Exited as i32,
+            exit_code: Some(0),
+            ..Default::default()
+        }],
+        started: vec![next.clone()],
+        take_leases,
+    }
 }
