@@ -561,8 +561,8 @@ impl Scheduler {
     fn forget_expired(&mut self, now: Instant) {
         for id in self.retention.expired(now) {
             let Some(job) = self.jobs.remove(&id) else { continue };
-            self.counts[job.state().proto() as usize] -= 1;
-            let key = &job.spec.idempotency_key;
+            self.counts[job.state as usize] -= 1;
+            let key = &job.idempotency_key;
             if !key.is_empty() && self.keys.get(key) == Some(&id) {
                 self.keys.remove(key);
             }

@@ -70,9 +70,18 @@ impl JobTable {
         *kept = Kept::Packed(job.state().proto(), record.encode_to_vec().into());
     }
 
-    pub fn remove(&mut self, id: &str) -> Option<Job> {
-        let (key, kept) = self.jobs.remove_entry(id)?;
-        read(&key, &kept).map(Cow::into_owned)
+    /// Removes job `id`; returns what forgetting it needs (its state and idempotency key), read from a packed
+    /// job without unpacking the rest: past the retention limit every job that finishes forgets another.
+    pub fn remove(&mut self, id: &str) -> Option<Forgotten> {
+        match self.jobs.remove(id)? {
+            Kept::Live(job) => {
+                Some(Forgotten { state: job.state().proto(), idempotency_key: job.spec.idempotency_key.clone() })
+            }
+            Kept::Packed(state, bytes) => {
+                let key = KeyOnly::decode(bytes.as_ref()).ok().and_then(|k| k.spec).unwrap_or_default();
+                Some(Forgotten { state, idempotency_key: key.idempotency_key })
+            }
+        }
     }
 
     /// The state of job `id`, without unpacking it.
@@ -104,6 +113,27 @@ impl JobTable {
             _ => None,
         })
     }
+}
+
+/// What [`JobTable::remove`] tells of the job it removed.
+#[derive(Debug, PartialEq)]
+pub struct Forgotten {
+    pub state: JobState,
+    pub idempotency_key: String,
+}
+
+/// The part of a [`JobRecord`] that forgetting a job reads: the same field numbers (`JobRecord.spec` = 2,
+/// `JobSpec.idempotency_key` = 9); protobuf skips the rest.
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyOnly {
+    #[prost(message, optional, tag = "2")]
+    spec: Option<SpecKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SpecKey {
+    #[prost(string, tag = "9")]
+    idempotency_key: String,
 }
 
 fn state_of(kept: &Kept) -> JobState {
@@ -140,7 +170,8 @@ mod tests {
     use crate::lifecycle::Outcome;
 
     fn finished(id: &str) -> Job {
-        let mut job = Job::new(id.into(), Arc::new(JobSpec { owner: "ann".into(), ..JobSpec::default() }), 7);
+        let spec = JobSpec { owner: "ann".into(), idempotency_key: format!("key-{id}"), ..JobSpec::default() };
+        let mut job = Job::new(id.into(), Arc::new(spec), 7);
         let by = job.lease("w1", 1).unwrap();
         assert!(job.start(&by, 8).is_ok());
         let outcome = Outcome { reason: Reason::Exited, exit_code: Some(0), finished_at_ms: 9, ..Outcome::default() };
@@ -171,7 +202,10 @@ mod tests {
         assert!(matches!(table.jobs["a"], Kept::Live(_)));
         table.settle("a");
         assert!(matches!(table.jobs["a"], Kept::Packed(..)));
-        assert_eq!(table.remove("a").unwrap().to_record(), job.to_record());
-        assert!(!table.contains_key("a"));
+        // Removing reads the state and key, packed or not.
+        let forgotten = |state, key: &str| Some(Forgotten { state, idempotency_key: key.to_string() });
+        assert_eq!(table.remove("a"), forgotten(JobState::Succeeded, "key-a"));
+        assert_eq!(table.remove("b"), forgotten(JobState::Queued, ""));
+        assert!(!table.contains_key("a") && table.remove("a").is_none());
     }
 }
