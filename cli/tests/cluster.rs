@@ -7,6 +7,7 @@ use std::time::Duration;
 use burst_cli::commands::wait::wait_all;
 use burst_cli::local::ClusterOptions;
 use burst_controller::router::RouterKind;
+use burst_proto::testing::missing_tool;
 use burst_proto::v1::{
     GetJobStatusRequest, JobSpec, JobState, ListJobsRequest, ListWorkersRequest, Reason, Resources, SubmitJobRequest,
     SubmitJobsRequest,
@@ -236,8 +237,8 @@ async fn python_jobs_run_for_real() {
     c.shutdown().await.unwrap();
 }
 
-/// Builds a tiny local image from Debian's busybox-static (the engine here has no registry). Returns None, with
-/// the reason printed, when docker or busybox is missing.
+/// Builds a tiny local image from Debian's busybox-static (the engine here has no registry). Returns None, after
+/// [`missing_tool`] said why, when docker or busybox is missing (under CI that fails the test instead).
 fn busybox_image() -> Option<&'static str> {
     const IMAGE: &str = "burst-test/busybox:latest";
     let docker_ok = std::process::Command::new("docker")
@@ -245,7 +246,7 @@ fn busybox_image() -> Option<&'static str> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !docker_ok {
-        println!("SKIPPED docker jobs test: no working docker engine");
+        missing_tool("docker jobs test", "no working docker engine");
         return None;
     }
     let have = std::process::Command::new("docker").args(["image", "inspect", IMAGE]).output();
@@ -254,7 +255,7 @@ fn busybox_image() -> Option<&'static str> {
     }
     let busybox = std::path::Path::new("/bin/busybox");
     if !busybox.exists() {
-        println!("SKIPPED docker jobs test: /bin/busybox missing (apt-get install busybox-static; .ci/run does)");
+        missing_tool("docker jobs test", "/bin/busybox missing (apt-get install busybox-static; .ci/run does)");
         return None;
     }
     let root = tempfile::tempdir().unwrap();

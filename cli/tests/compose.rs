@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use burst_proto::testing::missing_tool;
 use procs::{BURST, burst, json, stderr, stdout};
 
 fn repo() -> PathBuf {
@@ -47,11 +48,11 @@ impl Drop for Project {
 #[test]
 fn compose_runs_a_controller_and_three_workers_from_the_local_image() {
     if !have("docker", &["version"]) || !have("docker-compose", &["version"]) {
-        println!("SKIPPED compose test: docker or docker-compose is missing");
+        missing_tool("compose test", "docker or docker-compose is missing");
         return;
     }
     if !Path::new("/bin/busybox").exists() && !have("busybox", &["true"]) {
-        println!("SKIPPED compose test: busybox missing (apt-get install busybox-static; .ci/run does)");
+        missing_tool("compose test", "busybox missing (apt-get install busybox-static; .ci/run does)");
         return;
     }
     let image = "burst:compose-test";

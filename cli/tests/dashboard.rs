@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burst_cli::local::ClusterOptions;
+use burst_proto::testing::missing_tool;
 use common::{cluster, http, sh, submit};
 use serde_json::{Value, json};
 
@@ -107,7 +108,7 @@ async fn the_dashboard_shows_a_job_and_follows_it_to_the_end_in_a_browser() {
     let driver = match Driver::start() {
         Ok(d) => d,
         Err(why) => {
-            eprintln!("skipping the browser test: {why}");
+            missing_tool("browser test", &why);
             return;
         }
     };

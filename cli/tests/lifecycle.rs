@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use burst_cli::commands::wait::wait_all;
 use burst_cli::local::{ClusterOptions, LocalCluster};
+use burst_proto::testing::missing_tool;
 use burst_proto::v1::controller_rpc_client::ControllerRpcClient;
 use burst_proto::v1::*;
 use common::{cluster, eventually, process, sh, submit};
@@ -218,7 +219,7 @@ async fn a_job_still_running_when_the_drain_grace_ends_is_stopped_and_runs_again
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grandchild_that_escaped_with_setsid_does_not_survive_its_job() {
     if !Path::new("/usr/bin/setsid").exists() && !Path::new("/bin/setsid").exists() {
-        println!("SKIPPED setsid test: no setsid binary (util-linux)");
+        missing_tool("setsid test", "no setsid binary (util-linux)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -26,13 +26,24 @@ pub struct Context {
     recorder: Recorder,
     /// Failures in a row per object (kind/namespace/name); reset by a successful reconcile.
     failures: Mutex<HashMap<String, u32>>,
+    /// What the operator last applied to each child (kind/namespace/name), so that an unchanged child is not
+    /// applied again (see `cluster::reconcile::apply`). Held only to look up or insert.
+    pub applied: Mutex<HashMap<String, Applied>>,
+}
+
+/// A child as the operator applied it: a hash of the object it sent, and the stored object's version in the
+/// answer (its generation where it has one, which status writes leave alone; else its resourceVersion).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub sent: u64,
+    pub version: String,
 }
 
 impl Context {
     pub fn new(client: Client, links: Links, metrics: Arc<Metrics>, instance: Option<String>) -> Arc<Self> {
         let reporter = Reporter { controller: names::FIELD_MANAGER.into(), instance };
         let recorder = Recorder::new(client.clone(), reporter);
-        Arc::new(Context { client, links, metrics, recorder, failures: Mutex::default() })
+        Arc::new(Context { client, links, metrics, recorder, failures: Mutex::default(), applied: Mutex::default() })
     }
 
     /// Records an Event on `object`. An Event that cannot be written is logged, never a reconcile failure.

@@ -1,5 +1,5 @@
-//! The operator's HTTP side: `/metrics`, `/healthz` and `/readyz` (this replica is reconciling: it leads, or
-//! runs without leader election), through [`burst_proto::http`].
+//! The operator's HTTP side: `/metrics`, `/healthz` and `/readyz` (this replica is up, leading or standing by;
+//! the `burst_operator_leader` gauge says which), through [`burst_proto::http`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,9 +2,17 @@
 //!
 //! 1. A replica takes the Lease when nobody holds it, or when the holder has not renewed it for its duration.
 //!    Every write carries the resourceVersion it read, so of two replicas racing for it exactly one wins (the
-//!    other gets 409 Conflict and tries again later).
-//! 2. The leader renews every [`RENEW`]; if it cannot renew before the lease would expire it has lost
-//!    leadership and [`Elector::hold`] returns, and the process stops rather than risk two leaders.
+//!    other gets 409 Conflict and tries again after [`RETRY`]).
+//! 2. The leader renews every [`RENEW`]. Its leadership is good until [`LEASE_DURATION`] − [`MARGIN`] after the
+//!    start of its last renewal that succeeded (the `renewTime` it wrote was read before that start), and
+//!    [`Elector::hold`] returns at that instant if no renewal succeeded since — also while a renewal is still
+//!    waiting on an API server that does not answer, whatever the HTTP client's own timeouts. The process then
+//!    stops reconciling before any other replica can take the Lease.
+//! 3. A leader told to stop (SIGTERM: a rollout, a scale-down) hands the Lease back ([`Elector::release`]), so
+//!    a standby takes over within [`RETRY`] instead of waiting for the lease to expire.
+//!
+//! # Guarantees
+//! With clocks that agree within [`MARGIN`], the intervals in which two replicas reconcile never overlap.
 
 use std::time::Duration;
 
@@ -13,12 +21,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-/// Another replica takes over this long after the leader stops renewing.
+/// Another replica takes over this long after the leader stops renewing (client-go's default).
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
-/// The leader renews this often: three tries fit in one lease duration.
+/// The leader renews this often: several tries fit in one lease duration.
 pub const RENEW: Duration = Duration::from_secs(5);
+/// A standby tries to take the Lease this often, and a leader whose renewal failed tries again this soon: the
+/// longest a handed-back Lease waits for its next holder.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// The leader stops this long before its lease could expire elsewhere: room for clock skew between replicas and
+/// for a write in flight at the moment it stops.
+pub const MARGIN: Duration = Duration::from_secs(3);
+/// How long handing the Lease back may take when stopping; past it the Lease simply expires.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Elector {
     api: Api<Lease>,
@@ -39,14 +56,15 @@ impl Elector {
         Elector { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into() }
     }
 
-    /// Waits until this replica leads.
-    pub async fn acquire(&self) -> Result<(), kube::Error> {
+    /// Waits until this replica leads; returns until when its leadership is good without a renewal.
+    pub async fn acquire(&self) -> Instant {
         let mut announced = false;
         loop {
+            let started = Instant::now();
             match self.try_once().await {
                 Ok(Try::Leading) => {
                     info!(identity = %self.identity, lease = %self.name, "leading");
-                    return Ok(());
+                    return started + LEASE_DURATION - MARGIN;
                 }
                 Ok(Try::Following(holder)) if !announced => {
                     info!(holder = %holder, "another replica leads; standing by");
@@ -55,28 +73,62 @@ impl Elector {
                 Ok(Try::Following(_)) => {}
                 Err(e) => debug!(error = %e, "lease not taken"),
             }
-            tokio::time::sleep(RENEW).await;
+            tokio::time::sleep(RETRY).await;
         }
     }
 
-    /// Renews the lease until a renewal fails for a whole lease duration (or another replica took it); then
-    /// returns: leadership is lost.
-    pub async fn hold(&self) {
-        let mut last = tokio::time::Instant::now();
+    /// Renews the lease until leadership is lost (see the module's step 2), then returns. `valid_until` is what
+    /// [`Elector::acquire`] returned.
+    pub async fn hold(&self, mut valid_until: Instant) {
+        let mut next = Instant::now() + RENEW;
         loop {
-            tokio::time::sleep(RENEW).await;
-            match self.try_once().await {
-                Ok(Try::Leading) => last = tokio::time::Instant::now(),
-                Ok(Try::Following(holder)) => {
+            tokio::time::sleep_until(next.min(valid_until)).await;
+            let started = Instant::now();
+            if started >= valid_until {
+                warn!(lease = %self.name, "lease not renewed in time; stopping before it can expire");
+                return;
+            }
+            match tokio::time::timeout_at(valid_until, self.try_once()).await {
+                Ok(Ok(Try::Leading)) => {
+                    valid_until = started + LEASE_DURATION - MARGIN;
+                    next = started + RENEW;
+                }
+                Ok(Ok(Try::Following(holder))) => {
                     warn!(holder = %holder, "lease taken over by another replica");
                     return;
                 }
-                Err(e) if last.elapsed() >= LEASE_DURATION => {
-                    warn!(error = %e, "lease not renewed in time");
+                Ok(Err(e)) => {
+                    warn!(error = %e, "lease renewal failed; retrying");
+                    next = Instant::now() + RETRY;
+                }
+                Err(_) => {
+                    warn!(lease = %self.name, "lease renewal unanswered; stopping before the lease can expire");
                     return;
                 }
-                Err(e) => warn!(error = %e, "lease renewal failed; retrying"),
             }
+        }
+    }
+
+    /// Hands the Lease back if this replica holds it (an empty holder, as client-go's ReleaseOnCancel writes),
+    /// so that a standby need not wait for it to expire. Best effort: a failure only means the lease expires.
+    pub async fn release(&self) {
+        let give_back = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(false) };
+            let mut spec = lease.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(false);
+            }
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            lease.spec = Some(spec);
+            self.api.replace(&self.name, &PostParams::default(), &lease).await.map(|_| true)
+        };
+        match tokio::time::timeout(RELEASE_TIMEOUT, give_back).await {
+            Ok(Ok(true)) => info!(lease = %self.name, "lease handed back"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not hand the lease back; it expires instead"),
+            Err(_) => warn!("handing the lease back timed out; it expires instead"),
         }
     }
 

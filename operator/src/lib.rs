@@ -24,13 +24,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context as _, bail};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
@@ -43,41 +42,58 @@ use metrics::Metrics;
 /// Runs the operator until SIGTERM, or until it loses the leader Lease (then it fails, and its pod restarts as
 /// a standby).
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { namespaces, http_listen, leader_elect, lease_namespace, lease_name, identity } = args;
     // The top-level message already names both places it looked; the source chain would repeat it.
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("no Kubernetes API to talk to (run in a cluster or set KUBECONFIG): {e}"))?;
+    run_with(client, args, link::services()).await
+}
+
+/// [`run`] on `client`, reaching each cluster's controller where `resolve` says: its Service
+/// ([`link::services`]) in a deployment; tests that run burst's controller as a local process give its loopback
+/// address instead. Nothing a user configures chooses it.
+pub async fn run_with(client: Client, args: Args, resolve: link::Resolver) -> anyhow::Result<()> {
+    let Args { namespaces, http_listen, leader_elect, lease_namespace, lease_name, identity } = args;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     // Served until the operator returns.
     let http = http::serve(http_listen, metrics.clone(), ready.clone()).await?;
     info!(addr = %http.addr, "serving /metrics, /healthz, /readyz");
+    // Ready while it serves, leading or standing by: a rolling update starts the new pod before it stops the old
+    // one (the leader), and waits for the new pod to be Ready; one that is Ready only once it leads never is.
+    // Relaxed: a flag for the readiness probe only.
+    ready.store(true, Ordering::Relaxed);
     let identity = identity.unwrap_or_else(default_identity);
     let elector = leader_elect.then(|| leader::Elector::new(client.clone(), &lease_namespace, &lease_name, &identity));
+    let mut valid_until = None;
     if let Some(elector) = &elector {
         tokio::select! {
-            r = elector.acquire() => r.context("taking the leader Lease")?,
+            at = elector.acquire() => valid_until = Some(at),
             r = burst_proto::shutdown_signal() => return Ok(r?),
         }
         metrics.leader.set(1);
     }
-    // Relaxed: a flag for the readiness probe only.
-    ready.store(true, Ordering::Relaxed);
     let hold = async {
-        match &elector {
-            Some(e) => e.hold().await,
-            None => std::future::pending().await,
+        match (&elector, valid_until) {
+            (Some(e), Some(at)) => e.hold(at).await,
+            _ => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = controllers(client, namespaces, metrics.clone(), identity) => Ok(()),
+    // Dropping `controllers` (whichever branch ends) aborts every reconcile before the Lease is handed back or
+    // the process fails.
+    let outcome = tokio::select! {
+        _ = controllers(client, namespaces, metrics.clone(), identity, resolve) => Ok(()),
         _ = hold => {
             metrics.leader.set(0);
-            bail!("lost the leader Lease; stopping so that only one replica reconciles")
+            Err(anyhow::anyhow!("lost the leader Lease; stopping so that only one replica reconciles"))
         }
-        r = burst_proto::shutdown_signal() => Ok(r?),
+        r = burst_proto::shutdown_signal() => r.map_err(anyhow::Error::from),
+    };
+    if let (Some(elector), true) = (&elector, outcome.is_ok()) {
+        elector.release().await;
+        metrics.leader.set(0);
     }
+    outcome
 }
 
 fn default_identity() -> String {
@@ -87,7 +103,13 @@ fn default_identity() -> String {
 }
 
 /// Both reconcilers for each watched namespace (or once for all namespaces).
-async fn controllers(client: Client, namespaces: Vec<String>, metrics: Arc<Metrics>, identity: String) {
+async fn controllers(
+    client: Client,
+    namespaces: Vec<String>,
+    metrics: Arc<Metrics>,
+    identity: String,
+    resolve: link::Resolver,
+) {
     let scopes: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let mut queues = HashMap::new();
@@ -104,14 +126,15 @@ async fn controllers(client: Client, namespaces: Vec<String>, metrics: Arc<Metri
             let _ = tx.unbounded_send(r);
         }
     });
-    let ctx = Context::new(client.clone(), Links::in_cluster(trigger), metrics, Some(identity));
-    let mut all = Vec::new();
+    let ctx = Context::new(client.clone(), Links::new(resolve, trigger), metrics, Some(identity));
+    // A JoinSet: dropped, it aborts every reconciler (see `run_with`).
+    let mut all = tokio::task::JoinSet::new();
     for (scope, rx) in scopes.into_iter().zip(receivers) {
-        all.push(tokio::spawn(clusters(client.clone(), scope.clone(), ctx.clone())));
-        all.push(tokio::spawn(jobs(client.clone(), scope, ctx.clone(), rx)));
+        all.spawn(clusters(client.clone(), scope.clone(), ctx.clone()));
+        all.spawn(jobs(client.clone(), scope, ctx.clone(), rx));
     }
-    for task in all {
-        if let Err(e) = task.await {
+    while let Some(done) = all.join_next().await {
+        if let Err(e) = done {
             warn!(error = %e, "a reconciler stopped");
         }
     }
@@ -127,11 +150,31 @@ where
     }
 }
 
+/// The BurstCluster reconciler. What makes it run:
+///
+/// - an edit of a BurstCluster's spec (its generation): not a status write, its own included;
+/// - a change of an owned StatefulSet's or Deployment's spec or readiness ([`workload_changed`]): not the
+///   resourceVersion bumps that no-op applies and status bookkeeping cause;
+/// - its own requeue (see [`cluster::reconcile`]).
 async fn clusters(client: Client, scope: Option<String>, ctx: Arc<Context>) {
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=burst-operator");
-    Controller::new(api::<BurstCluster>(&client, &scope), watcher::Config::default())
-        .owns(api::<StatefulSet>(&client, &scope), owned.clone())
-        .owns(api::<Deployment>(&client, &scope), owned)
+    let (reader, writer) = reflector::store();
+    let edits = watcher(api::<BurstCluster>(&client, &scope), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    let statefulsets = watcher(api::<StatefulSet>(&client, &scope), owned.clone())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(workload_changed::<StatefulSet>, PredicateConfig::default());
+    let deployments = watcher(api::<Deployment>(&client, &scope), owned)
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(workload_changed::<Deployment>, PredicateConfig::default());
+    Controller::for_stream(edits, reader)
+        .owns_stream(statefulsets)
+        .owns_stream(deployments)
         .shutdown_on_signal()
         .run(cluster::reconcile::reconcile, cluster::reconcile::error_policy, ctx)
         .for_each(|r| async move {
@@ -140,6 +183,31 @@ async fn clusters(client: Client, scope: Option<String>, ctx: Arc<Context>) {
             }
         })
         .await;
+}
+
+/// What of an owned workload the BurstCluster's status or spec depends on: its generation (a spec edit, by us
+/// or anyone) and its ready replicas.
+fn workload_changed<K: WorkloadReadiness>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (obj.meta().generation, obj.ready_replicas(), obj.meta().deletion_timestamp.is_some()).hash(&mut h);
+    Some(h.finish())
+}
+
+trait WorkloadReadiness: kube::Resource {
+    fn ready_replicas(&self) -> Option<i32>;
+}
+
+impl WorkloadReadiness for StatefulSet {
+    fn ready_replicas(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.ready_replicas)
+    }
+}
+
+impl WorkloadReadiness for Deployment {
+    fn ready_replicas(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.ready_replicas)
+    }
 }
 
 async fn jobs(

@@ -41,6 +41,11 @@ const WATCH_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duratio
 /// address in tests.
 pub type Resolver = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
 
+/// Each cluster's controller at its Service (what the operator uses in a deployment).
+pub fn services() -> Resolver {
+    Arc::new(|ns, cluster| names::controller_endpoint(cluster, ns, false))
+}
+
 /// Routes a BurstJob to the reconcile queue of the controller that watches its namespace.
 pub type Trigger = Arc<dyn Fn(ObjectRef<BurstJob>) + Send + Sync>;
 
@@ -62,11 +67,6 @@ pub struct Links {
 impl Links {
     pub fn new(resolve: Resolver, trigger: Trigger) -> Self {
         Links { links: Arc::default(), resolve, trigger }
-    }
-
-    /// Links to the Service each BurstCluster's controller has.
-    pub fn in_cluster(trigger: Trigger) -> Self {
-        Links::new(Arc::new(|ns, cluster| names::controller_endpoint(cluster, ns, false)), trigger)
     }
 
     /// The link to `cluster`'s controller if one is made.

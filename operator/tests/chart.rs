@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use burst_proto::testing::missing_tool;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -35,7 +36,7 @@ fn monitoring_values() -> PathBuf {
     chart().join("ci/monitoring-values.yaml")
 }
 
-/// The helm binary, or None after saying why `test` skips.
+/// The helm binary, or None after [`missing_tool`] said why `test` cannot run (under CI it fails instead).
 fn helm(test: &str) -> Option<PathBuf> {
     let local = root().join("target/tools/bin/helm");
     if local.is_file() {
@@ -44,7 +45,7 @@ fn helm(test: &str) -> Option<PathBuf> {
     if Command::new("helm").arg("version").output().is_ok_and(|o| o.status.success()) {
         return Some(PathBuf::from("helm"));
     }
-    println!("SKIPPED {test}: helm not found (run .ci/install-helm)");
+    missing_tool(test, "helm not found (run .ci/install-helm)");
     None
 }
 

@@ -12,6 +12,7 @@ pub mod http;
 pub mod json;
 mod names;
 pub mod telemetry;
+pub mod testing;
 pub mod tls;
 
 pub use names::{ParseNameError, parse_state, reason_name, state_name};

@@ -31,7 +31,7 @@ use tracing::{info, instrument};
 use super::status::{self, Observed};
 use super::{ControllerWorkload, desired, tls};
 use crate::conditions;
-use crate::context::{Context, key};
+use crate::context::{Applied, Context, key};
 use crate::crd::{BurstCluster, BurstClusterStatus};
 use crate::error::{Error, Result};
 use crate::link::Link;
@@ -73,29 +73,17 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
         }
     };
     let tls = certificates(bc, ctx, &ns, &name).await?;
-    apply(ctx, &ns, &want.config_map).await?;
-    apply(ctx, &ns, &want.controller_service).await?;
-    let controller_ready = match &want.controller {
-        ControllerWorkload::StatefulSet(sts) => {
-            let applied = apply(ctx, &ns, sts.as_ref()).await?;
-            delete_if_present::<Deployment>(ctx, &ns, &names::controller(&name), &DeleteParams::background()).await?;
-            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+    let (controller_ready, ready_workers, replacing) = match apply_children(ctx, &ns, &name, &want).await {
+        Ok(applied) => applied,
+        // The API server refuses the change itself (an immutable field, a value it does not take): retrying as
+        // is cannot help, so the status and a Warning say what and why until the spec changes.
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 || e.code == 400 => {
+            let next = status::refused(bc, &prev, &e.message, Timestamp::now());
+            write_status(bc, ctx, &prev, &next).await?;
+            return Ok(Action::requeue(REFRESH));
         }
-        ControllerWorkload::Deployment(dep) => {
-            let applied = apply(ctx, &ns, dep.as_ref()).await?;
-            delete_if_present::<StatefulSet>(ctx, &ns, &names::controller(&name), &DeleteParams::background()).await?;
-            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
-        }
+        Err(e) => return Err(e),
     };
-    let (ready_workers, replacing) = apply_workers(ctx, &ns, &want.workers).await?;
-    if want.network_policies.is_empty() {
-        for policy in [names::controller(&name), names::workers(&name)] {
-            delete_if_present::<NetworkPolicy>(ctx, &ns, &policy, &DeleteParams::background()).await?;
-        }
-    }
-    for policy in &want.network_policies {
-        apply(ctx, &ns, policy).await?;
-    }
     let stats = match controller_ready {
         false => None,
         true => Some(ctx.links.get(&ns, &name, tls)?.stats().await.map_err(|e| e.to_string())),
@@ -104,6 +92,35 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let next = status::status(bc, &prev, &observed, Timestamp::now());
     write_status(bc, ctx, &prev, &next).await?;
     Ok(Action::requeue(if replacing { REPLACING } else { REFRESH }))
+}
+
+/// Applies every child of `want`; returns whether the controller is ready, the workers ready, and whether the
+/// workers' StatefulSet is being replaced.
+async fn apply_children(ctx: &Context, ns: &str, name: &str, want: &super::Desired) -> Result<(bool, i32, bool)> {
+    apply(ctx, ns, &want.config_map).await?;
+    apply(ctx, ns, &want.controller_service).await?;
+    let controller_ready = match &want.controller {
+        ControllerWorkload::StatefulSet(sts) => {
+            let applied = apply(ctx, ns, sts.as_ref()).await?;
+            delete_if_present::<Deployment>(ctx, ns, &names::controller(name), &DeleteParams::background()).await?;
+            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+        }
+        ControllerWorkload::Deployment(dep) => {
+            let applied = apply(ctx, ns, dep.as_ref()).await?;
+            delete_if_present::<StatefulSet>(ctx, ns, &names::controller(name), &DeleteParams::background()).await?;
+            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+        }
+    };
+    let (ready_workers, replacing) = apply_workers(ctx, ns, &want.workers).await?;
+    if want.network_policies.is_empty() {
+        for policy in [names::controller(name), names::workers(name)] {
+            delete_if_present::<NetworkPolicy>(ctx, ns, &policy, &DeleteParams::background()).await?;
+        }
+    }
+    for policy in &want.network_policies {
+        apply(ctx, ns, policy).await?;
+    }
+    Ok((controller_ready, ready_workers, replacing))
 }
 
 /// Applies the workers' StatefulSet, unless its claim templates must change, which a StatefulSet cannot take in
@@ -119,14 +136,15 @@ async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet) -> Result<(i
     let ready = |s: &StatefulSet| s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let name = want.metadata.name.clone().unwrap_or_default();
-    match api.get_opt(&name).await? {
-        Some(stored) if stored.metadata.deletion_timestamp.is_some() => Ok((ready(&stored), true)),
-        Some(stored) if super::storage::claims_changed(&stored, want) => {
+    let stored = api.get_opt(&name).await?;
+    match &stored {
+        Some(stored) if stored.metadata.deletion_timestamp.is_some() => Ok((ready(stored), true)),
+        Some(stored) if super::storage::claims_changed(stored, want) => {
             delete_if_present::<StatefulSet>(ctx, ns, &name, &DeleteParams::orphan()).await?;
             info!(statefulset = %name, "claim templates changed: replacing the StatefulSet, its pods kept");
-            Ok((ready(&stored), true))
+            Ok((ready(stored), true))
         }
-        _ => Ok((ready(&apply(ctx, ns, want).await?), false)),
+        _ => Ok((ready(&apply_over(ctx, ns, want, stored.as_ref()).await?), false)),
     }
 }
 
@@ -198,14 +216,62 @@ pub async fn link_to(ctx: &Context, bc: &BurstCluster) -> Result<Link> {
     ctx.links.get(&ns, &name, tls)
 }
 
-/// Server-side applies `obj` (force: the operator owns these fields) and returns the object as stored.
+/// Server-side applies `obj` (force: the operator owns these fields) and returns the object as stored — unless
+/// the operator applied this very object before and the stored one has not changed since (same generation, or
+/// resourceVersion for kinds without one): then it is only read. A no-op apply is not free on a real API server:
+/// for a StatefulSet with claim templates (an atomic list the server fills in with defaults) Kubernetes 1.20
+/// writes a new resourceVersion on every apply, which wakes every watcher of it.
 async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let name = obj.meta().name.clone().unwrap_or_default();
-    Ok(api.patch(&name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
+    let applied_before = ctx.applied.lock().unwrap_or_else(|p| p.into_inner()).get(&memo_key::<K>(ns, &name)).cloned();
+    let stored = match applied_before.filter(|a| a.sent == fingerprint(obj)) {
+        Some(_) => Api::<K>::namespaced(ctx.client.clone(), ns).get_opt(&name).await?,
+        None => None,
+    };
+    apply_over(ctx, ns, obj, stored.as_ref()).await
+}
+
+/// [`apply`], given the object as stored now (`None`: not there, or not read).
+async fn apply_over<K>(ctx: &Context, ns: &str, obj: &K, stored: Option<&K>) -> Result<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let memo = memo_key::<K>(ns, &name);
+    let sent = fingerprint(obj);
+    let seen = ctx.applied.lock().unwrap_or_else(|p| p.into_inner()).get(&memo).cloned();
+    if let (Some(seen), Some(stored)) = (seen, stored)
+        && seen == (Applied { sent, version: version(stored) })
+    {
+        return Ok(stored.clone());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let stored = api.patch(&name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(obj)).await?;
+    let applied = Applied { sent, version: version(&stored) };
+    ctx.applied.lock().unwrap_or_else(|p| p.into_inner()).insert(memo, applied);
+    Ok(stored)
+}
+
+fn memo_key<K: Resource<DynamicType = ()>>(ns: &str, name: &str) -> String {
+    key(&K::kind(&()), ns, name)
+}
+
+fn fingerprint<K: Serialize>(obj: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(obj).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+fn version<K: Resource>(obj: &K) -> String {
+    let meta = obj.meta();
+    match meta.generation {
+        Some(g) => format!("g{g}"),
+        None => format!("v{}", meta.resource_version.as_deref().unwrap_or_default()),
+    }
 }
 
 async fn delete_if_present<K>(ctx: &Context, ns: &str, name: &str, params: &DeleteParams) -> Result<()>
@@ -246,7 +312,7 @@ async fn write_status(
         }
     }
     for (reason, note) in flipped {
-        let warning = matches!(reason, "InvalidSpec" | "ControllerUnreachable");
+        let warning = matches!(reason, "InvalidSpec" | "ControllerUnreachable" | status::APPLY_REFUSED);
         ctx.event(&bc.object_ref(&()), warning, reason, note).await;
     }
     Ok(())

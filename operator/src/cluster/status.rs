@@ -11,6 +11,10 @@ use crate::names;
 
 pub const CONTROLLER_READY: &str = "ControllerReady";
 pub const WORKERS_READY: &str = "WorkersReady";
+/// Present once the API server refused one of the cluster's objects: False (reason [`APPLY_REFUSED`], its
+/// message) while it does, True once every object is applied again.
+pub const RECONCILED: &str = "Reconciled";
+pub const APPLY_REFUSED: &str = "ApplyRefused";
 
 /// What the reconciler saw.
 #[derive(Clone, Debug, Default)]
@@ -62,6 +66,19 @@ pub fn status(bc: &BurstCluster, prev: &BurstClusterStatus, observed: &Observed,
         Want::no(WORKERS_READY, "Scaling", format!("{ready}/{desired} workers ready"))
     };
     conditions::set(&mut next.conditions, workers, generation, now);
+    if conditions::get(&next.conditions, RECONCILED).is_some() {
+        let applied = Want::yes(RECONCILED, "Applied", "every object is as the spec says");
+        conditions::set(&mut next.conditions, applied, generation, now);
+    }
+    next
+}
+
+/// The status of a cluster one of whose objects the API server refused (`message` says which and why); the
+/// other conditions keep what they said.
+pub fn refused(bc: &BurstCluster, prev: &BurstClusterStatus, message: &str, now: Timestamp) -> BurstClusterStatus {
+    let generation = bc.metadata.generation;
+    let mut next = BurstClusterStatus { observed_generation: generation, ..prev.clone() };
+    conditions::set(&mut next.conditions, Want::no(RECONCILED, APPLY_REFUSED, message), generation, now);
     next
 }
 

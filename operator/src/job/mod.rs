@@ -221,6 +221,14 @@ pub fn not_submitted(
     status
 }
 
+/// Whether a BurstJob whose spec was refused (Failed without a job) has been edited since: its `generation` is
+/// past the one its Finished condition was written for. Such an object is tried again.
+pub fn refused_then_edited(status: &BurstJobStatus, generation: Option<i64>) -> bool {
+    let refused = status.job_id.is_none() && status.phase.as_deref() == Some(FAILED);
+    let written_for = conditions::get(&status.conditions, FINISHED).and_then(|c| c.observed_generation);
+    refused && matches!((written_for, generation), (Some(seen), Some(now)) if now > seen)
+}
+
 /// When a finished BurstJob with a TTL of `ttl` seconds should be deleted.
 pub fn expires_at(ttl: Option<i64>, status: &BurstJobStatus) -> Option<Timestamp> {
     let ttl = ttl?;

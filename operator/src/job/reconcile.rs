@@ -22,7 +22,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument};
 
-use super::{FAILED, PENDING, expires_at, is_terminal, job_spec, mirror, not_submitted};
+use super::{FAILED, PENDING, expires_at, is_terminal, job_spec, mirror, not_submitted, refused_then_edited};
 use crate::cluster::reconcile::link_to;
 use crate::context::{Context, key};
 use crate::crd::{BurstCluster, BurstJob, BurstJobStatus};
@@ -62,8 +62,12 @@ pub fn error_policy(bj: Arc<BurstJob>, error: &Error, ctx: Arc<Context>) -> Acti
 }
 
 async fn apply(bj: &BurstJob, ctx: &Context, api: &Api<BurstJob>) -> Result<Action> {
-    let prev = bj.status.clone().unwrap_or_default();
-    if is_terminal(prev.phase.as_deref()) {
+    let mut prev = bj.status.clone().unwrap_or_default();
+    if refused_then_edited(&prev, bj.meta().generation) {
+        // A refused spec waits for an edit; this is it: the object is looked at afresh.
+        info!("spec edited after it was refused; trying again");
+        prev = BurstJobStatus { conditions: prev.conditions, ..BurstJobStatus::default() };
+    } else if is_terminal(prev.phase.as_deref()) {
         return ttl(bj, &prev, api).await;
     }
     let ns = bj.namespace().unwrap_or_default();
@@ -219,10 +223,19 @@ async fn cleanup(bj: &BurstJob, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let link = link_to(ctx, &bc).await?;
-    link.cancel(id).await?;
-    info!(job_id = %id, "cancelled: its BurstJob was deleted");
-    let note = format!("job {id} cancelled: its BurstJob was deleted");
-    ctx.event(&bj.object_ref(&()), false, "Cancelled", note).await;
+    match link.cancel(id).await {
+        Ok(()) => {
+            info!(job_id = %id, "cancelled: its BurstJob was deleted");
+            let note = format!("job {id} cancelled: its BurstJob was deleted");
+            ctx.event(&bj.object_ref(&()), false, "Cancelled", note).await;
+        }
+        // The controller lost the job (its store is gone): nothing runs that could be cancelled, and asking again
+        // would only keep the object from going.
+        Err(Error::Controller { status, .. }) if status.code() == tonic::Code::NotFound => {
+            info!(job_id = %id, "job unknown to the controller; nothing to cancel");
+        }
+        Err(e) => return Err(e),
+    }
     link.forget(id);
     Ok(Action::await_change())
 }

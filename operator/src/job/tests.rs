@@ -145,3 +145,15 @@ fn reasons_are_camel_case() {
     assert_eq!(camel("queue-deadline-exceeded"), "QueueDeadlineExceeded");
     assert_eq!(camel("exited"), "Exited");
 }
+
+#[test]
+fn a_refused_spec_is_tried_again_only_after_an_edit() {
+    let err = Error::InvalidSpec("spec.process.command is empty".into());
+    let refused = not_submitted(&BurstJobStatus::default(), FAILED, &err, Some(1), Timestamp::now());
+    assert!(!refused_then_edited(&refused, Some(1)), "the same spec stays refused");
+    assert!(refused_then_edited(&refused, Some(2)), "an edit is looked at afresh");
+    let ran = BurstJobStatus { job_id: Some("j-1".into()), ..refused.clone() };
+    assert!(!refused_then_edited(&ran, Some(2)), "a job that ran and failed is final");
+    let pending = not_submitted(&BurstJobStatus::default(), PENDING, &err, Some(1), Timestamp::now());
+    assert!(!refused_then_edited(&pending, Some(2)), "only a refused (Failed) spec waits for an edit");
+}

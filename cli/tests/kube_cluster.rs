@@ -1,0 +1,216 @@
+//! The BurstCluster reconciler on a real API server (see `apiserver/`), run as `burst operator` with exactly the
+//! chart's RBAC (its ServiceAccount's token, never the administrator's), in all-namespaces and in
+//! `watchNamespaces` mode: children with owner references, status following the pods' readiness, scaling, a
+//! refused change shown as a condition and a Warning Event, no writes and few reconciles while nothing changes,
+//! and garbage collection once the BurstCluster is deleted. Any call the API server refuses for RBAC fails the
+//! test.
+
+mod apiserver;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use apiserver::{ControlPlane, DEADLINE, Operator, eventually, install_chart};
+use burst_operator::crd::BurstCluster;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource, ResourceExt};
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/burstcluster.yaml");
+
+/// Every object the example BurstCluster `demo` owns, as (kind, name) → resourceVersion; absent ones left out.
+async fn children(client: &Client, ns: &str) -> BTreeMap<(&'static str, String), (String, Vec<String>)> {
+    let mut found = BTreeMap::new();
+    macro_rules! look {
+        ($kind:ty, $label:expr, $names:expr) => {
+            for name in $names {
+                if let Some(obj) = Api::<$kind>::namespaced(client.clone(), ns).get_opt(name).await.unwrap() {
+                    let owners = obj.owner_references().iter().map(|o| format!("{}/{}", o.kind, o.name)).collect();
+                    found.insert(($label, name.to_string()), (obj.resource_version().unwrap_or_default(), owners));
+                }
+            }
+        };
+    }
+    look!(ConfigMap, "ConfigMap", ["demo-config"]);
+    look!(Service, "Service", ["demo-controller"]);
+    look!(StatefulSet, "StatefulSet", ["demo-controller", "demo-worker"]);
+    look!(Secret, "Secret", ["demo-tls-ca", "demo-controller-tls", "demo-worker-tls"]);
+    look!(NetworkPolicy, "NetworkPolicy", ["demo-controller", "demo-worker"]);
+    found
+}
+
+/// Marks every pod of `demo` Ready (as a kubelet would: there is none) and returns how many there are.
+async fn make_pods_ready(plane: &ControlPlane, client: &Client, ns: &str) -> usize {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let list = pods.list(&ListParams::default().labels("burst.dev/cluster=demo")).await.unwrap();
+    for pod in &list.items {
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if !ready {
+            plane.pod_ready(ns, &pod.name_any()).await;
+        }
+    }
+    list.items.len()
+}
+
+fn condition(bc: &BurstCluster, type_: &str) -> Option<(String, String, String)> {
+    let c = bc.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn reconciles(op: &Operator) -> f64 {
+    op.metric("burst_operator_reconciles_total", "kind=\"BurstCluster\"").await.unwrap_or(0.0)
+}
+
+/// The whole life of the example BurstCluster in `ns`, reconciled by `op`.
+async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str) {
+    let admin = plane.admin().await;
+    let clusters: Api<BurstCluster> = Api::namespaced(admin.clone(), ns);
+    plane.kubectl(&["apply", "-n", ns, "-f", EXAMPLE]);
+    let bc = clusters.get("demo").await.unwrap();
+    let owner = format!("BurstCluster/{}", bc.name_any());
+
+    // 1. Every child, owned by the BurstCluster (so the garbage collector can remove it).
+    let all = eventually(DEADLINE, "the cluster's children", || async {
+        let c = children(&admin, ns).await;
+        (c.len() == 9).then_some(c)
+    })
+    .await;
+    for ((kind, name), (_, owners)) in &all {
+        assert_eq!(owners, std::slice::from_ref(&owner), "{kind} {name} is owned by the BurstCluster");
+    }
+
+    // 2. The status follows the pods as they become Ready (the StatefulSet controller makes them).
+    let bc = eventually(DEADLINE, "3/3 workers ready", || async {
+        make_pods_ready(plane, &admin, ns).await;
+        let bc = clusters.get("demo").await.unwrap();
+        (condition(&bc, "WorkersReady").is_some_and(|c| c.0 == "True")).then_some(bc)
+    })
+    .await;
+    let status = bc.status.clone().unwrap();
+    assert_eq!((status.ready.as_deref(), status.ready_workers, status.desired_workers), (Some("3/3"), 3, 3));
+    // The controller's pod is Ready, but nothing serves at its Service's address on this machine.
+    let (_, reason, _) = eventually(DEADLINE, "the controller's condition", || async {
+        condition(&clusters.get("demo").await.unwrap(), "ControllerReady").filter(|c| c.1 != "Starting")
+    })
+    .await;
+    assert_eq!(reason, "ControllerUnreachable");
+
+    // 3. Scaling changes the workers' StatefulSet and the status.
+    plane.kubectl(&[
+        "patch",
+        "bc",
+        "demo",
+        "-n",
+        ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"workers":{"replicas":1}}}"#,
+    ]);
+    let sts: Api<StatefulSet> = Api::namespaced(admin.clone(), ns);
+    eventually(DEADLINE, "the workers scaled to 1", || async {
+        let replicas = sts.get("demo-worker").await.unwrap().spec.replicas;
+        let desired = clusters.get("demo").await.unwrap().status.map(|s| s.desired_workers);
+        (replicas == Some(1) && desired == Some(1)).then_some(())
+    })
+    .await;
+
+    // 4. Idle: nothing is written, and the cluster is reconciled only by its refresh.
+    let settle = eventually(DEADLINE, "the cluster to settle", || async {
+        let before = children(&admin, ns).await;
+        let bc_version = clusters.get("demo").await.unwrap().resource_version();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let quiet = children(&admin, ns).await == before
+            && clusters.get("demo").await.unwrap().resource_version() == bc_version;
+        quiet.then_some(before)
+    })
+    .await;
+    let bc_version = clusters.get("demo").await.unwrap().resource_version();
+    let (start, counted_from) = (reconciles(op).await, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let per_minute = (reconciles(op).await - start) * 60.0 / counted_from.elapsed().as_secs_f64();
+    println!("idle BurstCluster: {per_minute:.1} reconciles per minute");
+    assert_eq!(children(&admin, ns).await, settle, "an unchanged cluster's children are not written");
+    assert_eq!(clusters.get("demo").await.unwrap().resource_version(), bc_version, "nor its status");
+    assert!(per_minute <= 4.5, "an idle cluster is reconciled only by its 15 s refresh: {per_minute:.1}/min");
+
+    // 5. A change the API server refuses (a StatefulSet's claim templates cannot change) is shown, not swallowed.
+    let grow = r#"{"spec":{"controller":{"persistence":{"size":"2Gi"}}}}"#;
+    plane.kubectl(&["patch", "bc", "demo", "-n", ns, "--type", "merge", "-p", grow]);
+    let (_, reason, message) = eventually(DEADLINE, "a Reconciled=False condition", || async {
+        condition(&clusters.get("demo").await.unwrap(), "Reconciled").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(reason, "ApplyRefused");
+    assert!(message.contains("demo-controller") && message.contains("Forbidden"), "{message}");
+    let events: Api<Event> = Api::namespaced(admin.clone(), ns);
+    eventually(DEADLINE, "a Warning Event", || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("ApplyRefused"))
+    })
+    .await;
+    // Undone, the cluster is reconciled again.
+    plane.kubectl(&[
+        "patch",
+        "bc",
+        "demo",
+        "-n",
+        ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"controller":{"persistence":{"size":"1Gi"}}}}"#,
+    ]);
+    eventually(DEADLINE, "Reconciled=True again", || async {
+        condition(&clusters.get("demo").await.unwrap(), "Reconciled").filter(|c| c.0 == "True")
+    })
+    .await;
+
+    // 6. Deleting the BurstCluster leaves none of its children, and none of its pods.
+    plane.kubectl(&["delete", "bc", "demo", "-n", ns]);
+    eventually(DEADLINE, "the children garbage-collected", || async {
+        let pods = Api::<Pod>::namespaced(admin.clone(), ns)
+            .list(&ListParams::default().labels("burst.dev/cluster=demo"))
+            .await
+            .unwrap();
+        (children(&admin, ns).await.is_empty() && pods.items.is_empty()).then_some(())
+    })
+    .await;
+    op.assert_never_forbidden();
+    assert!(bc.meta().uid.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_all_namespaces_a_burstcluster_is_reconciled_with_the_charts_rbac() {
+    let Some(plane) = ControlPlane::start("BurstCluster on a real API server, all namespaces").await else { return };
+    let sa = install_chart(&plane, &["--set", "leaderElection.enabled=false"]).await;
+    plane.namespace("jobs").await;
+    let op = Operator::start(&plane, &sa, "op-all", &["--leader-elect=false"]);
+    a_cluster_lives_and_goes(&plane, &op, "jobs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_namespaces_a_burstcluster_is_reconciled_with_the_charts_roles() {
+    let Some(plane) = ControlPlane::start("BurstCluster on a real API server, watchNamespaces").await else { return };
+    for ns in ["team-a", "team-b"] {
+        plane.namespace(ns).await;
+    }
+    let sa = install_chart(&plane, &["--set", "watchNamespaces={team-a}"]).await;
+    let op = Operator::start(&plane, &sa, "op-team-a", &["--namespaces", "team-a"]);
+    eventually(DEADLINE, "the operator to lead", || async {
+        (op.metric("burst_operator_leader", "").await == Some(1.0)).then_some(())
+    })
+    .await;
+    // A BurstCluster outside the watched namespaces is left alone (and the operator may not read it anyway).
+    plane.kubectl(&["apply", "-n", "team-b", "-f", EXAMPLE]);
+    a_cluster_lives_and_goes(&plane, &op, "team-a").await;
+    assert!(children(&plane.admin().await, "team-b").await.is_empty(), "team-b is not watched");
+}
