@@ -1,0 +1,226 @@
+//! BurstJobs end to end on a real API server (see `apiserver/`): `kubectl apply` of the examples, `kubectl wait`,
+//! cancel on delete, TTL, an invalid spec edited into a valid one, a job the controller lost, and how often a
+//! busy BurstCluster is reconciled.
+//!
+//! The operator runs in this process with the chart's ServiceAccount token ([`burst_operator::run_with`]); the
+//! burst controller and worker run here too, on loopback, over mutual TLS with the certificates the operator
+//! wrote into the cluster's Secrets (mounted as files, as the pods would). The one thing a deployment does
+//! differently is where the operator finds the controller: its Service's DNS name there, the controller's
+//! loopback port here (the resolver given to `run_with`; no flag or setting exists for it).
+
+mod apiserver;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiserver::{ControlPlane, DEADLINE, client_for, eventually, free_port, install_chart};
+use burst_operator::crd::{BurstCluster, BurstJob};
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples");
+
+/// The cluster's Secret `name` as files in `dir` (what a pod's Secret volume holds).
+async fn mount(client: &Client, ns: &str, name: &str, dir: &Path) {
+    let secret = eventually(DEADLINE, &format!("Secret {name}"), || async {
+        Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await.unwrap()
+    })
+    .await;
+    std::fs::create_dir_all(dir).unwrap();
+    for (key, bytes) in burst_operator::cluster::tls::data_of(&secret) {
+        std::fs::write(dir.join(key), bytes).unwrap();
+    }
+}
+
+fn tls_files(dir: &Path, name: &str) -> burst_proto::tls::TlsFiles {
+    burst_proto::tls::TlsFiles {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+        ca: dir.join("ca.pem"),
+    }
+}
+
+/// The burst controller of BurstCluster `demo` at `port`, keeping its store in `data`, over the cluster's TLS.
+async fn controller(mounts: &Path, port: u16, data: &Path) -> burst_controller::RunningController {
+    let config = burst_controller::ControllerConfig {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        data_dir: data.to_path_buf(),
+        tls: Some(tls_files(&mounts.join("controller"), "controller")),
+        ..burst_controller::ControllerConfig::default()
+    };
+    burst_controller::start(config).await.unwrap()
+}
+
+/// Worker `demo-worker-0` (2 slots) of that controller.
+async fn worker(mounts: &Path, port: u16, out: &Path) -> burst_worker::RunningWorker {
+    let url = format!("https://127.0.0.1:{port}");
+    let mut cfg = burst_worker::WorkerConfig::local(&url, "demo-worker-0", 2, 4, out.to_path_buf());
+    cfg.tls = Some(tls_files(&mounts.join("worker"), "demo-worker-0"));
+    let worker = burst_worker::start(cfg).await.unwrap();
+    tokio::time::timeout(DEADLINE, worker.agent.registered()).await.unwrap();
+    worker
+}
+
+async fn phase(jobs: &Api<BurstJob>, name: &str) -> Option<String> {
+    jobs.get_opt(name).await.unwrap()?.status?.phase
+}
+
+async fn until_phase(jobs: &Api<BurstJob>, name: &str, want: &str) -> BurstJob {
+    eventually(DEADLINE, &format!("BurstJob {name} {want}"), || async {
+        let bj = jobs.get_opt(name).await.unwrap()?;
+        (bj.status.as_ref()?.phase.as_deref() == Some(want)).then_some(bj)
+    })
+    .await
+}
+
+fn apply_yaml(plane: &ControlPlane, ns: &str, name: &str, yaml: &str) {
+    let path = plane.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    plane.kubectl(&["apply", "-n", ns, "-f", path.to_str().unwrap()]);
+}
+
+fn process_job(name: &str, command: &str, args: &[&str], extra: &str) -> String {
+    let args = serde_json::to_string(args).unwrap();
+    format!(
+        "apiVersion: burst.dev/v1alpha1\nkind: BurstJob\nmetadata: {{name: {name}}}\nspec:\n  clusterRef: demo\n  \
+         process: {{command: {command:?}, args: {args}}}\n{extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burstjobs_run_end_to_end_against_a_real_api_server() {
+    let Some(plane) = ControlPlane::start("BurstJobs on a real API server").await else { return };
+    let sa = install_chart(&plane, &["--set", "leaderElection.enabled=false"]).await;
+    let ns = "jobs";
+    plane.namespace(ns).await;
+    let admin = plane.admin().await;
+    let port = free_port();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = burst_operator::Args {
+        namespaces: vec![],
+        http_listen: http,
+        leader_elect: false,
+        lease_namespace: "burst-system".into(),
+        lease_name: "burst-operator".into(),
+        identity: Some("operator-in-test".into()),
+    };
+    let resolve: burst_operator::link::Resolver = Arc::new(move |_, _| format!("127.0.0.1:{port}"));
+    let operator = tokio::spawn(burst_operator::run_with(client_for(&sa).await, args, resolve));
+
+    // The cluster, and its controller and worker "mounting" the Secrets the operator made.
+    plane.kubectl(&["apply", "-n", ns, "-f", &format!("{EXAMPLES}/burstcluster.yaml")]);
+    let mounts = plane.dir.path().join("mounts");
+    mount(&admin, ns, "demo-controller-tls", &mounts.join("controller")).await;
+    mount(&admin, ns, "demo-worker-tls", &mounts.join("worker")).await;
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let burst = controller(&mounts, port, data.path()).await;
+    let work = worker(&mounts, port, out.path()).await;
+    let jobs: Api<BurstJob> = Api::namespaced(admin.clone(), ns);
+
+    // 1. The examples, applied and waited for as a user would.
+    plane.kubectl(&["apply", "-n", ns, "-f", &format!("{EXAMPLES}/burstjob.yaml")]);
+    plane.kubectl(&["wait", "-n", ns, "--for=condition=Finished", "bj/hello", "--timeout=60s"]);
+    let hello = jobs.get("hello").await.unwrap().status.unwrap();
+    assert_eq!((hello.phase.as_deref(), hello.exit_code), (Some("Succeeded"), Some(0)), "{hello:?}");
+    assert!(hello.output_tail.as_deref().unwrap_or_default().contains("hello from demo-worker-0"), "{hello:?}");
+    let submitted = hello.conditions.iter().find(|c| c.type_ == "Submitted").unwrap();
+    assert_eq!(submitted.status, "True");
+    plane.kubectl(&["apply", "-n", ns, "-f", &format!("{EXAMPLES}/burstjobs.yaml")]);
+    for name in ["echo", "python", "exit-3"] {
+        plane.kubectl(&["wait", "-n", ns, "--for=condition=Finished", &format!("bj/{name}"), "--timeout=60s"]);
+    }
+    let echo = jobs.get("echo").await.unwrap().status.unwrap();
+    assert_eq!(echo.phase.as_deref(), Some("Succeeded"));
+    assert!(echo.output_tail.unwrap_or_default().contains("hello from a BurstJob"));
+    let python = jobs.get("python").await.unwrap().status.unwrap();
+    assert_eq!(python.phase.as_deref(), Some("Succeeded"), "python3 is on this machine: {python:?}");
+    let failed = jobs.get("exit-3").await.unwrap().status.unwrap();
+    assert_eq!((failed.phase.as_deref(), failed.exit_code), (Some("Failed"), Some(3)), "{failed:?}");
+    let table = plane.kubectl(&["get", "bj", "-n", ns]);
+    println!("kubectl get bj:\n{table}");
+
+    // 2. An invalid spec waits for an edit, and runs once edited.
+    apply_yaml(&plane, ns, "fixme", &process_job("fixme", " ", &[], ""));
+    let refused = until_phase(&jobs, "fixme", "Failed").await.status.unwrap();
+    assert_eq!(refused.reason.as_deref(), Some("InvalidSpec"), "{refused:?}");
+    apply_yaml(&plane, ns, "fixme", &process_job("fixme", "/bin/echo", &["fixed"], ""));
+    let fixed = until_phase(&jobs, "fixme", "Succeeded").await.status.unwrap();
+    assert!(fixed.output_tail.unwrap_or_default().contains("fixed"));
+
+    // 3. ttlSecondsAfterFinished deletes a finished BurstJob.
+    apply_yaml(&plane, ns, "brief", &process_job("brief", "/bin/true", &[], "  ttlSecondsAfterFinished: 1\n"));
+    eventually(DEADLINE, "BurstJob brief deleted after its TTL", || async {
+        (jobs.get_opt("brief").await.unwrap().is_none()).then_some(())
+    })
+    .await;
+
+    // 4. Deleting an unfinished BurstJob cancels its job.
+    apply_yaml(&plane, ns, "long", &process_job("long", "/bin/sleep", &["60"], ""));
+    let id = until_phase(&jobs, "long", "Running").await.status.unwrap().job_id.unwrap();
+    plane.kubectl(&["delete", "bj", "long", "-n", ns, "--timeout=60s"]);
+    let state = burst.controller.lock().job(&id).unwrap().1.state();
+    assert_eq!(state, burst_proto::v1::JobState::Cancelled);
+    let events: Api<Event> = Api::namespaced(admin.clone(), ns);
+    let cancelled = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| e.reason.as_deref() == Some("Cancelled") && e.involved_object.name.as_deref() == Some("long"));
+    assert!(cancelled, "a Cancelled Event on the deleted BurstJob");
+
+    // 5. A busy cluster: its counts change in every refresh, yet it is reconciled only by the refresh. The
+    // controller pod is marked Ready (as a kubelet would) so that the operator reads the controller's counts.
+    let pod = eventually(DEADLINE, "the controller pod", || async {
+        let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin.clone(), ns);
+        pods.get_opt("demo-controller-0").await.unwrap()
+    })
+    .await;
+    plane.pod_ready(ns, &pod.name_any()).await;
+    for i in 0..24 {
+        apply_yaml(&plane, ns, &format!("busy-{i}"), &process_job(&format!("busy-{i}"), "/bin/sleep", &["2.5"], ""));
+    }
+    let clusters: Api<BurstCluster> = Api::namespaced(admin.clone(), ns);
+    eventually(DEADLINE, "the cluster's status showing running jobs", || async {
+        (clusters.get("demo").await.unwrap().status?.running > 0).then_some(())
+    })
+    .await;
+    let reconciles = || async {
+        let page = apiserver::http_get(http, "/metrics").await.unwrap().1;
+        let line = page.lines().find(|l| l.starts_with("burst_operator_reconciles_total{kind=\"BurstCluster\"}"));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let (start, from) = (reconciles().await, std::time::Instant::now());
+    let mut statuses = std::collections::BTreeSet::new();
+    while from.elapsed() < Duration::from_secs(30) {
+        let s = clusters.get("demo").await.unwrap().status.unwrap();
+        statuses.insert((s.queued, s.running, s.slots.unwrap_or_default()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let per_minute = (reconciles().await - start) * 60.0 / from.elapsed().as_secs_f64();
+    println!("busy BurstCluster: {per_minute:.1} reconciles per minute; statuses seen: {statuses:?}");
+    assert!(statuses.len() >= 2, "the counts changed while busy: {statuses:?}");
+    assert!(per_minute <= 4.5, "a busy cluster is reconciled only by its 15 s refresh: {per_minute:.1}/min");
+    for i in 0..24 {
+        until_phase(&jobs, &format!("busy-{i}"), "Succeeded").await;
+    }
+
+    // 6. The controller loses its store while a BurstJob runs: deleting the BurstJob still completes.
+    apply_yaml(&plane, ns, "orphan", &process_job("orphan", "/bin/sleep", &["60"], ""));
+    until_phase(&jobs, "orphan", "Running").await;
+    work.shutdown().await;
+    burst.shutdown().await.unwrap();
+    plane.kubectl(&["delete", "bj", "orphan", "-n", ns, "--wait=false"]);
+    let empty = tempfile::tempdir().unwrap();
+    let again = controller(&mounts, port, empty.path()).await;
+    eventually(DEADLINE, "BurstJob orphan gone though its job is unknown", || async {
+        (phase(&jobs, "orphan").await.is_none() && jobs.get_opt("orphan").await.unwrap().is_none()).then_some(())
+    })
+    .await;
+    again.shutdown().await.unwrap();
+    operator.abort();
+}
