@@ -1,5 +1,7 @@
 //! The BurstCluster reconciler against a scripted API server (and, for its counts, a real burst controller on
-//! loopback): what it applies, in which order, with which owner, and the status it writes.
+//! loopback): what it applies, in which order, with which owner, and the status it writes. Scaling, readiness,
+//! refused changes, idle behaviour and garbage collection run against a real API server in
+//! cli/tests/kube_cluster.rs.
 
 mod mock;
 
@@ -206,28 +208,6 @@ impl Replicas for Value {
     fn body_replicas(&self) -> i64 {
         self["spec"]["replicas"].as_i64().unwrap()
     }
-}
-
-#[tokio::test]
-async fn scaling_applies_the_new_replica_count_and_the_status_follows_readiness() {
-    let (client, mut api) = mock::client();
-    let mut bc = example();
-    bc.spec.workers.replicas = Some(5);
-    bc.metadata.generation = Some(2);
-    let task = tokio::spawn(burst_operator::cluster::reconcile::reconcile(
-        Arc::new(bc.clone()),
-        context(client, "http://127.0.0.1:1"),
-    ));
-    expect_secrets(&mut api, &mut Stored::new()).await;
-    let workers = expect_applies(&mut api, (0, 3)).await;
-    assert_eq!(workers.body_replicas(), 5);
-    let status = expect_status(&mut api, &bc).await;
-    assert_eq!((status["ready"].as_str(), status["desiredWorkers"].as_i64()), (Some("3/5"), Some(5)));
-    assert_eq!(status["observedGeneration"], 2);
-    for _ in 0..2 {
-        api.expect_event("jobs").await;
-    }
-    finish(task).await.unwrap();
 }
 
 /// End to end over the operator's own certificates: the Secrets it writes are mounted (here: written to files)

@@ -1,6 +1,7 @@
 //! The BurstJob reconciler against a scripted API server and a real burst controller and worker on loopback:
-//! finalizer, submit once, status mirrored to each terminal phase through the cluster's watch stream, cancel on
-//! delete, TTL, and the errors a user can cause (missing cluster, unreachable controller, invalid spec).
+//! finalizer, submit once, status mirrored to each terminal phase through the cluster's watch stream, and the
+//! errors a user can cause (missing cluster, unreachable controller, invalid spec). Cancel on delete and the
+//! TTL run end to end against a real API server in cli/tests/kube_jobs.rs.
 
 mod mock;
 
@@ -205,62 +206,6 @@ async fn a_burstjob_is_submitted_once_and_mirrors_each_terminal_phase() {
     }
     assert_eq!(c.submitted().await, 2, "each BurstJob submitted exactly once");
     c.stop().await;
-}
-
-#[tokio::test]
-async fn deleting_an_unfinished_burstjob_cancels_its_job_then_releases_the_object() {
-    let c = cluster().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (client, mut api) = mock::client();
-    let (ctx, _) = context(client, &c.url);
-    let bj = burstjob(&gated(dir.path(), 0));
-    let status = submit(&mut api, &ctx, &bj).await;
-    let id = status.job_id.clone().unwrap();
-
-    let mut deleting = with_status(&bj, &status);
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-    let task = tokio::spawn(reconcile(Arc::new(deleting.clone()), ctx.clone()));
-    expect_cluster(&mut api, true).await;
-    let (_, reason, note) = api.expect_event("jobs").await;
-    assert_eq!(reason, "Cancelled", "{note}");
-    let call = api.expect("PATCH", "/apis/burst.dev/v1alpha1/namespaces/jobs/burstjobs/hello?").await;
-    assert_eq!(call.body[1], json!({ "op": "remove", "path": "/metadata/finalizers/0" }));
-    call.reply(StatusCode::OK, serde_json::to_value(&deleting).unwrap());
-    finish(task).await.unwrap();
-
-    let mut client = ControllerRpcClient::connect(c.url.clone()).await.unwrap();
-    let req = burst_proto::v1::GetJobStatusRequest { job_id: id };
-    assert_eq!(client.get_job_status(req).await.unwrap().into_inner().state(), JobState::Cancelled);
-    c.stop().await;
-}
-
-#[tokio::test]
-async fn a_finished_burstjob_is_deleted_once_its_ttl_has_passed() {
-    let (client, mut api) = mock::client();
-    let (ctx, _) = context(client, "http://127.0.0.1:1");
-    let ended = |ago: i64| BurstJobStatus {
-        phase: Some("Succeeded".into()),
-        job_id: Some("j1".into()),
-        completion_time: Some(
-            k8s_openapi::jiff::Timestamp::now()
-                .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(ago))
-                .unwrap()
-                .to_string(),
-        ),
-        ..BurstJobStatus::default()
-    };
-    let mut bj = burstjob("true");
-    bj.spec.ttl_seconds_after_finished = Some(5);
-
-    // Not yet: no request at all, and a requeue for when it will have passed.
-    let action = finish(tokio::spawn(reconcile(Arc::new(with_status(&bj, &ended(1))), ctx.clone()))).await.unwrap();
-    assert_ne!(action, Action::await_change());
-
-    let task = tokio::spawn(reconcile(Arc::new(with_status(&bj, &ended(10))), ctx));
-    let call = api.expect("DELETE", "/apis/burst.dev/v1alpha1/namespaces/jobs/burstjobs/hello").await;
-    call.reply(StatusCode::OK, serde_json::to_value(&bj).unwrap());
-    assert_eq!(finish(task).await.unwrap(), Action::await_change());
 }
 
 #[tokio::test]
