@@ -141,7 +141,8 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     assert!(per_minute <= 4.5, "an idle cluster is reconciled only by its 15 s refresh: {per_minute:.1}/min");
 
     // 5. A change the API server refuses (a StatefulSet's claim templates cannot change) is shown, not swallowed.
-    let grow = r#"{"spec":{"controller":{"persistence":{"size":"2Gi"}}}}"#;
+    // The workers are scaled in the same edit: what the API server takes is still applied.
+    let grow = r#"{"spec":{"controller":{"persistence":{"size":"2Gi"}},"workers":{"replicas":2}}}"#;
     plane.kubectl(&["patch", "bc", "demo", "-n", ns, "--type", "merge", "-p", grow]);
     let (_, reason, message) = eventually(DEADLINE, "a Reconciled=False condition", || async {
         condition(&clusters.get("demo").await.unwrap(), "Reconciled").filter(|c| c.0 == "False")
@@ -149,6 +150,7 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     .await;
     assert_eq!(reason, "ApplyRefused");
     assert!(message.contains("demo-controller") && message.contains("Forbidden"), "{message}");
+    assert_eq!(sts.get("demo-worker").await.unwrap().spec.replicas, Some(2), "scaling is not held up by the refusal");
     let events: Api<Event> = Api::namespaced(admin.clone(), ns);
     eventually(DEADLINE, "a Warning Event", || async {
         let list = events.list(&ListParams::default()).await.unwrap();

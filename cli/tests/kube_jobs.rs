@@ -202,6 +202,7 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let per_minute = (reconciles().await - start) * 60.0 / from.elapsed().as_secs_f64();
+    println!("kubectl get bc:\n{}", plane.kubectl(&["get", "bc", "-n", ns]));
     println!("busy BurstCluster: {per_minute:.1} reconciles per minute; statuses seen: {statuses:?}");
     assert!(statuses.len() >= 2, "the counts changed while busy: {statuses:?}");
     assert!(per_minute <= 4.5, "a busy cluster is reconciled only by its 15 s refresh: {per_minute:.1}/min");

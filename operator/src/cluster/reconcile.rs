@@ -73,52 +73,71 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
         }
     };
     let tls = certificates(bc, ctx, &ns, &name).await?;
-    let (controller_ready, ready_workers, replacing) = match apply_children(ctx, &ns, &name, &want).await {
-        Ok(applied) => applied,
-        // The API server refuses the change itself (an immutable field, a value it does not take): retrying as
-        // is cannot help, so the status and a Warning say what and why until the spec changes.
-        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 || e.code == 400 => {
-            let next = status::refused(bc, &prev, &e.message, Timestamp::now());
-            write_status(bc, ctx, &prev, &next).await?;
-            return Ok(Action::requeue(REFRESH));
-        }
-        Err(e) => return Err(e),
-    };
+    let mut refused = Vec::new();
+    let (controller_ready, ready_workers, replacing) = apply_children(ctx, &ns, &name, &want, &mut refused).await?;
     let stats = match controller_ready {
         false => None,
         true => Some(ctx.links.get(&ns, &name, tls)?.stats().await.map_err(|e| e.to_string())),
     };
-    let observed = Observed { controller_ready, ready_workers, stats };
+    let refused = (!refused.is_empty()).then(|| refused.join("; "));
+    let observed = Observed { controller_ready, ready_workers, stats, refused };
     let next = status::status(bc, &prev, &observed, Timestamp::now());
     write_status(bc, ctx, &prev, &next).await?;
     Ok(Action::requeue(if replacing { REPLACING } else { REFRESH }))
 }
 
-/// Applies every child of `want`; returns whether the controller is ready, the workers ready, and whether the
-/// workers' StatefulSet is being replaced.
-async fn apply_children(ctx: &Context, ns: &str, name: &str, want: &super::Desired) -> Result<(bool, i32, bool)> {
-    apply(ctx, ns, &want.config_map).await?;
-    apply(ctx, ns, &want.controller_service).await?;
+/// `result`, or `None` with the API server's message added to `refused` when it refused the change itself (an
+/// immutable field, a value it does not take): retrying as is cannot help, so the status and a Warning say what
+/// and why until the spec changes, and the cluster's other objects are still applied.
+fn unless_refused<T>(result: Result<T>, refused: &mut Vec<String>) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 || e.code == 400 => {
+            refused.push(e.message);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies every child of `want` (those the API server refuses are named in `refused`); returns whether the
+/// controller is ready, the workers ready, and whether the workers' StatefulSet is being replaced.
+async fn apply_children(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    want: &super::Desired,
+    refused: &mut Vec<String>,
+) -> Result<(bool, i32, bool)> {
+    unless_refused(apply(ctx, ns, &want.config_map).await, refused)?;
+    unless_refused(apply(ctx, ns, &want.controller_service).await, refused)?;
+    let controller = names::controller(name);
     let controller_ready = match &want.controller {
         ControllerWorkload::StatefulSet(sts) => {
-            let applied = apply(ctx, ns, sts.as_ref()).await?;
-            delete_if_present::<Deployment>(ctx, ns, &names::controller(name), &DeleteParams::background()).await?;
-            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+            let applied = match unless_refused(apply(ctx, ns, sts.as_ref()).await, refused)? {
+                Some(applied) => Some(applied),
+                None => Api::<StatefulSet>::namespaced(ctx.client.clone(), ns).get_opt(&controller).await?,
+            };
+            delete_if_present::<Deployment>(ctx, ns, &controller, &DeleteParams::background()).await?;
+            applied.and_then(|a| a.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
         }
         ControllerWorkload::Deployment(dep) => {
-            let applied = apply(ctx, ns, dep.as_ref()).await?;
-            delete_if_present::<StatefulSet>(ctx, ns, &names::controller(name), &DeleteParams::background()).await?;
-            applied.status.and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+            let applied = match unless_refused(apply(ctx, ns, dep.as_ref()).await, refused)? {
+                Some(applied) => Some(applied),
+                None => Api::<Deployment>::namespaced(ctx.client.clone(), ns).get_opt(&controller).await?,
+            };
+            delete_if_present::<StatefulSet>(ctx, ns, &controller, &DeleteParams::background()).await?;
+            applied.and_then(|a| a.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
         }
     };
-    let (ready_workers, replacing) = apply_workers(ctx, ns, &want.workers).await?;
+    let (ready_workers, replacing) = apply_workers(ctx, ns, &want.workers, refused).await?;
     if want.network_policies.is_empty() {
         for policy in [names::controller(name), names::workers(name)] {
             delete_if_present::<NetworkPolicy>(ctx, ns, &policy, &DeleteParams::background()).await?;
         }
     }
     for policy in &want.network_policies {
-        apply(ctx, ns, policy).await?;
+        unless_refused(apply(ctx, ns, policy).await, refused)?;
     }
     Ok((controller_ready, ready_workers, replacing))
 }
@@ -132,7 +151,7 @@ async fn apply_children(ctx: &Context, ns: &str, name: &str, want: &super::Desir
 ///    replaces them one at a time, each draining on SIGTERM as in any rollout.
 ///
 /// Returns the workers ready now and whether a replacement is under way.
-async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet) -> Result<(i32, bool)> {
+async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet, refused: &mut Vec<String>) -> Result<(i32, bool)> {
     let ready = |s: &StatefulSet| s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let name = want.metadata.name.clone().unwrap_or_default();
@@ -144,7 +163,10 @@ async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet) -> Result<(i
             info!(statefulset = %name, "claim templates changed: replacing the StatefulSet, its pods kept");
             Ok((ready(stored), true))
         }
-        _ => Ok((ready(&apply_over(ctx, ns, want, stored.as_ref()).await?), false)),
+        _ => match unless_refused(apply_over(ctx, ns, want, stored.as_ref()).await, refused)? {
+            Some(applied) => Ok((ready(&applied), false)),
+            None => Ok((stored.as_ref().map_or(0, ready), false)),
+        },
     }
 }
 

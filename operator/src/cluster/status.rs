@@ -23,6 +23,8 @@ pub struct Observed {
     pub ready_workers: i32,
     /// The controller's counts, or why they could not be read; `None` while its pod is not ready.
     pub stats: Option<Result<GetStatsResponse, String>>,
+    /// What the API server said when it refused some of the cluster's objects; `None`: all applied.
+    pub refused: Option<String>,
 }
 
 pub fn desired_workers(bc: &BurstCluster) -> i32 {
@@ -66,19 +68,16 @@ pub fn status(bc: &BurstCluster, prev: &BurstClusterStatus, observed: &Observed,
         Want::no(WORKERS_READY, "Scaling", format!("{ready}/{desired} workers ready"))
     };
     conditions::set(&mut next.conditions, workers, generation, now);
-    if conditions::get(&next.conditions, RECONCILED).is_some() {
-        let applied = Want::yes(RECONCILED, "Applied", "every object is as the spec says");
-        conditions::set(&mut next.conditions, applied, generation, now);
+    match &observed.refused {
+        Some(message) => {
+            conditions::set(&mut next.conditions, Want::no(RECONCILED, APPLY_REFUSED, message.clone()), generation, now)
+        }
+        None if conditions::get(&next.conditions, RECONCILED).is_some() => {
+            let applied = Want::yes(RECONCILED, "Applied", "every object is as the spec says");
+            conditions::set(&mut next.conditions, applied, generation, now);
+        }
+        None => {}
     }
-    next
-}
-
-/// The status of a cluster one of whose objects the API server refused (`message` says which and why); the
-/// other conditions keep what they said.
-pub fn refused(bc: &BurstCluster, prev: &BurstClusterStatus, message: &str, now: Timestamp) -> BurstClusterStatus {
-    let generation = bc.metadata.generation;
-    let mut next = BurstClusterStatus { observed_generation: generation, ..prev.clone() };
-    conditions::set(&mut next.conditions, Want::no(RECONCILED, APPLY_REFUSED, message), generation, now);
     next
 }
 
