@@ -478,3 +478,6 @@ pub async fn install_chart(plane: &ControlPlane, extra: &[&str]) -> PathBuf {
     }
     plane.service_account_kubeconfig("burst-system", "burst-operator").await
 }
+
+// A TCP proxy a test can black-hole, to cut one process off from the API server (cli/tests/kube_leader.rs).
+pub mod proxy;
