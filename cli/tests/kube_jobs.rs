@@ -189,6 +189,7 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
         (clusters.get("demo").await.unwrap().status?.running > 0).then_some(())
     })
     .await;
+    println!("kubectl get bc:\n{}", plane.kubectl(&["get", "bc", "-n", ns]));
     let reconciles = || async {
         let page = apiserver::http_get(http, "/metrics").await.unwrap().1;
         let line = page.lines().find(|l| l.starts_with("burst_operator_reconciles_total{kind=\"BurstCluster\"}"));
@@ -202,7 +203,6 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let per_minute = (reconciles().await - start) * 60.0 / from.elapsed().as_secs_f64();
-    println!("kubectl get bc:\n{}", plane.kubectl(&["get", "bc", "-n", ns]));
     println!("busy BurstCluster: {per_minute:.1} reconciles per minute; statuses seen: {statuses:?}");
     assert!(statuses.len() >= 2, "the counts changed while busy: {statuses:?}");
     assert!(per_minute <= 4.5, "a busy cluster is reconciled only by its 15 s refresh: {per_minute:.1}/min");
