@@ -6,9 +6,11 @@
 //!    after `persistence.enabled` flipped) is deleted. Scaling is a changed `replicas` in the workers'
 //!    StatefulSet; a worker pod that goes gets SIGTERM and drains within its grace period. The workers'
 //!    StatefulSet is read first: when its claim templates must change (`workers.outputVolume`), which the API
-//!    refuses in place, it is replaced instead (see [`apply_workers`]).
-//! 3. **Status**: readiness comes back in the apply responses, the counts from the controller's `GetStats`; the
-//!    status is patched only when it changed, and a condition that flips records an Event.
+//!    refuses in place, it is replaced instead (see [`apply_workers`]). An object the operator applied before
+//!    and nobody changed since is only read (see [`apply`]). An object the API server refuses (an immutable
+//!    field) does not stop the others: the refusal is shown as `Reconciled=False` (see [`unless_refused`]).
+//! 3. **Status**: readiness comes back in the apply responses (or the reads), the counts from the controller's
+//!    `GetStats`; the status is patched only when it changed, and a condition that flips records an Event.
 
 use std::fmt::Debug;
 use std::sync::Arc;
