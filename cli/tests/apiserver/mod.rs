@@ -359,6 +359,13 @@ pub async fn client_for(kubeconfig: &Path) -> Client {
     Client::try_from(config).unwrap()
 }
 
+/// The most reconciles a BurstCluster that nothing changes may get in `window`: one per refresh period, and one
+/// more for a refresh that fell just inside its start.
+pub fn refreshes_in(window: Duration) -> f64 {
+    let period = burst_operator::cluster::reconcile::REFRESH;
+    (window.as_secs_f64() / period.as_secs_f64()).floor() + 1.0
+}
+
 /// Polls `check` every 100 ms until it gives `Some`, failing with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

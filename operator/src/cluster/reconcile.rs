@@ -40,7 +40,7 @@ use crate::link::Link;
 use crate::names;
 
 /// The controller's counts (queued, running, slots) are read again this often for the status.
-const REFRESH: Duration = Duration::from_secs(15);
+pub const REFRESH: Duration = Duration::from_secs(15);
 /// How soon to look again while the workers' StatefulSet is being replaced: the garbage collector removes an
 /// orphaning StatefulSet within moments, and the workers' new one should follow it quickly.
 const REPLACING: Duration = Duration::from_secs(2);
