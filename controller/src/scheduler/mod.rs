@@ -221,6 +221,13 @@ impl Scheduler {
             } else if *job.state() == State::Queued {
                 self.queue.push_back(job.id.clone());
             }
+            // A job that never started keeps its queue deadline across the restart: the time it has left.
+            let never_started = !job.is_terminal() && job.started_at_ms() == 0;
+            if never_started && job.spec.queue_timeout_ms > 0 {
+                let due_ms = job.submitted_at_ms().saturating_add(job.spec.queue_timeout_ms);
+                let left = std::time::Duration::from_millis(due_ms.saturating_sub(now_ms));
+                self.add_timer(Instant::now() + left, &job.id, Timer::QueueDeadline);
+            }
             if !job.spec.idempotency_key.is_empty() {
                 self.keys.insert(job.spec.idempotency_key.clone(), job.id.clone());
             }

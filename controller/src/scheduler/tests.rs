@@ -420,3 +420,25 @@ fn a_finished_job_answers_as_before_once_packed() {
     let changed = JobSpec { timeout_ms: 5, ..keyed };
     assert!(matches!(s.submit(vec![changed], 7), Err(SchedError::KeyConflict { .. })));
 }
+
+#[test]
+fn after_a_restart_queued_jobs_still_fail_at_their_queue_deadline() {
+    let store = Arc::new(MemoryStore::default());
+    let (events, _) = broadcast::channel(16);
+    let mut before = Scheduler::new(RouterKind::Roundrobin, store.clone(), events.clone());
+    let deadline = JobSpec { queue_timeout_ms: 1_000, ..spec() };
+    let (jobs, d) = before.submit(vec![deadline.clone(), deadline, spec()], 1_000).unwrap();
+    d.now_or_never().unwrap().unwrap();
+    drop(before);
+
+    // Restarted 400 ms after the submit: the deadline is 600 ms away, not forgotten, and not 1 s away again.
+    let mut after = Scheduler::new(RouterKind::Roundrobin, store.clone(), events);
+    let claims = Instant::now() + Duration::from_secs(60);
+    after.restore(store.load().unwrap(), 1_400, claims).now_or_never().unwrap().unwrap();
+    let (due, _) = after.next_timer();
+    let due = due.expect("the queue deadlines are armed again");
+    assert!(due <= Instant::now() + Duration::from_millis(600), "armed for the time left, not a fresh timeout");
+    after.fire_timers(due + Duration::from_millis(100), 2_000).now_or_never().unwrap().unwrap();
+    let states: Vec<_> = jobs.iter().map(|j| after.job(&j.job_id).unwrap().1.state()).collect();
+    assert_eq!(states, [JobState::Failed, JobState::Failed, JobState::Queued], "the job without a deadline waits");
+}
