@@ -58,6 +58,11 @@ async fn make_pods_ready(plane: &ControlPlane, client: &Client, ns: &str) -> usi
     list.items.len()
 }
 
+/// `kubectl patch bc demo --type merge -p <patch>`, as a user edits the cluster.
+fn edit(plane: &ControlPlane, ns: &str, patch: &str) {
+    plane.kubectl(&["patch", "bc", "demo", "-n", ns, "--type", "merge", "-p", patch]);
+}
+
 fn condition(bc: &BurstCluster, type_: &str) -> Option<(String, String, String)> {
     let c = bc.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -102,17 +107,7 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     assert_eq!(reason, "ControllerUnreachable");
 
     // 3. Scaling changes the workers' StatefulSet and the status.
-    plane.kubectl(&[
-        "patch",
-        "bc",
-        "demo",
-        "-n",
-        ns,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"workers":{"replicas":1}}}"#,
-    ]);
+    edit(plane, ns, r#"{"spec":{"workers":{"replicas":1}}}"#);
     let sts: Api<StatefulSet> = Api::namespaced(admin.clone(), ns);
     eventually(DEADLINE, "the workers scaled to 1", || async {
         let replicas = sts.get("demo-worker").await.unwrap().spec.replicas;
@@ -144,7 +139,7 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     // 5. A change the API server refuses (a StatefulSet's claim templates cannot change) is shown, not swallowed.
     // The workers are scaled in the same edit: what the API server takes is still applied.
     let grow = r#"{"spec":{"controller":{"persistence":{"size":"2Gi"}},"workers":{"replicas":2}}}"#;
-    plane.kubectl(&["patch", "bc", "demo", "-n", ns, "--type", "merge", "-p", grow]);
+    edit(plane, ns, grow);
     let (_, reason, message) = eventually(DEADLINE, "a Reconciled=False condition", || async {
         condition(&clusters.get("demo").await.unwrap(), "Reconciled").filter(|c| c.0 == "False")
     })
@@ -161,17 +156,7 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     })
     .await;
     // Undone, the cluster is reconciled again.
-    plane.kubectl(&[
-        "patch",
-        "bc",
-        "demo",
-        "-n",
-        ns,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"controller":{"persistence":{"size":"1Gi"}}}}"#,
-    ]);
+    edit(plane, ns, r#"{"spec":{"controller":{"persistence":{"size":"1Gi"}}}}"#);
     eventually(DEADLINE, "Reconciled=True again", || async {
         condition(&clusters.get("demo").await.unwrap(), "Reconciled").filter(|c| c.0 == "True")
     })

@@ -3,13 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::metrics::Metrics;
 
 struct Operator {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
 }
 
 impl burst_proto::http::Probe for Operator {
@@ -17,21 +15,15 @@ impl burst_proto::http::Probe for Operator {
         self.metrics.render()
     }
 
+    /// Ready whenever it serves, leading or standing by: a rolling update starts the new pod before it stops the
+    /// old one (the leader) and waits for the new pod to be Ready; one that is Ready only once it leads never is.
     fn ready(&self) -> Result<(), String> {
-        // Relaxed: a flag read for a probe; nothing else is ordered by it.
-        match self.ready.load(Ordering::Relaxed) {
-            true => Ok(()),
-            false => Err("standing by".into()),
-        }
+        Ok(())
     }
 }
 
 /// Binds `addr` and serves in the background until the returned server is stopped or dropped.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-) -> anyhow::Result<burst_proto::http::Http> {
-    let probe = Arc::new(Operator { metrics, ready });
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<burst_proto::http::Http> {
+    let probe = Arc::new(Operator { metrics });
     burst_proto::http::serve(addr, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)
 }

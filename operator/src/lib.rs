@@ -22,7 +22,6 @@ pub mod names;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -55,14 +54,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 pub async fn run_with(client: Client, args: Args, resolve: link::Resolver) -> anyhow::Result<()> {
     let Args { namespaces, http_listen, leader_elect, lease_namespace, lease_name, identity } = args;
     let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
     // Served until the operator returns.
-    let http = http::serve(http_listen, metrics.clone(), ready.clone()).await?;
+    let http = http::serve(http_listen, metrics.clone()).await?;
     info!(addr = %http.addr, "serving /metrics, /healthz, /readyz");
-    // Ready while it serves, leading or standing by: a rolling update starts the new pod before it stops the old
-    // one (the leader), and waits for the new pod to be Ready; one that is Ready only once it leads never is.
-    // Relaxed: a flag for the readiness probe only.
-    ready.store(true, Ordering::Relaxed);
     let identity = identity.unwrap_or_else(default_identity);
     let elector = leader_elect.then(|| leader::Elector::new(client.clone(), &lease_namespace, &lease_name, &identity));
     let mut valid_until = None;
@@ -187,27 +181,11 @@ async fn clusters(client: Client, scope: Option<String>, ctx: Arc<Context>) {
 
 /// What of an owned workload the BurstCluster's status or spec depends on: its generation (a spec edit, by us
 /// or anyone) and its ready replicas.
-fn workload_changed<K: WorkloadReadiness>(obj: &K) -> Option<u64> {
+fn workload_changed<K: cluster::Workload>(obj: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (obj.meta().generation, obj.ready_replicas(), obj.meta().deletion_timestamp.is_some()).hash(&mut h);
     Some(h.finish())
-}
-
-trait WorkloadReadiness: kube::Resource {
-    fn ready_replicas(&self) -> Option<i32>;
-}
-
-impl WorkloadReadiness for StatefulSet {
-    fn ready_replicas(&self) -> Option<i32> {
-        self.status.as_ref().and_then(|s| s.ready_replicas)
-    }
-}
-
-impl WorkloadReadiness for Deployment {
-    fn ready_replicas(&self) -> Option<i32> {
-        self.status.as_ref().and_then(|s| s.ready_replicas)
-    }
 }
 
 async fn jobs(

@@ -1,5 +1,6 @@
 //! Test support used by the crates' integration tests: what a test does when an external tool it needs (helm,
-//! docker, busybox, chromedriver, setsid) is missing.
+//! docker, busybox, chromedriver, setsid, the Kubernetes API server) is missing, and waiting on a condition
+//! with a deadline.
 //!
 //! # Guarantees
 //! - Outside CI a missing tool is a skip: `SKIPPED <test>: <why>` on stdout, and the test returns and passes,
@@ -24,6 +25,28 @@ pub fn in_ci() -> bool {
 /// What a value of `CI` means: `true` (any case) or `1` is CI; unset, empty, `false`, `0` or anything else is not.
 fn ci_value_means_ci(v: Option<&str>) -> bool {
     v.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Polls `check` every `every` until it gives `Some`, failing the test with `what` after `limit`: how tests wait
+/// on a condition instead of sleeping.
+pub async fn eventually_every<T, F, Fut>(
+    every: std::time::Duration,
+    limit: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(every).await;
+    }
 }
 
 #[cfg(test)]

@@ -366,20 +366,14 @@ pub fn refreshes_in(window: Duration) -> f64 {
     (window.as_secs_f64() / period.as_secs_f64()).floor() + 1.0
 }
 
-/// Polls `check` every 100 ms until it gives `Some`, failing with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+/// Polls `check` every 100 ms (the checks ask the API server, some through kubectl) until it gives `Some`,
+/// failing with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    burst_proto::testing::eventually_every(Duration::from_millis(100), limit, what, check).await
 }
 
 /// `burst operator` as its own process, authenticated by `kubeconfig` (a ServiceAccount's: the operator never

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burst_cli::local::{ClusterOptions, LocalCluster};
 use burst_proto::v1::{JobSpec, ProcessSpec, SubmitJobsRequest, job_spec::Kind};
@@ -32,19 +32,12 @@ pub async fn cluster(opts: ClusterOptions) -> LocalCluster {
 }
 
 /// Polls `check` until it returns `Some`, failing the test with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    burst_proto::testing::eventually_every(Duration::from_millis(10), limit, what, check).await
 }
 
 /// One HTTP/1.1 request on a new connection: (status code, body). `headers` are extra header lines (a `Host` among

@@ -30,6 +30,25 @@ use crate::names;
 
 pub mod network;
 pub mod reconcile;
+
+/// A workload the cluster owns (the controller's StatefulSet or Deployment, the workers' StatefulSet), as far as
+/// its readiness goes.
+pub trait Workload: Resource {
+    /// Its ready pods, as its controller last counted them (`None`: not counted yet).
+    fn ready_replicas(&self) -> Option<i32>;
+}
+
+impl Workload for StatefulSet {
+    fn ready_replicas(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.ready_replicas)
+    }
+}
+
+impl Workload for Deployment {
+    fn ready_replicas(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.ready_replicas)
+    }
+}
 pub mod status;
 pub mod storage;
 pub mod tls;

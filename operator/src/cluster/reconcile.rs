@@ -31,7 +31,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::status::{self, Observed};
-use super::{ControllerWorkload, desired, tls};
+use super::{ControllerWorkload, Workload, desired, tls};
 use crate::conditions;
 use crate::context::{Applied, Context, key};
 use crate::crd::{BurstCluster, BurstClusterStatus};
@@ -113,23 +113,12 @@ async fn apply_children(
 ) -> Result<(bool, i32, bool)> {
     unless_refused(apply(ctx, ns, &want.config_map).await, refused)?;
     unless_refused(apply(ctx, ns, &want.controller_service).await, refused)?;
-    let controller = names::controller(name);
     let controller_ready = match &want.controller {
         ControllerWorkload::StatefulSet(sts) => {
-            let applied = match unless_refused(apply(ctx, ns, sts.as_ref()).await, refused)? {
-                Some(applied) => Some(applied),
-                None => Api::<StatefulSet>::namespaced(ctx.client.clone(), ns).get_opt(&controller).await?,
-            };
-            delete_if_present::<Deployment>(ctx, ns, &controller, &DeleteParams::background()).await?;
-            applied.and_then(|a| a.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+            apply_controller::<_, Deployment>(ctx, ns, sts.as_ref(), refused).await?
         }
         ControllerWorkload::Deployment(dep) => {
-            let applied = match unless_refused(apply(ctx, ns, dep.as_ref()).await, refused)? {
-                Some(applied) => Some(applied),
-                None => Api::<Deployment>::namespaced(ctx.client.clone(), ns).get_opt(&controller).await?,
-            };
-            delete_if_present::<StatefulSet>(ctx, ns, &controller, &DeleteParams::background()).await?;
-            applied.and_then(|a| a.status).and_then(|s| s.ready_replicas).unwrap_or(0) >= 1
+            apply_controller::<_, StatefulSet>(ctx, ns, dep.as_ref(), refused).await?
         }
     };
     let (ready_workers, replacing) = apply_workers(ctx, ns, &want.workers, refused).await?;
@@ -144,6 +133,27 @@ async fn apply_children(
     Ok((controller_ready, ready_workers, replacing))
 }
 
+/// Applies the controller's workload `obj` (read instead when the API server refuses it) and deletes the other
+/// kind `Other` of the same name, left from before `persistence.enabled` flipped; returns whether it is ready.
+async fn apply_controller<K, Other>(ctx: &Context, ns: &str, obj: &K, refused: &mut Vec<String>) -> Result<bool>
+where
+    K: Workload
+        + Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+    Other: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let stored = match unless_refused(apply(ctx, ns, obj).await, refused)? {
+        Some(applied) => Some(applied),
+        None => Api::<K>::namespaced(ctx.client.clone(), ns).get_opt(&name).await?,
+    };
+    delete_if_present::<Other>(ctx, ns, &name, &DeleteParams::background()).await?;
+    Ok(stored.and_then(|s| s.ready_replicas()).unwrap_or(0) >= 1)
+}
+
 /// Applies the workers' StatefulSet, unless its claim templates must change, which a StatefulSet cannot take in
 /// place:
 ///
@@ -154,7 +164,7 @@ async fn apply_children(
 ///
 /// Returns the workers ready now and whether a replacement is under way.
 async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet, refused: &mut Vec<String>) -> Result<(i32, bool)> {
-    let ready = |s: &StatefulSet| s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let ready = |s: &StatefulSet| s.ready_replicas().unwrap_or(0);
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let name = want.metadata.name.clone().unwrap_or_default();
     let stored = api.get_opt(&name).await?;
