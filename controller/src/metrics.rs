@@ -66,6 +66,12 @@ impl Timings {
     pub fn transition(&self, job: &Job, before: &State, after: JobState, started_ms: u64) {
         let seconds = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
         match (before, after) {
+            (State::Queued, JobState::Leased) => {
+                self.leased.inc();
+                if job.epoch() == 1 {
+                    self.dispatch.observe(seconds(job.submitted_at_ms(), burst_proto::now_ms()));
+                }
+            }
             (State::Leased(_), JobState::Running) if job.attempt() == 1 => {
                 self.queue_wait.observe(seconds(job.submitted_at_ms(), job.started_at_ms()));
             }

@@ -3,11 +3,14 @@
 //!
 //! # Invariants
 //! - `held` is exactly the set of jobs leased to this worker's current session (Leased or Running), each with
-//!   the moment it became this worker's; the scheduler keeps it so through every transition.
-//! - `held.len() <= capacity()`: the scheduler checks [`WorkerEntry::room`] before every lease.
-//! - `reserved` is the sum of the resource requests of the jobs in `held`.
+//!   the moment it became this worker's; `running` counts those that are Running, and `reserved` sums their
+//!   resource requests. Only [`Registry::hold`], [`Registry::unhold`] and [`Registry::start`] change them, and
+//!   the scheduler calls those from one place, for every transition.
+//! - `held.len() <= capacity()`: the scheduler leases only to a worker with [`WorkerEntry::room`].
+//! - The room index holds exactly the workers whose room is above zero, so finding one is `O(log n)` in the
+//!   workers, not a scan of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,21 +18,23 @@ use burst_proto::v1::{Lease, LeaseRef, Resources, WorkerInfo, WorkerStatus};
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::lifecycle::{JobId, WorkerId};
+use crate::lifecycle::{Holder, JobId, WorkerId};
+use crate::router::Eligible;
 
 pub struct WorkerEntry {
     pub info: WorkerInfo,
     pub session: u64,
-    pub held: HashMap<JobId, Instant>,
-    pub running: u32,
-    pub reserved: Resources,
+    held: HashMap<JobId, Instant>,
+    running: u32,
+    reserved: Resources,
     pub last_seen: Instant,
     pub registered_at_ms: u64,
     pub jobs_finished: u64,
     /// Shutting down: gets no new leases (its room is 0) and is no steal victim.
-    pub draining: bool,
-    /// Until then it gets no new leases: it died [`QUARANTINE_AFTER`] times within [`DEATH_WINDOW`].
-    pub quarantined_until: Option<Instant>,
+    draining: bool,
+    /// Until then it gets no new leases: it died [`QUARANTINE_AFTER`] times within [`DEATH_WINDOW`]. Lifted by
+    /// [`Registry::lift_quarantines`], so that reading a worker's room never reads the clock.
+    quarantined_until: Option<Instant>,
     /// Steal attempts the worker has made, as its last heartbeat said.
     pub steal_attempts: u64,
     /// Leases decided but not yet handed over by `PollJob`.
@@ -41,7 +46,7 @@ pub struct WorkerEntry {
 }
 
 impl WorkerEntry {
-    pub fn new(info: WorkerInfo, session: u64, now_ms: u64) -> Self {
+    fn new(info: WorkerInfo, session: u64, now_ms: u64) -> Self {
         WorkerEntry {
             info,
             session,
@@ -64,11 +69,24 @@ impl WorkerEntry {
         &self.info.worker_id
     }
 
-    /// Jobs this worker may hold at once: those it runs plus those waiting in its queue.
-    pub fn quarantined(&self) -> bool {
-        self.quarantined_until.is_some_and(|t| Instant::now() < t)
+    /// The jobs it holds, with the moment each became its.
+    pub fn held(&self) -> &HashMap<JobId, Instant> {
+        &self.held
     }
 
+    pub fn running(&self) -> u32 {
+        self.running
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    pub fn quarantined(&self) -> bool {
+        self.quarantined_until.is_some()
+    }
+
+    /// Jobs this worker may hold at once: those it runs plus those waiting in its queue.
     pub fn capacity(&self) -> u32 {
         self.info.slots.saturating_add(self.info.queue_capacity)
     }
@@ -98,16 +116,9 @@ impl WorkerEntry {
         }
     }
 
-    pub fn reserve(&mut self, r: &Resources) {
-        self.reserved.cpu_millis += r.cpu_millis;
-        self.reserved.memory_bytes += r.memory_bytes;
-        self.reserved.gpus += r.gpus;
-    }
-
-    pub fn unreserve(&mut self, r: &Resources) {
-        self.reserved.cpu_millis = self.reserved.cpu_millis.saturating_sub(r.cpu_millis);
-        self.reserved.memory_bytes = self.reserved.memory_bytes.saturating_sub(r.memory_bytes);
-        self.reserved.gpus = self.reserved.gpus.saturating_sub(r.gpus);
+    /// Whether it has room and free resources for a job that needs `need`.
+    pub fn fits(&self, need: &Resources) -> bool {
+        self.room() > 0 && covers(&self.free(), need)
     }
 
     pub fn status(&self) -> WorkerStatus {
@@ -140,26 +151,40 @@ pub fn covers(have: &Resources, need: &Resources) -> bool {
     have.cpu_millis >= need.cpu_millis && have.memory_bytes >= need.memory_bytes && have.gpus >= need.gpus
 }
 
-/// Workers by id: sorted, so routers see a stable order.
+/// Workers in id order (routers see a stable order), with an index of those with room.
 #[derive(Default)]
 pub struct Registry {
-    workers: BTreeMap<WorkerId, WorkerEntry>,
+    /// Sorted by id.
+    workers: Vec<WorkerEntry>,
+    /// Position in `workers` of each id.
+    position: HashMap<WorkerId, usize>,
+    /// Positions of the workers whose room is above zero.
+    with_room: BTreeSet<usize>,
     /// When each worker id was last declared dead, within the last [`DEATH_WINDOW`].
     deaths: HashMap<WorkerId, Vec<Instant>>,
+    /// The session each worker id had before another registration with the same id replaced it: a call under
+    /// it is told so, not treated as unknown (which would make two processes with one id evict each other).
+    replaced: HashMap<WorkerId, u64>,
 }
 
 impl Registry {
     pub fn get(&self, id: &str) -> Option<&WorkerEntry> {
-        self.workers.get(id)
+        self.position.get(id).map(|&i| &self.workers[i])
     }
 
+    /// The worker `id` for what does not change its room (last seen, outbox, stops); see [`Registry::hold`].
     pub fn get_mut(&mut self, id: &str) -> Option<&mut WorkerEntry> {
-        self.workers.get_mut(id)
+        self.position.get(id).map(|&i| &mut self.workers[i])
     }
 
     /// The worker `id` if `session` is its current registration.
     pub fn session_mut(&mut self, id: &str, session: u64) -> Option<&mut WorkerEntry> {
-        self.workers.get_mut(id).filter(|w| w.session == session)
+        self.get_mut(id).filter(|w| w.session == session)
+    }
+
+    /// Whether `session` of worker `id` was replaced by a later registration with the same id.
+    pub fn was_replaced(&self, id: &str, session: u64) -> bool {
+        self.replaced.get(id) == Some(&session)
     }
 
     /// Adds (or replaces) a worker; returns the entry it replaced, whose held jobs the caller must release.
@@ -167,7 +192,7 @@ impl Registry {
     pub fn insert(&mut self, info: WorkerInfo, now_ms: u64) -> (u64, Option<WorkerEntry>) {
         let session = loop {
             let s = rand::random::<u64>();
-            if s != 0 && self.workers.values().all(|w| w.session != s) {
+            if s != 0 && self.workers.iter().all(|w| w.session != s) {
                 break s;
             }
         };
@@ -178,20 +203,117 @@ impl Registry {
             entry.quarantined_until = Some(Instant::now() + QUARANTINE);
             warn!(worker = %id, deaths = recent, "worker died too often lately; quarantined (no new leases)");
         }
-        let old = self.workers.insert(id, entry);
+        let old = match self.workers.binary_search_by(|w| w.id().cmp(&id)) {
+            Ok(i) => Some(std::mem::replace(&mut self.workers[i], entry)),
+            Err(i) => {
+                self.workers.insert(i, entry);
+                None
+            }
+        };
+        match &old {
+            Some(old) => self.replaced.insert(id, old.session),
+            None => self.replaced.remove(&id),
+        };
+        self.reindex();
         (session, old)
     }
 
-    /// Notes that worker `id` was declared dead, for quarantine decisions.
-    pub fn died(&mut self, id: &str) {
-        let now = Instant::now();
-        let deaths = self.deaths.entry(id.to_string()).or_default();
-        deaths.retain(|t| now.saturating_duration_since(*t) < DEATH_WINDOW);
-        deaths.push(now);
+    pub fn remove(&mut self, id: &str) -> Option<WorkerEntry> {
+        let i = *self.position.get(id)?;
+        let entry = self.workers.remove(i);
+        self.replaced.remove(id);
+        self.reindex();
+        Some(entry)
     }
 
-    pub fn remove(&mut self, id: &str) -> Option<WorkerEntry> {
-        self.workers.remove(id)
+    /// Rebuilds the positions and the room index: after a worker joins or leaves (rare).
+    fn reindex(&mut self) {
+        self.position = self.workers.iter().enumerate().map(|(i, w)| (w.info.worker_id.clone(), i)).collect();
+        self.with_room = (0..self.workers.len()).filter(|&i| self.workers[i].room() > 0).collect();
+    }
+
+    /// Puts the worker at position `i` in or out of the room index, after its room may have changed.
+    fn refresh(&mut self, i: usize) {
+        if self.workers[i].room() > 0 {
+            self.with_room.insert(i);
+        } else {
+            self.with_room.remove(&i);
+        }
+    }
+
+    /// The current registration of `holder`'s worker, by position.
+    fn position_of(&self, holder: &Holder) -> Option<usize> {
+        self.position.get(&holder.worker).copied().filter(|&i| self.workers[i].session == holder.session)
+    }
+
+    /// `holder` now holds job `id` (needing `need`), leased or (`running`) already running. A holder that is not
+    /// a current registration holds nothing.
+    pub fn hold(&mut self, holder: &Holder, id: &str, need: &Resources, running: bool) {
+        let Some(i) = self.position_of(holder) else { return };
+        let w = &mut self.workers[i];
+        w.held.insert(id.to_string(), Instant::now());
+        w.reserved.cpu_millis += need.cpu_millis;
+        w.reserved.memory_bytes += need.memory_bytes;
+        w.reserved.gpus += need.gpus;
+        w.running += u32::from(running);
+        self.refresh(i);
+    }
+
+    /// `holder` no longer holds job `id`.
+    pub fn unhold(&mut self, holder: &Holder, id: &str, need: &Resources, was_running: bool) {
+        let Some(i) = self.position_of(holder) else { return };
+        let w = &mut self.workers[i];
+        if w.held.remove(id).is_none() {
+            return;
+        }
+        w.reserved.cpu_millis = w.reserved.cpu_millis.saturating_sub(need.cpu_millis);
+        w.reserved.memory_bytes = w.reserved.memory_bytes.saturating_sub(need.memory_bytes);
+        w.reserved.gpus = w.reserved.gpus.saturating_sub(need.gpus);
+        if was_running {
+            w.running = w.running.saturating_sub(1);
+        }
+        self.refresh(i);
+    }
+
+    /// A job `holder` holds started running.
+    pub fn start(&mut self, holder: &Holder) {
+        if let Some(i) = self.position_of(holder) {
+            self.workers[i].running += 1;
+        }
+    }
+
+    /// The worker takes no new leases from now on.
+    pub fn set_draining(&mut self, id: &str) {
+        if let Some(&i) = self.position.get(id) {
+            self.workers[i].draining = true;
+            self.refresh(i);
+        }
+    }
+
+    /// Ends the quarantines that are over by `now`; returns whether any was.
+    pub fn lift_quarantines(&mut self, now: Instant) -> bool {
+        let over: Vec<usize> =
+            (0..self.workers.len()).filter(|&i| self.workers[i].quarantined_until.is_some_and(|t| t <= now)).collect();
+        for &i in &over {
+            self.workers[i].quarantined_until = None;
+            self.refresh(i);
+        }
+        !over.is_empty()
+    }
+
+    /// Notes that worker `id` was declared dead at `now`, for quarantine decisions; deaths older than
+    /// [`DEATH_WINDOW`] are forgotten, of every worker.
+    pub fn died(&mut self, id: &str, now: Instant) {
+        self.deaths.retain(|_, deaths| {
+            deaths.retain(|t| now.saturating_duration_since(*t) < DEATH_WINDOW);
+            !deaths.is_empty()
+        });
+        self.deaths.entry(id.to_string()).or_default().push(now);
+    }
+
+    /// Deaths on record, for tests of their bound.
+    pub fn deaths_remembered(&self) -> usize {
+        self.deaths.values().map(Vec::len).sum()
     }
 
     pub fn len(&self) -> usize {
@@ -202,20 +324,94 @@ impl Registry {
         self.workers.is_empty()
     }
 
+    /// The workers in id order.
     pub fn iter(&self) -> impl Iterator<Item = &WorkerEntry> {
-        self.workers.values()
+        self.workers.iter()
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut WorkerEntry> {
-        self.workers.values_mut()
+    /// The worker at position `i` (in id order), as a router picked it.
+    pub fn at(&self, i: usize) -> Option<&WorkerEntry> {
+        self.workers.get(i)
     }
 
     pub fn has_room(&self) -> bool {
-        self.workers.values().any(|w| w.room() > 0)
+        !self.with_room.is_empty()
+    }
+
+    /// The workers as a router sees them for a job that needs `need`.
+    pub fn eligible_for<'a>(&'a self, need: &'a Resources) -> Fitting<'a> {
+        Fitting { registry: self, need, plain: *need == Resources::default() }
     }
 
     /// Ids of workers not heard from since `deadline`.
     pub fn silent_since(&self, deadline: Instant) -> Vec<WorkerId> {
-        self.workers.values().filter(|w| w.last_seen < deadline).map(|w| w.info.worker_id.clone()).collect()
+        self.workers.iter().filter(|w| w.last_seen < deadline).map(|w| w.info.worker_id.clone()).collect()
+    }
+}
+
+/// The registry seen by a router for one job: a worker is eligible when it has room and free resources for it.
+pub struct Fitting<'a> {
+    registry: &'a Registry,
+    need: &'a Resources,
+    /// The job requests no resources: every worker with room fits it.
+    plain: bool,
+}
+
+impl Eligible for Fitting<'_> {
+    fn len(&self) -> usize {
+        self.registry.workers.len()
+    }
+
+    fn first_in(&self, from: usize, to: usize) -> Option<usize> {
+        if from >= to {
+            return None;
+        }
+        let mut with_room = self.registry.with_room.range(from..to).copied();
+        match self.plain {
+            true => with_room.next(),
+            false => with_room.find(|&i| covers(&self.registry.workers[i].free(), self.need)),
+        }
+    }
+
+    fn room(&self, i: usize) -> u32 {
+        self.registry.workers.get(i).map_or(0, WorkerEntry::room)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, slots: u32) -> WorkerInfo {
+        WorkerInfo { worker_id: id.into(), slots, ..WorkerInfo::default() }
+    }
+
+    fn holder(r: &Registry, id: &str) -> Holder {
+        Holder { worker: id.into(), session: r.get(id).unwrap().session, epoch: 1 }
+    }
+
+    #[test]
+    fn the_room_index_follows_holds_drains_and_departures() {
+        let mut r = Registry::default();
+        r.insert(info("b", 1), 0);
+        r.insert(info("a", 2), 0);
+        let none = Resources::default();
+        let fitting = |r: &Registry| (0..r.len()).filter(|&i| r.eligible_for(&none).first_in(i, i + 1).is_some()).count();
+        assert_eq!(fitting(&r), 2);
+        let b = holder(&r, "b");
+        r.hold(&b, "j1", &none, false);
+        assert_eq!(fitting(&r), 1, "b is full");
+        assert_eq!(r.eligible_for(&none).first_in(0, 2), Some(0), "a, first in id order");
+        r.unhold(&b, "j1", &none, false);
+        r.unhold(&b, "j1", &none, false);
+        assert_eq!((fitting(&r), r.get("b").unwrap().held().len()), (2, 0), "a second unhold changes nothing");
+        r.set_draining("a");
+        assert_eq!(r.eligible_for(&none).first_in(0, 2), Some(1));
+        r.remove("b");
+        assert!(!r.has_room(), "a drains, b is gone");
+        // A stale holder (an old session) holds nothing.
+        let stale = Holder { session: 12345, ..holder(&r, "a") };
+        r.hold(&stale, "j2", &none, true);
+        assert_eq!(r.get("a").unwrap().held().len(), 0);
     }
 }

@@ -94,6 +94,7 @@ impl ControllerService {
 fn sched_status(e: SchedError) -> Status {
     match e {
         SchedError::UnknownWorker(_) | SchedError::UnknownJob(_) => Status::not_found(e.to_string()),
+        SchedError::Replaced(_) => Status::failed_precondition(e.to_string()),
         SchedError::KeyConflict { .. } => Status::already_exists(e.to_string()),
         SchedError::Invalid(_) => Status::invalid_argument(e.to_string()),
         SchedError::NotYours(_) => Status::permission_denied(e.to_string()),

@@ -1,7 +1,7 @@
 //! `biased`: only the first half of the workers (by id, rounded up) ever get jobs, in turn. The imbalance is the
 //! point: it leaves the other half idle so that stealing has something to do.
 
-use super::{Candidate, RoundRobin, Router};
+use super::{Eligible, RoundRobin, Router};
 
 #[derive(Debug, Default)]
 pub struct Biased {
@@ -9,7 +9,7 @@ pub struct Biased {
 }
 
 impl Router for Biased {
-    fn pick(&mut self, workers: &[Candidate]) -> Option<usize> {
+    fn pick(&mut self, workers: &dyn Eligible) -> Option<usize> {
         self.inner.pick_within(workers, workers.len().div_ceil(2))
     }
 }

@@ -1,9 +1,11 @@
 //! Routers choose which worker a queued job is leased to. They are plain functions over plain data: the
-//! scheduler describes every live worker as a [`Candidate`] (in worker-id order) and the router picks one.
+//! scheduler shows them the live workers in worker-id order through [`Eligible`], which finds the next eligible
+//! worker in a range of positions from an index (so a pick costs `O(log n)` in the workers, not a scan), and the
+//! router picks one. A slice of [`Candidate`]s is the same view, for tests.
 //!
 //! # Guarantees
 //! A router only ever picks an *eligible* worker: one with room left under its slots + queue capacity and
-//! enough free cpu/memory/gpu for the job ([`Candidate::eligible`]). `None` leaves the job queued.
+//! enough free cpu/memory/gpu for the job. `None` leaves the job queued.
 
 mod biased;
 mod power2;
@@ -28,9 +30,41 @@ impl Candidate {
     }
 }
 
+/// The workers as a router sees them, by position in worker-id order.
+pub trait Eligible {
+    /// How many workers there are, eligible or not.
+    fn len(&self) -> usize;
+    /// The first eligible worker at a position in `from..to`.
+    fn first_in(&self, from: usize, to: usize) -> Option<usize>;
+    /// The room of the worker at position `i`.
+    fn room(&self, i: usize) -> u32;
+
+    /// The first eligible worker at `from` or after it, wrapping around within the first `limit` positions.
+    fn next_from(&self, from: usize, limit: usize) -> Option<usize> {
+        let n = self.len().min(limit);
+        let from = from.min(n);
+        self.first_in(from, n).or_else(|| self.first_in(0, from))
+    }
+}
+
+/// Candidates by position: the view routers' tests use.
+impl<const N: usize> Eligible for [Candidate; N] {
+    fn len(&self) -> usize {
+        N
+    }
+
+    fn first_in(&self, from: usize, to: usize) -> Option<usize> {
+        (from..to.min(N)).find(|&i| self[i].eligible())
+    }
+
+    fn room(&self, i: usize) -> u32 {
+        self.get(i).map_or(0, |c| c.room)
+    }
+}
+
 pub trait Router: Send {
-    /// Picks the index of an eligible worker in `workers` (sorted by worker id), or `None`.
-    fn pick(&mut self, workers: &[Candidate]) -> Option<usize>;
+    /// Picks the position of an eligible worker in `workers` (sorted by worker id), or `None`.
+    fn pick(&mut self, workers: &dyn Eligible) -> Option<usize>;
 }
 
 /// The routers a controller can be configured with (`--router`, `controller.router`).
@@ -81,7 +115,8 @@ mod tests {
             for _ in 0..50 {
                 assert_eq!(r.pick(&workers), None, "{kind:?}");
             }
-            assert_eq!(r.pick(&[]), None, "{kind:?}");
+            let none: [Candidate; 0] = [];
+            assert_eq!(r.pick(&none), None, "{kind:?}");
         }
     }
 }

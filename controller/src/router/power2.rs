@@ -1,9 +1,11 @@
-//! `power2`: the power of two choices: two random eligible workers, the one with more room wins.
+//! `power2`: the power of two choices: two random eligible workers, the one with more room wins. Each is the
+//! first eligible worker from a random position on (so one found in `O(log n)`); a worker right after a run of
+//! full ones is drawn a little more often than the others, which only matters while most workers are full.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Candidate, Router};
+use super::{Eligible, Router};
 
 pub struct PowerOfTwo {
     rng: SmallRng,
@@ -16,18 +18,18 @@ impl PowerOfTwo {
 }
 
 impl Router for PowerOfTwo {
-    fn pick(&mut self, workers: &[Candidate]) -> Option<usize> {
-        let eligible: Vec<usize> = (0..workers.len()).filter(|&i| workers[i].eligible()).collect();
-        match eligible.len() {
-            0 => None,
-            1 => Some(eligible[0]),
-            n => {
-                let a = self.rng.random_range(0..n);
-                let b = (a + self.rng.random_range(1..n)) % n;
-                let (a, b) = (eligible[a], eligible[b]);
-                Some(if workers[b].room > workers[a].room { b } else { a })
-            }
+    fn pick(&mut self, workers: &dyn Eligible) -> Option<usize> {
+        let n = workers.len();
+        if n == 0 {
+            return None;
         }
+        let a = workers.next_from(self.rng.random_range(0..n), n)?;
+        let b = match workers.next_from(self.rng.random_range(0..n), n)? {
+            // The same worker twice: its next eligible neighbour is the second choice (itself if it is alone).
+            b if b == a => workers.next_from(a + 1, n).unwrap_or(a),
+            b => b,
+        };
+        Some(if workers.room(b) > workers.room(a) { b } else { a })
     }
 }
 

@@ -1,6 +1,6 @@
 //! `roundrobin`: each job to the next eligible worker after the one chosen last.
 
-use super::{Candidate, Router};
+use super::{Eligible, Router};
 
 #[derive(Debug, Default)]
 pub struct RoundRobin {
@@ -10,16 +10,15 @@ pub struct RoundRobin {
 
 impl RoundRobin {
     /// Like [`Router::pick`], but only among the first `limit` workers.
-    pub(super) fn pick_within(&mut self, workers: &[Candidate], limit: usize) -> Option<usize> {
-        let n = workers.len().min(limit);
-        let chosen = (0..n).map(|k| (self.next + k) % n).find(|&i| workers[i].eligible())?;
+    pub(super) fn pick_within(&mut self, workers: &dyn Eligible, limit: usize) -> Option<usize> {
+        let chosen = workers.next_from(self.next, limit)?;
         self.next = chosen + 1;
         Some(chosen)
     }
 }
 
 impl Router for RoundRobin {
-    fn pick(&mut self, workers: &[Candidate]) -> Option<usize> {
+    fn pick(&mut self, workers: &dyn Eligible) -> Option<usize> {
         self.pick_within(workers, workers.len())
     }
 }

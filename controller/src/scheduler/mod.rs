@@ -10,9 +10,14 @@
 //!    lease's epoch and the worker's session.
 //! 4. `finished` frees the worker's room and dispatches again. A worker that goes silent (`expire`) or
 //!    registers again loses its leases: its jobs are released back to the queue.
+//!
+//! # One place for every consequence
+//! Every change of a job's state goes through [`Scheduler::transition`] (in `apply.rs`), which carries out
+//! all it implies: the state counts, what the old and the new holder hold (jobs, running count, reserved
+//! resources, and with them the registry's room index), the queue, the job's timer, the per-owner counts,
+//! retention, the store write, and the watchers' status (sent once durable, see [`publish`]).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,13 +33,18 @@ use crate::lifecycle::{Effect, Holder, Job, JobId, Outcome, Refused, State, Work
 use crate::metrics::Timings;
 use crate::registry::{Registry, WorkerEntry, covers};
 use crate::retention::{Limits, Retention};
-use crate::router::{Candidate, Router, RouterKind};
+use crate::router::{Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
 
+mod apply;
+mod publish;
 mod table;
+mod timers;
 mod workers;
 
+use publish::Publisher;
 use table::JobTable;
+use timers::{Timer, Timers};
 
 /// How many jobs with resource requests one dispatch pass may look past while searching for one that fits.
 /// Bounds the cost of a dispatch when many large jobs wait for room.
@@ -52,6 +62,12 @@ const DEFAULT_PAGE: usize = 1_000;
 pub enum SchedError {
     #[error("worker {0} is not registered (or registered again since); register before polling or reporting")]
     UnknownWorker(String),
+    /// Another registration with the same worker id replaced this one: two processes share an id.
+    #[error(
+        "worker {0}'s registration was taken over by another process that registered with the same id; give each \
+         worker its own --id (this one stops)"
+    )]
+    Replaced(String),
     #[error("no job with id {0}")]
     UnknownJob(String),
     #[error("idempotency key {key:?} already names job {job} with a different spec")]
@@ -86,15 +102,6 @@ pub enum Poll {
     Wait(Arc<Notify>),
 }
 
-/// Something the scheduler must do for a job at a given moment.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// A failed job's retry backoff is over: queue it.
-    Retry,
-    /// A job's queue deadline: if it has not started, fail it.
-    QueueDeadline,
-}
-
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
     pub states: Vec<JobState>,
@@ -121,11 +128,14 @@ pub struct Scheduler {
     stale_reports_total: u64,
     steals_total: u64,
     jobs_stolen_total: u64,
-    events: broadcast::Sender<JobStatus>,
+    /// Sends watchers the statuses of this operation once its writes are durable.
+    publisher: Arc<Publisher>,
     store: Arc<dyn JobStore>,
     writes: Vec<Write>,
+    /// The statuses this operation's writes record, for the watchers.
+    statuses: Vec<JobStatus>,
     /// Retry backoffs and queue deadlines, soonest first.
-    timers: BinaryHeap<Reverse<(Instant, JobId, Timer)>>,
+    timers: Timers,
     /// Wakes the controller's timer task when a timer is added (it may be sooner than the one it sleeps for).
     timer_added: Arc<Notify>,
     retention: Retention,
@@ -164,10 +174,11 @@ impl Scheduler {
             steals_total: 0,
             jobs_stolen_total: 0,
             timings: Timings::default(),
-            events,
+            publisher: Publisher::new(events),
             store,
             writes: Vec::new(),
-            timers: BinaryHeap::new(),
+            statuses: Vec::new(),
+            timers: Timers::default(),
             timer_added: Arc::new(Notify::new()),
             retention: Retention::new(retention),
             unclaimed: std::collections::HashSet::new(),
@@ -217,7 +228,7 @@ impl Scheduler {
             }
             if *job.state() == State::Queued && job.retry_at_ms() > now_ms {
                 let wait = std::time::Duration::from_millis(job.retry_at_ms() - now_ms);
-                self.add_timer(Instant::now() + wait, &job.id, Timer::Retry);
+                self.set_timer(Instant::now() + wait, &job.id, Timer::Retry);
             } else if *job.state() == State::Queued {
                 self.queue.push_back(job.id.clone());
             }
@@ -226,7 +237,7 @@ impl Scheduler {
             if never_started && job.spec.queue_timeout_ms > 0 {
                 let due_ms = job.submitted_at_ms().saturating_add(job.spec.queue_timeout_ms);
                 let left = std::time::Duration::from_millis(due_ms.saturating_sub(now_ms));
-                self.add_timer(Instant::now() + left, &job.id, Timer::QueueDeadline);
+                self.set_timer(Instant::now() + left, &job.id, Timer::QueueDeadline);
             }
             if !job.spec.idempotency_key.is_empty() {
                 self.keys.insert(job.spec.idempotency_key.clone(), job.id.clone());
@@ -303,7 +314,7 @@ impl Scheduler {
             }
             if spec.queue_timeout_ms > 0 {
                 let due = Instant::now() + std::time::Duration::from_millis(spec.queue_timeout_ms);
-                self.add_timer(due, &id, Timer::QueueDeadline);
+                self.set_timer(due, &id, Timer::QueueDeadline);
             }
             self.count_active(&spec.owner);
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
@@ -374,7 +385,7 @@ impl Scheduler {
             cancelled: count(JobState::Cancelled),
             workers: self.registry.len() as u32,
             slots_total: self.registry.iter().map(|w| w.info.slots).sum(),
-            slots_busy: self.registry.iter().map(|w| w.running).sum(),
+            slots_busy: self.registry.iter().map(WorkerEntry::running).sum(),
             submitted_total: self.submitted_total,
             stale_reports_total: self.stale_reports_total,
             steal_attempts_total: self.registry.iter().map(|w| w.steal_attempts).sum(),
@@ -414,15 +425,15 @@ impl Scheduler {
                 describe(&most)
             );
         }
-        if self.registry.iter().all(|w| w.draining || w.quarantined()) {
+        if self.registry.iter().all(|w| w.draining() || w.quarantined()) {
             return "every worker is draining or quarantined (died too often lately)".into();
         }
         if !self.registry.has_room() {
-            let held: usize = self.registry.iter().map(|w| w.held.len()).sum();
+            let held: usize = self.registry.iter().map(|w| w.held().len()).sum();
             let capacity: u32 = self.registry.iter().map(WorkerEntry::capacity).sum();
             return format!("every worker is full ({held} of {capacity} jobs held, slots + queue capacity)");
         }
-        if !self.registry.iter().any(|w| w.room() > 0 && covers(&w.free(), &need)) {
+        if !self.registry.iter().any(|w| w.fits(&need)) {
             return format!("waiting for resources: no worker with room has {} free", describe(&need));
         }
         if self.router_kind == RouterKind::Biased {
@@ -453,9 +464,8 @@ impl Scheduler {
                 skipped.push(id);
                 continue;
             }
-            let candidates: Vec<Candidate> =
-                self.registry.iter().map(|w| Candidate { room: w.room(), fits: covers(&w.free(), &need) }).collect();
-            match self.router.pick(&candidates) {
+            let picked = self.router.pick(&self.registry.eligible_for(&need));
+            match picked {
                 Some(i) => self.lease_to(&id, i),
                 None if !plain && !self.registry.iter().any(|w| covers(&w.total(), &need)) => {
                     debug!(job = %id, "no worker could ever fit this job; parked until a worker registers");
@@ -472,108 +482,18 @@ impl Scheduler {
         }
     }
 
-    /// Leases job `id` to the `index`-th worker (in id order).
+    /// Leases job `id` to the `index`-th worker (in id order) and puts the lease in its outbox.
     fn lease_to(&mut self, id: &str, index: usize) {
-        let Some(w) = self.registry.iter_mut().nth(index) else {
+        let Some(w) = self.registry.at(index) else { return };
+        let (worker, session) = (w.info.worker_id.clone(), w.session);
+        if self.transition(id, |job| job.lease(&worker, session).map(|_| Effect::Moved)).is_err() {
             return;
-        };
-        let Some(job) = self.jobs.get_mut(id) else {
-            return;
-        };
-        let Ok(h) = job.lease(&w.info.worker_id, w.session) else {
-            return;
-        };
-        w.held.insert(id.to_string(), Instant::now());
-        w.reserve(&job.spec.resources.unwrap_or_default());
-        w.outbox.push(Lease {
-            job_id: id.to_string(),
-            epoch: h.epoch,
-            attempt: job.attempt(),
-            spec: Some((*job.spec).clone()),
-        });
-        w.wake.notify_one();
-        self.counts[JobState::Queued as usize] -= 1;
-        self.counts[JobState::Leased as usize] += 1;
-        self.timings.leased.inc();
-        if h.epoch == 1 {
-            let waited = burst_proto::now_ms().saturating_sub(job.submitted_at_ms());
-            self.timings.dispatch.observe(waited as f64 / 1000.0);
         }
-        self.record(id);
-    }
-
-    /// Applies `f` to job `id`, then keeps the counts, the registry and the queue in step with its effect.
-    fn transition(&mut self, id: &str, f: impl FnOnce(&mut Job) -> Result<Effect, Refused>) -> Result<(), Refused> {
-        let job = self.jobs.get_mut(id).ok_or(Refused::NotLeased(JobState::Unspecified))?;
-        let before = job.state().clone();
-        let run_started_ms = job.started_at_ms();
-        let effect = match f(job) {
-            Ok(effect) => effect,
-            Err(refused) => {
-                self.jobs.settle(id);
-                return Err(refused);
-            }
-        };
-        let after = job.state().proto();
-        self.timings.transition(job, &before, after, run_started_ms);
-        let reserved = job.spec.resources.unwrap_or_default();
-        self.counts[before.proto() as usize] -= 1;
-        self.counts[after as usize] += 1;
-        let was_running = matches!(before, State::Running(_));
-        match effect {
-            Effect::Moved => {
-                if let (State::Leased(h), JobState::Running) = (&before, after)
-                    && let Some(w) = self.registry.session_mut(&h.worker, h.session)
-                {
-                    w.running += 1;
-                }
-            }
-            Effect::Requeue { from } => {
-                self.unhold(&from, &before, id, was_running, &reserved);
-                self.queue.push_front(id.to_string());
-            }
-            Effect::Ended { from: Some(from) } => {
-                self.unhold(&from, &before, id, was_running, &reserved);
-                if let Some(w) = self.registry.get_mut(&from) {
-                    w.jobs_finished += 1;
-                }
-            }
-            Effect::Retry { from, after } => {
-                self.unhold(&from, &before, id, was_running, &reserved);
-                self.add_timer(Instant::now() + after, id, Timer::Retry);
-            }
-            Effect::Ended { from: None } => {}
-        }
-        let ended = matches!(after, JobState::Succeeded | JobState::Failed | JobState::Cancelled);
-        if ended && let Some(job) = self.jobs.get(id) {
-            let owner = &job.spec.owner;
-            if let Some(n) = self.active_by_owner.get_mut(owner) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.active_by_owner.remove(owner);
-                }
-            }
-        }
-        self.record(id);
-        if ended {
-            self.retention.finished(id.to_string(), Instant::now());
-            if self.retention.over_count() {
-                self.forget_expired(Instant::now());
-            }
-        }
-        Ok(())
-    }
-
-    /// Forgets finished jobs past the retention limits, in memory and in the store.
-    fn forget_expired(&mut self, now: Instant) {
-        for id in self.retention.expired(now) {
-            let Some(job) = self.jobs.remove(&id) else { continue };
-            self.counts[job.state as usize] -= 1;
-            let key = &job.idempotency_key;
-            if !key.is_empty() && self.keys.get(key) == Some(&id) {
-                self.keys.remove(key);
-            }
-            self.writes.push(Write::Delete(id));
+        let Some(job) = self.jobs.get(id) else { return };
+        let lease = Lease { job_id: id.to_string(), epoch: job.epoch(), attempt: job.attempt(), spec: Some((*job.spec).clone()) };
+        if let Some(w) = self.registry.session_mut(&worker, session) {
+            w.outbox.push(lease);
+            w.wake.notify_one();
         }
     }
 
@@ -583,31 +503,20 @@ impl Scheduler {
         self.flush()
     }
 
-    /// A report about a job that was cancelled under it is expected, not stale; anything else refused is.
-    fn count_refusal(&mut self, why: &Refused) {
-        if *why != Refused::Terminal(JobState::Cancelled) {
-            self.stale_reports_total += 1;
-        }
-    }
-
-    fn add_timer(&mut self, due: Instant, id: &str, timer: Timer) {
-        self.timers.push(Reverse((due, id.to_string(), timer)));
+    fn set_timer(&mut self, due: Instant, id: &str, timer: Timer) {
+        self.timers.set(id, due, timer);
         self.timer_added.notify_one();
     }
 
     /// When the next timer is due, and the handle that is woken when one is added.
     pub fn next_timer(&self) -> (Option<Instant>, Arc<Notify>) {
-        (self.timers.peek().map(|Reverse((due, _, _))| *due), self.timer_added.clone())
+        (self.timers.next(), self.timer_added.clone())
     }
 
     /// Does what every timer due by `now` asks: queue jobs whose retry backoff is over, fail jobs that missed
     /// their queue deadline (stopping them on their worker if they were leased).
     pub fn fire_timers(&mut self, now: Instant, now_ms: u64) -> Durable {
-        while let Some(Reverse((due, _, _))) = self.timers.peek() {
-            if *due > now {
-                break;
-            }
-            let Some(Reverse((_, id, timer))) = self.timers.pop() else { break };
+        while let Some((id, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Retry => {
                     if self.jobs.state(&id) == Some(JobState::Queued)
@@ -693,31 +602,6 @@ impl Scheduler {
         }
     }
 
-    fn unhold(&mut self, worker: &str, before: &State, id: &str, was_running: bool, reserved: &Resources) {
-        let Some(h) = before.holder() else { return };
-        if let Some(w) = self.registry.session_mut(worker, h.session) {
-            w.held.remove(id);
-            w.unreserve(reserved);
-            if was_running {
-                w.running = w.running.saturating_sub(1);
-            }
-        }
-    }
-
-    /// Queues job `id`'s new record for the store and tells watchers.
-    fn record(&mut self, id: &str) {
-        let Some(job) = self.jobs.get(id) else { return };
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(job.status());
-        }
-        self.writes.push(Write::Put(Box::new(job.into_owned())));
-        self.jobs.settle(id);
-    }
-
-    /// Hands the writes of this operation to the store, in order.
-    fn flush(&mut self) -> Durable {
-        self.store.write(std::mem::take(&mut self.writes))
-    }
 }
 
 /// Specs of a batch that repeat an earlier spec's idempotency key (they name that spec's job, not a new one).

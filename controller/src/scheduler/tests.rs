@@ -4,6 +4,7 @@ use burst_proto::v1::{JobResult, ProcessSpec, Reason, WorkerInfo, job_spec::Kind
 use futures::FutureExt;
 
 use super::*;
+use crate::registry::DEATH_WINDOW;
 use crate::store::MemoryStore;
 
 fn sched(router: RouterKind) -> Scheduler {
@@ -441,4 +442,109 @@ fn after_a_restart_queued_jobs_still_fail_at_their_queue_deadline() {
     after.fire_timers(due + Duration::from_millis(100), 2_000).now_or_never().unwrap().unwrap();
     let states: Vec<_> = jobs.iter().map(|j| after.job(&j.job_id).unwrap().1.state()).collect();
     assert_eq!(states, [JobState::Failed, JobState::Failed, JobState::Queued], "the job without a deadline waits");
+}
+
+#[test]
+fn a_running_job_its_worker_no_longer_has_is_released_by_its_heartbeat() {
+    // A worker fenced off (cut off for a lease timeout) stops its jobs but keeps its session: its later
+    // heartbeats leave them out. A running job it no longer has must not stay Running for ever.
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 2, 0));
+    let ids = submit(&mut s, 2);
+    let got = refs(&leases(&mut s, "w1", session));
+    let _ = s.started("w1", session, &got, 2).unwrap();
+    let known = vec![ids[0].clone()];
+    let _ = s.heartbeat("w1", session, &known, 0, Duration::from_secs(3600), 3).unwrap();
+    assert_eq!(s.stats().running, 2, "within the grace period nothing moves");
+    let _ = s.heartbeat("w1", session, &known, 0, Duration::ZERO, 3).unwrap();
+    let (_, status) = s.job(&ids[1]).unwrap();
+    assert_eq!(status.attempts.last().map(|a| a.reason()), Some(Reason::WorkerLost), "{status:?}");
+    assert_eq!(status.attempt, 2, "a lost run is spent");
+    let w = &s.workers()[0];
+    assert_eq!((w.held, w.running), (2, 1), "leased again at once: one running, one leased");
+}
+
+/// A store whose writes become durable only when the test says so.
+#[derive(Default)]
+struct GatedStore {
+    gates: std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl GatedStore {
+    fn open_all(&self) {
+        for gate in self.gates.lock().unwrap().drain(..) {
+            let _ = gate.send(());
+        }
+    }
+}
+
+impl JobStore for GatedStore {
+    fn load(&self) -> Result<Vec<Job>, crate::store::StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn write(&self, _writes: Vec<Write>) -> Durable {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.gates.lock().unwrap().push(tx);
+        Box::pin(async move { rx.await.map_err(|_| crate::store::StoreError::Unavailable("closed".into())) })
+    }
+}
+
+#[test]
+fn watchers_hear_of_a_change_only_once_it_is_durable() {
+    let store = Arc::new(GatedStore::default());
+    let (events, mut watcher) = broadcast::channel(16);
+    let mut s = Scheduler::new(RouterKind::Roundrobin, store.clone(), events);
+    let (jobs, durable) = s.submit(vec![spec()], 1).unwrap();
+    assert!(watcher.try_recv().is_err(), "a crash now would lose the job: nobody may have seen it");
+    // The submitter's call may be dropped (a client gone): what became durable is still told.
+    drop(durable);
+    let (_, later) = s.submit(vec![spec()], 2).unwrap();
+    store.open_all();
+    later.now_or_never().expect("durable").unwrap();
+    let seen: Vec<String> = std::iter::from_fn(|| watcher.try_recv().ok()).map(|s| s.job_id).collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], jobs[0].job_id, "in the order they happened");
+}
+
+#[test]
+fn a_registration_taken_over_by_a_second_process_is_told_so_not_forgotten() {
+    // Two worker processes with the same id: the second registration replaces the first, and the first is told
+    // why (so it stops), instead of "unknown" (which makes it register again, and the two evict each other).
+    let mut s = sched(RouterKind::Roundrobin);
+    let first = register(&mut s, worker("w1", 1, 0));
+    let second = register(&mut s, worker("w1", 1, 0));
+    let err = s.heartbeat("w1", first, &[], 0, Duration::from_secs(60), 2).map(|_| ()).unwrap_err();
+    assert!(matches!(err, SchedError::Replaced(_)), "{err:?}");
+    assert!(err.to_string().contains("another process"), "{err}");
+    assert!(s.heartbeat("w1", second, &[], 0, Duration::from_secs(60), 2).is_ok());
+    // After a controller restart nothing is remembered: a stale session is unknown, and registers again.
+    assert!(matches!(s.heartbeat("w2", 7, &[], 0, Duration::from_secs(60), 2), Err(SchedError::UnknownWorker(_))));
+}
+
+#[test]
+fn finished_jobs_leave_no_timers_behind() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 100, 0));
+    let deadline = JobSpec { queue_timeout_ms: 3_600_000, ..spec() };
+    let (jobs, _) = s.submit(vec![deadline; 100], 1).unwrap();
+    assert_eq!(s.timers.len(), 100);
+    let got = refs(&leases(&mut s, "w1", session));
+    let _ = s.started("w1", session, &got[..50], 2).unwrap();
+    assert_eq!(s.timers.len(), 50, "a started job has no queue deadline left");
+    let results = got[50..].iter().map(ok_result).collect();
+    let _ = s.finished("w1", session, results, 3).unwrap();
+    assert_eq!(s.timers.len(), 0, "nor has a finished one");
+    assert_eq!(jobs.len(), 100);
+}
+
+#[test]
+fn deaths_are_forgotten_once_out_of_the_window() {
+    let mut r = Registry::default();
+    let t0 = Instant::now();
+    for i in 0..100 {
+        r.died(&format!("w{i}"), t0);
+    }
+    r.died("w-late", t0 + DEATH_WINDOW + Duration::from_secs(1));
+    assert_eq!(r.deaths_remembered(), 1, "only the death still inside the window is kept");
 }

@@ -17,30 +17,18 @@ impl Scheduler {
     pub fn register(&mut self, info: WorkerInfo, claims: &[LeaseRef], now_ms: u64) -> (u64, Vec<JobId>, Durable) {
         let worker = info.worker_id.clone();
         let (session, old) = self.registry.insert(info, now_ms);
-        let mut old = old;
         let mut rejected = Vec::new();
         for c in claims {
-            let Some(job) = self.jobs.get_mut(&c.job_id) else {
-                rejected.push(c.job_id.clone());
-                continue;
-            };
-            let running = matches!(job.state(), State::Running(_));
-            if job.rebind(&worker, c.epoch, session).is_err() {
-                self.jobs.settle(&c.job_id);
+            if !self.jobs.contains_key(&c.job_id) {
                 rejected.push(c.job_id.clone());
                 continue;
             }
-            let need = job.spec.resources.unwrap_or_default();
-            self.unclaimed.remove(&c.job_id);
-            if let Some(old) = old.as_mut() {
-                old.held.remove(&c.job_id);
+            match self.transition(&c.job_id, |job| job.rebind(&worker, c.epoch, session).map(|()| Effect::Moved)) {
+                Ok(_) => {
+                    self.unclaimed.remove(&c.job_id);
+                }
+                Err(_) => rejected.push(c.job_id.clone()),
             }
-            if let Some(w) = self.registry.session_mut(&worker, session) {
-                w.held.insert(c.job_id.clone(), Instant::now());
-                w.reserve(&need);
-                w.running += u32::from(running);
-            }
-            self.record(&c.job_id);
         }
         if !claims.is_empty() {
             info!(worker, claimed = claims.len() - rejected.len(), rejected = rejected.len(), "leases claimed");
@@ -75,15 +63,16 @@ impl Scheduler {
                 }
             }
         }
+        let lifted = self.registry.lift_quarantines(Instant::now());
         let dead = self.registry.silent_since(deadline);
         for id in &dead {
             if let Some(entry) = self.registry.remove(id) {
-                self.registry.died(id);
-                warn!(worker = %id, held = entry.held.len(), "worker silent past the lease timeout; releasing its jobs");
+                self.registry.died(id, Instant::now());
+                warn!(worker = %id, held = entry.held().len(), "worker silent past the lease timeout; releasing its jobs");
                 self.release_all(entry, now_ms);
             }
         }
-        if !dead.is_empty() {
+        if lifted || !dead.is_empty() {
             self.dispatch();
         }
         (dead, self.flush())
@@ -104,10 +93,13 @@ impl Scheduler {
 
     /// Records a heartbeat; returns the peers a would-be thief should know about.
     ///
-    /// `known` is every job the worker has. A job leased to it more than `grace` ago, not started, not waiting in
-    /// its outbox and not known to it never arrived (a lost `PollJob` answer, or a steal whose victim died
-    /// before handing the job over): it is queued again. That is safe even if the lease was merely slow: the
-    /// worker's start report for it would be refused.
+    /// `known` is every job the worker has. A job it has held for more than `grace`, not waiting in its outbox
+    /// and not known to it, is not there:
+    /// - a leased one never arrived (a lost `PollJob` answer, or a steal whose victim died before handing the
+    ///   job over): it is queued again. That is safe even if the lease was merely slow: the worker's start
+    ///   report for it would be refused.
+    /// - a running one was stopped without a result (the worker was cut off for a lease timeout and fenced
+    ///   itself, but its session lived on): it is released like a dead worker's, spending a lost run.
     pub fn heartbeat(
         &mut self,
         worker: &str,
@@ -124,17 +116,19 @@ impl Scheduler {
         };
         let known: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
         let missing: Vec<JobId> = w
-            .held
+            .held()
             .iter()
             .filter(|(id, since)| **since < deadline && !known.contains(id.as_str()))
             .filter(|(id, _)| !w.outbox.iter().any(|l| l.job_id == **id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in missing {
-            if self.jobs.state(&id) == Some(JobState::Leased) {
-                warn!(job = %id, worker, "leased job never reached its worker; queueing it again");
-                let _ = self.transition(&id, |job| job.release(now_ms));
+            match self.jobs.state(&id) {
+                Some(JobState::Leased) => warn!(job = %id, worker, "leased job never reached its worker; queueing it again"),
+                Some(JobState::Running) => warn!(job = %id, worker, "running job is gone from its worker; released"),
+                _ => continue,
             }
+            let _ = self.transition(&id, |job| job.release(now_ms));
         }
         self.dispatch();
         Ok((self.peers(worker), self.flush()))
@@ -150,9 +144,10 @@ impl Scheduler {
         now_ms: u64,
     ) -> Result<(u32, Durable), SchedError> {
         let w = self.live(worker, session)?;
-        w.draining = true;
+        let outbox = std::mem::take(&mut w.outbox);
+        self.registry.set_draining(worker);
         let mut give_back: Vec<LeaseRef> =
-            std::mem::take(&mut w.outbox).into_iter().map(|l| LeaseRef { job_id: l.job_id, epoch: l.epoch }).collect();
+            outbox.into_iter().map(|l| LeaseRef { job_id: l.job_id, epoch: l.epoch }).collect();
         give_back.extend(returned.iter().cloned());
         let mut requeued = 0;
         for r in give_back {
@@ -174,7 +169,7 @@ impl Scheduler {
     pub fn deregister(&mut self, worker: &str, session: u64, now_ms: u64) -> Result<(u32, Durable), SchedError> {
         self.live(worker, session)?;
         let entry = self.registry.remove(worker).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
-        let held = entry.held.len() as u32;
+        let held = entry.held().len() as u32;
         info!(worker, held, "worker deregistered");
         self.release_all(entry, now_ms);
         self.dispatch();
@@ -191,12 +186,12 @@ impl Scheduler {
         let mut peers: Vec<PeerInfo> = self
             .registry
             .iter()
-            .filter(|w| w.id() != except && w.queued() > 0 && !w.draining)
+            .filter(|w| w.id() != except && w.queued() > 0 && !w.draining())
             .map(|w| PeerInfo {
                 worker_id: w.id().to_string(),
                 address: w.info.advertise_addr.clone(),
                 queued: w.queued(),
-                free_slots: w.info.slots.saturating_sub(w.running),
+                free_slots: w.info.slots.saturating_sub(w.running()),
             })
             .collect();
         peers.sort_by(|a, b| b.queued.cmp(&a.queued).then_with(|| a.worker_id.cmp(&b.worker_id)));
@@ -237,26 +232,16 @@ impl Scheduler {
 
     pub(super) fn move_lease(&mut self, id: &str, by: &Holder, thief: &str, thief_session: u64) -> Option<u64> {
         let need = self.jobs.get(id)?.spec.resources.unwrap_or_default();
-        let t = self.registry.get(thief)?;
-        if t.room() == 0 || !covers(&t.free(), &need) {
+        if !self.registry.get(thief)?.fits(&need) {
             return None;
         }
-        let job = self.jobs.get_mut(id)?;
-        let Ok(to) = job.transfer(by, thief, thief_session) else {
-            self.jobs.settle(id);
-            self.stale_reports_total += 1;
-            return None;
-        };
-        if let Some(v) = self.registry.session_mut(&by.worker, by.session) {
-            v.held.remove(id);
-            v.unreserve(&need);
+        match self.transition(id, |job| job.transfer(by, thief, thief_session).map(|_| Effect::Moved)) {
+            Ok(_) => self.jobs.get(id).map(|job| job.epoch()),
+            Err(_) => {
+                self.stale_reports_total += 1;
+                None
+            }
         }
-        if let Some(t) = self.registry.session_mut(thief, thief_session) {
-            t.held.insert(id.to_string(), Instant::now());
-            t.reserve(&need);
-        }
-        self.record(id);
-        Some(to.epoch)
     }
 
     /// Leased → Running for each lease; returns the ids refused (stale leases the worker must not run).
@@ -310,20 +295,24 @@ impl Scheduler {
         Ok((accepted, refused, self.flush()))
     }
 
-    /// Releases every job a removed (or replaced) worker entry held.
+    /// Releases every job a removed (or replaced) worker entry still held: those its session holds, not those a
+    /// new registration of the same worker claimed.
     pub(super) fn release_all(&mut self, entry: WorkerEntry, now_ms: u64) {
-        let mut held: Vec<JobId> = entry.held.into_keys().collect();
+        let mut held: Vec<&JobId> = entry.held().keys().collect();
         held.sort();
         for id in held.into_iter().rev() {
-            let before = self.jobs.get(&id).map(|j| j.state().clone());
-            let Some(State::Leased(_) | State::Running(_)) = before else {
-                continue;
-            };
-            let _ = self.transition(&id, |job| job.release(now_ms));
+            let holds = self.jobs.get(id).is_some_and(|j| j.state().holder().is_some_and(|h| h.session == entry.session));
+            if holds {
+                let _ = self.transition(id, |job| job.release(now_ms));
+            }
         }
     }
 
+    /// The worker's current registration `session`, now seen alive.
     pub(super) fn live(&mut self, worker: &str, session: u64) -> Result<&mut WorkerEntry, SchedError> {
+        if self.registry.was_replaced(worker, session) {
+            return Err(SchedError::Replaced(worker.to_string()));
+        }
         let w =
             self.registry.session_mut(worker, session).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
         w.last_seen = Instant::now();

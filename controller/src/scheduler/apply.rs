@@ -1,0 +1,127 @@
+//! The one place a job's state change takes effect: [`Scheduler::transition`] runs a transition of the state
+//! machine and carries out everything it implies. What the old and the new holder hold follows from the change
+//! of holder alone (before and after), so no transition can forget a count: a lease, a steal, a rebind after a
+//! re-registration, a start, an end and a release are the same code.
+
+use std::time::Instant;
+
+use burst_proto::v1::JobState;
+
+use super::*;
+
+impl Scheduler {
+    /// Applies `f` to job `id`; if it is obeyed, keeps everything else in step with it:
+    /// - the counts by state;
+    /// - the holders: the old one lets go of the job (and of its running slot and resources), the new one holds
+    ///   it; a start under the same holder takes a running slot;
+    /// - the queue (a job queued again goes to the front) and the job's timer (a retry backoff; none once it has
+    ///   started or ended);
+    /// - per-owner counts, the worker's finished count, and retention, when it ends;
+    /// - the store write and the watchers' status.
+    pub(super) fn transition(
+        &mut self,
+        id: &str,
+        f: impl FnOnce(&mut Job) -> Result<Effect, Refused>,
+    ) -> Result<Effect, Refused> {
+        let job = self.jobs.get_mut(id).ok_or(Refused::NotLeased(JobState::Unspecified))?;
+        let before = job.state().clone();
+        let run_started_ms = job.started_at_ms();
+        let effect = match f(job) {
+            Ok(effect) => effect,
+            Err(refused) => {
+                self.jobs.settle(id);
+                return Err(refused);
+            }
+        };
+        let after = job.state().clone();
+        let need = job.spec.resources.unwrap_or_default();
+        self.timings.transition(job, &before, after.proto(), run_started_ms);
+        self.counts[before.proto() as usize] -= 1;
+        self.counts[after.proto() as usize] += 1;
+
+        let was_running = matches!(before, State::Running(_));
+        match (before.holder(), after.holder()) {
+            (Some(old), Some(new)) if old == new => {
+                if !was_running && matches!(after, State::Running(_)) {
+                    self.registry.start(new);
+                }
+            }
+            (old, new) => {
+                if let Some(old) = old {
+                    self.registry.unhold(old, id, &need, was_running);
+                }
+                if let Some(new) = new {
+                    self.registry.hold(new, id, &need, matches!(after, State::Running(_)));
+                }
+            }
+        }
+        match &effect {
+            Effect::Requeue { .. } => self.queue.push_front(id.to_string()),
+            Effect::Retry { after, .. } => self.set_timer(Instant::now() + *after, id, Timer::Retry),
+            Effect::Moved | Effect::Ended { .. } => {}
+        }
+        if matches!(after, State::Running(_)) || after.is_terminal() {
+            self.timers.cancel(id);
+        }
+        if after.is_terminal() {
+            if let Some(from) = before.holder()
+                && let Some(w) = self.registry.get_mut(&from.worker)
+            {
+                w.jobs_finished += 1;
+            }
+            if let Some(job) = self.jobs.get(id) {
+                let owner = &job.spec.owner;
+                if let Some(n) = self.active_by_owner.get_mut(owner) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.active_by_owner.remove(owner);
+                    }
+                }
+            }
+        }
+        self.record(id);
+        if after.is_terminal() {
+            self.retention.finished(id.to_string(), Instant::now());
+            if self.retention.over_count() {
+                self.forget_expired(Instant::now());
+            }
+        }
+        Ok(effect)
+    }
+
+    /// Queues job `id`'s new record for the store, and its status for the watchers.
+    pub(super) fn record(&mut self, id: &str) {
+        let Some(job) = self.jobs.get(id) else { return };
+        if self.publisher.watched() {
+            self.statuses.push(job.status());
+        }
+        self.writes.push(Write::Put(Box::new(job.into_owned())));
+        self.jobs.settle(id);
+    }
+
+    /// Hands the writes of this operation to the store, in order; watchers hear of them once they are durable.
+    pub(super) fn flush(&mut self) -> Durable {
+        let durable = self.store.write(std::mem::take(&mut self.writes));
+        self.publisher.after(durable, std::mem::take(&mut self.statuses))
+    }
+
+    /// Forgets finished jobs past the retention limits, in memory and in the store.
+    pub(super) fn forget_expired(&mut self, now: Instant) {
+        for id in self.retention.expired(now) {
+            let Some(job) = self.jobs.remove(&id) else { continue };
+            self.counts[job.state as usize] -= 1;
+            let key = &job.idempotency_key;
+            if !key.is_empty() && self.keys.get(key) == Some(&id) {
+                self.keys.remove(key);
+            }
+            self.writes.push(Write::Delete(id));
+        }
+    }
+
+    /// A report about a job that was cancelled under it is expected, not stale; anything else refused is.
+    pub(super) fn count_refusal(&mut self, why: &Refused) {
+        if *why != Refused::Terminal(JobState::Cancelled) {
+            self.stale_reports_total += 1;
+        }
+    }
+}
