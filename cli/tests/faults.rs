@@ -175,6 +175,44 @@ fn a_worker_frozen_past_the_lease_timeout_gets_no_stale_result_accepted() {
 }
 
 #[test]
+fn a_second_worker_process_with_the_same_id_takes_over_once_and_the_first_stops() {
+    // Two processes with one worker id used to evict each other for ever (each "unknown session" made it
+    // register again). Now the newer registration wins and the older process exits with a clear message.
+    let (_dir, data, out, _markers) = dirs();
+    let (_ctl, addr) = controller("127.0.0.1:0", &data);
+    let url = format!("http://{addr}");
+    let spawn = |out: &Path| {
+        let mut child = Command::new(BURST)
+            .args(["worker", "--controller", &addr, "--listen", "127.0.0.1:0", "--output-dir"])
+            .arg(out)
+            .args(["--worker-id", "twin"])
+            .env("BURST_LOG", "warn")
+            .env("BURST_INSECURE", "true")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("burst starts");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        (Proc(child), line.trim().to_string())
+    };
+    let address = |url: &str| json(&burst(url, &["workers", "-o", "json"]))[0]["address"].clone();
+    let (mut first, first_addr) = spawn(&out.join("1"));
+    until("the first registered", || (address(&url) == first_addr.as_str()).then_some(()));
+    let (_second, second_addr) = spawn(&out.join("2"));
+    let status = until("the first process to stop", || first.0.try_wait().unwrap());
+    assert!(!status.success(), "it stops with an error: {status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(first.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("took its place"), "a clear message: {stderr}");
+    until("the second to be the one registered", || (address(&url) == second_addr.as_str()).then_some(()));
+    // And it stays so: nobody evicts it again.
+    let submitted = burst(&url, &["submit", "--wait", "process", "/bin/true"]);
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stderr));
+    assert_eq!(address(&url), second_addr.as_str());
+}
+
+#[test]
 fn a_data_dir_that_is_not_a_store_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -300,9 +300,14 @@ impl Job {
         self.end(Reason::Cancelled, "cancelled".into(), now_ms)
     }
 
+    /// Whether the job still waits for its first run: only such a job has a queue deadline.
+    pub fn awaits_first_run(&self) -> bool {
+        matches!(self.state, State::Queued | State::Leased(_)) && self.attempts.is_empty()
+    }
+
     /// Queued | Leased (never started) → Failed with `QueueDeadlineExceeded`.
     pub fn miss_queue_deadline(&mut self, now_ms: u64) -> Result<Effect, Refused> {
-        if matches!(self.state, State::Running(_)) || !self.attempts.is_empty() {
+        if !self.awaits_first_run() {
             return Err(Refused::NotQueued(self.state.proto()));
         }
         let waited = now_ms.saturating_sub(self.submitted_at_ms);

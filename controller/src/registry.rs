@@ -358,7 +358,7 @@ pub struct Fitting<'a> {
 }
 
 impl Eligible for Fitting<'_> {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.registry.workers.len()
     }
 
@@ -396,7 +396,8 @@ mod tests {
         r.insert(info("b", 1), 0);
         r.insert(info("a", 2), 0);
         let none = Resources::default();
-        let fitting = |r: &Registry| (0..r.len()).filter(|&i| r.eligible_for(&none).first_in(i, i + 1).is_some()).count();
+        let fitting =
+            |r: &Registry| (0..r.len()).filter(|&i| r.eligible_for(&none).first_in(i, i + 1).is_some()).count();
         assert_eq!(fitting(&r), 2);
         let b = holder(&r, "b");
         r.hold(&b, "j1", &none, false);

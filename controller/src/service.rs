@@ -112,6 +112,10 @@ fn valid_ids(what: &str, ids: &[String]) -> Result<(), Status> {
     ids.iter().try_for_each(|id| validate::name(what, id)).map_err(Status::invalid_argument)
 }
 
+fn ids_of(leases: &[LeaseRef]) -> Vec<String> {
+    leases.iter().map(|l| l.job_id.clone()).collect()
+}
+
 async fn durable(d: Durable) -> Result<(), Status> {
     d.await.map_err(store_status)
 }
@@ -340,7 +344,7 @@ impl ControllerRpc for ControllerService {
             .started(&req.worker_id, req.session, &req.started, burst_proto::now_ms())
             .map_err(sched_status)?;
         durable(d).await?;
-        Ok(Response::new(ReportJobStartedResponse { refused }))
+        Ok(Response::new(ReportJobStartedResponse { refused: ids_of(&refused), refused_leases: refused }))
     }
 
     #[instrument(skip_all, fields(worker))]
@@ -382,7 +386,14 @@ impl ControllerRpc for ControllerService {
             }
             _ => Default::default(),
         };
-        Ok(Response::new(ReportJobResultResponse { accepted, refused, refused_starts, leases, stop }))
+        Ok(Response::new(ReportJobResultResponse {
+            accepted,
+            refused,
+            refused_starts: ids_of(&refused_starts),
+            refused_start_leases: refused_starts,
+            leases,
+            stop,
+        }))
     }
 
     #[instrument(skip_all, fields(worker))]

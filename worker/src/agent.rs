@@ -18,11 +18,15 @@
 //!
 //! When the controller answers `NotFound` (it restarted, or declared this worker dead), the worker registers
 //! again: it gets a new session, drops the leases of the old one that it has not started (the controller has
-//! released them), and carries on.
+//! released them), and carries on. When it answers `FailedPrecondition` for the current session, another process
+//! registered with this worker's id and took its place: this one stops (see [`Agent::replaced`]) rather than
+//! register again, which would evict the other, which would evict it, for ever.
+//!
+//! What the worker has lives in two places: the local queue (leases not yet taken) and the runs table
+//! ([`crate::runs`]: leases taken, from then until their result is answered).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -37,6 +41,7 @@ use tracing::{debug, info, warn};
 use crate::config::WorkerConfig;
 use crate::executor;
 use crate::queue::LocalQueue;
+use crate::runs::Runs;
 
 /// How long each `PollJob` may wait at the controller for a lease before the worker asks again.
 const POLL_WAIT: Duration = Duration::from_secs(25);
@@ -58,17 +63,10 @@ pub struct Agent {
     lease_timeout_ms: AtomicU64,
     pub(crate) queue: LocalQueue,
     slots: Arc<Semaphore>,
-    running: AtomicU32,
+    /// Every lease taken out of the queue, until its result is answered.
+    pub(crate) runs: Runs,
     /// Hunts processes that outlived their job (escaped its process group).
     pub(crate) sweeper: Arc<crate::sweep::Sweeper>,
-    /// Jobs in a slot (starting or running); see [`Agent::busy`].
-    busy: AtomicU32,
-    /// Leases out of the queue whose result the controller has not yet answered: starting, running, finished but
-    /// unreported, or on their way to a thief; with their epochs.
-    /// Guards only a set insert or remove.
-    in_hand: std::sync::Mutex<HashMap<String, u64>>,
-    /// How to stop each running job: its task waits on the other end. Guards only an insert, remove or take.
-    stoppers: std::sync::Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// The running jobs' live output, for `burst logs -f`.
     pub(crate) feeds: Arc<crate::output::Feeds>,
     /// Run times and counts for the metrics page.
@@ -84,6 +82,8 @@ pub struct Agent {
     reports: mpsc::UnboundedSender<Report>,
     /// Whether this worker takes new leases; false once it drains.
     intake: std::sync::atomic::AtomicBool,
+    /// Turns true when another process registered with this worker's id: this one must stop.
+    replaced: watch::Sender<bool>,
 }
 
 /// What the run loop tells the reporter.
@@ -151,11 +151,8 @@ impl Agent {
             heartbeat_ms: AtomicU64::new(1_000),
             lease_timeout_ms: AtomicU64::new(10_000),
             queue: LocalQueue::default(),
-            running: AtomicU32::new(0),
-            busy: AtomicU32::new(0),
+            runs: Runs::default(),
             sweeper: Arc::new(crate::sweep::Sweeper::default()),
-            in_hand: std::sync::Mutex::new(HashMap::new()),
-            stoppers: std::sync::Mutex::new(HashMap::new()),
             feeds: Arc::default(),
             counters: crate::metrics::Counters::default(),
             peers: std::sync::Mutex::new(Vec::new()),
@@ -164,6 +161,7 @@ impl Agent {
             jobs: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             reports,
             intake: std::sync::atomic::AtomicBool::new(true),
+            replaced: watch::Sender::new(false),
         };
         let reports = Reports(reports_rx);
         (Arc::new(agent), reports)
@@ -174,7 +172,13 @@ impl Agent {
     }
 
     pub fn running(&self) -> u32 {
-        self.running.load(Ordering::Relaxed)
+        self.runs.running()
+    }
+
+    /// Resolves once another process has registered with this worker's id, taking its place.
+    pub async fn replaced(&self) {
+        let mut rx = self.replaced.subscribe();
+        let _ = rx.wait_for(|&r| r).await;
     }
 
     pub fn config(&self) -> &WorkerConfig {
@@ -194,43 +198,26 @@ impl Agent {
         self.client.clone()
     }
 
-    /// Marks jobs as in hand (out of the queue, not yet reported finished) or, with `false`, no longer.
-    pub(crate) fn hold<'a>(&self, leases: impl IntoIterator<Item = &'a Lease>, in_hand: bool) {
-        let mut held = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
-        for lease in leases {
-            if in_hand {
-                held.insert(lease.job_id.clone(), lease.epoch);
-            } else {
-                held.remove(&lease.job_id);
-            }
-        }
-    }
-
     /// Every lease this worker has, with its epoch: what it claims when it registers again.
     fn claims(&self) -> Vec<LeaseRef> {
         let mut claims = self.queue.refs();
-        let held = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
-        claims.extend(held.iter().map(|(id, epoch)| LeaseRef { job_id: id.clone(), epoch: *epoch }));
+        claims.extend(self.runs.claims());
         claims
     }
 
-    /// Every job this worker has: queued, starting, running, or on its way to a thief.
+    /// Every job this worker has: queued, starting, running, reporting, or on its way to a thief.
     fn known(&self) -> Vec<String> {
         let mut ids = self.queue.ids();
-        ids.extend(self.in_hand.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned());
+        ids.extend(self.runs.known());
         ids
     }
 
-    fn stoppers(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<()>>> {
-        self.stoppers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Drops the named leases: a queued one is never started, a running one is stopped (its result then says
-    /// `Cancelled`). Leases whose epoch has moved on are left alone.
+    /// `Cancelled`), a starting one will not start. Other leases of the same jobs are left alone.
     fn stop_jobs(&self, stop: &[LeaseRef]) {
         for r in stop {
             let dropped = self.queue.remove(&r.job_id, r.epoch);
-            let stopped = self.stoppers().remove(&r.job_id).map(|s| s.send(()).is_ok()).unwrap_or(false);
+            let stopped = self.runs.stop(r);
             info!(worker = %self.cfg.worker_id, job = %r.job_id, epoch = r.epoch, dropped, stopped, "stop requested");
         }
     }
@@ -270,19 +257,17 @@ impl Agent {
         };
         let mut delays = backoff();
         loop {
-            let req = RegisterWorkerRequest { info: Some(info.clone()), held: self.claims() };
+            let claims = self.claims();
+            let req = RegisterWorkerRequest { info: Some(info.clone()), held: claims.clone() };
             match self.client.clone().register_worker(req).await {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     self.heartbeat_ms.store(resp.heartbeat_interval_ms.max(10), Ordering::Relaxed);
                     self.lease_timeout_ms.store(resp.lease_timeout_ms, Ordering::Relaxed);
-                    // Leases that are no longer ours: never start the queued ones, stop the running ones.
-                    for id in &resp.rejected {
-                        self.queue.remove_job(id);
-                        if let Some(stop) = self.stoppers().remove(id) {
-                            let _ = stop.send(());
-                        }
-                    }
+                    // Claims that are no longer ours, at the epochs claimed (a newer lease of the same job that
+                    // came meanwhile is not touched): never start the queued ones, stop the running ones.
+                    let rejected = claims.iter().filter(|c| resp.rejected.contains(&c.job_id));
+                    self.stop_jobs(&rejected.cloned().collect::<Vec<_>>());
                     self.session.send_replace(resp.session);
                     info!(
                         worker = %self.cfg.worker_id,
@@ -389,19 +374,11 @@ impl Agent {
     }
 
     /// Runs one job in a slot. The lease stays in hand (claimed on re-registration, listed in heartbeats) until
-    /// the controller has answered its result, so a controller restart between the two cannot orphan it.
+    /// the controller has answered its result, so a controller restart between the two cannot orphan it. The
+    /// slot, the running count and the entry are held by the [`crate::runs::Run`] guard, so an abort at any await
+    /// gives them back.
     async fn run_one(&self, lease: Lease) {
-        self.hold([&lease], true);
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        if !self.run_held(&lease).await {
-            self.hold([&lease], false);
-        }
-        self.busy.fetch_sub(1, Ordering::Relaxed);
-        self.steal_wake.notify_one();
-    }
-
-    /// Returns whether a result was handed to the reporter (which lets go of the lease once it is answered).
-    async fn run_held(&self, lease: &Lease) -> bool {
+        let mut run = self.runs.take(&lease);
         let lease_ref = LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch };
         // A new attempt's output starts empty: an earlier attempt's files on this worker are not this run's
         // (a reader would take them for it). Only a retry can have left any.
@@ -415,29 +392,34 @@ impl Agent {
         // it to follow.
         let feed = self.feeds.open(&lease.job_id);
         let (confirmed, confirmation) = oneshot::channel();
-        if self.reports.send(Report::Start(lease_ref, confirmed)).is_err() || confirmation.await != Ok(true) {
-            debug!(job = %lease.job_id, epoch = lease.epoch, "start refused; not running");
+        let accepted = self.reports.send(Report::Start(lease_ref, confirmed)).is_ok() && confirmation.await == Ok(true);
+        let stop = match accepted {
+            true => run.confirmed(),
+            false => None,
+        };
+        let Some(stop) = stop else {
+            debug!(job = %lease.job_id, epoch = lease.epoch, accepted, "start refused or stopped first; not running");
             self.counters.starts_refused.inc();
-            return false;
-        }
-        let (stopper, stop) = oneshot::channel();
-        self.stoppers().insert(lease.job_id.clone(), stopper);
-        self.running.fetch_add(1, Ordering::Relaxed);
-        let result = executor::run(lease, &self.cfg.exec, stop, Some(feed.feed.clone())).await;
+            drop(run);
+            self.steal_wake.notify_one();
+            return;
+        };
+        let result = executor::run(&lease, &self.cfg.exec, stop, Some(feed.feed.clone())).await;
         drop(feed);
         self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &lease.job_id, lease.epoch));
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        self.stoppers().remove(&lease.job_id);
         debug!(job = %lease.job_id, reason = ?result.reason(), exit_code = ?result.exit_code, "job ended");
         let ran_ms = result.finished_at_ms.saturating_sub(result.started_at_ms);
         self.counters.run.observe(ran_ms as f64 / 1000.0);
         self.counters.runs.get_or_create(&[("reason", burst_proto::reason_name(result.reason()))]).inc();
-        self.reports.send(Report::Finished(result)).is_ok()
+        if self.reports.send(Report::Finished(result)).is_ok() {
+            run.reporting();
+        }
+        self.steal_wake.notify_one();
     }
 
     /// Jobs in a slot: starting or running.
     pub(crate) fn busy(&self) -> u32 {
-        self.busy.load(Ordering::Relaxed)
+        self.runs.busy()
     }
 
     async fn report_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Report>) {
@@ -457,10 +439,10 @@ impl Agent {
             let refused = match (results.is_empty(), refs.is_empty()) {
                 (false, _) => self.report_results(results, refs.clone()).await,
                 (true, false) => self.report_started(refs.clone()).await,
-                (true, true) => Vec::new(),
+                (true, true) => Refusals::default(),
             };
             for (r, reply) in refs.iter().zip(replies) {
-                let _ = reply.send(!refused.contains(&r.job_id));
+                let _ = reply.send(!refused.refuses(r));
             }
             for reply in flushes {
                 let _ = reply.send(());
@@ -499,8 +481,8 @@ impl Agent {
         let stopped = if all_done { 0 } else { jobs.len() };
         jobs.shutdown().await;
         // The worker is about to exit: hunt the stopped jobs' escapees now rather than on the next tick.
-        for (id, epoch) in self.in_hand.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, id, *epoch));
+        for r in self.runs.claims() {
+            self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &r.job_id, r.epoch));
         }
         let sweeper = self.sweeper.clone();
         let _ = tokio::task::spawn_blocking(move || sweeper.sweep()).await;
@@ -516,16 +498,18 @@ impl Agent {
         (handed_back, finished, stopped)
     }
 
-    /// Sends start reports until the controller answers; returns the ids it refused (all of them if it no
-    /// longer knows this session).
-    async fn report_started(&self, started: Vec<LeaseRef>) -> Vec<String> {
+    /// Sends start reports until the controller answers; returns the starts it refused.
+    async fn report_started(&self, started: Vec<LeaseRef>) -> Refusals {
         let mut delays = backoff();
         loop {
             let session = self.current();
             let req =
                 ReportJobStartedRequest { worker_id: self.cfg.worker_id.clone(), session, started: started.clone() };
             match self.client.clone().report_job_started(req).await {
-                Ok(resp) => return resp.into_inner().refused,
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    return Refusals { ids: resp.refused, leases: resp.refused_leases };
+                }
                 // On NotFound this registers again, claiming these leases; then they are sent again.
                 Err(status) => self.on_error("report starts", status, session, &mut delays).await,
             }
@@ -534,7 +518,7 @@ impl Agent {
 
     /// Sends results, and the starts that follow them, until the controller answers; returns the starts it
     /// refused. Results of a session it forgot are dropped: it has released those jobs already.
-    async fn report_results(&self, results: Vec<JobResult>, started: Vec<LeaseRef>) -> Vec<String> {
+    async fn report_results(&self, results: Vec<JobResult>, started: Vec<LeaseRef>) -> Refusals {
         let mut delays = backoff();
         loop {
             let session = self.current();
@@ -547,7 +531,8 @@ impl Agent {
             };
             match self.client.clone().report_job_result(req).await {
                 Ok(resp) => {
-                    let ReportJobResultResponse { refused, refused_starts, leases, stop, .. } = resp.into_inner();
+                    let ReportJobResultResponse { refused, refused_starts, refused_start_leases, leases, stop, .. } =
+                        resp.into_inner();
                     self.take(session, leases, &stop);
                     // A stopped job's result is refused because the job was cancelled: expected, not stale.
                     let stale = results
@@ -558,11 +543,10 @@ impl Agent {
                     if stale > 0 {
                         warn!(worker = %self.cfg.worker_id, refused = stale, "results refused as stale");
                     }
-                    let mut held = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
                     for l in results.iter().filter_map(|r| r.lease.as_ref()) {
-                        held.remove(&l.job_id);
+                        self.runs.answered(l);
                     }
-                    return refused_starts;
+                    return Refusals { ids: refused_starts, leases: refused_start_leases };
                 }
                 // On NotFound this registers again (claiming what it holds), then sends them again: results of
                 // jobs it still holds are accepted, the others refused.
@@ -617,24 +601,35 @@ impl Agent {
     }
 
     /// Stops every job this worker has, queued or running, because it has lost its leases (cut off from the
-    /// controller for a lease timeout). It carries on afterwards: when the controller answers again, it registers
-    /// again.
+    /// controller for a lease timeout), then registers again with nothing to claim (retrying until the
+    /// controller answers). The new registration makes the controller release whatever the old session held at
+    /// once: it never counts a stopped job as running beside the new ones this worker takes.
     async fn fence(&self) {
         let dropped = self.queue.clear();
         self.kill_jobs().await;
-        let stopped = {
-            let mut held = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, epoch) in held.iter() {
-                self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, id, *epoch));
-            }
-            std::mem::take(&mut *held).len()
-        };
-        self.stoppers().clear();
-        warn!(worker = %self.cfg.worker_id, dropped, stopped, "cut off from the controller for a lease timeout; stopped every job");
+        let in_hand = self.runs.clear();
+        for r in &in_hand {
+            self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &r.job_id, r.epoch));
+        }
+        let stopped = in_hand.len();
+        // Session 0 until registered again: leases or answers for the old session are dropped meanwhile.
+        let old = self.session.send_replace(0);
+        warn!(worker = %self.cfg.worker_id, dropped, stopped, session = old, "cut off from the controller for a lease timeout; stopped every job");
+        if let Err(status) = self.renew(0).await {
+            warn!(worker = %self.cfg.worker_id, error = %status.message(), "registration refused after a fence");
+        }
     }
 
-    /// `NotFound` means the controller forgot this session: register again. Anything else is transient: wait.
+    /// `NotFound` means the controller forgot this session: register again. `FailedPrecondition` for the current
+    /// session means another process took this worker's id: stop. Anything else is transient: wait.
     async fn on_error(&self, what: &str, status: Status, session: u64, delays: &mut impl Iterator<Item = Duration>) {
+        if status.code() == Code::FailedPrecondition && session == self.current() && session != 0 {
+            if !self.replaced.send_replace(true) {
+                tracing::error!(worker = %self.cfg.worker_id, error = %status.message(), "replaced by another process; stopping");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        }
         if status.code() == Code::NotFound {
             if let Err(e) = self.renew(session).await {
                 warn!(worker = %self.cfg.worker_id, error = %e.message(), "registration refused");
@@ -645,5 +640,21 @@ impl Agent {
         let delay = delays.next().unwrap_or(Duration::from_secs(5));
         debug!(worker = %self.cfg.worker_id, error = %status.message(), ?delay, "{what} failed; retrying");
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Starts the controller refused, by lease (by job id from a controller that names only ids).
+#[derive(Default)]
+struct Refusals {
+    ids: Vec<String>,
+    leases: Vec<LeaseRef>,
+}
+
+impl Refusals {
+    fn refuses(&self, r: &LeaseRef) -> bool {
+        match self.leases.is_empty() {
+            false => self.leases.contains(r),
+            true => self.ids.contains(&r.job_id),
+        }
     }
 }

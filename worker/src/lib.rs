@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod resources;
+pub mod runs;
 pub mod service;
 pub mod steal;
 pub mod sweep;
@@ -143,13 +144,23 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     Ok(RunningWorker { addr, http, agent, stop: Some(stop), http_server, loops, server })
 }
 
-/// Runs a worker until SIGINT or SIGTERM, then drains it (see [`RunningWorker::drain`]). Prints the bound peer
-/// address as the first line of stdout.
+/// Runs a worker until SIGINT or SIGTERM, then drains it (see [`RunningWorker::drain`]); or until another
+/// process registers with its worker id, then stops with an error. Prints the bound peer address as the first
+/// line of stdout.
 pub async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let grace = cfg.drain_grace;
     let worker = start(cfg).await?;
     println!("{}", worker.addr);
-    burst_proto::shutdown_signal().await?;
+    let agent = worker.agent.clone();
+    tokio::select! {
+        signal = burst_proto::shutdown_signal() => signal?,
+        () = agent.replaced() => {
+            // The controller gave this worker's jobs up when the other registered: stop them, hand nothing back.
+            let id = worker.worker_id().to_string();
+            worker.shutdown().await;
+            bail!("another process registered as worker {id} and took its place; give each worker its own --worker-id");
+        }
+    }
     info!(worker = %worker.worker_id(), grace_ms = grace.as_millis() as u64, "draining");
     worker.drain(grace).await;
     Ok(())

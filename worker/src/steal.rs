@@ -149,13 +149,14 @@ pub async fn give(agent: &Agent, thief: &str, max_jobs: u32) -> Result<(Vec<Leas
     if taken.is_empty() {
         return Ok((Vec::new(), agent.queue.len() as u32));
     }
-    agent.hold(&taken, true);
+    // In hand while it moves: a heartbeat meanwhile still lists them, so the controller does not take them back.
+    let moving = agent.runs.moving(&taken);
     let moved = transfer(agent, thief, &taken).await;
-    agent.hold(&taken, false);
     let epochs: HashMap<String, u64> = match moved {
         Ok(moved) => moved.into_iter().map(|r| (r.job_id, r.epoch)).collect(),
         Err(status) => {
             agent.queue.put_back(taken);
+            drop(moving);
             return Err(status);
         }
     };
@@ -170,6 +171,7 @@ pub async fn give(agent: &Agent, thief: &str, max_jobs: u32) -> Result<(Vec<Leas
         }
     }
     agent.queue.put_back(kept);
+    drop(moving);
     agent.counters.given.inc_by(given.len() as u64);
     Ok((given, agent.queue.len() as u32))
 }

@@ -4,9 +4,11 @@
 //! epoch): once a second the sweeper scans `/proc` and SIGKILLs every process whose run ended here. A job's
 //! escapees therefore outlive it by about a second at most; the scan costs one pass over `/proc` per second, not
 //! per job; and another run of the same job (on another worker of the same host, or a later attempt) is never
-//! touched.
+//! touched. The scan reads `/proc` first and only then looks each run it found up among the ended ones, so the
+//! list of ended runs (a minute of them, at most [`MAX_REMEMBERED`]) is never copied.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,33 +27,62 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a finished job's escapees are hunted: a process that re-reads its environment late is rare, and the
 /// list must stay short.
 const REMEMBER: Duration = Duration::from_secs(60);
+/// Most ended runs remembered, whatever the job rate: the oldest go first past it.
+pub const MAX_REMEMBERED: usize = 100_000;
 
 #[derive(Default)]
 pub struct Sweeper {
-    /// Runs that ended recently, oldest first. Guards only a push or a scan's copy.
-    ended: Mutex<VecDeque<(Instant, String)>>,
+    /// Guards a push, an expiry or a lookup, never the `/proc` scan.
+    ended: Mutex<Ended>,
+}
+
+/// Runs that ended recently: in order (to forget the oldest) and as a set (to look a run up).
+#[derive(Default)]
+struct Ended {
+    order: VecDeque<(Instant, Arc<str>)>,
+    set: HashSet<Arc<str>>,
 }
 
 impl Sweeper {
     /// Notes that a run (a [`run_token`]) ended: its leftovers are fair game.
     pub fn run_ended(&self, token: String) {
-        self.lock().push_back((Instant::now(), token));
+        let token: Arc<str> = token.into();
+        let mut ended = self.lock();
+        if ended.set.contains(&token) {
+            return;
+        }
+        if ended.order.len() >= MAX_REMEMBERED
+            && let Some((_, oldest)) = ended.order.pop_front()
+        {
+            ended.set.remove(&oldest);
+        }
+        ended.set.insert(token.clone());
+        ended.order.push_back((Instant::now(), token));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, String)>> {
+    /// Ended runs remembered now.
+    pub fn remembered(&self) -> usize {
+        self.lock().set.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ended> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets runs that ended more than [`REMEMBER`] before `now`.
+    fn expire(&self, now: Instant) -> bool {
+        let mut ended = self.lock();
+        while ended.order.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > REMEMBER) {
+            if let Some((_, token)) = ended.order.pop_front() {
+                ended.set.remove(&token);
+            }
+        }
+        !ended.set.is_empty()
     }
 
     /// One pass: forgets jobs ended long ago, then kills the leftovers of the others. Returns how many it killed.
     pub fn sweep(&self) -> usize {
-        let ended: HashSet<String> = {
-            let mut q = self.lock();
-            while q.front().is_some_and(|(t, _)| t.elapsed() > REMEMBER) {
-                q.pop_front();
-            }
-            q.iter().map(|(_, id)| id.clone()).collect()
-        };
-        if ended.is_empty() {
+        if !self.expire(Instant::now()) {
             return 0;
         }
         let me = std::process::id();
@@ -63,7 +94,7 @@ impl Sweeper {
                 continue;
             }
             let Some(run) = run_of(pid) else { continue };
-            if ended.contains(&run) {
+            if self.lock().set.contains(run.as_str()) {
                 // SAFETY: kill(2) on a pid we just read; it touches no memory of ours. At worst the pid was reused
                 // in between by a process that also carries this job's id, i.e. another leftover.
                 let r = unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -111,6 +142,19 @@ pub async fn sweep_loop(sweeper: std::sync::Arc<Sweeper>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ended_runs_are_remembered_for_a_minute_and_a_bounded_number() {
+        let s = Sweeper::default();
+        for i in 0..(MAX_REMEMBERED + 10) {
+            s.run_ended(run_token("w", &i.to_string(), 1));
+        }
+        assert_eq!(s.remembered(), MAX_REMEMBERED, "the oldest go first");
+        s.run_ended(run_token("w", "5000", 1));
+        assert_eq!(s.remembered(), MAX_REMEMBERED, "a run noted twice is one");
+        assert!(!s.expire(Instant::now() + REMEMBER + Duration::from_secs(1)), "all forgotten after a minute");
+        assert_eq!(s.remembered(), 0);
+    }
 
     #[test]
     fn a_process_of_an_ended_run_is_killed_and_other_runs_of_the_same_job_are_not() {

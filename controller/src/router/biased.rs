@@ -10,7 +10,7 @@ pub struct Biased {
 
 impl Router for Biased {
     fn pick(&mut self, workers: &dyn Eligible) -> Option<usize> {
-        self.inner.pick_within(workers, workers.len().div_ceil(2))
+        self.inner.pick_within(workers, workers.count().div_ceil(2))
     }
 }
 

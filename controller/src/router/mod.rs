@@ -33,7 +33,7 @@ impl Candidate {
 /// The workers as a router sees them, by position in worker-id order.
 pub trait Eligible {
     /// How many workers there are, eligible or not.
-    fn len(&self) -> usize;
+    fn count(&self) -> usize;
     /// The first eligible worker at a position in `from..to`.
     fn first_in(&self, from: usize, to: usize) -> Option<usize>;
     /// The room of the worker at position `i`.
@@ -41,7 +41,7 @@ pub trait Eligible {
 
     /// The first eligible worker at `from` or after it, wrapping around within the first `limit` positions.
     fn next_from(&self, from: usize, limit: usize) -> Option<usize> {
-        let n = self.len().min(limit);
+        let n = self.count().min(limit);
         let from = from.min(n);
         self.first_in(from, n).or_else(|| self.first_in(0, from))
     }
@@ -49,7 +49,7 @@ pub trait Eligible {
 
 /// Candidates by position: the view routers' tests use.
 impl<const N: usize> Eligible for [Candidate; N] {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         N
     }
 

@@ -19,7 +19,7 @@ impl PowerOfTwo {
 
 impl Router for PowerOfTwo {
     fn pick(&mut self, workers: &dyn Eligible) -> Option<usize> {
-        let n = workers.len();
+        let n = workers.count();
         if n == 0 {
             return None;
         }

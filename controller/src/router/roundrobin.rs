@@ -19,7 +19,7 @@ impl RoundRobin {
 
 impl Router for RoundRobin {
     fn pick(&mut self, workers: &dyn Eligible) -> Option<usize> {
-        self.pick_within(workers, workers.len())
+        self.pick_within(workers, workers.count())
     }
 }
 

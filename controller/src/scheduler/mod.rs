@@ -232,9 +232,9 @@ impl Scheduler {
             } else if *job.state() == State::Queued {
                 self.queue.push_back(job.id.clone());
             }
-            // A job that never started keeps its queue deadline across the restart: the time it has left.
-            let never_started = !job.is_terminal() && job.started_at_ms() == 0;
-            if never_started && job.spec.queue_timeout_ms > 0 {
+            // A job that never ran keeps its queue deadline across the restart: the time it has left. (One that
+            // ran, even without a start report, has none; its timer, if any, is its retry backoff.)
+            if job.awaits_first_run() && job.spec.queue_timeout_ms > 0 {
                 let due_ms = job.submitted_at_ms().saturating_add(job.spec.queue_timeout_ms);
                 let left = std::time::Duration::from_millis(due_ms.saturating_sub(now_ms));
                 self.set_timer(Instant::now() + left, &job.id, Timer::QueueDeadline);
@@ -490,7 +490,12 @@ impl Scheduler {
             return;
         }
         let Some(job) = self.jobs.get(id) else { return };
-        let lease = Lease { job_id: id.to_string(), epoch: job.epoch(), attempt: job.attempt(), spec: Some((*job.spec).clone()) };
+        let lease = Lease {
+            job_id: id.to_string(),
+            epoch: job.epoch(),
+            attempt: job.attempt(),
+            spec: Some((*job.spec).clone()),
+        };
         if let Some(w) = self.registry.session_mut(&worker, session) {
             w.outbox.push(lease);
             w.wake.notify_one();
@@ -601,7 +606,6 @@ impl Scheduler {
             w.wake.notify_one();
         }
     }
-
 }
 
 /// Specs of a batch that repeat an earlier spec's idempotency key (they name that spec's job, not a new one).
@@ -651,5 +655,7 @@ pub fn describe(r: &Resources) -> String {
     if parts.is_empty() { "nothing".into() } else { parts.join(", ") }
 }
 
+#[cfg(test)]
+mod invariants;
 #[cfg(test)]
 mod tests;

@@ -89,7 +89,7 @@ fn a_stale_transfer_is_refused_and_the_victims_late_reports_are_refused_and_coun
     let before = s.stats().stale_reports_total;
     // The victim's late start and result are refused; the thief's are accepted.
     let (refused, _) = s.started("a-victim", v, &got[..1], 2).unwrap();
-    assert_eq!(refused, vec![got[0].job_id.clone()]);
+    assert_eq!(refused, got[..1]);
     let (accepted, refused, _) = s.finished("a-victim", v, vec![ok_result(&got[1])], 9).unwrap();
     assert_eq!((accepted, refused.len()), (0, 1));
     assert_eq!(s.stats().stale_reports_total, before + 2);
@@ -397,7 +397,7 @@ fn a_finished_job_answers_as_before_once_packed() {
     let stale_before = s.stats().stale_reports_total;
     let (accepted, refused, _) = s.finished("w1", session, vec![ok_result(&got[0])], 4).unwrap();
     assert_eq!((accepted, refused), (0, vec![ids[0].job_id.clone()]));
-    assert_eq!(s.started("w1", session, &got[..1], 4).unwrap().0, vec![ids[0].job_id.clone()]);
+    assert_eq!(s.started("w1", session, &got[..1], 4).unwrap().0, got[..1]);
     assert_eq!(s.stats().stale_reports_total, stale_before + 2);
     let (cancelled, ended, _) = s.cancel(&[ids[0].job_id.clone()], &HashMap::new(), 5).unwrap();
     assert_eq!((cancelled.len(), ended), (0, vec![ids[0].job_id.clone()]));

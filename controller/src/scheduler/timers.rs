@@ -53,6 +53,16 @@ impl Timers {
     }
 
     #[cfg(test)]
+    pub fn has(&self, id: &str) -> bool {
+        self.of.contains_key(id)
+    }
+
+    #[cfg(test)]
+    pub fn ids(&self) -> impl Iterator<Item = &JobId> {
+        self.of.keys()
+    }
+
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.of.len()
     }

@@ -124,7 +124,9 @@ impl Scheduler {
             .collect();
         for id in missing {
             match self.jobs.state(&id) {
-                Some(JobState::Leased) => warn!(job = %id, worker, "leased job never reached its worker; queueing it again"),
+                Some(JobState::Leased) => {
+                    warn!(job = %id, worker, "leased job never reached its worker; queueing it again")
+                }
                 Some(JobState::Running) => warn!(job = %id, worker, "running job is gone from its worker; released"),
                 _ => continue,
             }
@@ -244,14 +246,14 @@ impl Scheduler {
         }
     }
 
-    /// Leased → Running for each lease; returns the ids refused (stale leases the worker must not run).
+    /// Leased → Running for each lease; returns the leases refused (stale ones the worker must not run).
     pub fn started(
         &mut self,
         worker: &str,
         session: u64,
         refs: &[LeaseRef],
         now_ms: u64,
-    ) -> Result<(Vec<JobId>, Durable), SchedError> {
+    ) -> Result<(Vec<LeaseRef>, Durable), SchedError> {
         self.live(worker, session)?;
         let mut refused = Vec::new();
         for r in refs {
@@ -261,7 +263,7 @@ impl Scheduler {
                 Err(why) => {
                     self.count_refusal(&why);
                     debug!(job = %r.job_id, worker, epoch = r.epoch, reason = %why, "start refused");
-                    refused.push(r.job_id.clone());
+                    refused.push(r.clone());
                 }
             }
         }
@@ -301,7 +303,8 @@ impl Scheduler {
         let mut held: Vec<&JobId> = entry.held().keys().collect();
         held.sort();
         for id in held.into_iter().rev() {
-            let holds = self.jobs.get(id).is_some_and(|j| j.state().holder().is_some_and(|h| h.session == entry.session));
+            let holds =
+                self.jobs.get(id).is_some_and(|j| j.state().holder().is_some_and(|h| h.session == entry.session));
             if holds {
                 let _ = self.transition(id, |job| job.release(now_ms));
             }

@@ -204,7 +204,7 @@ async fn execute(
         }
     };
     let group = child.id().map(|pid| pid as i32);
-    let _kill_group_if_dropped = GroupGuard(group);
+    let mut kill_group_if_dropped = GroupGuard(group);
     let cap = cfg.output_cap;
     let (out, err) = (out.to_path_buf(), err.to_path_buf());
     let out_feed = feed.clone();
@@ -224,20 +224,28 @@ async fn execute(
             std::future::pending::<()>().await;
         }
     };
+    // The leader is waited for without being reaped: while it is a zombie its pid, the group's id, cannot be
+    // given to another process, so the group kill below can only hit this job's own processes.
     let how = tokio::select! {
-        status = child.wait() => Ok(status),
+        exited = leader_exited(&mut child, group) => Ok(exited),
         _ = deadline => Err(Ending::TimedOut),
         _ = cancelled => Err(Ending::Stopped),
     };
-    let (status, how) = match how {
-        Ok(status) => (status, Ending::Exited),
+    let how = match how {
+        Ok(exited) => exited.map(|()| Ending::Exited),
         Err(how) => {
             debug!(job = %lease.job_id, ?how, "stopping the job");
-            (stop(&mut child, group, &inv, cfg.kill_grace).await, how)
+            stop(&mut child, group, &inv, cfg.kill_grace).await.map(|()| how)
         }
     };
     // The program is gone; nothing it started may outlive it or keep its pipes open.
     signal_group(group, libc::SIGKILL);
+    let (status, how) = match how {
+        Ok(how) => (child.wait().await, how),
+        Err(e) => (Err(e), Ending::Exited),
+    };
+    // Reaped: from now on its pid may be anyone's, and the group is not signalled again.
+    kill_group_if_dropped.0 = None;
     let out_of_memory = cgroup.as_ref().and_then(|c| c.out_of_memory());
     if let Some(cgroup) = cgroup {
         cgroup.finish().await;
@@ -256,26 +264,54 @@ async fn execute(
     }
 }
 
-/// SIGTERM the job's group (and its stop command), then SIGKILL after `grace`.
+/// SIGTERM the job's group (and its stop command), then SIGKILL after `grace`; returns once the leader has
+/// exited, not reaped (see [`leader_exited`]).
 async fn stop(
     child: &mut tokio::process::Child,
     group: Option<i32>,
     inv: &Invocation,
     grace: Duration,
-) -> std::io::Result<ExitStatus> {
+) -> std::io::Result<()> {
     if let Some(stop) = &inv.stop
         && let Some((program, args)) = stop.split_first()
     {
         let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
     }
     signal_group(group, libc::SIGTERM);
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status,
+    match tokio::time::timeout(grace, leader_exited(child, group)).await {
+        Ok(exited) => exited,
         Err(_) => {
             signal_group(group, libc::SIGKILL);
-            child.wait().await
+            leader_exited(child, group).await
         }
     }
+}
+
+/// Waits until the job's leader (`pid`) has exited, leaving it unreaped: a zombie keeps its pid, so the job's
+/// process-group id cannot be reused by another process until [`tokio::process::Child::wait`] reaps it. Uses a
+/// pidfd (Linux 5.3+); where there is none, falls back to reaping, which leaves a short window for reuse.
+async fn leader_exited(child: &mut tokio::process::Child, pid: Option<i32>) -> std::io::Result<()> {
+    if let Some(pid) = pid
+        && let Ok(fd) = pidfd(pid)
+    {
+        // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, so it stays open and the same until it is dropped.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        let _ready = fd.readable().await?;
+        return Ok(());
+    }
+    child.wait().await.map(|_| ())
+}
+
+fn pidfd(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1; it reads no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor the kernel just created for us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Kills the job's process group when dropped, so a job whose worker task is stopped (worker shutdown) does not

@@ -246,3 +246,17 @@ async fn a_gibibyte_of_output_is_capped_and_the_job_still_ends_normally() {
     assert!(r.stdout_truncated);
     assert_eq!(std::fs::metadata(&r.stdout_path).unwrap().len(), 1 << 20, "capped at the configured limit");
 }
+
+#[tokio::test]
+async fn the_leader_is_left_unreaped_until_its_group_is_killed() {
+    // While the leader is a zombie its pid (the group's id) cannot go to another process, so the group kill
+    // after a job ends can only reach the job's own processes.
+    let mut child = tokio::process::Command::new("/bin/sh").args(["-c", "exit 3"]).process_group(0).spawn().unwrap();
+    let pid = child.id().unwrap() as i32;
+    super::leader_exited(&mut child, Some(pid)).await.unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there: not reaped");
+    let state = stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
+    assert_eq!(state, "Z", "exited, not reaped: {stat}");
+    assert_eq!(child.wait().await.unwrap().code(), Some(3), "reaped afterwards, with its status");
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "gone once reaped");
+}
