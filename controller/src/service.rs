@@ -175,12 +175,8 @@ impl ControllerRpc for ControllerService {
             owner: who.scope().map(str::to_string),
             newest_first: req.newest_first,
         };
-        let jobs = self.controller.lock().list(&filter);
-        let page = if filter.limit == 0 { 1_000 } else { filter.limit.min(crate::scheduler::MAX_PAGE) };
-        let next_page_token = match jobs.last() {
-            Some(last) if jobs.len() == page => last.job_id.clone(),
-            _ => String::new(),
-        };
+        let (jobs, next) = self.controller.lock().list(&filter);
+        let next_page_token = next.unwrap_or_default();
         Ok(Response::new(ListJobsResponse { jobs, next_page_token }))
     }
 

@@ -5,6 +5,8 @@
 //!
 //! Reading a packed job decodes a copy; changing one ([`JobTable::get_mut`]) unpacks it first, and
 //! [`JobTable::settle`] packs it again once it is finished. A job left unpacked costs memory, never correctness.
+//! A packed job keeps its state and its owner (interned: a number) beside the record, so lists filtered by state
+//! or owner skip the others without decoding them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -20,12 +22,35 @@ use crate::store::JobRecord;
 #[derive(Default)]
 pub struct JobTable {
     jobs: BTreeMap<JobId, Kept>,
+    owners: Owners,
 }
 
 enum Kept {
     Live(Box<Job>),
-    /// A finished job: its state (so filters need not decode it) and its record, encoded.
-    Packed(JobState, Box<[u8]>),
+    /// A finished job: its state and owner (so filters need not decode it) and its record, encoded.
+    Packed(JobState, OwnerId, Box<[u8]>),
+}
+
+/// An owner's number in [`Owners`].
+type OwnerId = u32;
+
+/// Owner names by number: a few submitters own millions of jobs.
+#[derive(Default)]
+struct Owners {
+    names: Vec<String>,
+    ids: std::collections::HashMap<String, OwnerId>,
+}
+
+impl Owners {
+    fn intern(&mut self, name: &str) -> OwnerId {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as OwnerId;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
 }
 
 impl JobTable {
@@ -67,7 +92,8 @@ impl JobTable {
         }
         let mut record = job.to_record();
         record.id.clear();
-        *kept = Kept::Packed(job.state().proto(), record.encode_to_vec().into());
+        let owner = self.owners.intern(&job.spec.owner);
+        *kept = Kept::Packed(job.state().proto(), owner, record.encode_to_vec().into());
     }
 
     /// Removes job `id`; returns what forgetting it needs (its state and idempotency key), read from a packed
@@ -77,7 +103,7 @@ impl JobTable {
             Kept::Live(job) => {
                 Some(Forgotten { state: job.state().proto(), idempotency_key: job.spec.idempotency_key.clone() })
             }
-            Kept::Packed(state, bytes) => {
+            Kept::Packed(state, _, bytes) => {
                 let key = KeyOnly::decode(bytes.as_ref()).ok().and_then(|k| k.spec).unwrap_or_default();
                 Some(Forgotten { state, idempotency_key: key.idempotency_key })
             }
@@ -88,22 +114,34 @@ impl JobTable {
     pub fn state(&self, id: &str) -> Option<JobState> {
         match self.jobs.get(id)? {
             Kept::Live(job) => Some(job.state().proto()),
-            Kept::Packed(state, _) => Some(*state),
+            Kept::Packed(state, ..) => Some(*state),
         }
     }
 
-    /// Jobs in id order within `range`, newest first if `rev`; those whose state `keep` refuses are skipped
-    /// without being unpacked.
+    /// Jobs in id order within `range`, newest first if `rev`; those whose state `keep` refuses, or (with
+    /// `owner`) of another owner, are skipped without being unpacked.
     pub fn range<'a>(
         &'a self,
         range: impl RangeBounds<JobId>,
         rev: bool,
         keep: impl Fn(JobState) -> bool + 'a,
+        owner: Option<&'a str>,
     ) -> Box<dyn Iterator<Item = Cow<'a, Job>> + 'a> {
         let entries = self.jobs.range(range);
         let entries: Box<dyn Iterator<Item = (&JobId, &Kept)>> =
             if rev { Box::new(entries.rev()) } else { Box::new(entries) };
-        Box::new(entries.filter(move |(_, kept)| keep(state_of(kept))).filter_map(|(key, kept)| read(key, kept)))
+        // An owner with no packed job matches no packed job.
+        let packed_owner = owner.map(|o| self.owners.ids.get(o).copied());
+        let owned = move |kept: &Kept| match (kept, owner, packed_owner) {
+            (_, None, _) | (_, _, None) => true,
+            (Kept::Live(job), Some(o), _) => job.spec.owner == o,
+            (Kept::Packed(_, id, _), _, Some(want)) => want == Some(*id),
+        };
+        Box::new(
+            entries
+                .filter(move |(_, kept)| keep(state_of(kept)) && owned(kept))
+                .filter_map(|(key, kept)| read(key, kept)),
+        )
     }
 
     /// The unfinished jobs, in id order.
@@ -139,14 +177,14 @@ struct SpecKey {
 fn state_of(kept: &Kept) -> JobState {
     match kept {
         Kept::Live(job) => job.state().proto(),
-        Kept::Packed(state, _) => *state,
+        Kept::Packed(state, ..) => *state,
     }
 }
 
 fn read<'a>(key: &str, kept: &'a Kept) -> Option<Cow<'a, Job>> {
     match kept {
         Kept::Live(job) => Some(Cow::Borrowed(job.as_ref())),
-        Kept::Packed(_, bytes) => {
+        Kept::Packed(_, _, bytes) => {
             let unpacked = JobRecord::decode(bytes.as_ref()).ok().and_then(|mut record| {
                 record.id = key.to_string();
                 Job::from_record(record)
@@ -185,17 +223,21 @@ mod tests {
         let job = finished("a");
         table.insert(job.clone());
         table.insert(Job::new("b".into(), Arc::new(JobSpec::default()), 1));
-        assert!(matches!(table.jobs["a"], Kept::Packed(JobState::Succeeded, _)));
+        assert!(matches!(table.jobs["a"], Kept::Packed(JobState::Succeeded, ..)));
         assert!(matches!(table.jobs["b"], Kept::Live(_)));
         // What makes a retained job cheap: its record, without the id, is a few dozen bytes here (a live job is
         // a 328-byte struct plus its spec's 344).
-        let Kept::Packed(_, bytes) = &table.jobs["a"] else { unreachable!() };
+        let Kept::Packed(_, _, bytes) = &table.jobs["a"] else { unreachable!() };
         assert!(bytes.len() < 64, "{} bytes packed", bytes.len());
         assert_eq!(table.get("a").unwrap().to_record(), job.to_record());
         assert_eq!(table.state("a"), Some(JobState::Succeeded));
         // Filters on state skip without unpacking; the live iterator sees only unfinished jobs.
-        let queued: Vec<String> = table.range(.., false, |s| s == JobState::Queued).map(|j| j.id.clone()).collect();
+        let queued: Vec<String> =
+            table.range(.., false, |s| s == JobState::Queued, None).map(|j| j.id.clone()).collect();
         assert_eq!(queued, ["b"]);
+        // So do filters on owner: ann's packed job, nobody's for bob.
+        let ids = |owner| table.range(.., false, |_| true, Some(owner)).map(|j| j.id.clone()).collect::<Vec<_>>();
+        assert_eq!((ids("ann"), ids("bob")), (vec!["a".to_string()], Vec::<String>::new()));
         assert_eq!(table.live().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["b"]);
         // Changing a packed job unpacks it; settling packs it again.
         assert!(table.get_mut("a").unwrap().cancel(10).is_err());

@@ -352,7 +352,7 @@ fn a_worker_that_keeps_dying_is_quarantined_when_it_comes_back() {
     assert!(leases(&mut s, "sick", session).is_empty(), "quarantined: no leases");
     let w = &s.workers()[0];
     assert!(w.quarantined_ms_left > 0);
-    let status = s.list(&ListFilter::default()).remove(0);
+    let status = s.list(&ListFilter::default()).0.remove(0);
     assert!(status.waiting_reason.contains("quarantined"), "{}", status.waiting_reason);
     // A healthy worker still gets it.
     let ok = register(&mut s, worker("well", 1, 1));
@@ -365,7 +365,7 @@ fn listing_pages_forward_oldest_first_or_backward_newest_first() {
     let ids = submit(&mut s, 5);
     let page = |s: &Scheduler, newest_first, after: Option<&JobId>| -> Vec<JobId> {
         let filter = ListFilter { limit: 2, newest_first, after: after.cloned(), ..ListFilter::default() };
-        s.list(&filter).into_iter().map(|j| j.job_id).collect()
+        s.list(&filter).0.into_iter().map(|j| j.job_id).collect()
     };
     assert_eq!(page(&s, false, None), ids[..2]);
     assert_eq!(page(&s, false, Some(&ids[1])), ids[2..4]);
@@ -412,9 +412,9 @@ fn a_finished_job_answers_as_before_once_packed() {
         owner: None,
         newest_first: false,
     };
-    let listed = s.list(&filter(vec![JobState::Succeeded], HashMap::new()));
+    let listed = s.list(&filter(vec![JobState::Succeeded], HashMap::new())).0;
     assert_eq!(listed.iter().map(|j| j.job_id.clone()).collect::<Vec<_>>(), vec![ids[0].job_id.clone()]);
-    let by_label = s.list(&filter(vec![], [("team".to_string(), "a".to_string())].into()));
+    let by_label = s.list(&filter(vec![], [("team".to_string(), "a".to_string())].into())).0;
     assert_eq!(by_label.len(), 1);
     let (again, _) = s.submit(vec![keyed.clone()], 6).unwrap();
     assert!(again[0].existing && again[0].job_id == ids[0].job_id);
@@ -547,4 +547,26 @@ fn deaths_are_forgotten_once_out_of_the_window() {
     }
     r.died("w-late", t0 + DEATH_WINDOW + Duration::from_secs(1));
     assert_eq!(r.deaths_remembered(), 1, "only the death still inside the window is kept");
+}
+
+#[test]
+fn a_list_by_label_decodes_a_bounded_number_of_finished_jobs_per_call_and_paging_finds_the_rest() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let n = MAX_DECODED + 10;
+    let session = register(&mut s, worker("w1", n as u32 + 1, 0));
+    let labelled = JobSpec { labels: [("team".into(), "b".into())].into(), owner: "bo".into(), ..spec() };
+    let mut specs = vec![JobSpec { owner: "al".into(), ..spec() }; n];
+    specs.push(labelled);
+    let (jobs, _) = s.submit(specs, 1).unwrap();
+    let got = refs(&leases(&mut s, "w1", session));
+    let _ = s.finished("w1", session, got.iter().map(ok_result).collect(), 2).unwrap();
+    let filter = |after| ListFilter { labels: [("team".into(), "b".into())].into(), after, ..ListFilter::default() };
+    let (page, next) = s.list(&filter(None));
+    assert!(page.is_empty() && next.is_some(), "stops after {MAX_DECODED} decoded, with where to go on");
+    let (page, next) = s.list(&filter(next));
+    assert_eq!(page.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(), [jobs[n].job_id.as_str()]);
+    assert_eq!(next, None, "the end");
+    // By owner, other owners' finished jobs are skipped without being decoded: one call finds bo's job.
+    let mine = ListFilter { owner: Some("bo".into()), ..ListFilter::default() };
+    assert_eq!(s.list(&mine).0.len(), 1);
 }
