@@ -286,6 +286,9 @@ pub enum Workload {
     Steal,
     /// Submit throughput with the durable store against the in-memory store (no workers).
     Submit,
+    /// The scheduler alone (no RPC, no store I/O): microseconds per job at --workers workers (default 200)
+    /// against 2, the same 1,024 slots in all.
+    Dispatch,
     /// W4, W1, W2, W3 and steal, one after the other.
     All,
 }
@@ -295,7 +298,8 @@ pub struct BenchArgs {
     /// Which workload to run.
     #[arg(long, value_enum, default_value_t = Workload::Steal)]
     pub workload: Workload,
-    /// Jobs in the workload [default: w1 10000, w2 2000, w3 500, w4 200000, steal 2000, submit 50000].
+    /// Jobs in the workload [default: w1 10000, w2 2000, w3 500, w4 200000, steal 2000, submit 50000, dispatch
+    /// 200000].
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Seed of the job lengths.

@@ -10,7 +10,7 @@
 //! - The room index holds exactly the workers whose room is above zero, so finding one is `O(log n)` in the
 //!   workers, not a scan of them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,8 +156,8 @@ pub fn covers(have: &Resources, need: &Resources) -> bool {
 pub struct Registry {
     /// Sorted by id.
     workers: Vec<WorkerEntry>,
-    /// Position in `workers` of each id.
-    position: HashMap<WorkerId, usize>,
+    /// Position in `workers` of each id (a B-tree: a few string compares beat hashing the id, at any size).
+    position: BTreeMap<WorkerId, usize>,
     /// Positions of the workers whose room is above zero.
     with_room: BTreeSet<usize>,
     /// When each worker id was last declared dead, within the last [`DEATH_WINDOW`].
@@ -332,6 +332,11 @@ impl Registry {
     /// The worker at position `i` (in id order), as a router picked it.
     pub fn at(&self, i: usize) -> Option<&WorkerEntry> {
         self.workers.get(i)
+    }
+
+    /// The worker at position `i`, for what does not change its room (see [`Registry::get_mut`]).
+    pub fn at_mut(&mut self, i: usize) -> Option<&mut WorkerEntry> {
+        self.workers.get_mut(i)
     }
 
     pub fn has_room(&self) -> bool {

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod error;
 pub mod executor;
 pub mod limits;
 pub mod logs;
@@ -128,8 +129,8 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     }
     let registering = agent.clone();
     loops.upkeep.push(tokio::spawn(async move {
-        if let Err(status) = registering.register().await {
-            tracing::error!(worker = %registering.worker_id(), error = %status.message(), "the controller refused this worker");
+        if let Err(error) = registering.register().await {
+            tracing::error!(worker = %registering.worker_id(), %error, "not registered");
         }
     }));
     let mut http = None;

@@ -4,8 +4,9 @@
 //! re-registration claims. Stops, steals and fencing all go through it.
 //!
 //! # Guarantees
-//! - Entries are keyed by job *and epoch*: stopping, refusing or rejecting one lease never touches another lease
-//!   of the same job.
+//! - An entry is a job's lease at one epoch: stopping, refusing or rejecting one lease never touches another
+//!   lease of the same job. A job has one entry: a newer lease of it replaces (and stops) the older, which is
+//!   stale by construction. Every operation is one map lookup.
 //! - A stop that arrives while a run's start is still being confirmed is kept: that run never starts. So a
 //!   cancel the controller sends right after accepting a start is never lost.
 //! - The slot and running counts and the entry itself are held by a [`Run`] guard: a task aborted at any await
@@ -18,12 +19,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use burst_proto::v1::{Lease, LeaseRef};
 use tokio::sync::oneshot;
 
-type Key = (String, u64);
-
 #[derive(Default)]
 pub struct Runs {
-    /// Guards an insert, a remove or a lookup, never an await.
-    table: Mutex<HashMap<Key, Entry>>,
+    /// Each job's lease in hand, by job id, with its epoch. Guards an insert, a remove or a lookup, never an await.
+    table: Mutex<HashMap<String, (u64, Entry)>>,
     /// Runs in a slot: starting or running.
     busy: AtomicU32,
     /// Runs whose start the controller confirmed and that have not ended.
@@ -46,66 +45,70 @@ impl Runs {
     /// Takes `lease` into a slot: it is in hand from now on, until the returned guard is dropped (or hands the
     /// lease to the reporter). A lease of the same job at an older epoch is stale by construction: it is stopped.
     pub fn take(&self, lease: &Lease) -> Run<'_> {
-        let key = (lease.job_id.clone(), lease.epoch);
-        {
-            let mut table = self.lock();
-            let stale: Vec<Key> = table.keys().filter(|(id, e)| *id == key.0 && *e < key.1).cloned().collect();
-            for old in stale {
-                if let Some(entry) = table.get_mut(&old) {
-                    stop_entry(entry);
-                }
-            }
-            table.insert(key.clone(), Entry::Starting { stopped: false });
+        let fresh = (lease.epoch, Entry::Starting { stopped: false });
+        if let Some((_, mut older)) = self.lock().insert(lease.job_id.clone(), fresh) {
+            stop_entry(&mut older);
         }
         self.busy.fetch_add(1, Ordering::Relaxed);
-        Run { runs: self, key, running: false, reporting: false }
+        Run { runs: self, job: lease.job_id.clone(), epoch: lease.epoch, running: false, reporting: false }
     }
 
     /// Marks `leases` as on their way to a thief until the guard is dropped.
     pub fn moving<'a>(&'a self, leases: &[Lease]) -> Moving<'a> {
-        let keys: Vec<Key> = leases.iter().map(|l| (l.job_id.clone(), l.epoch)).collect();
+        let refs: Vec<LeaseRef> =
+            leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
         let mut table = self.lock();
-        for key in &keys {
-            table.insert(key.clone(), Entry::Moving);
+        for r in &refs {
+            table.insert(r.job_id.clone(), (r.epoch, Entry::Moving));
         }
-        Moving { runs: self, keys }
+        Moving { runs: self, refs }
     }
 
     /// Stops the run of lease `r`: a running one is signalled, a starting one will not start. Says whether the
     /// lease was in hand.
     pub fn stop(&self, r: &LeaseRef) -> bool {
-        let mut table = self.lock();
-        match table.get_mut(&(r.job_id.clone(), r.epoch)) {
-            Some(entry) => {
+        match self.lock().get_mut(&r.job_id) {
+            Some((epoch, entry)) if *epoch == r.epoch => {
                 stop_entry(entry);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
     /// The controller answered the result of lease `r`: the worker lets go of it.
     pub fn answered(&self, r: &LeaseRef) {
-        self.lock().remove(&(r.job_id.clone(), r.epoch));
+        self.remove(&r.job_id, r.epoch);
+    }
+
+    /// Removes job `id`'s entry if it is the lease at `epoch`.
+    fn remove(&self, id: &str, epoch: u64) {
+        let mut table = self.lock();
+        if table.get(id).is_some_and(|(e, _)| *e == epoch) {
+            table.remove(id);
+        }
     }
 
     /// Every lease in hand, with its epoch.
     pub fn claims(&self) -> Vec<LeaseRef> {
-        self.lock().keys().map(|(id, epoch)| LeaseRef { job_id: id.clone(), epoch: *epoch }).collect()
+        self.lock().iter().map(|(id, (epoch, _))| LeaseRef { job_id: id.clone(), epoch: *epoch }).collect()
     }
 
     /// The jobs in hand.
     pub fn known(&self) -> Vec<String> {
-        self.lock().keys().map(|(id, _)| id.clone()).collect()
+        self.lock().keys().cloned().collect()
     }
 
     /// Stops every run and forgets every lease in hand (the worker lost them all); returns them.
     pub fn clear(&self) -> Vec<LeaseRef> {
         let mut table = self.lock();
-        for entry in table.values_mut() {
-            stop_entry(entry);
-        }
-        table.drain().map(|((id, epoch), _)| LeaseRef { job_id: id, epoch }).collect()
+        table
+            .drain()
+            .map(|(id, (epoch, mut entry))| {
+                stop_entry(&mut entry);
+                LeaseRef { job_id: id, epoch }
+            })
+            .collect()
     }
 
     /// Runs in a slot: starting or running.
@@ -117,7 +120,7 @@ impl Runs {
         self.running.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Entry)>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -138,7 +141,8 @@ fn stop_entry(entry: &mut Entry) {
 /// handed to the reporter.
 pub struct Run<'a> {
     runs: &'a Runs,
-    key: Key,
+    job: String,
+    epoch: u64,
     running: bool,
     reporting: bool,
 }
@@ -148,7 +152,10 @@ impl Run<'_> {
     /// when a stop came first (or the lease is no longer in hand): it must not run.
     pub fn confirmed(&mut self) -> Option<oneshot::Receiver<()>> {
         let mut table = self.runs.lock();
-        let entry = table.get_mut(&self.key)?;
+        let entry = match table.get_mut(&self.job) {
+            Some((epoch, entry)) if *epoch == self.epoch => entry,
+            _ => return None,
+        };
         if let Entry::Starting { stopped: true } = entry {
             return None;
         }
@@ -163,7 +170,9 @@ impl Run<'_> {
     /// The run ended and its result goes to the reporter: the slot is free, the lease stays in hand until the
     /// controller answers (see [`Runs::answered`]).
     pub fn reporting(mut self) {
-        if let Some(entry) = self.runs.lock().get_mut(&self.key) {
+        if let Some((epoch, entry)) = self.runs.lock().get_mut(&self.job)
+            && *epoch == self.epoch
+        {
             *entry = Entry::Reporting;
             self.reporting = true;
         }
@@ -177,7 +186,7 @@ impl Drop for Run<'_> {
             self.runs.running.fetch_sub(1, Ordering::Relaxed);
         }
         if !self.reporting {
-            self.runs.lock().remove(&self.key);
+            self.runs.remove(&self.job, self.epoch);
         }
     }
 }
@@ -185,15 +194,15 @@ impl Drop for Run<'_> {
 /// Leases on their way to a thief; dropping it forgets them (moved, or back in the queue).
 pub struct Moving<'a> {
     runs: &'a Runs,
-    keys: Vec<Key>,
+    refs: Vec<LeaseRef>,
 }
 
 impl Drop for Moving<'_> {
     fn drop(&mut self) {
         let mut table = self.runs.lock();
-        for key in &self.keys {
-            if matches!(table.get(key), Some(Entry::Moving)) {
-                table.remove(key);
+        for r in &self.refs {
+            if matches!(table.get(&r.job_id), Some((epoch, Entry::Moving)) if *epoch == r.epoch) {
+                table.remove(&r.job_id);
             }
         }
     }
@@ -274,5 +283,97 @@ mod tests {
         assert_eq!(runs.claims(), [r("b", 3)]);
         drop(moving);
         assert!(runs.claims().is_empty());
+    }
+
+    /// Seeded random sequences of what the worker's tasks do with the table (take, confirm, stop, report, answer,
+    /// abort, steal, fence), each step checked: the counts equal the live guards, a stopped lease never
+    /// confirms, a lease stays claimed exactly while a guard or the reporter has it. `BURST_SEED` replays one.
+    #[test]
+    fn no_sequence_of_takes_stops_reports_and_aborts_breaks_the_table() {
+        use rand::{Rng, SeedableRng};
+        let base = std::env::var("BURST_SEED").ok().and_then(|s| s.parse().ok());
+        let (first, count) = base.map_or((0x7ab1e_u64, 2_000), |s| (s, 1));
+        println!("runs table: seeds {first}..{} (BURST_SEED=<n> replays one)", first + count);
+        for seed in first..first + count {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let runs = Runs::default();
+            // Live guards: (job, epoch, confirmed, stopped before confirming).
+            let mut guards: Vec<(Run<'_>, bool, bool)> = Vec::new();
+            let mut reporting: Vec<LeaseRef> = Vec::new();
+            let mut epoch = 0;
+            let mut log = Vec::new();
+            for _ in 0..60 {
+                let job = format!("j{}", rng.random_range(0..4));
+                match rng.random_range(0..8) {
+                    0 | 1 => {
+                        epoch += 1;
+                        log.push(format!("take {job}@{epoch}"));
+                        // An older lease of the job, even one being reported, is stale from now on.
+                        reporting.retain(|r| r.job_id != job);
+                        guards.push((runs.take(&lease(&job, epoch)), false, false));
+                    }
+                    2 if !guards.is_empty() => {
+                        let i = rng.random_range(0..guards.len());
+                        let (g, confirmed, stopped) = &mut guards[i];
+                        let superseded = runs.lock().get(&g.job).is_none_or(|(e, _)| *e != g.epoch);
+                        log.push(format!("confirm {}@{}", g.job, g.epoch));
+                        if !*confirmed {
+                            let got = g.confirmed().is_some();
+                            assert_eq!(got, !*stopped && !superseded, "seed {seed}: {log:?}");
+                            *confirmed = got;
+                            *stopped |= !got;
+                        }
+                    }
+                    3 if !guards.is_empty() => {
+                        let i = rng.random_range(0..guards.len());
+                        let r = r(&guards[i].0.job, guards[i].0.epoch);
+                        log.push(format!("stop {}@{}", r.job_id, r.epoch));
+                        if runs.stop(&r) && !guards[i].1 {
+                            guards[i].2 = true;
+                        }
+                    }
+                    4 if !guards.is_empty() => {
+                        let (g, _, _) = guards.remove(rng.random_range(0..guards.len()));
+                        log.push(format!("report {}@{}", g.job, g.epoch));
+                        let r = r(&g.job, g.epoch);
+                        let current = runs.lock().get(&g.job).is_some_and(|(e, _)| *e == g.epoch);
+                        g.reporting();
+                        if current {
+                            reporting.push(r);
+                        }
+                    }
+                    5 if !reporting.is_empty() => {
+                        let r = reporting.remove(rng.random_range(0..reporting.len()));
+                        log.push(format!("answered {}@{}", r.job_id, r.epoch));
+                        runs.answered(&r);
+                    }
+                    6 if !guards.is_empty() => {
+                        let (g, _, _) = guards.remove(rng.random_range(0..guards.len()));
+                        log.push(format!("abort {}@{}", g.job, g.epoch));
+                        drop(g);
+                    }
+                    7 if rng.random_bool(0.1) => {
+                        log.push("fence".into());
+                        guards.clear();
+                        runs.clear();
+                        reporting.clear();
+                    }
+                    _ => {}
+                }
+                let confirmed = guards.iter().filter(|(_, c, _)| *c).count() as u32;
+                assert_eq!(runs.busy(), guards.len() as u32, "seed {seed}: busy is the live guards: {log:?}");
+                assert_eq!(runs.running(), confirmed, "seed {seed}: running is the confirmed guards: {log:?}");
+                // Claimed: every reported lease not yet answered (and not superseded), and only those or a guard's.
+                let claims = runs.claims();
+                for r in &reporting {
+                    assert!(claims.contains(r), "seed {seed}: {r:?} is being reported, so still claimed: {log:?}");
+                }
+                for c in &claims {
+                    let held =
+                        guards.iter().any(|(g, _, _)| g.job == c.job_id && g.epoch == c.epoch) || reporting.contains(c);
+                    assert!(held, "seed {seed}: {c:?} claimed but nobody has it: {log:?}");
+                }
+            }
+        }
     }
 }

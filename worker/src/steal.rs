@@ -27,11 +27,11 @@ use burst_proto::v1::worker_peer_rpc_client::WorkerPeerRpcClient;
 use burst_proto::v1::{Lease, LeaseRef, PeerInfo, StealJobsRequest, TransferLeasesRequest};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tonic::Status;
 use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::agent::Agent;
+use crate::error::WorkerError;
 
 /// Shortest pause between two steal attempts: bounds attempts to 50 per second per worker.
 const MIN_INTERVAL: Duration = Duration::from_millis(20);
@@ -95,8 +95,8 @@ pub async fn thief_loop(agent: Arc<Agent>) {
                 agent.set_peer_queued(&victim.worker_id, left);
                 empty += 1;
             }
-            Err(status) => {
-                debug!(from = %victim.worker_id, error = %status.message(), "steal failed");
+            Err(error) => {
+                debug!(from = %victim.worker_id, %error, "steal failed");
                 agent.set_peer_queued(&victim.worker_id, 0);
                 clients.remove(&victim.address);
                 empty += 1;
@@ -118,12 +118,12 @@ async fn ask(
     clients: &mut HashMap<String, WorkerPeerRpcClient<Channel>>,
     victim: &PeerInfo,
     room: u32,
-) -> Result<(Vec<Lease>, u32), Status> {
+) -> Result<(Vec<Lease>, u32), WorkerError> {
     let client = match clients.get(&victim.address) {
         Some(c) => c.clone(),
         None => {
             let endpoint = burst_proto::tls::endpoint(&victim.address)
-                .map_err(|e| Status::invalid_argument(format!("peer {}: {e}", victim.address)))?;
+                .map_err(|e| WorkerError::BadRequest(format!("peer {}: {e}", victim.address)))?;
             let c =
                 WorkerPeerRpcClient::new(burst_proto::tls::lazy(&endpoint, agent.tls(), burst_proto::tls::WORKER_NAME));
             clients.insert(victim.address.clone(), c.clone());
@@ -133,16 +133,17 @@ async fn ask(
     let req = StealJobsRequest { thief_worker_id: agent.worker_id().to_string(), max_jobs: room };
     let resp = tokio::time::timeout(STEAL_TIMEOUT, client.clone().steal_jobs(req))
         .await
-        .map_err(|_| Status::deadline_exceeded("victim did not answer"))??
+        .map_err(|_| WorkerError::NoAnswer(format!("victim {}", victim.worker_id)))?
+        .map_err(WorkerError::call("StealJobs"))?
         .into_inner();
     Ok((resp.leases, resp.queued))
 }
 
 /// The victim's side of a steal: see the module docs for the steps. Returns the leases handed over (with their
 /// new epochs) and what is left queued.
-pub async fn give(agent: &Agent, thief: &str, max_jobs: u32) -> Result<(Vec<Lease>, u32), Status> {
+pub async fn give(agent: &Agent, thief: &str, max_jobs: u32) -> Result<(Vec<Lease>, u32), WorkerError> {
     if thief == agent.worker_id() {
-        return Err(Status::invalid_argument("a worker cannot steal from itself"));
+        return Err(WorkerError::BadRequest("a worker cannot steal from itself".into()));
     }
     let free_slots = agent.config().slots.saturating_sub(agent.busy()) as usize;
     let taken = agent.queue.take_newest(|queued| spare(queued, free_slots, max_jobs as usize));
@@ -176,14 +177,15 @@ pub async fn give(agent: &Agent, thief: &str, max_jobs: u32) -> Result<(Vec<Leas
     Ok((given, agent.queue.len() as u32))
 }
 
-async fn transfer(agent: &Agent, thief: &str, taken: &[Lease]) -> Result<Vec<LeaseRef>, Status> {
+async fn transfer(agent: &Agent, thief: &str, taken: &[Lease]) -> Result<Vec<LeaseRef>, WorkerError> {
     let req = TransferLeasesRequest {
         worker_id: agent.worker_id().to_string(),
         session: agent.session(),
         thief_worker_id: thief.to_string(),
         leases: taken.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect(),
     };
-    Ok(agent.client().transfer_leases(req).await?.into_inner().transferred)
+    let answer = agent.client().transfer_leases(req).await.map_err(WorkerError::call("TransferLeases"))?;
+    Ok(answer.into_inner().transferred)
 }
 
 #[cfg(test)]

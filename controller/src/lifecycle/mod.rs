@@ -355,8 +355,19 @@ impl Job {
     /// The holder lost its lease (its worker died or registered again). A job that never started is queued again
     /// as it was; one that was running spends a lost run and is queued again, or fails with `WorkerLost` when
     /// it has lost [`MAX_LOSSES`] runs.
-    pub fn release(&mut self, now_ms: u64) -> Result<Effect, Refused> {
+    ///
+    /// Fenced like every report: only a release of the current holder's registration (`worker`, `session`) is
+    /// obeyed, so a release decided about one registration can never take the job from the next.
+    pub fn release(&mut self, worker: &str, session: u64, now_ms: u64) -> Result<Effect, Refused> {
         let (from, was_running) = match &self.state {
+            State::Leased(h) | State::Running(h) if h.worker != worker || h.session != session => {
+                return Err(Refused::NotHolder {
+                    worker: worker.to_string(),
+                    epoch: h.epoch,
+                    current_worker: h.worker.clone(),
+                    current_epoch: h.epoch,
+                });
+            }
             State::Leased(h) => (h.worker.clone(), false),
             State::Running(h) => (h.worker.clone(), true),
             other => return Err(Refused::NotLeased(other.proto())),

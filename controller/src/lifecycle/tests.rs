@@ -41,7 +41,7 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     let stranger = Holder { worker: "w9".into(), session: 1, epoch: 1 };
     assert!(matches!(j.start(&stranger, 1), Err(Refused::NotLeased(JobState::Queued))));
     assert!(matches!(j.finish(&stranger, exited(0), 1), Err(Refused::NotLeased(_))));
-    assert!(matches!(j.release(0), Err(Refused::NotLeased(_))));
+    assert!(matches!(j.release("w1", 1, 0), Err(Refused::NotLeased(_))));
 
     let h = j.lease("w1", 1).unwrap();
     assert!(matches!(j.lease("w2", 1), Err(Refused::NotQueued(JobState::Leased))));
@@ -50,7 +50,7 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     let before = j.status();
     assert!(matches!(j.finish(&h, exited(1), 1), Err(Refused::Terminal(JobState::Succeeded))));
     assert!(matches!(j.start(&h, 1), Err(Refused::Terminal(_))));
-    assert!(matches!(j.release(0), Err(Refused::NotLeased(_))));
+    assert!(matches!(j.release("w1", 1, 0), Err(Refused::NotLeased(_))));
     assert_eq!(j.status(), before);
 }
 
@@ -58,7 +58,7 @@ fn illegal_transitions_are_refused_and_change_nothing() {
 fn stale_epoch_report_is_refused() {
     let mut j = job();
     let old = j.lease("w1", 1).unwrap();
-    let _ = j.release(0).unwrap();
+    let _ = j.release("w1", 1, 0).unwrap();
     let new = j.lease("w1", 1).unwrap();
     assert_eq!(new.epoch, old.epoch + 1);
     assert!(matches!(j.finish(&old, exited(0), 1), Err(Refused::NotHolder { .. })));
@@ -84,7 +84,7 @@ fn a_transfer_moves_a_leased_job_to_the_thief_under_a_new_epoch() {
 fn a_transfer_with_a_stale_epoch_or_of_a_running_job_is_refused() {
     let mut j = job();
     let old = j.lease("w1", 1).unwrap();
-    let _ = j.release(0).unwrap();
+    let _ = j.release("w1", 1, 0).unwrap();
     let current = j.lease("w1", 1).unwrap();
     assert!(matches!(j.transfer(&old, "w2", 1), Err(Refused::NotHolder { .. })));
     let _ = j.start(&current, 1).unwrap();
@@ -101,10 +101,20 @@ fn a_report_from_an_old_session_is_refused() {
 }
 
 #[test]
+fn a_release_of_another_registration_is_refused() {
+    let mut j = job();
+    let _ = j.lease("w1", 2).unwrap();
+    assert!(matches!(j.release("w1", 1, 0), Err(Refused::NotHolder { .. })), "an earlier session of w1");
+    assert!(matches!(j.release("w2", 2, 0), Err(Refused::NotHolder { .. })), "another worker");
+    assert_eq!(j.state().proto(), JobState::Leased);
+    assert!(j.release("w1", 2, 0).is_ok());
+}
+
+#[test]
 fn release_before_start_requeues_without_spending_an_attempt() {
     let mut j = job();
     let _ = j.lease("w1", 1).unwrap();
-    assert_eq!(j.release(0).unwrap(), Effect::Requeue { from: "w1".into() });
+    assert_eq!(j.release("w1", 1, 0).unwrap(), Effect::Requeue { from: "w1".into() });
     assert_eq!(j.attempt(), 1);
     assert_eq!(j.state(), &State::Queued);
 }
@@ -115,12 +125,12 @@ fn release_while_running_spends_an_attempt_until_the_loss_budget_is_gone() {
     for n in 1..MAX_LOSSES {
         let h = j.lease("w1", 1).unwrap();
         let _ = j.start(&h, 1).unwrap();
-        assert_eq!(j.release(0).unwrap(), Effect::Requeue { from: "w1".into() });
+        assert_eq!(j.release("w1", 1, 0).unwrap(), Effect::Requeue { from: "w1".into() });
         assert_eq!(j.attempt(), n + 1);
     }
     let h = j.lease("w1", 1).unwrap();
     let _ = j.start(&h, 1).unwrap();
-    assert_eq!(j.release(5).unwrap(), Effect::Ended { from: Some("w1".into()) });
+    assert_eq!(j.release("w1", 1, 5).unwrap(), Effect::Ended { from: Some("w1".into()) });
     let status = j.status();
     assert_eq!(status.state(), JobState::Failed);
     assert_eq!(status.reason(), Reason::WorkerLost);

@@ -33,16 +33,17 @@ impl Scheduler {
                 return Err(refused);
             }
         };
-        let after = job.state().clone();
+        let after = job.state();
         let need = job.spec.resources.unwrap_or_default();
         self.timings.transition(job, &before, after.proto(), run_started_ms);
         self.counts[before.proto() as usize] -= 1;
         self.counts[after.proto() as usize] += 1;
+        let (now_running, now_terminal) = (matches!(after, State::Running(_)), after.is_terminal());
 
         let was_running = matches!(before, State::Running(_));
         match (before.holder(), after.holder()) {
             (Some(old), Some(new)) if old == new => {
-                if !was_running && matches!(after, State::Running(_)) {
+                if !was_running && now_running {
                     self.registry.start(new);
                 }
             }
@@ -51,7 +52,7 @@ impl Scheduler {
                     self.registry.unhold(old, id, &need, was_running);
                 }
                 if let Some(new) = new {
-                    self.registry.hold(new, id, &need, matches!(after, State::Running(_)));
+                    self.registry.hold(new, id, &need, now_running);
                 }
             }
         }
@@ -60,10 +61,10 @@ impl Scheduler {
             Effect::Retry { after, .. } => self.set_timer(Instant::now() + *after, id, Timer::Retry),
             Effect::Moved | Effect::Ended { .. } => {}
         }
-        if matches!(after, State::Running(_)) || after.is_terminal() {
+        if now_running || now_terminal {
             self.timers.cancel(id);
         }
-        if after.is_terminal() {
+        if now_terminal {
             if let Some(from) = before.holder()
                 && let Some(w) = self.registry.get_mut(&from.worker)
             {
@@ -80,7 +81,7 @@ impl Scheduler {
             }
         }
         self.record(id);
-        if after.is_terminal() {
+        if now_terminal {
             self.retention.finished(id.to_string(), Instant::now());
             if self.retention.over_count() {
                 self.forget_expired(Instant::now());

@@ -377,17 +377,15 @@ impl Scheduler {
     fn lease_to(&mut self, id: &str, index: usize) {
         let Some(w) = self.registry.at(index) else { return };
         let (worker, session) = (w.info.worker_id.clone(), w.session);
-        if self.transition(id, |job| job.lease(&worker, session).map(|_| Effect::Moved)).is_err() {
-            return;
-        }
-        let Some(job) = self.jobs.get(id) else { return };
-        let lease = Lease {
-            job_id: id.to_string(),
-            epoch: job.epoch(),
-            attempt: job.attempt(),
-            spec: Some((*job.spec).clone()),
-        };
-        if let Some(w) = self.registry.session_mut(&worker, session) {
+        let mut lease = None;
+        let leased = self.transition(id, |job| {
+            let h = job.lease(&worker, session)?;
+            let spec = Some((*job.spec).clone());
+            lease = Some(Lease { job_id: job.id.clone(), epoch: h.epoch, attempt: job.attempt(), spec });
+            Ok(Effect::Moved)
+        });
+        // No worker joined or left since the pick: `index` is still this worker.
+        if let (Ok(_), Some(lease), Some(w)) = (leased, lease, self.registry.at_mut(index)) {
             w.outbox.push(lease);
             w.wake.notify_one();
         }

@@ -52,14 +52,11 @@ impl Scheduler {
             self.claim_deadline = None;
             let unclaimed: Vec<JobId> = self.unclaimed.drain().collect();
             for id in unclaimed {
-                let held_by_live = self
-                    .jobs
-                    .get(&id)
-                    .and_then(|j| j.state().holder().cloned())
-                    .is_some_and(|h| self.registry.get(&h.worker).is_some_and(|w| w.session == h.session));
+                let Some(h) = self.jobs.get(&id).and_then(|j| j.state().holder().cloned()) else { continue };
+                let held_by_live = self.registry.get(&h.worker).is_some_and(|w| w.session == h.session);
                 if !held_by_live {
                     warn!(job = %id, "no worker claimed this lease after the restart; queueing it again");
-                    let _ = self.transition(&id, |job| job.release(now_ms));
+                    let _ = self.transition(&id, |job| job.release(&h.worker, h.session, now_ms));
                 }
             }
         }
@@ -130,7 +127,7 @@ impl Scheduler {
                 Some(JobState::Running) => warn!(job = %id, worker, "running job is gone from its worker; released"),
                 _ => continue,
             }
-            let _ = self.transition(&id, |job| job.release(now_ms));
+            let _ = self.transition(&id, |job| job.release(worker, session, now_ms));
         }
         self.dispatch();
         Ok((self.peers(worker), self.flush()))
@@ -157,7 +154,7 @@ impl Scheduler {
                 matches!(j.state(),
                 State::Leased(h) if h.worker == worker && h.session == session && h.epoch == r.epoch)
             });
-            if holds && self.transition(&r.job_id, |job| job.release(now_ms)).is_ok() {
+            if holds && self.transition(&r.job_id, |job| job.release(worker, session, now_ms)).is_ok() {
                 requeued += 1;
             }
         }
@@ -298,16 +295,13 @@ impl Scheduler {
     }
 
     /// Releases every job a removed (or replaced) worker entry still held: those its session holds, not those a
-    /// new registration of the same worker claimed.
+    /// new registration of the same worker claimed (the release is fenced by holder).
     pub(super) fn release_all(&mut self, entry: WorkerEntry, now_ms: u64) {
         let mut held: Vec<&JobId> = entry.held().keys().collect();
         held.sort();
         for id in held.into_iter().rev() {
-            let holds =
-                self.jobs.get(id).is_some_and(|j| j.state().holder().is_some_and(|h| h.session == entry.session));
-            if holds {
-                let _ = self.transition(id, |job| job.release(now_ms));
-            }
+            // Those a new registration claimed are its now: refused here, as a release of another holder.
+            let _ = self.transition(id, |job| job.release(entry.id(), entry.session, now_ms));
         }
     }
 

@@ -39,6 +39,7 @@ use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
+use crate::error::WorkerError;
 use crate::executor;
 use crate::queue::LocalQueue;
 use crate::runs::Runs;
@@ -248,7 +249,7 @@ impl Agent {
 
     /// Registers, retrying transient failures with backoff. Fails only when the controller refuses this
     /// worker's description (a configuration error that retrying cannot fix).
-    pub async fn register(&self) -> Result<u64, Status> {
+    pub async fn register(&self) -> Result<u64, WorkerError> {
         let info = WorkerInfo {
             worker_id: self.cfg.worker_id.clone(),
             advertise_addr: self.advertise.clone(),
@@ -279,7 +280,9 @@ impl Agent {
                     );
                     return Ok(resp.session);
                 }
-                Err(status) if status.code() == Code::InvalidArgument => return Err(status),
+                Err(status) if status.code() == Code::InvalidArgument => {
+                    return Err(WorkerError::Refused(status.message().to_string()));
+                }
                 Err(status) => {
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
                     warn!(worker = %self.cfg.worker_id, error = %status.message(), ?delay, "cannot register; retrying");
@@ -291,7 +294,7 @@ impl Agent {
 
     /// Registers again after the controller forgot session `stale`. Leases of that session not yet started are
     /// dropped: the controller has already released them to the queue.
-    async fn renew(&self, stale: u64) -> Result<(), Status> {
+    async fn renew(&self, stale: u64) -> Result<(), WorkerError> {
         let _one_at_a_time = self.renewing.lock().await;
         if self.current() != stale {
             return Ok(());
@@ -532,8 +535,8 @@ impl Agent {
         // Session 0 until registered again: leases or answers for the old session are dropped meanwhile.
         let old = self.session.send_replace(0);
         warn!(worker = %self.cfg.worker_id, dropped, stopped, session = old, "cut off from the controller for a lease timeout; stopped every job");
-        if let Err(status) = self.renew(0).await {
-            warn!(worker = %self.cfg.worker_id, error = %status.message(), "registration refused after a fence");
+        if let Err(error) = self.renew(0).await {
+            warn!(worker = %self.cfg.worker_id, %error, "registration refused after a fence");
         }
     }
 
@@ -548,8 +551,8 @@ impl Agent {
             return;
         }
         if status.code() == Code::NotFound {
-            if let Err(e) = self.renew(session).await {
-                warn!(worker = %self.cfg.worker_id, error = %e.message(), "registration refused");
+            if let Err(error) = self.renew(session).await {
+                warn!(worker = %self.cfg.worker_id, %error, "registration refused");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
             return;

@@ -9,6 +9,7 @@
 //!   run once with stealing off and once with it on; the makespans are compared with the ideal, total work /
 //!   total slots.
 //! - `submit`: submit throughput, durable against in memory.
+//! - `dispatch` ([`dispatch`]): the scheduler alone per job, at `--workers` workers against 2.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use crate::local::{ClusterOptions, LocalCluster};
 use crate::render;
 
 mod ceiling;
+mod dispatch;
 mod latency;
 mod throughput;
 
@@ -51,6 +53,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<u8> {
             Workload::W4 => ceiling::w4(&args).await?,
             Workload::Steal => steal(&args, args.jobs.unwrap_or(2_000)).await?,
             Workload::Submit => submit(args.jobs.unwrap_or(50_000)).await?,
+            Workload::Dispatch => dispatch::dispatch(&args)?,
             Workload::All => unreachable!("expanded above"),
         };
         if ctx.json() {
