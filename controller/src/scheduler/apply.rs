@@ -71,13 +71,7 @@ impl Scheduler {
                 w.jobs_finished += 1;
             }
             if let Some(job) = self.jobs.get(id) {
-                let owner = &job.spec.owner;
-                if let Some(n) = self.active_by_owner.get_mut(owner) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.active_by_owner.remove(owner);
-                    }
-                }
+                self.owners.ended(&job.spec.owner);
             }
         }
         self.record(id);
@@ -122,7 +116,7 @@ impl Scheduler {
     /// A report about a job that was cancelled under it is expected, not stale; anything else refused is.
     pub(super) fn count_refusal(&mut self, why: &Refused) {
         if *why != Refused::Terminal(JobState::Cancelled) {
-            self.stale_reports_total += 1;
+            self.totals.stale_reports += 1;
         }
     }
 }

@@ -36,12 +36,14 @@ use crate::router::{Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
 
 mod apply;
+mod owners;
 mod publish;
 mod queries;
 mod table;
 mod timers;
 mod workers;
 
+use owners::Owners;
 use publish::Publisher;
 pub use queries::describe;
 use table::JobTable;
@@ -100,6 +102,17 @@ impl Default for Quota {
     }
 }
 
+/// Counts since the controller started.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    submitted: u64,
+    /// Reports refused because they came from a lease that is no longer current.
+    stale_reports: u64,
+    /// Steals that moved at least one lease, and the leases they moved.
+    steals: u64,
+    jobs_stolen: u64,
+}
+
 /// What `take_leases` found: leases to hand over and leases to stop now, or the handle to wait on.
 pub enum Poll {
     Ready { leases: Vec<Lease>, stop: Vec<LeaseRef> },
@@ -128,10 +141,8 @@ pub struct Scheduler {
     router: Box<dyn Router>,
     router_kind: RouterKind,
     counts: [u64; 7],
-    submitted_total: u64,
-    stale_reports_total: u64,
-    steals_total: u64,
-    jobs_stolen_total: u64,
+    /// Running totals for the stats and the metrics page.
+    totals: Totals,
     /// Sends watchers the statuses of this operation once its writes are durable.
     publisher: Arc<Publisher>,
     store: Arc<dyn JobStore>,
@@ -146,9 +157,8 @@ pub struct Scheduler {
     /// After a restart: jobs leased before it that no worker has claimed yet, and until when they may be.
     unclaimed: std::collections::HashSet<JobId>,
     claim_deadline: Option<Instant>,
-    quota: Quota,
-    /// Unfinished jobs per owner, for the per-submitter quota.
-    active_by_owner: HashMap<String, u64>,
+    /// Unfinished jobs per submitter, and the quotas.
+    owners: Owners,
     /// Latencies and counts for the metrics page.
     timings: Timings,
 }
@@ -173,10 +183,7 @@ impl Scheduler {
             router: router_kind.build(rand::random()),
             router_kind,
             counts: [0; 7],
-            submitted_total: 0,
-            stale_reports_total: 0,
-            steals_total: 0,
-            jobs_stolen_total: 0,
+            totals: Totals::default(),
             timings: Timings::default(),
             publisher: Publisher::new(events),
             store,
@@ -187,23 +194,12 @@ impl Scheduler {
             retention: Retention::new(retention),
             unclaimed: std::collections::HashSet::new(),
             claim_deadline: None,
-            quota: Quota::default(),
-            active_by_owner: HashMap::new(),
+            owners: Owners::default(),
         }
     }
 
     pub fn set_quota(&mut self, quota: Quota) {
-        self.quota = quota;
-    }
-
-    /// One more unfinished job of `owner` (no allocation once the owner is known: this runs per submitted job).
-    fn count_active(&mut self, owner: &str) {
-        match self.active_by_owner.get_mut(owner) {
-            Some(n) => *n += 1,
-            None => {
-                self.active_by_owner.insert(owner.to_string(), 1);
-            }
-        }
+        self.owners.set_quota(quota);
     }
 
     fn active(&self) -> u64 {
@@ -225,7 +221,7 @@ impl Scheduler {
             if job.is_terminal() {
                 self.retention.finished(job.id.clone(), Instant::now());
             } else {
-                self.count_active(&job.spec.owner);
+                self.owners.add(&job.spec.owner);
             }
             if job.state().holder().is_some() {
                 self.unclaimed.insert(job.id.clone());
@@ -292,18 +288,7 @@ impl Scheduler {
         // 2. Check the quotas for what is new, so an over-quota batch submits nothing.
         let new = existing.iter().filter(|e| e.is_none()).count() as u64 - repeats_in(&specs, &existing);
         if new > 0 {
-            let owner = specs[0].owner.as_str();
-            let mine = self.active_by_owner.get(owner).copied().unwrap_or(0);
-            if self.active() + new > self.quota.max_active {
-                let max = self.quota.max_active;
-                return Err(SchedError::Quota(format!("the controller holds its maximum of {max} unfinished jobs")));
-            }
-            if mine + new > self.quota.max_active_per_owner {
-                let max = self.quota.max_active_per_owner;
-                return Err(SchedError::Quota(format!(
-                    "{owner} has {mine} unfinished jobs; {new} more would pass its quota of {max}"
-                )));
-            }
+            self.owners.admit(&specs[0].owner, self.active(), new)?;
         }
         // 3. Create the new jobs; ids are fixed before anything else can see them.
         let mut out = Vec::with_capacity(specs.len());
@@ -320,10 +305,10 @@ impl Scheduler {
                 let due = Instant::now() + std::time::Duration::from_millis(spec.queue_timeout_ms);
                 self.set_timer(due, &id, Timer::QueueDeadline);
             }
-            self.count_active(&spec.owner);
+            self.owners.add(&spec.owner);
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
             self.counts[JobState::Queued as usize] += 1;
-            self.submitted_total += 1;
+            self.totals.submitted += 1;
             self.jobs.insert(job);
             self.record(&id);
             self.queue.push_back(id.clone());

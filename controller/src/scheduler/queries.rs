@@ -72,11 +72,11 @@ impl Scheduler {
             workers: self.registry.len() as u32,
             slots_total: self.registry.iter().map(|w| w.info.slots).sum(),
             slots_busy: self.registry.iter().map(WorkerEntry::running).sum(),
-            submitted_total: self.submitted_total,
-            stale_reports_total: self.stale_reports_total,
+            submitted_total: self.totals.submitted,
+            stale_reports_total: self.totals.stale_reports,
             steal_attempts_total: self.registry.iter().map(|w| w.steal_attempts).sum(),
-            steals_total: self.steals_total,
-            jobs_stolen_total: self.jobs_stolen_total,
+            steals_total: self.totals.steals,
+            jobs_stolen_total: self.totals.jobs_stolen,
             ..GetStatsResponse::default()
         }
     }

@@ -222,8 +222,8 @@ impl Scheduler {
             }
         }
         if !moved.is_empty() {
-            self.steals_total += 1;
-            self.jobs_stolen_total += moved.len() as u64;
+            self.totals.steals += 1;
+            self.totals.jobs_stolen += moved.len() as u64;
             info!(from = victim, to = thief, jobs = moved.len(), "leases transferred");
         }
         Ok((moved, refused, self.flush()))
@@ -237,7 +237,7 @@ impl Scheduler {
         match self.transition(id, |job| job.transfer(by, thief, thief_session).map(|_| Effect::Moved)) {
             Ok(_) => self.jobs.get(id).map(|job| job.epoch()),
             Err(_) => {
-                self.stale_reports_total += 1;
+                self.totals.stale_reports += 1;
                 None
             }
         }

@@ -105,3 +105,23 @@ impl Refusals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(id: &str, epoch: u64) -> LeaseRef {
+        LeaseRef { job_id: id.into(), epoch }
+    }
+
+    #[test]
+    fn a_refusal_by_lease_names_one_epoch_and_one_by_id_all_of_the_job() {
+        let by_lease = Refusals { ids: vec!["a".into()], leases: vec![r("a", 1)] };
+        assert!(by_lease.refuses(&r("a", 1)));
+        assert!(!by_lease.refuses(&r("a", 2)), "the newer lease of the same job runs");
+        // A controller that names only ids refuses every lease of the job.
+        let by_id = Refusals { ids: vec!["a".into()], leases: vec![] };
+        assert!(by_id.refuses(&r("a", 1)) && by_id.refuses(&r("a", 2)));
+        assert!(!Refusals::default().refuses(&r("a", 1)));
+    }
+}
