@@ -112,7 +112,7 @@ async fn a_result_reported_three_times_is_applied_once() {
     assert!(ids.iter().all(|id| *id == ids[0]), "one job for one key");
     let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000 };
     let lease = raw.poll_job(poll).await.unwrap().into_inner().leases.remove(0);
-    let lease_ref = LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch };
+    let lease_ref = lease.to_ref();
     let result =
         JobResult { lease: Some(lease_ref), reason: Reason::Exited as i32, exit_code: Some(0), ..Default::default() };
     let mut accepted = 0;
@@ -318,7 +318,7 @@ async fn two_leases_first_started(
         let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 5_000 };
         leases.extend(raw.poll_job(poll).await.unwrap().into_inner().leases);
     }
-    let refs: Vec<LeaseRef> = leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+    let refs: Vec<LeaseRef> = leases.iter().map(Lease::to_ref).collect();
     let start = ReportJobStartedRequest { worker_id: "fake".into(), session, started: vec![refs[0].clone()] };
     assert!(raw.report_job_started(start).await.unwrap().into_inner().refused.is_empty());
     refs

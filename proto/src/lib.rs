@@ -21,6 +21,13 @@ pub use names::{ParseNameError, parse_state, reason_name, state_name};
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("burst.v1");
+
+    impl Lease {
+        /// The reference that names this lease in reports: its job and epoch.
+        pub fn to_ref(&self) -> LeaseRef {
+            LeaseRef { job_id: self.job_id.clone(), epoch: self.epoch }
+        }
+    }
 }
 
 /// Largest gRPC message any burst program sends or accepts: a 10,000-spec batch of large specs fits; anything

@@ -67,7 +67,7 @@ impl LocalQueue {
 
     /// The leases waiting in the queue, as references.
     pub fn refs(&self) -> Vec<LeaseRef> {
-        self.lock().iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect()
+        self.lock().iter().map(Lease::to_ref).collect()
     }
 
     /// Removes every lease of `job_id`, whatever its epoch; says whether there was one.

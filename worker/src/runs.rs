@@ -55,8 +55,7 @@ impl Runs {
 
     /// Marks `leases` as on their way to a thief until the guard is dropped.
     pub fn moving<'a>(&'a self, leases: &[Lease]) -> Moving<'a> {
-        let refs: Vec<LeaseRef> =
-            leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+        let refs: Vec<LeaseRef> = leases.iter().map(Lease::to_ref).collect();
         let mut table = self.lock();
         for r in &refs {
             table.insert(r.job_id.clone(), (r.epoch, Entry::Moving));

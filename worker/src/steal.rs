@@ -182,7 +182,7 @@ async fn transfer(agent: &Agent, thief: &str, taken: &[Lease]) -> Result<Vec<Lea
         worker_id: agent.worker_id().to_string(),
         session: agent.session(),
         thief_worker_id: thief.to_string(),
-        leases: taken.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect(),
+        leases: taken.iter().map(Lease::to_ref).collect(),
     };
     let answer = agent.client().transfer_leases(req).await.map_err(WorkerError::call("TransferLeases"))?;
     Ok(answer.into_inner().transferred)

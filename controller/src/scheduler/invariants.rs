@@ -23,7 +23,7 @@ use crate::store::{MemoryStore, StoreError};
 
 /// A store that makes writes durable only when told, and can lose what it has not.
 #[derive(Default)]
-struct CrashStore {
+pub(super) struct CrashStore {
     durable: MemoryStore,
     /// Writes handed over but not yet durable, with the barrier each resolves.
     pending: Mutex<Vec<(Vec<Write>, tokio::sync::oneshot::Sender<()>)>>,
@@ -32,7 +32,7 @@ struct CrashStore {
 }
 
 impl CrashStore {
-    fn commit(&self) {
+    pub(super) fn commit(&self) {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap());
         for (writes, done) in pending {
             for w in &writes {
@@ -245,7 +245,7 @@ impl Sim {
                 if !claim {
                     self.workers[w].leases.clear();
                 }
-                let claims: Vec<LeaseRef> = self.workers[w].leases.iter().map(|(l, _)| lease_ref(l)).collect();
+                let claims: Vec<LeaseRef> = self.workers[w].leases.iter().map(|(l, _)| l.to_ref()).collect();
                 let (session, rejected, d) = self.sched.register(self.info(w), &claims, now_ms);
                 if self.durable(d, crash) {
                     let sw = &mut self.workers[w];
@@ -262,7 +262,7 @@ impl Sim {
                 {
                     let sw = &mut self.workers[w];
                     sw.leases.extend(leases.into_iter().map(|l| (l, false)));
-                    sw.leases.retain(|(l, _)| !stop.contains(&lease_ref(l)));
+                    sw.leases.retain(|(l, _)| !stop.contains(&l.to_ref()));
                 }
             }
             Op::Start { w, k } => {
@@ -275,14 +275,14 @@ impl Sim {
                     return;
                 }
                 let i = unstarted[usize::from(*k) % unstarted.len()];
-                let r = lease_ref(&sw.leases[i].0);
+                let r = sw.leases[i].0.to_ref();
                 let Ok((refused, d)) = self.sched.started(&sw.id, session, std::slice::from_ref(&r), now_ms) else {
                     return;
                 };
                 if self.durable(d, crash) {
                     let sw = &mut self.workers[w];
                     match refused.contains(&r) {
-                        true => sw.leases.retain(|(l, _)| lease_ref(l) != r),
+                        true => sw.leases.retain(|(l, _)| l.to_ref() != r),
                         false => {
                             sw.leases[i].1 = true;
                             self.starts.entry(r.job_id).or_default().insert(r.epoch);
@@ -298,7 +298,7 @@ impl Sim {
                     return;
                 }
                 let i = usize::from(*k) % sw.leases.len();
-                let r = lease_ref(&sw.leases[i].0);
+                let r = sw.leases[i].0.to_ref();
                 let result = JobResult {
                     lease: Some(r.clone()),
                     reason: Reason::Exited as i32,
@@ -307,7 +307,7 @@ impl Sim {
                 };
                 let Ok((_, _, d)) = self.sched.finished(&sw.id, session, vec![result], now_ms) else { return };
                 if self.durable(d, crash) {
-                    self.workers[w].leases.retain(|(l, _)| lease_ref(l) != r);
+                    self.workers[w].leases.retain(|(l, _)| l.to_ref() != r);
                 }
             }
             Op::StaleFinish { w, k } => {
@@ -358,7 +358,7 @@ impl Sim {
                     .iter()
                     .filter(|(_, started)| !started)
                     .take(usize::from(*n % 3) + 1)
-                    .map(|(l, _)| lease_ref(l))
+                    .map(|(l, _)| l.to_ref())
                     .collect();
                 let thief_id = self.workers[t].id.clone();
                 let Ok((moved, _, d)) = self.sched.transfer(&self.workers[v].id, session, &thief_id, &refs) else {
@@ -395,7 +395,7 @@ impl Sim {
                 let sw = &self.workers[w];
                 let Some(session) = sw.session else { return };
                 let returned: Vec<LeaseRef> =
-                    sw.leases.iter().filter(|(_, started)| !started).map(|(l, _)| lease_ref(l)).collect();
+                    sw.leases.iter().filter(|(_, started)| !started).map(|(l, _)| l.to_ref()).collect();
                 if let Ok((_, d)) = self.sched.drain(&sw.id, session, &returned, now_ms)
                     && self.durable(d, crash)
                 {
@@ -529,10 +529,6 @@ impl Sim {
         }
         Ok(())
     }
-}
-
-fn lease_ref(l: &Lease) -> LeaseRef {
-    LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }
 }
 
 fn random_op(rng: &mut SmallRng, depth: u8) -> Op {

@@ -48,7 +48,7 @@ fn leases(s: &mut Scheduler, w: &str, session: u64) -> Vec<Lease> {
 }
 
 fn refs(leases: &[Lease]) -> Vec<LeaseRef> {
-    leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect()
+    leases.iter().map(Lease::to_ref).collect()
 }
 
 fn ok_result(r: &LeaseRef) -> JobResult {
@@ -464,35 +464,9 @@ fn a_running_job_its_worker_no_longer_has_is_released_by_its_heartbeat() {
     assert_eq!((w.held, w.running), (2, 1), "leased again at once: one running, one leased");
 }
 
-/// A store whose writes become durable only when the test says so.
-#[derive(Default)]
-struct GatedStore {
-    gates: std::sync::Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
-}
-
-impl GatedStore {
-    fn open_all(&self) {
-        for gate in self.gates.lock().unwrap().drain(..) {
-            let _ = gate.send(());
-        }
-    }
-}
-
-impl JobStore for GatedStore {
-    fn load(&self) -> Result<Vec<Job>, crate::store::StoreError> {
-        Ok(Vec::new())
-    }
-
-    fn write(&self, _writes: Vec<Write>) -> Durable {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.gates.lock().unwrap().push(tx);
-        Box::pin(async move { rx.await.map_err(|_| crate::store::StoreError::Unavailable("closed".into())) })
-    }
-}
-
 #[test]
 fn watchers_hear_of_a_change_only_once_it_is_durable() {
-    let store = Arc::new(GatedStore::default());
+    let store = Arc::new(super::invariants::CrashStore::default());
     let (events, mut watcher) = broadcast::channel(16);
     let mut s = Scheduler::new(RouterKind::Roundrobin, store.clone(), events);
     let (jobs, durable) = s.submit(vec![spec()], 1).unwrap();
@@ -500,7 +474,7 @@ fn watchers_hear_of_a_change_only_once_it_is_durable() {
     // The submitter's call may be dropped (a client gone): what became durable is still told.
     drop(durable);
     let (_, later) = s.submit(vec![spec()], 2).unwrap();
-    store.open_all();
+    store.commit();
     later.now_or_never().expect("durable").unwrap();
     let seen: Vec<String> = std::iter::from_fn(|| watcher.try_recv().ok()).map(|s| s.job_id).collect();
     assert_eq!(seen.len(), 2, "{seen:?}");

@@ -307,8 +307,12 @@ impl Scheduler {
 
     /// The worker's current registration `session`, now seen alive.
     pub(super) fn live(&mut self, worker: &str, session: u64) -> Result<&mut WorkerEntry, SchedError> {
-        if self.registry.was_replaced(worker, session) {
-            return Err(SchedError::Replaced(worker.to_string()));
+        // Looked up only when the session is not current: not on every call of a live worker.
+        if self.registry.session_mut(worker, session).is_none() {
+            return Err(match self.registry.was_replaced(worker, session) {
+                true => SchedError::Replaced(worker.to_string()),
+                false => SchedError::UnknownWorker(worker.to_string()),
+            });
         }
         let w =
             self.registry.session_mut(worker, session).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;

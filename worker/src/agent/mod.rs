@@ -269,8 +269,10 @@ impl Agent {
                     self.lease_timeout_ms.store(resp.lease_timeout_ms, Ordering::Relaxed);
                     // Claims that are no longer ours, at the epochs claimed (a newer lease of the same job that
                     // came meanwhile is not touched): never start the queued ones, stop the running ones.
-                    let rejected = claims.iter().filter(|c| resp.rejected.contains(&c.job_id));
-                    self.stop_jobs(&rejected.cloned().collect::<Vec<_>>());
+                    let rejected: std::collections::HashSet<&str> = resp.rejected.iter().map(String::as_str).collect();
+                    let rejected: Vec<LeaseRef> =
+                        claims.iter().filter(|c| rejected.contains(c.job_id.as_str())).cloned().collect();
+                    self.stop_jobs(&rejected);
                     self.session.send_replace(resp.session);
                     info!(
                         worker = %self.cfg.worker_id,
@@ -384,7 +386,7 @@ impl Agent {
     /// gives them back.
     async fn run_one(&self, lease: Lease) {
         let mut run = self.runs.take(&lease);
-        let lease_ref = LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch };
+        let lease_ref = lease.to_ref();
         // A new attempt's output starts empty: an earlier attempt's files on this worker are not this run's
         // (a reader would take them for it). Only a retry can have left any.
         if lease.attempt > 1
@@ -437,7 +439,7 @@ impl Agent {
     pub async fn drain(&self, deadline: tokio::time::Instant) -> (u32, usize, usize) {
         self.intake.store(false, Ordering::Relaxed);
         let queued = self.queue.take_newest(|len| len);
-        let returned = queued.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+        let returned = queued.iter().map(Lease::to_ref).collect();
         let req = DrainWorkerRequest { worker_id: self.cfg.worker_id.clone(), session: self.current(), returned };
         let handed_back = match tokio::time::timeout_at(deadline, self.client.clone().drain_worker(req)).await {
             Ok(Ok(resp)) => resp.into_inner().requeued,

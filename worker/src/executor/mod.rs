@@ -16,7 +16,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use burst_proto::v1::job_spec::Kind;
-use burst_proto::v1::{JobResult, JobSpec, Lease, LeaseRef, Reason};
+use burst_proto::v1::{JobResult, JobSpec, Lease, Reason};
 use tokio::process::Command;
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -68,11 +68,7 @@ pub async fn run(
     feed: Option<output::Feed>,
 ) -> JobResult {
     let started_at_ms = burst_proto::now_ms();
-    let mut result = JobResult {
-        lease: Some(LeaseRef { job_id: lease.job_id.clone(), epoch: lease.epoch }),
-        started_at_ms,
-        ..JobResult::default()
-    };
+    let mut result = JobResult { lease: Some(lease.to_ref()), started_at_ms, ..JobResult::default() };
     if cfg.noop {
         result.reason = Reason::Exited as i32;
         result.exit_code = Some(0);

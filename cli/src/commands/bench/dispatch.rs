@@ -10,12 +10,13 @@ use burst_controller::router::RouterKind;
 use burst_controller::scheduler::{Poll, Scheduler};
 use burst_controller::store::MemoryStore;
 use burst_proto::v1::job_spec::Kind;
-use burst_proto::v1::{JobResult, JobSpec, LeaseRef, ProcessSpec, Reason, Resources, WorkerInfo};
+use burst_proto::v1::{JobResult, JobSpec, Lease, LeaseRef, ProcessSpec, Reason, Resources, WorkerInfo};
 use futures::FutureExt;
 use serde_json::json;
 
 use super::Measured;
 use crate::args::BenchArgs;
+use crate::client::Usage;
 
 /// Slots in all, whatever the number of workers.
 const SLOTS: u32 = 1_024;
@@ -43,17 +44,19 @@ fn run(jobs: usize, workers: u32) -> anyhow::Result<f64> {
         ..JobSpec::default()
     };
     let started = Instant::now();
-    for batch in (0..jobs).collect::<Vec<_>>().chunks(1_000) {
-        let submitted = s.submit(vec![spec.clone(); batch.len()], 1).map_err(anyhow::Error::msg)?;
-        let _ = submitted.1.now_or_never();
+    let mut submitted = 0;
+    while submitted < jobs {
+        let batch = (jobs - submitted).min(1_000);
+        let (_, durable) = s.submit(vec![spec.clone(); batch], 1).map_err(anyhow::Error::msg)?;
+        let _ = durable.now_or_never();
+        submitted += batch;
     }
     let mut done = 0;
     while done < jobs {
         let before = done;
         for (worker, session) in &sessions {
             let Ok((Poll::Ready { leases, .. }, _)) = s.take_leases(worker, *session) else { continue };
-            let refs: Vec<LeaseRef> =
-                leases.iter().map(|l| LeaseRef { job_id: l.job_id.clone(), epoch: l.epoch }).collect();
+            let refs: Vec<LeaseRef> = leases.iter().map(Lease::to_ref).collect();
             let _ = s.started(worker, *session, &refs, 2).map_err(anyhow::Error::msg)?;
             let results = refs
                 .into_iter()
@@ -74,7 +77,10 @@ fn run(jobs: usize, workers: u32) -> anyhow::Result<f64> {
 
 pub fn dispatch(args: &BenchArgs) -> anyhow::Result<Measured> {
     let jobs = args.jobs.unwrap_or(200_000);
-    let workers = args.workers.unwrap_or(200).clamp(1, SLOTS);
+    let workers = args.workers.unwrap_or(200);
+    if jobs == 0 || workers == 0 || workers > SLOTS {
+        return Err(Usage(format!("the dispatch workload needs at least 1 job and 1 to {SLOTS} workers")).into());
+    }
     eprintln!("dispatch: {jobs} jobs through the scheduler alone, {workers} workers and 2, {SLOTS} slots in all ...");
     let many = run(jobs, workers)?;
     let two = run(jobs, 2)?;
