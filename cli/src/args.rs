@@ -273,8 +273,11 @@ fn parse_client(s: &str) -> Result<(String, String), String> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
-    /// 10,000 x /bin/true on 2 workers, against a plain local spawner at the same concurrency.
+    /// 5,000 x /bin/true on one worker of 2 slots (`--slots`), against a plain spawner at the same concurrency.
     W1,
+    /// W1 with output: 5,000 x `/bin/echo hello`, every job's stdout file written.
+    #[value(name = "w1-output")]
+    W1Output,
     /// 2,000 x sleep 0.05 on 16 slots in all, against the ideal (jobs x 0.05 s / slots) and the spawner.
     W2,
     /// Latency: 500 jobs one at a time to an idle cluster; submit->running and submit->terminal p50/p99.
@@ -289,34 +292,38 @@ pub enum Workload {
     /// The scheduler alone (no RPC, no store I/O): microseconds per job at --workers workers (default 200)
     /// against 2, the same 1,024 slots in all.
     Dispatch,
-    /// W4, W1, W2, W3 and steal, one after the other.
+    /// W4, W1 at 2 and at 4 at a time, W1 with output, W2, W3, steal and submit, one after the other.
     All,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
     /// Which workload to run.
     #[arg(long, value_enum, default_value_t = Workload::Steal)]
     pub workload: Workload,
-    /// Jobs in the workload [default: w1 10000, w2 2000, w3 500, w4 200000, steal 2000, submit 50000, dispatch
+    /// Jobs in the workload [default: w1 5000, w2 2000, w3 500, w4 200000, steal 2000, submit 50000, dispatch
     /// 200000].
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Seed of the job lengths.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Workers in the local cluster [default: steal 4, the others 2].
+    /// Workers in the local cluster [default: steal 4, w1 1, the others 2].
     #[arg(long)]
     pub workers: Option<u32>,
-    /// Slots per worker [default: steal 4, w2 8, w4 256, the others one per core].
+    /// Slots per worker [default: steal 4, w2 8, w4 256, the others 2].
     #[arg(long)]
     pub slots: Option<u32>,
     /// Queue capacity per worker [default: steal 64, w4 256, the others 2 x slots].
     #[arg(long)]
     pub queue_capacity: Option<u32>,
-    /// Keep jobs in the durable store (redb) for w1-w3 too (w4 always does) [default: in memory, as burst dev].
+    /// Run the controller and each worker as a process of its own, and submit and wait with `burst submit
+    /// --wait`, as users do (w1, w2, w3) [default: one process].
     #[arg(long)]
-    pub durable: bool,
+    pub processes: bool,
+    /// Only the line as users run it (durable store, mutual TLS): no in-memory or plaintext lines (w1-w3).
+    #[arg(long)]
+    pub main_only: bool,
 }
 
 #[derive(clap::Args, Debug)]

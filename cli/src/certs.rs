@@ -58,11 +58,26 @@ pub fn init(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
 pub fn issue_client(dir: &Path, name: &str, role: &str, days: i64) -> anyhow::Result<[PathBuf; 2]> {
     burst_controller::validate::name("client name", name).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(role == "admin" || role == "submit", "role {role:?} is not admin or submit");
+    let ca = load_ca(dir)?;
+    save(dir, name, &ca.issue(name, role, Vec::new(), days, issue::now()).map_err(anyhow::Error::msg)?)
+}
+
+/// Issues a certificate for one more worker `id` from the CA in `dir` (as [`issue_client`] finds it), as
+/// `worker-<id>.pem` and its key, for loopback hosts.
+pub fn issue_worker(dir: &Path, id: &str, days: i64) -> anyhow::Result<[PathBuf; 2]> {
+    burst_controller::validate::name("worker id", id).map_err(anyhow::Error::msg)?;
+    let ca = load_ca(dir)?;
+    let names = issue::server_names(tls::WORKER_NAME, &["localhost".to_string(), "127.0.0.1".to_string()]);
+    save(dir, &format!("worker-{id}"), &ca.issue(id, "worker", names, days, issue::now()).map_err(anyhow::Error::msg)?)
+}
+
+/// The CA in `dir`: `ca-cert.pem` (a BurstCluster's CA Secret, whose `ca.pem` is a bundle) or else `ca.pem`, with
+/// `ca-key.pem`.
+fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
     let read =
         |f: &str| std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {f} in {}", dir.display()));
     let ca_cert = if dir.join("ca-cert.pem").exists() { read("ca-cert.pem")? } else { read("ca.pem")? };
-    let ca = Ca::from_pem(&ca_cert, &read("ca-key.pem")?).map_err(anyhow::Error::msg)?;
-    save(dir, name, &ca.issue(name, role, Vec::new(), days, issue::now()).map_err(anyhow::Error::msg)?)
+    Ca::from_pem(&ca_cert, &read("ca-key.pem")?).map_err(anyhow::Error::msg)
 }
 
 /// Writes `<name>.pem` and `<name>-key.pem` (0600).

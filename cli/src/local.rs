@@ -119,6 +119,12 @@ impl LocalCluster {
             if opts.http_listen.is_some() {
                 cfg.http_listen = Some(([127, 0, 0, 1], 0).into());
             }
+            if let Some(dir) = &opts.tls_dir
+                && !certs::files(dir, &format!("worker-{id}")).cert.exists()
+            {
+                // A worker added after the cluster's certificates were made.
+                certs::issue_worker(dir, &id, 30).with_context(|| format!("issuing worker {id}'s certificate"))?;
+            }
             cfg.tls = opts.tls_dir.as_ref().map(|dir| certs::files(dir, &format!("worker-{id}")));
             let worker = burst_worker::start(cfg).await?;
             tokio::time::timeout(Duration::from_secs(30), worker.agent.registered())

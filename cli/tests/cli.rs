@@ -202,14 +202,30 @@ fn bench_steal_prints_the_makespans_as_json() {
 /// Each of W1-W4, small: it runs, nothing fails, and its JSON carries the figures the README quotes.
 #[test]
 fn bench_workloads_print_their_figures_as_json() {
-    for (workload, jobs, keys) in [
-        ("w1", "60", &["jobs_per_sec", "baseline_jobs_per_sec", "ratio"][..]),
-        ("w2", "32", &["jobs_per_sec", "baseline_jobs_per_sec", "ratio", "ideal_s", "ideal_ratio"][..]),
-        ("w3", "10", &["p50_ms", "p99_ms", "terminal_p50_ms", "terminal_p99_ms"][..]),
-        ("w4", "2000", &["jobs_per_sec", "baseline_jobs_per_sec", "bytes_per_queued_job"][..]),
+    let throughput =
+        &["jobs_per_sec", "baseline_jobs_per_sec", "ratio", "memory_ratio", "plaintext_ratio", "tokio_ratio"];
+    for (workload, jobs, extra, keys) in [
+        ("w1", "60", &[][..], &throughput[..]),
+        ("w1-output", "20", &["--main-only"][..], &["jobs_per_sec", "ratio", "cpu_us_per_job"][..]),
+        // As users run it: a controller and a worker process, the CLI submitting and waiting.
+        (
+            "w1",
+            "40",
+            &["--processes"][..],
+            &[&throughput[..], &["controller_cpu_us_per_job", "workers_cpu_us_per_job"]].concat()[..],
+        ),
+        (
+            "w2",
+            "32",
+            &["--main-only"][..],
+            &["jobs_per_sec", "baseline_jobs_per_sec", "ratio", "ideal_s", "ideal_ratio"][..],
+        ),
+        ("w3", "10", &[][..], &["p50_ms", "p99_ms", "terminal_p50_ms", "terminal_p99_ms"][..]),
+        ("w4", "2000", &[][..], &["jobs_per_sec", "baseline_jobs_per_sec", "bytes_per_queued_job"][..]),
     ] {
         let o = Command::new(BURST)
             .args(["bench", "--workload", workload, "--jobs", jobs, "-o", "json"])
+            .args(extra)
             .env("BURST_LOG", "error")
             .output()
             .unwrap();
@@ -217,6 +233,9 @@ fn bench_workloads_print_their_figures_as_json() {
         let v = json(&o);
         assert_eq!((v["workload"].as_str(), v["failed"].as_u64()), (Some(workload), Some(0)), "{v}");
         assert_eq!(v["jobs"].as_u64(), jobs.parse().ok(), "{v}");
+        if workload != "w4" {
+            assert_eq!((v["store"].as_str(), v["tls"].as_bool()), (Some("durable"), Some(true)), "{v}");
+        }
         for key in keys {
             assert!(v[*key].as_f64().is_some_and(|x| x > 0.0), "{workload}: {key} in {v}");
         }

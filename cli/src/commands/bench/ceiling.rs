@@ -131,6 +131,7 @@ fn options(args: &BenchArgs, workers: u32, scratch: &Scratch) -> ClusterOptions 
     ClusterOptions {
         queue_capacity: args.queue_capacity.unwrap_or(256),
         data_dir: Some(scratch.0.join("data")),
+        tls_dir: Some(scratch.0.join("certs")),
         noop_executor: true,
         ..ClusterOptions::new(workers, slots, scratch.0.join("out"))
     }

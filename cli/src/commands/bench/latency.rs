@@ -8,9 +8,10 @@ use burst_proto::v1::job_spec::Kind;
 use burst_proto::v1::{JobSpec, JobState, ProcessSpec, SubmitJobRequest, WatchJobsRequest};
 use serde_json::json;
 
-use super::{Measured, Scratch};
+use super::processes::Shape;
+use super::throughput::{SETUPS, Setup};
+use super::{AnyCluster, Measured, Scratch};
 use crate::args::BenchArgs;
-use crate::local::{ClusterOptions, LocalCluster};
 use crate::progress::Progress;
 use crate::render;
 
@@ -30,23 +31,94 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One setup's latencies: submit to running and to terminal, sorted, and the jobs that did not succeed.
+struct Latencies {
+    to_running: Vec<Duration>,
+    to_end: Vec<Duration>,
+    failed: usize,
+}
+
 pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
     let jobs = args.jobs.unwrap_or(500);
     let (workers, slots) = (args.workers.unwrap_or(2), args.slots.unwrap_or(2));
+    let setups = if args.main_only { &SETUPS[..1] } else { &SETUPS[..] };
+    let mut runs = Vec::new();
+    for setup in setups {
+        eprintln!("w3: {jobs} x /bin/true, one at a time, {workers} workers x {slots} slots, {} ...", setup.label);
+        runs.push(latencies(args, *setup, jobs, workers, slots).await?);
+    }
+    let p = |v: &[Duration], q| ms(percentile(v, q));
+    let main = &runs[0];
+    let failed = runs.iter().map(|r| r.failed).sum();
+    let mut json = json!({
+        "workload": "w3",
+        "jobs": jobs,
+        "workers": workers,
+        "slots_per_worker": slots,
+        "mode": if args.processes { "processes" } else { "in-process" },
+        "store": "durable",
+        "tls": true,
+        "jobs_per_sec": jobs as f64 / main.to_end.iter().map(Duration::as_secs_f64).sum::<f64>().max(1e-9),
+        "p50_ms": p(&main.to_running, 50.0),
+        "p99_ms": p(&main.to_running, 99.0),
+        "running_p50_ms": p(&main.to_running, 50.0),
+        "running_p99_ms": p(&main.to_running, 99.0),
+        "terminal_p50_ms": p(&main.to_end, 50.0),
+        "terminal_p99_ms": p(&main.to_end, 99.0),
+        "failed": failed,
+    });
+    let mut lines = Vec::new();
+    let mut rows = vec![vec![
+        "".to_string(),
+        "RUNNING P50".into(),
+        "RUNNING P99".into(),
+        "TERMINAL P50".into(),
+        "TERMINAL P99".into(),
+    ]];
+    for (setup, run) in setups.iter().zip(&runs) {
+        lines.push(json!({
+            "line": setup.label,
+            "store": if setup.durable { "durable" } else { "memory" },
+            "tls": setup.tls,
+            "running_p50_ms": p(&run.to_running, 50.0),
+            "running_p99_ms": p(&run.to_running, 99.0),
+            "terminal_p50_ms": p(&run.to_end, 50.0),
+            "terminal_p99_ms": p(&run.to_end, 99.0),
+            "failed": run.failed,
+        }));
+        rows.push(vec![
+            setup.label.to_string(),
+            format!("{:.2} ms", p(&run.to_running, 50.0)),
+            format!("{:.2} ms", p(&run.to_running, 99.0)),
+            format!("{:.2} ms", p(&run.to_end, 50.0)),
+            format!("{:.2} ms", p(&run.to_end, 99.0)),
+        ]);
+    }
+    json["lines"] = serde_json::Value::Array(lines);
+    let mut text = format!(
+        "w3: {jobs} x /bin/true one at a time on an idle cluster ({workers} workers x {slots} slots), submit -> running and -> terminal\n"
+    );
+    text += &render::table(&rows);
+    Ok(Measured { json, text, failed })
+}
+
+async fn latencies(args: &BenchArgs, setup: Setup, jobs: usize, workers: u32, slots: u32) -> anyhow::Result<Latencies> {
     let scratch = Scratch::new("w3");
-    let opts = ClusterOptions {
+    let shape = Shape {
+        workers,
+        slots,
         queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
-        data_dir: args.durable.then(|| scratch.0.join("data")),
-        ..ClusterOptions::new(workers, slots, scratch.0.join("out"))
+        durable: setup.durable,
+        tls: setup.tls,
+        dir: &scratch.0,
     };
-    let cluster = LocalCluster::start(opts).await?;
+    let cluster = AnyCluster::start(args.processes, &shape).await?;
     let mut client = cluster.client().await?;
     let mut watch = client.watch_jobs(WatchJobsRequest::default()).await.map_err(anyhow::Error::from)?.into_inner();
     let spec = JobSpec {
         kind: Some(Kind::Process(ProcessSpec { command: "/bin/true".into(), args: vec![] })),
         ..JobSpec::default()
     };
-    eprintln!("w3: {jobs} x /bin/true, one at a time, {workers} workers x {slots} slots ...");
     let bar = Progress::new(true, (WARM_UP + jobs) as u64, "w3");
     let (mut to_running, mut to_end) = (Vec::with_capacity(jobs), Vec::with_capacity(jobs));
     let mut failed = 0;
@@ -83,35 +155,7 @@ pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
     cluster.shutdown().await?;
     to_running.sort();
     to_end.sort();
-    let p = |v: &[Duration], q| ms(percentile(v, q));
-    let json = json!({
-        "workload": "w3",
-        "jobs": jobs,
-        "workers": workers,
-        "slots_per_worker": slots,
-        "store": if args.durable { "durable" } else { "memory" },
-        "jobs_per_sec": jobs as f64 / to_end.iter().map(Duration::as_secs_f64).sum::<f64>().max(1e-9),
-        "p50_ms": p(&to_running, 50.0),
-        "p99_ms": p(&to_running, 99.0),
-        "running_p50_ms": p(&to_running, 50.0),
-        "running_p99_ms": p(&to_running, 99.0),
-        "terminal_p50_ms": p(&to_end, 50.0),
-        "terminal_p99_ms": p(&to_end, 99.0),
-        "failed": failed,
-    });
-    let mut text =
-        format!("w3: {jobs} x /bin/true one at a time on an idle cluster ({workers} workers x {slots} slots)\n");
-    let rows = vec![
-        vec!["".to_string(), "P50".into(), "P99".into()],
-        vec![
-            "submit -> running".into(),
-            format!("{:.2} ms", p(&to_running, 50.0)),
-            format!("{:.2} ms", p(&to_running, 99.0)),
-        ],
-        vec!["submit -> terminal".into(), format!("{:.2} ms", p(&to_end, 50.0)), format!("{:.2} ms", p(&to_end, 99.0))],
-    ];
-    text += &render::table(&rows);
-    Ok(Measured { json, text, failed })
+    Ok(Latencies { to_running, to_end, failed })
 }
 
 #[cfg(test)]

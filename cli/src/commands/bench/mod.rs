@@ -29,7 +29,47 @@ use crate::render;
 mod ceiling;
 mod dispatch;
 mod latency;
+mod processes;
 mod throughput;
+
+/// A cluster the bench drives: in this process, or as processes of their own (`--processes`).
+pub enum AnyCluster {
+    Local(LocalCluster),
+    Processes(processes::ProcessCluster),
+}
+
+impl AnyCluster {
+    pub async fn start(processes: bool, shape: &processes::Shape<'_>) -> anyhow::Result<Self> {
+        if processes {
+            std::fs::create_dir_all(shape.dir)?;
+            return Ok(AnyCluster::Processes(processes::ProcessCluster::start(shape).await?));
+        }
+        let opts = ClusterOptions {
+            queue_capacity: shape.queue_capacity,
+            data_dir: shape.durable.then(|| shape.dir.join("data")),
+            tls_dir: shape.tls.then(|| shape.dir.join("certs")),
+            ..ClusterOptions::new(shape.workers, shape.slots, shape.dir.join("out"))
+        };
+        Ok(AnyCluster::Local(LocalCluster::start(opts).await?))
+    }
+
+    pub async fn client(&self) -> anyhow::Result<crate::client::Client> {
+        match self {
+            AnyCluster::Local(c) => c.client().await,
+            AnyCluster::Processes(c) => c.client().await,
+        }
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        match self {
+            AnyCluster::Local(c) => c.shutdown().await,
+            AnyCluster::Processes(c) => {
+                c.shutdown();
+                Ok(())
+            }
+        }
+    }
+}
 
 /// One workload's result: the JSON object `-o json` prints, the lines a person reads, and how many jobs failed.
 pub struct Measured {
@@ -39,15 +79,26 @@ pub struct Measured {
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<u8> {
+    let at = |slots: u32| BenchArgs { slots: Some(slots), ..args.clone() };
     let workloads = match args.workload {
         // W4 first: its memory figures need a process that has not yet freed memory the allocator would reuse.
-        Workload::All => vec![Workload::W4, Workload::W1, Workload::W2, Workload::W3, Workload::Steal],
-        one => vec![one],
+        Workload::All => vec![
+            (Workload::W4, args.clone()),
+            (Workload::W1, at(2)),
+            (Workload::W1, at(4)),
+            (Workload::W1Output, at(2)),
+            (Workload::W2, args.clone()),
+            (Workload::W3, args.clone()),
+            (Workload::Steal, args.clone()),
+            (Workload::Submit, args.clone()),
+        ],
+        one => vec![(one, args.clone())],
     };
     let mut code = 0;
-    for workload in workloads {
+    for (workload, args) in workloads {
         let m = match workload {
             Workload::W1 => throughput::w1(&args).await?,
+            Workload::W1Output => throughput::w1_output(&args).await?,
             Workload::W2 => throughput::w2(&args).await?,
             Workload::W3 => latency::w3(&args).await?,
             Workload::W4 => ceiling::w4(&args).await?,

@@ -1,12 +1,18 @@
-//! W1 and W2: the same processes through burst and through a plain local spawner at the same concurrency, in
-//! the same run. W2's jobs sleep, so it is also compared with the ideal makespan, jobs x 0.05 s / slots.
+//! W1 and W2: the same processes through burst and through plain local spawners at the same concurrency, in
+//! the same run. The ratio is against N OS threads looping `Command::status()` ([`spawner::run_threads`]), the
+//! machine's real limit; tokio's spawner is a second line. W2's jobs sleep, so it is also compared with the
+//! ideal makespan, jobs x 0.05 s / slots.
+//!
+//! burst runs as users run it by default: the durable store and mutual TLS (with `--processes`, a controller
+//! and workers in processes of their own, the batch submitted by `burst submit --wait`). The in-memory store
+//! and plaintext are extra lines, so what each costs shows in the same run.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Measured, Scratch, cpu_per_job, cpu_seconds};
+use super::processes::Shape;
+use super::{AnyCluster, Measured, Scratch, cpu_per_job, cpu_seconds};
 use crate::args::BenchArgs;
 use crate::commands::dev::run_specs;
-use crate::local::{ClusterOptions, LocalCluster};
 use crate::{render, spawner};
 
 /// What one workload runs, on how many workers and slots.
@@ -17,29 +23,37 @@ struct Plan {
     workers: u32,
     slots: u32,
     queue_capacity: u32,
-    durable: bool,
     /// Seconds each job takes by itself, for the ideal makespan.
     job_seconds: Option<f64>,
 }
 
-fn cores() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
+impl Plan {
+    fn concurrency(&self) -> u32 {
+        self.workers * self.slots
+    }
 }
 
-/// W1: 10,000 x /bin/true, 2 workers of one slot per core.
+/// W1: 5,000 x /bin/true, one worker of 2 slots (`--slots 4`: 4 at a time).
 pub async fn w1(args: &BenchArgs) -> anyhow::Result<Measured> {
-    let slots = args.slots.unwrap_or(cores());
-    let plan = Plan {
-        name: "w1",
-        argv: vec!["/bin/true".into()],
-        jobs: args.jobs.unwrap_or(10_000),
-        workers: args.workers.unwrap_or(2),
+    measure(args, true_plan(args, "w1", vec!["/bin/true".into()])).await
+}
+
+/// W1 with output: 5,000 x `/bin/echo hello`, so every job's stdout file is written.
+pub async fn w1_output(args: &BenchArgs) -> anyhow::Result<Measured> {
+    measure(args, true_plan(args, "w1-output", vec!["/bin/echo".into(), "hello".into()])).await
+}
+
+fn true_plan(args: &BenchArgs, name: &'static str, argv: Vec<String>) -> Plan {
+    let slots = args.slots.unwrap_or(2);
+    Plan {
+        name,
+        argv,
+        jobs: args.jobs.unwrap_or(5_000),
+        workers: args.workers.unwrap_or(1),
         slots,
         queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
-        durable: args.durable,
         job_seconds: None,
-    };
-    measure(plan).await
+    }
 }
 
 /// W2: 2,000 x sleep 0.05 on 16 slots in all (2 workers x 8).
@@ -52,106 +66,216 @@ pub async fn w2(args: &BenchArgs) -> anyhow::Result<Measured> {
         workers: args.workers.unwrap_or(2),
         slots,
         queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
-        durable: args.durable,
         job_seconds: Some(0.05),
     };
-    measure(plan).await
+    measure(args, plan).await
 }
 
-async fn measure(plan: Plan) -> anyhow::Result<Measured> {
+/// How burst is set up for one line.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    pub label: &'static str,
+    pub durable: bool,
+    pub tls: bool,
+}
+
+/// As users run it; then each of its two costs taken away.
+pub const SETUPS: [Setup; 3] = [
+    Setup { label: "burst (durable, mutual TLS)", durable: true, tls: true },
+    Setup { label: "burst, in-memory store", durable: false, tls: true },
+    Setup { label: "burst, plaintext", durable: true, tls: false },
+];
+
+/// One line of the table.
+struct Line {
+    label: String,
+    elapsed: f64,
+    failed: u64,
+    /// CPU per job in µs: the line's own (burst's processes, or the spawner), and the jobs'.
+    own_cpu: f64,
+    jobs_cpu: f64,
+    /// With `--processes`: the controller's, the workers' and the submitting CLI's share of `own_cpu`.
+    split: Option<[f64; 3]>,
+    json: Value,
+}
+
+async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Result<Line> {
     let scratch = Scratch::new(plan.name);
-    let opts = ClusterOptions {
+    let per_job = |secs: f64| secs * 1e6 / plan.jobs.max(1) as f64;
+    eprintln!("{}: {} x {} through {} ...", plan.name, plan.jobs, plan.argv.join(" "), setup.label);
+    let shape = Shape {
+        workers: plan.workers,
+        slots: plan.slots,
         queue_capacity: plan.queue_capacity,
-        data_dir: plan.durable.then(|| scratch.0.join("data")),
-        ..ClusterOptions::new(plan.workers, plan.slots, scratch.0.join("out"))
+        durable: setup.durable,
+        tls: setup.tls,
+        dir: &scratch.0,
     };
-    let cluster = LocalCluster::start(opts).await?;
-    eprintln!("{}: {} x {} through burst ...", plan.name, plan.jobs, plan.argv.join(" "));
+    let (elapsed, failed, own_cpu, jobs_cpu, split) = match AnyCluster::start(args.processes, &shape).await? {
+        AnyCluster::Processes(cluster) => {
+            let ran = cluster.run(&plan.argv, plan.jobs).await;
+            cluster.shutdown();
+            let ran = ran?;
+            let split = [per_job(ran.controller_cpu), per_job(ran.workers_cpu), per_job(ran.cli_cpu)];
+            (ran.elapsed.as_secs_f64(), ran.failed, split.iter().sum(), per_job(ran.jobs_cpu), Some(split))
+        }
+        AnyCluster::Local(cluster) => {
+            let before = cpu_seconds();
+            let report = run_specs(&cluster, &vec![plan.argv.clone(); plan.jobs]).await?;
+            let (own, jobs) = cpu_per_job(before, cpu_seconds(), plan.jobs);
+            cluster.shutdown().await?;
+            (report.elapsed.as_secs_f64(), report.failed().len() as u64, own, jobs, None)
+        }
+    };
+    let mut json = json!({
+        "store": if setup.durable { "durable" } else { "memory" },
+        "tls": setup.tls,
+        "elapsed_s": elapsed,
+        "jobs_per_sec": plan.jobs as f64 / elapsed.max(1e-9),
+        "failed": failed,
+        "cpu_us_per_job": own_cpu,
+        "job_cpu_us_per_job": jobs_cpu,
+    });
+    if let Some([controller, workers, cli]) = split {
+        json["controller_cpu_us_per_job"] = json!(controller);
+        json["workers_cpu_us_per_job"] = json!(workers);
+        json["cli_cpu_us_per_job"] = json!(cli);
+    }
+    Ok(Line { label: setup.label.into(), elapsed, failed, own_cpu, jobs_cpu, split, json })
+}
+
+/// A spawner's line: `threads` for the OS-thread spawner, else tokio's.
+async fn spawner_line(plan: &Plan, threads: bool) -> anyhow::Result<Line> {
+    let concurrency = plan.concurrency() as usize;
+    let label = match threads {
+        true => format!("plain spawner: {concurrency} threads x Command::status()"),
+        false => format!("tokio spawner ({concurrency} at once)"),
+    };
+    eprintln!("{}: the same through the {label} ...", plan.name);
     let before = cpu_seconds();
-    let report = run_specs(&cluster, &vec![plan.argv.clone(); plan.jobs]).await?;
-    let (burst_cpu, burst_jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
-    cluster.shutdown().await?;
-    let concurrency = plan.workers * plan.slots;
-    eprintln!("{}: the same through a plain local spawner at concurrency {concurrency} ...", plan.name);
-    let before = cpu_seconds();
-    let (base_time, base_failed) = spawner::run(&plan.argv, plan.jobs as u64, concurrency as usize).await?;
-    let (base_cpu, base_jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
-    let elapsed = report.elapsed.as_secs_f64();
-    let rate = report.jobs_per_sec();
-    let base_rate = plan.jobs as f64 / base_time.as_secs_f64().max(1e-9);
-    let ideal = plan.job_seconds.map(|s| plan.jobs as f64 * s / f64::from(concurrency));
-    let failed = report.failed().len();
+    let (time, failed) = match threads {
+        true => {
+            let argv = plan.argv.clone();
+            let jobs = plan.jobs as u64;
+            tokio::task::spawn_blocking(move || spawner::run_threads(&argv, jobs, concurrency)).await??
+        }
+        false => spawner::run(&plan.argv, plan.jobs as u64, concurrency).await?,
+    };
+    let (own_cpu, jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
+    let elapsed = time.as_secs_f64();
     let json = json!({
+        "elapsed_s": elapsed,
+        "jobs_per_sec": plan.jobs as f64 / elapsed.max(1e-9),
+        "failed": failed,
+        "cpu_us_per_job": own_cpu,
+        "job_cpu_us_per_job": jobs_cpu,
+    });
+    Ok(Line { label, elapsed, failed, own_cpu, jobs_cpu, split: None, json })
+}
+
+async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
+    if plan.jobs == 0 || plan.workers == 0 || plan.slots == 0 {
+        return Err(crate::client::Usage(format!("{} needs at least 1 job, 1 worker and 1 slot", plan.name)).into());
+    }
+    let setups = if args.main_only { &SETUPS[..1] } else { &SETUPS[..] };
+    let mut burst = Vec::new();
+    for setup in setups {
+        burst.push(burst_line(args, &plan, *setup).await?);
+    }
+    let threads = spawner_line(&plan, true).await?;
+    let tokio = spawner_line(&plan, false).await?;
+    let rate = |l: &Line| plan.jobs as f64 / l.elapsed.max(1e-9);
+    let base_rate = rate(&threads);
+    let main = &burst[0];
+    let ideal = plan.job_seconds.map(|s| plan.jobs as f64 * s / f64::from(plan.concurrency()));
+    let failed = burst.iter().map(|l| l.failed).sum::<u64>() as usize;
+    let mut json = json!({
         "workload": plan.name,
         "jobs": plan.jobs,
         "command": plan.argv,
+        "mode": if args.processes { "processes" } else { "in-process" },
         "workers": plan.workers,
         "slots_per_worker": plan.slots,
-        "concurrency": concurrency,
-        "store": if plan.durable { "durable" } else { "memory" },
-        "elapsed_s": elapsed,
-        "jobs_per_sec": rate,
+        "concurrency": plan.concurrency(),
+        "store": "durable",
+        "tls": true,
+        "elapsed_s": main.elapsed,
+        "jobs_per_sec": rate(main),
+        "baseline": "threads",
         "baseline_jobs_per_sec": base_rate,
-        "baseline_elapsed_s": base_time.as_secs_f64(),
-        "ratio": rate / base_rate,
+        "baseline_elapsed_s": threads.elapsed,
+        "ratio": rate(main) / base_rate,
         "ideal_s": ideal,
-        "ideal_ratio": ideal.map(|i| i / elapsed),
+        "ideal_ratio": ideal.map(|i| i / main.elapsed),
         "failed": failed,
-        "baseline_failed": base_failed,
-        "cpu_us_per_job": burst_cpu,
-        "baseline_cpu_us_per_job": base_cpu,
-        "job_cpu_us_per_job": burst_jobs_cpu,
-        "baseline_job_cpu_us_per_job": base_jobs_cpu,
+        "baseline_failed": threads.failed + tokio.failed,
+        "cpu_us_per_job": main.own_cpu,
+        "baseline_cpu_us_per_job": threads.own_cpu,
+        "job_cpu_us_per_job": main.jobs_cpu,
+        "baseline_job_cpu_us_per_job": threads.jobs_cpu,
+        "tokio_jobs_per_sec": rate(&tokio),
+        "tokio_ratio": rate(&tokio) / base_rate,
     });
+    let mut lines = Vec::new();
+    for line in burst.iter().chain([&threads, &tokio]) {
+        let mut l = line.json.clone();
+        l["line"] = json!(line.label);
+        l["ratio"] = json!(rate(line) / base_rate);
+        lines.push(l);
+    }
+    json["lines"] = Value::Array(lines);
+    for (key, line) in [("memory", burst.get(1)), ("plaintext", burst.get(2))] {
+        if let Some(line) = line {
+            json[format!("{key}_jobs_per_sec")] = json!(rate(line));
+            json[format!("{key}_ratio")] = json!(rate(line) / base_rate);
+        }
+    }
+    if let Some([controller, workers, cli]) = main.split {
+        json["controller_cpu_us_per_job"] = json!(controller);
+        json["workers_cpu_us_per_job"] = json!(workers);
+        json["cli_cpu_us_per_job"] = json!(cli);
+    }
     let mut text = format!(
-        "{}: {} x {}, {} workers x {} slots, {} store\n",
+        "{}: {} x {}, {} worker(s) x {} slots ({} at a time), {}\n",
         plan.name,
         plan.jobs,
         plan.argv.join(" "),
         plan.workers,
         plan.slots,
-        if plan.durable { "durable" } else { "in-memory" }
+        plan.concurrency(),
+        if args.processes { "controller and workers as processes, burst submit --wait" } else { "in-process cluster" },
     );
-    let mut rows = vec![
-        vec![
-            "".to_string(),
-            "ELAPSED".into(),
-            "JOBS/S".into(),
-            "FAILED".into(),
-            "OWN CPU/JOB".into(),
-            "JOBS' CPU/JOB".into(),
-        ],
-        vec![
-            "burst".into(),
-            format!("{elapsed:.2} s"),
-            format!("{rate:.0}"),
-            failed.to_string(),
-            format!("{burst_cpu:.0} µs"),
-            format!("{burst_jobs_cpu:.0} µs"),
-        ],
-        vec![
-            format!("local spawner ({concurrency} at once)"),
-            format!("{:.2} s", base_time.as_secs_f64()),
-            format!("{base_rate:.0}"),
-            base_failed.to_string(),
-            format!("{base_cpu:.0} µs"),
-            format!("{base_jobs_cpu:.0} µs"),
-        ],
-    ];
-    if let Some(ideal) = ideal {
+    let mut rows = vec![vec![
+        "".to_string(),
+        "ELAPSED".into(),
+        "JOBS/S".into(),
+        "VS THREADS".into(),
+        "FAILED".into(),
+        "OWN CPU/JOB".into(),
+        "JOBS' CPU/JOB".into(),
+    ]];
+    for line in burst.iter().chain([&threads, &tokio]) {
+        let own = match line.split {
+            Some([c, w, cli]) => format!("{:.0} µs (controller {c:.0}, workers {w:.0}, cli {cli:.0})", line.own_cpu),
+            None => format!("{:.0} µs", line.own_cpu),
+        };
         rows.push(vec![
-            "ideal (work / slots)".into(),
-            format!("{ideal:.2} s"),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
+            line.label.clone(),
+            format!("{:.2} s", line.elapsed),
+            format!("{:.0}", rate(line)),
+            format!("{:.2}", rate(line) / base_rate),
+            line.failed.to_string(),
+            own,
+            format!("{:.0} µs", line.jobs_cpu),
         ]);
     }
-    text += &render::table(&rows);
-    text += &format!("burst / spawner: {:.2}", rate / base_rate);
     if let Some(ideal) = ideal {
-        text += &format!("; ideal / burst: {:.2}", ideal / elapsed);
+        rows.push(vec!["ideal (work / slots)".into(), format!("{ideal:.2} s"), "".into(), "".into()]);
+    }
+    text += &render::table(&rows);
+    text += &format!("burst / plain spawner: {:.2}", rate(main) / base_rate);
+    if let Some(ideal) = ideal {
+        text += &format!("; ideal / burst: {:.2}", ideal / main.elapsed);
     }
     text += "\n";
     Ok(Measured { json, text, failed })

@@ -1,0 +1,249 @@
+//! A cluster as users run it: `burst controller` and each `burst worker` in a process of its own (this same
+//! binary, which runs every role), and the batch submitted and waited for by `burst submit --count N --wait`,
+//! a third process. In-process clusters share one runtime and one allocator, which users' clusters do not.
+//!
+//! CPU is read per process: the controller's and the workers' own from `/proc/<pid>/stat` (utime + stime), the
+//! jobs' from the workers' reaped children (cutime + cstime), the CLI's from this process's reaped children.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use burst_proto::v1::{GetStatsRequest, ListWorkersRequest};
+
+use crate::certs;
+use crate::client::{self, ClientTls};
+
+/// How long the controller may take to print its address, and the workers to register.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// What a process cluster is made of.
+pub struct Shape<'a> {
+    pub workers: u32,
+    pub slots: u32,
+    pub queue_capacity: u32,
+    pub durable: bool,
+    pub tls: bool,
+    /// A fresh directory for the certificates, the store and the output.
+    pub dir: &'a Path,
+}
+
+/// One batch's figures.
+pub struct Ran {
+    pub elapsed: Duration,
+    pub failed: u64,
+    /// CPU seconds: the controller's, the workers' own, the jobs', the submitting CLI's.
+    pub controller_cpu: f64,
+    pub workers_cpu: f64,
+    pub jobs_cpu: f64,
+    pub cli_cpu: f64,
+}
+
+/// A child killed when dropped, so a failed bench leaves no server behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct ProcessCluster {
+    exe: PathBuf,
+    controller: Server,
+    workers: Vec<Server>,
+    url: String,
+    tls: Option<ClientTls>,
+}
+
+impl ProcessCluster {
+    /// Starts the controller, then the workers, and waits until every worker is registered.
+    pub async fn start(shape: &Shape<'_>) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding this burst binary")?;
+        let certs_dir = shape.dir.join("certs");
+        let ids: Vec<String> = (0..shape.workers).map(|i| format!("worker-{i:02}")).collect();
+        if shape.tls {
+            let plan = certs::Plan {
+                dir: certs_dir.clone(),
+                workers: ids.clone(),
+                clients: vec![("admin".into(), "admin".into())],
+                hosts: Vec::new(),
+                days: 30,
+            };
+            certs::init(&plan).context("making the cluster's certificates")?;
+        }
+        let tls_args = |name: &str| -> Vec<String> {
+            match shape.tls {
+                true => {
+                    let f = certs::files(&certs_dir, name);
+                    [("--tls-cert", f.cert), ("--tls-key", f.key), ("--tls-ca", f.ca)]
+                        .into_iter()
+                        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+                        .collect()
+                }
+                false => vec!["--insecure".into()],
+            }
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.args(["controller", "--listen", "127.0.0.1:0"]).args(tls_args("controller"));
+        match shape.durable {
+            true => cmd.arg("--data-dir").arg(shape.dir.join("data")),
+            false => cmd.arg("--ephemeral"),
+        };
+        let mut child = quiet(&mut cmd).stdout(Stdio::piped()).spawn().context("starting burst controller")?;
+        let stdout = child.stdout.take().context("the controller's stdout")?;
+        let controller = Server(child);
+        let addr = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+        });
+        let addr = tokio::time::timeout(START_LIMIT, addr)
+            .await
+            .context("the controller did not print its address")???
+            .trim()
+            .to_string();
+        if addr.is_empty() {
+            bail!("the controller exited before it printed its address");
+        }
+        let out = shape.dir.join("out");
+        let mut workers = Vec::new();
+        for id in &ids {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["worker", "--controller", &addr, "--listen", "127.0.0.1:0", "--worker-id", id])
+                .args(["--slots", &shape.slots.to_string(), "--queue-capacity", &shape.queue_capacity.to_string()])
+                .arg("--output-dir")
+                .arg(&out)
+                .args(tls_args(&format!("worker-{id}")));
+            workers.push(Server(quiet(&mut cmd).spawn().context("starting burst worker")?));
+        }
+        let tls = shape.tls.then(|| ClientTls {
+            ca: certs_dir.join("ca.pem"),
+            identity: Some((certs_dir.join("admin.pem"), certs_dir.join("admin-key.pem"))),
+        });
+        let url = burst_proto::tls::url(&addr, shape.tls);
+        let cluster = ProcessCluster { exe, controller, workers, url, tls };
+        cluster.until_registered(ids.len()).await?;
+        Ok(cluster)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<client::Client> {
+        client::connect_tls(&self.url, Default::default(), self.tls.as_ref()).await
+    }
+
+    async fn until_registered(&self, count: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_LIMIT;
+        let mut client = self.client().await?;
+        loop {
+            let listed = client.list_workers(ListWorkersRequest::default()).await?.into_inner().workers.len();
+            if listed >= count {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{listed} of {count} workers registered within {START_LIMIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `jobs` copies of `argv` with `burst submit --count jobs --wait`, timed from its start to its exit.
+    pub async fn run(&self, argv: &[String], jobs: usize) -> anyhow::Result<Ran> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.env("BURST_CONTROLLER", &self.url)
+            .args(["submit", "--count", &jobs.to_string(), "--wait", "process"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for var in ["BURST_TLS_CA", "BURST_TLS_CERT", "BURST_TLS_KEY", "BURST_TOKEN"] {
+            cmd.env_remove(var);
+        }
+        if let Some(tls) = &self.tls {
+            cmd.env("BURST_TLS_CA", &tls.ca);
+            if let Some((cert, key)) = &tls.identity {
+                cmd.env("BURST_TLS_CERT", cert).env("BURST_TLS_KEY", key);
+            }
+        }
+        let before = self.cpu()?;
+        let cli_before = super::cpu_seconds().1;
+        let started = Instant::now();
+        let status = tokio::task::spawn_blocking(move || cmd.status()).await?.context("running burst submit")?;
+        let elapsed = started.elapsed();
+        let cli_cpu = super::cpu_seconds().1 - cli_before;
+        let after = self.cpu()?;
+        let stats = self.client().await?.get_stats(GetStatsRequest {}).await?.into_inner();
+        let failed = stats.failed + stats.cancelled;
+        if !status.success() && failed == 0 {
+            bail!("burst submit --wait exited with {status}");
+        }
+        Ok(Ran {
+            elapsed,
+            failed,
+            controller_cpu: after.controller - before.controller,
+            workers_cpu: after.workers - before.workers,
+            jobs_cpu: after.jobs - before.jobs,
+            cli_cpu,
+        })
+    }
+
+    fn cpu(&self) -> anyhow::Result<ProcessCpu> {
+        let (controller, _) = process_cpu(self.controller.0.id())?;
+        let (mut workers, mut jobs) = (0.0, 0.0);
+        for w in &self.workers {
+            let (own, children) = process_cpu(w.0.id())?;
+            workers += own;
+            jobs += children;
+        }
+        Ok(ProcessCpu { controller, workers, jobs })
+    }
+
+    /// Stops the workers, then the controller, with SIGTERM, waiting for each to exit.
+    pub fn shutdown(mut self) {
+        for mut server in self.workers.drain(..).chain(std::iter::once(self.controller)) {
+            // SAFETY: kill(2) on our own child's pid; it touches no memory of ours.
+            unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+            let _ = server.0.wait();
+        }
+    }
+}
+
+struct ProcessCpu {
+    controller: f64,
+    workers: f64,
+    jobs: f64,
+}
+
+fn quiet(cmd: &mut Command) -> &mut Command {
+    // A server prints its bound address on stdout; only the controller's is read (piped after this).
+    cmd.env("BURST_LOG", "error")
+        .env_remove("BURST_CONTROLLER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+}
+
+/// CPU seconds of process `pid` itself, and of its children it has reaped, from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("an unreadable /proc stat line")?;
+    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    // utime, stime, cutime, cstime are fields 14-17 of the line, 12-15 after the name.
+    let ticks = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+    // SAFETY: sysconf(3) has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(((ticks(11) + ticks(12)) / hz, (ticks(13) + ticks(14)) / hz))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_cpu_reads_this_process() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        let (own, children) = super::process_cpu(std::process::id()).unwrap();
+        assert!(own > 0.0 && children >= 0.0, "{own} {children}");
+    }
+}
