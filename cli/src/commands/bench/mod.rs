@@ -1,9 +1,13 @@
 //! `burst bench`: fixed workloads on a local cluster, measured in the same run as their baseline, printed as a
 //! table (or `-o json`: one object per workload).
 //!
-//! - `w1`, `w2` ([`throughput`]): the same processes through burst and through a plain local spawner at the same
-//!   concurrency; w2 also against the ideal makespan.
+//! - `w1`, `w1-output`, `w2` ([`throughput`]): the same processes through burst and through plain local
+//!   spawners at the same concurrency (the ratio is against OS threads looping `Command::status()`); w2 also
+//!   against the ideal makespan.
 //! - `w3` ([`latency`]): one job at a time, submit to running and to terminal, as percentiles.
+//!
+//! w1-w3 run burst as users do: the durable store and mutual TLS, with the in-memory store and plaintext as extra
+//! lines; `--processes` runs the controller and workers as processes of their own ([`processes`]).
 //! - `w4` ([`ceiling`]): the controller alone (workers that run nothing), durable, and its memory per job.
 //! - `steal`: jobs of skewed length (`sleep` 0.01 to 0.2 s, seeded) routed with `biased` to half of the workers,
 //!   run once with stealing off and once with it on; the makespans are compared with the ideal, total work /
