@@ -12,6 +12,7 @@
 mod memory;
 mod record;
 mod redb;
+mod wal;
 
 use std::future::Future;
 use std::path::PathBuf;

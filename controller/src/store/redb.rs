@@ -1,8 +1,16 @@
-//! The durable store: one redb file, `<data dir>/burst.redb`, with a table of job records keyed by job id.
+//! The durable store: one redb file, `<data dir>/burst.redb`, with a table of job records keyed by job id, and
+//! its write-ahead log `burst.wal` ([`super::wal`]).
 //!
 //! Writes are group-committed: [`JobStore::write`] only queues a batch (in order) for the writer thread, which
-//! takes every batch waiting, applies them in one transaction, commits (an fsync), and then resolves each
-//! batch's [`Durable`]. Under load many submissions share one fsync; alone, a submission waits for one.
+//! takes every batch waiting and:
+//! 1. appends their records to the log and syncs it (one write, one `fdatasync`): they are durable;
+//! 2. applies them to redb in one transaction committed without a sync (redb keeps it in memory);
+//! 3. resolves each batch's [`Durable`];
+//! 4. once the log passes [`CHECKPOINT_BYTES`], commits redb with a sync (everything so far is then in the redb
+//!    file) and empties the log.
+//!
+//! Under load many submissions share one sync; alone, a submission waits for one. Opening the store replays the
+//! log into redb, checkpoints and empties it, so the log only ever holds what came after the last checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -10,8 +18,9 @@ use std::sync::{Arc, mpsc};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
+use super::wal::{self, Entry, Wal};
 use super::{Commits, Durable, JobRecord, JobStore, StoreError, Write};
 use crate::lifecycle::Job;
 
@@ -24,6 +33,9 @@ pub const FILE_NAME: &str = "burst.redb";
 const CACHE_BYTES: usize = 64 << 20;
 /// Batches folded into one transaction at most: bounds how long one commit holds the earliest caller.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;
+/// The log's size at which redb is checkpointed and the log emptied: large enough that a checkpoint's page
+/// writes serve thousands of jobs' changes, small enough that replaying it at start takes a moment.
+const CHECKPOINT_BYTES: u64 = 32 << 20;
 
 struct Batch {
     writes: Vec<Write>,
@@ -45,14 +57,39 @@ impl RedbStore {
     /// Opens (or creates) the store in `dir`. A file that is not a readable redb database is an error, never
     /// an empty store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, CHECKPOINT_BYTES)
+    }
+
+    /// [`RedbStore::open`], checkpointing once the log holds `checkpoint_bytes`.
+    fn open_with(dir: &Path, checkpoint_bytes: u64) -> Result<Self, StoreError> {
         let path = dir.join(FILE_NAME);
         let fail = |message: String| StoreError::Open { path: path.clone(), message };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the data dir: {e}")))?;
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| fail(e.to_string()))?;
-        // Create the table on first use, and prove every record reads back before serving anything.
+        let (mut log, entries, ignored) = Wal::open(dir)
+            .map_err(|e| fail(format!("cannot read the log {}: {e}", dir.join(wal::FILE_NAME).display())))?;
+        if ignored > 0 {
+            // A crash in the middle of an append leaves a partial record, never acknowledged.
+            warn!(path = %log.path().display(), bytes = ignored, "ignoring the end of the store's log: a record cut short or damaged");
+        }
+        // Create the table on first use, replay what the log holds beyond the last checkpoint, make it durable in
+        // redb, and prove every record reads back before serving anything.
         let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
-        txn.open_table(JOBS).map_err(|e| fail(e.to_string()))?;
+        {
+            let mut table = txn.open_table(JOBS).map_err(|e| fail(e.to_string()))?;
+            for entry in &entries {
+                let applied = match entry {
+                    Entry::Put { id, record } => table.insert(id.as_str(), record.as_slice()).map(|_| ()),
+                    Entry::Delete(id) => table.remove(id.as_str()).map(|_| ()),
+                };
+                applied.map_err(|e| fail(format!("replaying the log: {e}")))?;
+            }
+        }
         txn.commit().map_err(|e| fail(e.to_string()))?;
+        log.clear().map_err(|e| fail(format!("cannot empty the log {}: {e}", log.path().display())))?;
+        if !entries.is_empty() {
+            debug!(records = entries.len(), "replayed the store's log");
+        }
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel::<Batch>();
         let writer_db = db.clone();
@@ -60,7 +97,7 @@ impl RedbStore {
         let observed = commits.clone();
         let writer = std::thread::Builder::new()
             .name("burst-store".into())
-            .spawn(move || write_loop(&writer_db, rx, &observed))
+            .spawn(move || write_loop(&writer_db, &mut log, checkpoint_bytes, rx, &observed))
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
         Ok(RedbStore { db, path, batches: std::sync::Mutex::new(Some(tx)), writer: Some(writer), commits })
     }
@@ -121,7 +158,8 @@ impl Drop for RedbStore {
     }
 }
 
-fn write_loop(db: &Database, rx: mpsc::Receiver<Batch>, commits: &Commits) {
+fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Receiver<Batch>, commits: &Commits) {
+    let mut records = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BATCHES_PER_COMMIT {
@@ -138,35 +176,77 @@ fn write_loop(db: &Database, rx: mpsc::Receiver<Batch>, commits: &Commits) {
             continue;
         }
         let began = std::time::Instant::now();
-        let result = commit(db, &batches);
+        let result = commit(db, log, &batches, &mut records);
         commits.observe(began.elapsed());
         let result = result.map_err(|e| {
             error!(error = %e, batches = batches.len(), "job store commit failed");
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(e)
         });
+        let ok = result.is_ok();
         for b in batches {
             let _ = b.done.send(result.clone());
+        }
+        if ok
+            && log.len() >= checkpoint_bytes
+            && let Err(e) = checkpoint(db, log)
+        {
+            // The log keeps growing and stays the record; the next checkpoint tries again.
+            error!(error = %e, "job store checkpoint failed");
         }
     }
     debug!("job store writer stopped");
 }
 
-fn commit(db: &Database, batches: &[Batch]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+/// Makes `batches` durable in the log, then applies them to redb without a sync.
+fn commit(db: &Database, log: &mut Wal, batches: &[Batch], records: &mut Vec<u8>) -> Result<(), String> {
+    records.clear();
+    let mut encoded = Vec::new();
+    for w in batches.iter().flat_map(|b| &b.writes) {
+        match w {
+            Write::Put(job) => {
+                let record = job.to_record().encode_to_vec();
+                wal::encode(records, &job.id, Some(&record));
+                encoded.push((job.id.as_str(), Some(record)));
+            }
+            Write::Delete(id) => {
+                wal::encode(records, id, None);
+                encoded.push((id.as_str(), None));
+            }
+        }
+    }
+    log.append(records).map_err(|e| format!("appending to the log {}: {e}", log.path().display()))?;
+    apply(db, &encoded).map_err(|e| e.to_string())
+}
+
+fn apply(db: &Database, writes: &[(&str, Option<Vec<u8>>)]) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    // Durable already, in the log: redb's copy becomes durable at the next checkpoint.
+    txn.set_durability(redb::Durability::None)?;
     {
         let mut table = txn.open_table(JOBS)?;
-        for w in batches.iter().flat_map(|b| &b.writes) {
-            match w {
-                Write::Put(job) => {
-                    table.insert(job.id.as_str(), job.to_record().encode_to_vec().as_slice())?;
+        for (id, record) in writes {
+            match record {
+                Some(record) => {
+                    table.insert(*id, record.as_slice())?;
                 }
-                Write::Delete(id) => {
-                    table.remove(id.as_str())?;
+                None => {
+                    table.remove(*id)?;
                 }
             }
         }
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Commits redb with a sync, which makes every earlier unsynced commit durable in its file, then empties the log.
+fn checkpoint(db: &Database, log: &mut Wal) -> Result<(), String> {
+    let began = std::time::Instant::now();
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.commit().map_err(|e| e.to_string())?;
+    let bytes = log.len();
+    log.clear().map_err(|e| format!("emptying the log {}: {e}", log.path().display()))?;
+    debug!(bytes, took_ms = began.elapsed().as_millis() as u64, "job store checkpointed");
     Ok(())
 }
 
@@ -205,6 +285,44 @@ mod tests {
             store.load().unwrap().into_iter().map(|j| (j.id.clone(), j.to_record().submitted_at_ms)).collect();
         loaded.sort();
         assert_eq!(loaded, vec![("a".to_string(), 3), ("c".to_string(), 3)]);
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_survive_in_the_log_a_torn_record_after_them_is_ignored_and_a_checkpoint_empties_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(wal::FILE_NAME);
+        {
+            // Never checkpoints: what is acknowledged is durable in the log alone.
+            let store = RedbStore::open_with(dir.path(), u64::MAX).unwrap();
+            store.write(vec![Write::Put(job("a", 1)), Write::Put(job("b", 1))]).await.unwrap();
+            store.write(vec![Write::Delete("b".into()), Write::Put(job("c", 2))]).await.unwrap();
+            assert!(std::fs::metadata(&log).unwrap().len() > 0);
+        }
+        // A crash in the middle of the next append: half a record.
+        let mut torn = Vec::new();
+        wal::encode(&mut torn, "d", Some(b"never acknowledged"));
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&log, &bytes).unwrap();
+        let ids = |store: &RedbStore| {
+            let mut ids: Vec<String> = store.load().unwrap().into_iter().map(|j| j.id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        {
+            let store = RedbStore::open_with(dir.path(), 1).unwrap();
+            assert_eq!(ids(&store), ["a", "c"]);
+            assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "replayed into redb and emptied at open");
+            // Past the threshold after this write: redb is checkpointed and the log emptied.
+            store.write(vec![Write::Put(job("e", 3))]).await.unwrap();
+            store.write(vec![]).await.unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::metadata(&log).unwrap().len() > 0 {
+                assert!(std::time::Instant::now() < deadline, "the log was never emptied");
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(ids(&RedbStore::open(dir.path()).unwrap()), ["a", "c", "e"]);
     }
 
     #[test]
