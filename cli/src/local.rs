@@ -1,7 +1,7 @@
 //! A whole burst cluster inside this process, on loopback: one controller and N workers. `burst dev` runs its
 //! demo on one, and the end-to-end tests use it too.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -66,8 +66,27 @@ pub struct LocalCluster {
 }
 
 /// The id of the `i`th worker: zero-padded, so ids sort in start order, which is the order routers see them in.
-fn worker_id(i: u32) -> String {
+pub fn worker_id(i: u32) -> String {
     format!("worker-{i:02}")
+}
+
+/// Makes a local cluster's certificates in `dir` (`burst certs init`): a CA, the controller, `workers` and an
+/// admin client.
+pub fn make_certs(dir: &Path, workers: &[String]) -> anyhow::Result<()> {
+    let plan = certs::Plan {
+        dir: dir.to_path_buf(),
+        workers: workers.to_vec(),
+        clients: vec![("admin".into(), "admin".into())],
+        hosts: Vec::new(),
+        days: 30,
+    };
+    certs::init(&plan).context("making the cluster's certificates")?;
+    Ok(())
+}
+
+/// How the admin made by [`make_certs`] connects.
+pub fn admin_tls(dir: &Path) -> client::ClientTls {
+    client::ClientTls { ca: dir.join("ca.pem"), identity: Some((dir.join("admin.pem"), dir.join("admin-key.pem"))) }
 }
 
 impl LocalCluster {
@@ -85,22 +104,12 @@ impl LocalCluster {
         };
         let ids: Vec<String> = (0..opts.workers).map(worker_id).collect();
         if let Some(dir) = &opts.tls_dir {
-            let plan = certs::Plan {
-                dir: dir.clone(),
-                workers: ids.clone(),
-                clients: vec![("admin".into(), "admin".into())],
-                hosts: Vec::new(),
-                days: 30,
-            };
-            certs::init(&plan).context("making the cluster's certificates")?;
+            make_certs(dir, &ids)?;
         }
         let tls = |name: &str| opts.tls_dir.as_ref().map(|dir| certs::files(dir, name));
         let config = ControllerConfig { tls: tls("controller"), ..config };
         let controller = burst_controller::start(config).await?;
-        let client_tls = opts.tls_dir.as_ref().map(|dir| client::ClientTls {
-            ca: dir.join("ca.pem"),
-            identity: Some((dir.join("admin.pem"), dir.join("admin-key.pem"))),
-        });
+        let client_tls = opts.tls_dir.as_deref().map(admin_tls);
         let mut cluster =
             LocalCluster { controller, workers: Vec::new(), output_dir: opts.output_dir.clone(), client_tls };
         cluster.add_workers(&opts).await?;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use burst_proto::v1::{GetStatsRequest, ListWorkersRequest};
 
-use crate::certs;
 use crate::client::{self, ClientTls};
+use crate::{certs, local};
 
 /// How long the controller may take to print its address, and the workers to register.
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -63,16 +63,9 @@ impl ProcessCluster {
     pub async fn start(shape: &Shape<'_>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding this burst binary")?;
         let certs_dir = shape.dir.join("certs");
-        let ids: Vec<String> = (0..shape.workers).map(|i| format!("worker-{i:02}")).collect();
+        let ids: Vec<String> = (0..shape.workers).map(local::worker_id).collect();
         if shape.tls {
-            let plan = certs::Plan {
-                dir: certs_dir.clone(),
-                workers: ids.clone(),
-                clients: vec![("admin".into(), "admin".into())],
-                hosts: Vec::new(),
-                days: 30,
-            };
-            certs::init(&plan).context("making the cluster's certificates")?;
+            local::make_certs(&certs_dir, &ids)?;
         }
         let tls_args = |name: &str| -> Vec<String> {
             match shape.tls {
@@ -118,10 +111,7 @@ impl ProcessCluster {
                 .args(tls_args(&format!("worker-{id}")));
             workers.push(Server(quiet(&mut cmd).spawn().context("starting burst worker")?));
         }
-        let tls = shape.tls.then(|| ClientTls {
-            ca: certs_dir.join("ca.pem"),
-            identity: Some((certs_dir.join("admin.pem"), certs_dir.join("admin-key.pem"))),
-        });
+        let tls = shape.tls.then(|| local::admin_tls(&certs_dir));
         let url = burst_proto::tls::url(&addr, shape.tls);
         let cluster = ProcessCluster { exe, controller, workers, url, tls };
         cluster.until_registered(ids.len()).await?;
