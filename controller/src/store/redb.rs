@@ -65,9 +65,20 @@ impl RedbStore {
         let path = dir.join(FILE_NAME);
         let fail = |message: String| StoreError::Open { path: path.clone(), message };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the data dir: {e}")))?;
+        let existed = path.exists();
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| fail(e.to_string()))?;
         let (mut log, entries, ignored) = Wal::open(dir)
             .map_err(|e| fail(format!("cannot read the log {}: {e}", dir.join(wal::FILE_NAME).display())))?;
+        if !existed && !entries.is_empty() {
+            // Replaying it would make a store of only the jobs changed since the last checkpoint.
+            let _ = std::fs::remove_file(&path);
+            return Err(fail(format!(
+                "it is missing but its log {} holds {} records: the store was removed without its log; restore {} or remove the log too",
+                log.path().display(),
+                entries.len(),
+                FILE_NAME
+            )));
+        }
         if ignored > 0 {
             // A crash in the middle of an append leaves a partial record, never acknowledged.
             warn!(path = %log.path().display(), bytes = ignored, "ignoring the end of the store's log: a record cut short or damaged");
@@ -323,6 +334,21 @@ mod tests {
             }
         }
         assert_eq!(ids(&RedbStore::open(dir.path()).unwrap()), ["a", "c", "e"]);
+    }
+
+    #[tokio::test]
+    async fn a_log_without_its_store_is_an_error_not_a_partial_store() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RedbStore::open_with(dir.path(), u64::MAX).unwrap();
+            store.write(vec![Write::Put(job("a", 1))]).await.unwrap();
+        }
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        let Err(e) = RedbStore::open(dir.path()) else { panic!("opened a log without its store") };
+        assert!(e.to_string().contains(wal::FILE_NAME) && e.to_string().contains("1 records"), "{e}");
+        // Removing the log too starts an empty store.
+        std::fs::remove_file(dir.path().join(wal::FILE_NAME)).unwrap();
+        assert!(RedbStore::open(dir.path()).unwrap().load().unwrap().is_empty());
     }
 
     #[test]
