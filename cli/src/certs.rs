@@ -32,7 +32,7 @@ pub fn init(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
     let ca =
         Ca::generate("burst development CA", plan.days.saturating_mul(10), issue::now()).map_err(anyhow::Error::msg)?;
     written.extend(save(&plan.dir, "ca", &ca.issued)?);
-    let hosts = [vec!["localhost".to_string(), "127.0.0.1".to_string()], plan.hosts.clone()].concat();
+    let hosts = [loopback(), plan.hosts.clone()].concat();
     let mut leaf = |file: &str, cn: &str, ou: &str, names: Vec<String>| -> anyhow::Result<()> {
         let issued = ca.issue(cn, ou, names, plan.days, issue::now()).map_err(anyhow::Error::msg)?;
         written.extend(save(&plan.dir, file, &issued)?);
@@ -67,8 +67,13 @@ pub fn issue_client(dir: &Path, name: &str, role: &str, days: i64) -> anyhow::Re
 pub fn issue_worker(dir: &Path, id: &str, days: i64) -> anyhow::Result<[PathBuf; 2]> {
     burst_controller::validate::name("worker id", id).map_err(anyhow::Error::msg)?;
     let ca = load_ca(dir)?;
-    let names = issue::server_names(tls::WORKER_NAME, &["localhost".to_string(), "127.0.0.1".to_string()]);
+    let names = issue::server_names(tls::WORKER_NAME, &loopback());
     save(dir, &format!("worker-{id}"), &ca.issue(id, "worker", names, days, issue::now()).map_err(anyhow::Error::msg)?)
+}
+
+/// The names every server certificate carries: a cluster on one machine is reached on loopback.
+fn loopback() -> Vec<String> {
+    vec!["localhost".to_string(), "127.0.0.1".to_string()]
 }
 
 /// The CA in `dir`: `ca-cert.pem` (a BurstCluster's CA Secret, whose `ca.pem` is a bundle) or else `ca.pem`, with

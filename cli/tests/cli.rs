@@ -199,6 +199,18 @@ fn bench_steal_prints_the_makespans_as_json() {
     }
 }
 
+#[test]
+fn bench_refuses_what_it_cannot_run_with_one_line() {
+    for (args, says) in [
+        (&["--workload", "w4", "--processes"][..], "--processes and --main-only apply to"),
+        (&["--workload", "w3", "--workers", "0"][..], "at least 1 worker"),
+        (&["--workload", "w1", "--slots", "0"][..], "at least 1 job, 1 worker and 1 slot"),
+    ] {
+        let o = Command::new(BURST).arg("bench").args(args).output().unwrap();
+        assert_error(&o, 2, says);
+    }
+}
+
 /// Each of W1-W4, small: it runs, nothing fails, and its JSON carries the figures the README quotes.
 #[test]
 fn bench_workloads_print_their_figures_as_json() {

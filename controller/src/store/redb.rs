@@ -12,6 +12,7 @@
 //! Under load many submissions share one sync; alone, a submission waits for one. Opening the store replays the
 //! log into redb, checkpoints and empties it, so the log only ever holds what came after the last checkpoint.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
@@ -208,28 +209,29 @@ fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Rec
     debug!("job store writer stopped");
 }
 
-/// Makes `batches` durable in the log, then applies them to redb without a sync.
+/// Makes `batches` durable in the log, then applies them to redb without a sync. Each job record is encoded
+/// once, into the log's buffer, and redb takes it from there.
 fn commit(db: &Database, log: &mut Wal, batches: &[Batch], records: &mut Vec<u8>) -> Result<(), String> {
     records.clear();
-    let mut encoded = Vec::new();
+    let mut writes = Vec::new();
     for w in batches.iter().flat_map(|b| &b.writes) {
         match w {
             Write::Put(job) => {
-                let record = job.to_record().encode_to_vec();
-                wal::encode(records, &job.id, Some(&record));
-                encoded.push((job.id.as_str(), Some(record)));
+                let record = wal::encode_put(records, &job.id, |buf| job.to_record().encode_raw(buf));
+                writes.push((job.id.as_str(), Some(record)));
             }
             Write::Delete(id) => {
-                wal::encode(records, id, None);
-                encoded.push((id.as_str(), None));
+                wal::encode_delete(records, id);
+                writes.push((id.as_str(), None));
             }
         }
     }
     log.append(records).map_err(|e| format!("appending to the log {}: {e}", log.path().display()))?;
-    apply(db, &encoded).map_err(|e| e.to_string())
+    apply(db, records, &writes).map_err(|e| e.to_string())
 }
 
-fn apply(db: &Database, writes: &[(&str, Option<Vec<u8>>)]) -> Result<(), redb::Error> {
+/// Puts (the job record at that range of `records`) and deletes, in one redb transaction that is not synced.
+fn apply(db: &Database, records: &[u8], writes: &[(&str, Option<Range<usize>>)]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     // Durable already, in the log: redb's copy becomes durable at the next checkpoint.
     txn.set_durability(redb::Durability::None)?;
@@ -237,8 +239,8 @@ fn apply(db: &Database, writes: &[(&str, Option<Vec<u8>>)]) -> Result<(), redb::
         let mut table = txn.open_table(JOBS)?;
         for (id, record) in writes {
             match record {
-                Some(record) => {
-                    table.insert(*id, record.as_slice())?;
+                Some(range) => {
+                    table.insert(*id, &records[range.clone()])?;
                 }
                 None => {
                     table.remove(*id)?;
@@ -311,7 +313,7 @@ mod tests {
         }
         // A crash in the middle of the next append: half a record.
         let mut torn = Vec::new();
-        wal::encode(&mut torn, "d", Some(b"never acknowledged"));
+        wal::encode_put(&mut torn, "d", |b| b.extend_from_slice(b"never acknowledged"));
         let mut bytes = std::fs::read(&log).unwrap();
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(&log, &bytes).unwrap();

@@ -18,6 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write as _};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// The log's file inside the data dir.
@@ -35,20 +36,39 @@ pub enum Entry {
     Delete(String),
 }
 
-/// Appends `entry`'s record to `buf`.
-pub fn encode(buf: &mut Vec<u8>, id: &str, record: Option<&[u8]>) {
+/// Appends a put of job `id` to `buf`, its job record written by `write_record` straight into `buf`; returns
+/// where the job record's bytes lie in `buf`.
+pub fn encode_put(buf: &mut Vec<u8>, id: &str, write_record: impl FnOnce(&mut Vec<u8>)) -> Range<usize> {
+    let start = begin(buf, PUT, id);
+    let record = buf.len();
+    write_record(buf);
+    finish(buf, start);
+    record..buf.len()
+}
+
+/// Appends a delete of job `id` to `buf`.
+pub fn encode_delete(buf: &mut Vec<u8>, id: &str) {
+    let start = begin(buf, DELETE, id);
+    finish(buf, start);
+}
+
+/// Writes a record's header (length and checksum left to [`finish`]), tag and id; returns where it starts.
+/// Job ids are the controller's own (at most 128 bytes), far below the `u16` length.
+fn begin(buf: &mut Vec<u8>, tag: u8, id: &str) -> usize {
     let id = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
-    let payload_len = 1 + 2 + id.len() + record.map_or(0, <[u8]>::len);
     let start = buf.len();
-    buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    buf.extend_from_slice(&[0; 4]);
-    buf.push(if record.is_some() { PUT } else { DELETE });
+    buf.extend_from_slice(&[0; HEADER]);
+    buf.push(tag);
     buf.extend_from_slice(&(id.len() as u16).to_le_bytes());
     buf.extend_from_slice(id);
-    if let Some(record) = record {
-        buf.extend_from_slice(record);
-    }
-    let crc = crc32fast::hash(&buf[start + HEADER..]);
+    start
+}
+
+/// Fills in the length and checksum of the record that starts at `start` and ends at the end of `buf`.
+fn finish(buf: &mut [u8], start: usize) {
+    let payload = &buf[start + HEADER..];
+    let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -133,9 +153,10 @@ mod tests {
     #[test]
     fn records_decode_in_order_up_to_a_torn_or_damaged_one() {
         let mut buf = Vec::new();
-        encode(&mut buf, "a", Some(b"first"));
-        encode(&mut buf, "b", None);
-        encode(&mut buf, "a", Some(b""));
+        let first = encode_put(&mut buf, "a", |b| b.extend_from_slice(b"first"));
+        assert_eq!(&buf[first], b"first");
+        encode_delete(&mut buf, "b");
+        encode_put(&mut buf, "a", |_| {});
         let whole = vec![
             Entry::Put { id: "a".into(), record: b"first".to_vec() },
             Entry::Delete("b".into()),
@@ -163,7 +184,7 @@ mod tests {
         let (mut wal, entries, ignored) = Wal::open(dir.path()).unwrap();
         assert!(entries.is_empty() && wal.len() == 0 && ignored == 0);
         let mut buf = Vec::new();
-        encode(&mut buf, "x", Some(b"1"));
+        encode_put(&mut buf, "x", |b| b.push(b'1'));
         wal.append(&buf).unwrap();
         wal.append(&buf).unwrap();
         drop(wal);

@@ -41,6 +41,9 @@ struct Latencies {
 pub async fn w3(args: &BenchArgs) -> anyhow::Result<Measured> {
     let jobs = args.jobs.unwrap_or(500);
     let (workers, slots) = (args.workers.unwrap_or(2), args.slots.unwrap_or(2));
+    if workers == 0 || slots == 0 {
+        return Err(crate::client::Usage("w3 needs at least 1 worker and 1 slot".into()).into());
+    }
     let setups = if args.main_only { &SETUPS[..1] } else { &SETUPS[..] };
     let mut runs = Vec::new();
     for setup in setups {

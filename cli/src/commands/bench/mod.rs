@@ -5,15 +5,15 @@
 //!   spawners at the same concurrency (the ratio is against OS threads looping `Command::status()`); w2 also
 //!   against the ideal makespan.
 //! - `w3` ([`latency`]): one job at a time, submit to running and to terminal, as percentiles.
-//!
-//! w1-w3 run burst as users do: the durable store and mutual TLS, with the in-memory store and plaintext as extra
-//! lines; `--processes` runs the controller and workers as processes of their own ([`processes`]).
 //! - `w4` ([`ceiling`]): the controller alone (workers that run nothing), durable, and its memory per job.
 //! - `steal`: jobs of skewed length (`sleep` 0.01 to 0.2 s, seeded) routed with `biased` to half of the workers,
 //!   run once with stealing off and once with it on; the makespans are compared with the ideal, total work /
 //!   total slots.
 //! - `submit`: submit throughput, durable against in memory.
 //! - `dispatch` ([`dispatch`]): the scheduler alone per job, at `--workers` workers against 2.
+//!
+//! w1-w3 run burst as users do: the durable store and mutual TLS, with the in-memory store and plaintext as extra
+//! lines; `--processes` runs the controller and workers as processes of their own ([`processes`]).
 
 use std::time::Duration;
 
@@ -83,6 +83,11 @@ pub struct Measured {
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<u8> {
+    let lined =
+        matches!(args.workload, Workload::W1 | Workload::W1Output | Workload::W2 | Workload::W3 | Workload::All);
+    if (args.processes || args.main_only) && !lined {
+        return Err(Usage("--processes and --main-only apply to w1, w1-output, w2, w3 and all".into()).into());
+    }
     let at = |slots: u32| BenchArgs { slots: Some(slots), ..args.clone() };
     let workloads = match args.workload {
         // W4 first: its memory figures need a process that has not yet freed memory the allocator would reuse.

@@ -89,6 +89,9 @@ pub const SETUPS: [Setup; 3] = [
 /// One line of the table.
 struct Line {
     label: String,
+    /// How burst was set up; `None` for a spawner.
+    setup: Option<Setup>,
+    jobs: usize,
     elapsed: f64,
     failed: u64,
     /// CPU per job in µs: the line's own (burst's processes, or the spawner), and the jobs'.
@@ -96,7 +99,40 @@ struct Line {
     jobs_cpu: f64,
     /// With `--processes`: the controller's, the workers' and the submitting CLI's share of `own_cpu`.
     split: Option<[f64; 3]>,
-    json: Value,
+}
+
+impl Line {
+    fn rate(&self) -> f64 {
+        self.jobs as f64 / self.elapsed.max(1e-9)
+    }
+
+    /// The line as `-o json` prints it in `lines`, its ratio against `base_rate`.
+    fn json(&self, base_rate: f64) -> Value {
+        let mut json = json!({
+            "line": self.label,
+            "elapsed_s": self.elapsed,
+            "jobs_per_sec": self.rate(),
+            "ratio": self.rate() / base_rate,
+            "failed": self.failed,
+            "cpu_us_per_job": self.own_cpu,
+            "job_cpu_us_per_job": self.jobs_cpu,
+        });
+        if let Some(setup) = self.setup {
+            json["store"] = json!(if setup.durable { "durable" } else { "memory" });
+            json["tls"] = json!(setup.tls);
+        }
+        self.put_split(&mut json);
+        json
+    }
+
+    /// The per-process CPU, where there is one, into `json`.
+    fn put_split(&self, json: &mut Value) {
+        if let Some([controller, workers, cli]) = self.split {
+            json["controller_cpu_us_per_job"] = json!(controller);
+            json["workers_cpu_us_per_job"] = json!(workers);
+            json["cli_cpu_us_per_job"] = json!(cli);
+        }
+    }
 }
 
 async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Result<Line> {
@@ -127,21 +163,16 @@ async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Resu
             (report.elapsed.as_secs_f64(), report.failed().len() as u64, own, jobs, None)
         }
     };
-    let mut json = json!({
-        "store": if setup.durable { "durable" } else { "memory" },
-        "tls": setup.tls,
-        "elapsed_s": elapsed,
-        "jobs_per_sec": plan.jobs as f64 / elapsed.max(1e-9),
-        "failed": failed,
-        "cpu_us_per_job": own_cpu,
-        "job_cpu_us_per_job": jobs_cpu,
-    });
-    if let Some([controller, workers, cli]) = split {
-        json["controller_cpu_us_per_job"] = json!(controller);
-        json["workers_cpu_us_per_job"] = json!(workers);
-        json["cli_cpu_us_per_job"] = json!(cli);
-    }
-    Ok(Line { label: setup.label.into(), elapsed, failed, own_cpu, jobs_cpu, split, json })
+    Ok(Line {
+        label: setup.label.into(),
+        setup: Some(setup),
+        jobs: plan.jobs,
+        elapsed,
+        failed,
+        own_cpu,
+        jobs_cpu,
+        split,
+    })
 }
 
 /// A spawner's line: `threads` for the OS-thread spawner, else tokio's.
@@ -163,14 +194,7 @@ async fn spawner_line(plan: &Plan, threads: bool) -> anyhow::Result<Line> {
     };
     let (own_cpu, jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
     let elapsed = time.as_secs_f64();
-    let json = json!({
-        "elapsed_s": elapsed,
-        "jobs_per_sec": plan.jobs as f64 / elapsed.max(1e-9),
-        "failed": failed,
-        "cpu_us_per_job": own_cpu,
-        "job_cpu_us_per_job": jobs_cpu,
-    });
-    Ok(Line { label, elapsed, failed, own_cpu, jobs_cpu, split: None, json })
+    Ok(Line { label, setup: None, jobs: plan.jobs, elapsed, failed, own_cpu, jobs_cpu, split: None })
 }
 
 async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
@@ -184,7 +208,7 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
     }
     let threads = spawner_line(&plan, true).await?;
     let tokio = spawner_line(&plan, false).await?;
-    let rate = |l: &Line| plan.jobs as f64 / l.elapsed.max(1e-9);
+    let rate = Line::rate;
     let base_rate = rate(&threads);
     let main = &burst[0];
     let ideal = plan.job_seconds.map(|s| plan.jobs as f64 * s / f64::from(plan.concurrency()));
@@ -216,25 +240,14 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
         "tokio_jobs_per_sec": rate(&tokio),
         "tokio_ratio": rate(&tokio) / base_rate,
     });
-    let mut lines = Vec::new();
-    for line in burst.iter().chain([&threads, &tokio]) {
-        let mut l = line.json.clone();
-        l["line"] = json!(line.label);
-        l["ratio"] = json!(rate(line) / base_rate);
-        lines.push(l);
-    }
-    json["lines"] = Value::Array(lines);
+    json["lines"] = burst.iter().chain([&threads, &tokio]).map(|l| l.json(base_rate)).collect();
     for (key, line) in [("memory", burst.get(1)), ("plaintext", burst.get(2))] {
         if let Some(line) = line {
             json[format!("{key}_jobs_per_sec")] = json!(rate(line));
             json[format!("{key}_ratio")] = json!(rate(line) / base_rate);
         }
     }
-    if let Some([controller, workers, cli]) = main.split {
-        json["controller_cpu_us_per_job"] = json!(controller);
-        json["workers_cpu_us_per_job"] = json!(workers);
-        json["cli_cpu_us_per_job"] = json!(cli);
-    }
+    main.put_split(&mut json);
     let mut text = format!(
         "{}: {} x {}, {} worker(s) x {} slots ({} at a time), {}\n",
         plan.name,
