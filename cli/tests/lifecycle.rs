@@ -60,6 +60,51 @@ async fn cancel_ends_queued_and_running_jobs_and_frees_the_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_short_jobs_the_next_start_is_confirmed_ahead_and_a_cancel_meanwhile_keeps_it_from_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(1, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    // Short runs teach the worker that its jobs are short.
+    let short = submit(&mut client, (0..40).map(|_| process("/bin/true", &[])).collect()).await;
+    let s = wait_all(&mut client, &short, Some(LONG), false).await.unwrap();
+    assert!(s.iter().all(|s| s.state() == JobState::Succeeded));
+    let (pidfile, marker) = (dir.path().join("pid"), dir.path().join("ran"));
+    let ids = submit(
+        &mut client,
+        vec![
+            sh(&format!("echo $$ > {}; exec sleep 30", pidfile.display())),
+            sh(&format!("touch {}", marker.display())),
+        ],
+    )
+    .await;
+    eventually(LONG, "the first job to run", || {
+        let pidfile = pidfile.clone();
+        async move { std::fs::read_to_string(&pidfile).ok().filter(|p| !p.trim().is_empty()) }
+    })
+    .await;
+    // The only slot is busy, yet the second job's start is confirmed: it is next.
+    eventually(LONG, "the second job's start to be confirmed ahead of the slot", || {
+        let (mut client, id) = (client.clone(), ids[1].clone());
+        async move {
+            let s = client.get_job_status(GetJobStatusRequest { job_id: id }).await.ok()?.into_inner();
+            (s.state() == JobState::Running).then_some(())
+        }
+    })
+    .await;
+    assert!(!marker.exists(), "it waits for the slot");
+    client.cancel_job(CancelJobRequest { job_ids: ids.clone(), ..Default::default() }).await.unwrap();
+    let s = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    assert!(s.iter().all(|s| s.state() == JobState::Cancelled), "{s:?}");
+    // A job after them runs once the slot has gone to the cancelled one and back (the slot is handed out in
+    // order): by then the cancelled job would have run.
+    let next = submit(&mut client, vec![process("/bin/true", &[])]).await;
+    let s = wait_all(&mut client, &next, Some(LONG), false).await.unwrap();
+    assert_eq!(s[0].state(), JobState::Succeeded);
+    assert!(!marker.exists(), "a job cancelled while it waited for its slot never ran");
+    c.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_is_retried_with_backoff_until_it_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(ClusterOptions::new(2, 1, dir.path().to_path_buf())).await;

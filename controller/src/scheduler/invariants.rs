@@ -5,8 +5,9 @@
 //! `BURST_SEED=<n>` replays one seed; `BURST_SEQUENCES=<n>` runs more (or fewer) sequences.
 //!
 //! The simulated workers behave as real ones do, with what the wire lets them know: they act on an answer only
-//! once its store barrier resolved, start a lease only with a slot free and only after the controller accepted
-//! the start, and forget a lease once its result was answered. The store commits on demand; a crash drops
+//! once its store barrier resolved, have a lease's start confirmed only with a slot free or, as a worker of short
+//! jobs does, up to two leases ahead of each busy slot (so at most three times its slots), start it only after the
+//! controller accepted the start, and forget a lease once its result was answered. The store commits on demand; a crash drops
 //! whatever it had not committed, and the controller restarts from the rest.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -271,7 +272,7 @@ impl Sim {
                 let Some(session) = sw.session else { return };
                 let running = sw.leases.iter().filter(|(_, started)| *started).count() as u32;
                 let unstarted: Vec<usize> = (0..sw.leases.len()).filter(|&i| !sw.leases[i].1).collect();
-                if running >= sw.slots || unstarted.is_empty() {
+                if running >= 3 * sw.slots || unstarted.is_empty() {
                     return;
                 }
                 let i = unstarted[usize::from(*k) % unstarted.len()];
@@ -484,7 +485,8 @@ impl Sim {
             ensure!(starts <= status.attempt, "job {id} started {starts} times in {} attempts", status.attempt);
         }
         // Holders: each worker holds exactly the live jobs whose holder it is, with their running slots and
-        // resources; never more running than slots, never more held than capacity.
+        // resources; never more running than its slots and two confirmed ahead of each, never more held than
+        // capacity.
         let mut held: HashMap<(String, u64), Vec<&Job>> = HashMap::new();
         let mut by_state = [0u64; 7];
         for job in s.jobs.live() {
@@ -504,7 +506,7 @@ impl Sim {
             ensure!(registry == ids, "worker {} holds what its jobs say", w.id());
             let running = jobs.iter().filter(|j| matches!(j.state(), State::Running(_))).count() as u32;
             ensure!(w.running() == running, "worker {}'s running count", w.id());
-            ensure!(w.running() <= w.info.slots, "worker {} runs more than its slots", w.id());
+            ensure!(w.running() <= 3 * w.info.slots, "worker {} runs more than three times its slots", w.id());
             ensure!(w.held().len() as u32 <= w.capacity(), "worker {} holds more than its capacity", w.id());
             let cpu: u32 = jobs.iter().map(|j| j.spec.resources.unwrap_or_default().cpu_millis).sum();
             ensure!(

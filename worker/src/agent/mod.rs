@@ -6,11 +6,12 @@
 //!    places its results freed, filled at once), which saved a poll round trip per job (w1, 3 runs each in one
 //!    binary: 506 -> 427 µs of burst's CPU per job, 0.58 -> 0.64 of the local spawner).
 //! 2. **run**: takes a lease from the queue whenever a slot is free, has its start confirmed by the controller
-//!    (a stale lease is refused there, and then never run), runs it and hands the result to the reporter.
+//!    (a stale lease is refused there, and then never run), runs it and hands the result to the reporter. While
+//!    recent jobs are short, the next leases (two per slot) have their starts confirmed while the slots are still
+//!    busy, and each runs the moment a slot frees, in queue order ([`slots`]).
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
 //!    flight), retrying with backoff until the controller answers. One loop, in order, results of a batch before
-//!    its starts (in one call when there are both): a slot's next start is never reported before the result
-//!    that freed the slot, so the controller never sees more jobs running than the worker has slots.
+//!    its starts (in one call when there are both).
 //! 4. **heartbeat**: tells the controller the worker is alive and which jobs it has, and learns which peers
 //!    have jobs queued.
 //! 5. **steal** ([`crate::steal`]): while a slot is free and the local queue is empty, takes queued jobs from a
@@ -33,7 +34,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use burst_proto::auth::{ControlClient, control_client};
 use burst_proto::tls::LiveTls;
 use burst_proto::v1::*;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
@@ -45,6 +46,7 @@ use crate::queue::LocalQueue;
 use crate::runs::Runs;
 
 mod report;
+mod slots;
 
 /// How long each `PollJob` may wait at the controller for a lease before the worker asks again.
 const POLL_WAIT: Duration = Duration::from_secs(25);
@@ -65,7 +67,7 @@ pub struct Agent {
     /// The controller's lease timeout, from the last registration.
     lease_timeout_ms: AtomicU64,
     pub(crate) queue: LocalQueue,
-    slots: Arc<Semaphore>,
+    slots: slots::Slots,
     /// Every lease taken out of the queue, until its result is answered.
     pub(crate) runs: Runs,
     /// Hunts processes that outlived their job (escaped its process group).
@@ -144,7 +146,7 @@ impl Agent {
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let client = control_client(channel, cfg.bearer.clone());
         let agent = Agent {
-            slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+            slots: slots::Slots::new(cfg.slots),
             cfg,
             advertise,
             client,
@@ -356,20 +358,16 @@ impl Agent {
         self.stop_jobs(stop);
     }
 
-    /// Runs jobs as slots free up, each in a task of [`Agent::jobs`].
+    /// Runs jobs as slots free up (or, while jobs are short, takes the next ones ahead of them: see [`slots`]),
+    /// each in a task of [`Agent::jobs`].
     async fn run_loop(self: Arc<Self>) {
-        loop {
-            let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                return;
-            };
+        while let Some(gate) = self.slots.gate().await {
             let lease = self.queue.pop().await;
+            let ticket = self.slots.line_up(gate);
             let agent = self.clone();
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             while jobs.try_join_next().is_some() {}
-            jobs.spawn(async move {
-                agent.run_one(lease).await;
-                drop(permit);
-            });
+            jobs.spawn(async move { agent.run_one(lease, ticket).await });
         }
     }
 
@@ -384,7 +382,7 @@ impl Agent {
     /// the controller has answered its result, so a controller restart between the two cannot orphan it. The
     /// slot, the running count and the entry are held by the [`crate::runs::Run`] guard, so an abort at any await
     /// gives them back.
-    async fn run_one(&self, lease: Lease) {
+    async fn run_one(&self, lease: Lease, ticket: slots::Ticket) {
         let mut run = self.runs.take(&lease);
         let lease_ref = lease.to_ref();
         // A new attempt's output starts empty: an earlier attempt's files on this worker are not this run's
@@ -404,14 +402,21 @@ impl Agent {
             true => run.confirmed(),
             false => None,
         };
-        let Some(stop) = stop else {
+        let Some(mut stop) = stop else {
             debug!(job = %lease.job_id, epoch = lease.epoch, accepted, "start refused or stopped first; not running");
             self.counters.starts_refused.inc();
             drop(run);
             self.steal_wake.notify_one();
             return;
         };
-        let result = executor::run(&lease, &self.cfg.exec, stop, Some(feed.feed.clone())).await;
+        // Confirmed ahead of a free slot, it waits for one; stopped meanwhile, it never runs.
+        let Some(_slot) = ticket.slot().await else { return };
+        let began = std::time::Instant::now();
+        let result = match stop.try_recv() {
+            Ok(()) => executor::stopped_before_start(&lease),
+            Err(_) => executor::run(&lease, &self.cfg.exec, stop, Some(feed.feed.clone())).await,
+        };
+        self.slots.ran(began.elapsed());
         drop(feed);
         self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &lease.job_id, lease.epoch));
         debug!(job = %lease.job_id, reason = ?result.reason(), exit_code = ?result.exit_code, "job ended");

@@ -123,6 +123,20 @@ pub async fn run(
     result
 }
 
+/// The result of a lease whose job was cancelled after its start was confirmed but before it was spawned (it
+/// waited for a slot): it never ran.
+pub fn stopped_before_start(lease: &Lease) -> JobResult {
+    let now = burst_proto::now_ms();
+    JobResult {
+        lease: Some(lease.to_ref()),
+        started_at_ms: now,
+        finished_at_ms: now,
+        reason: Reason::Cancelled as i32,
+        message: "the job was cancelled before it started".into(),
+        ..JobResult::default()
+    }
+}
+
 enum Ended {
     Exited {
         status: ExitStatus,
