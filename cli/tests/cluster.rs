@@ -73,10 +73,17 @@ async fn a_worker_never_holds_more_than_slots_plus_queue_capacity() {
     }
     assert!(max_held <= 5, "held {max_held} > slots 2 + queue capacity 3");
     assert!(max_leased_jobs <= 5, "{max_leased_jobs} jobs leased or running at once");
-    assert!(max_running <= 2, "ran {max_running} at once on 2 slots");
+    // The controller counts a start confirmed ahead of a busy slot as running (the worker's jobs are short), so
+    // its count may pass the slots; never what the worker holds.
+    assert!(max_running <= max_held, "{max_running} running of {max_held} held");
     assert_eq!(max_held, 5, "the worker was filled to its capacity at some point");
     let statuses = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
     assert!(statuses.iter().all(|s| s.state() == JobState::Succeeded));
+    // The processes themselves, by the times the worker ran them: never more than 2 at once.
+    let runs: Vec<(u64, u64)> =
+        statuses.iter().map(|s| (s.attempts[0].started_at_ms, s.attempts[0].finished_at_ms)).collect();
+    let most = runs.iter().map(|&(start, _)| runs.iter().filter(|&&(s, f)| s <= start && start < f).count()).max();
+    assert!(most <= Some(2), "ran {most:?} at once on 2 slots: {runs:?}");
     c.shutdown().await.unwrap();
 }
 
