@@ -524,6 +524,9 @@ impl Sim {
         for state in [JobState::Queued, JobState::Leased, JobState::Running] {
             ensure!(s.counts[state as usize] == by_state[state as usize], "count of {state:?}");
         }
+        // Busy slots are slots: starts confirmed ahead of a worker's slots do not add to them.
+        let stats = s.stats();
+        ensure!(stats.slots_busy <= stats.slots_total, "{} of {} slots busy", stats.slots_busy, stats.slots_total);
         // Timers only for jobs that still wait.
         for id in s.timers.ids() {
             let state = s.jobs.get(id).map(|j| j.state().clone());

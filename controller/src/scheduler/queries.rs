@@ -71,7 +71,9 @@ impl Scheduler {
             cancelled: count(JobState::Cancelled),
             workers: self.registry.len() as u32,
             slots_total: self.registry.iter().map(|w| w.info.slots).sum(),
-            slots_busy: self.registry.iter().map(WorkerEntry::running).sum(),
+            // A worker of short jobs may count starts confirmed ahead of its slots as running: all its slots
+            // are busy then, and no more.
+            slots_busy: self.registry.iter().map(|w| w.running().min(w.info.slots)).sum(),
             submitted_total: self.totals.submitted,
             stale_reports_total: self.totals.stale_reports,
             steal_attempts_total: self.registry.iter().map(|w| w.steal_attempts).sum(),
