@@ -81,11 +81,7 @@ impl Collector for Live {
         let agent = &self.0;
         let gauges = [
             ("slots", "Jobs this worker runs at once", i64::from(agent.config().slots)),
-            (
-                "slots_busy",
-                "Jobs taken from the local queue: running, or starting (with short jobs, up to two per slot are confirmed ahead of a free slot)",
-                i64::from(agent.busy()),
-            ),
+            ("slots_busy", "Slots starting or running a job", i64::from(agent.slots_in_use())),
             ("queue_depth", "Leased jobs waiting in the local queue", agent.queue.len() as i64),
             ("registered", "1 while registered with the controller", i64::from(agent.session() != 0)),
         ];

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 pub struct Runs {
     /// Each job's lease in hand, by job id, with its epoch. Guards an insert, a remove or a lookup, never an await.
     table: Mutex<HashMap<String, (u64, Entry)>>,
-    /// Runs in a slot: starting or running.
+    /// Leases taken from the queue: in a slot (starting or running), or confirmed ahead of one.
     busy: AtomicU32,
     /// Runs whose start the controller confirmed and that have not ended.
     running: AtomicU32,
@@ -110,7 +110,7 @@ impl Runs {
             .collect()
     }
 
-    /// Runs in a slot: starting or running.
+    /// Leases taken from the queue: in a slot (starting or running), or confirmed ahead of one.
     pub fn busy(&self) -> u32 {
         self.busy.load(Ordering::Relaxed)
     }

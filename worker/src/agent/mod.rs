@@ -429,9 +429,14 @@ impl Agent {
         self.steal_wake.notify_one();
     }
 
-    /// Jobs in a slot: starting or running.
+    /// Leases taken from the queue: in a slot, or (with short jobs) confirmed ahead of one.
     pub(crate) fn busy(&self) -> u32 {
         self.runs.busy()
+    }
+
+    /// Slots held by a lease: at most the worker's slots.
+    pub(crate) fn slots_in_use(&self) -> u32 {
+        self.slots.in_use()
     }
 
     /// The last steps of a drain, once the caller has stopped the poll, run and steal loops:

@@ -27,6 +27,7 @@ pub const SHORT_JOB: Duration = Duration::from_millis(100);
 pub const AHEAD_PER_SLOT: u32 = 2;
 
 pub struct Slots {
+    count: u32,
     line: Arc<Line>,
     /// Places for leases confirmed ahead of a free slot: [`AHEAD_PER_SLOT`] per slot.
     ahead: Arc<Semaphore>,
@@ -110,6 +111,7 @@ impl Ticket {
 impl Slots {
     pub fn new(slots: u32) -> Self {
         Slots {
+            count: slots,
             line: Arc::new(Line { state: Mutex::new(LineState { free: slots, waiting: VecDeque::new() }) }),
             ahead: Arc::new(Semaphore::new((slots * AHEAD_PER_SLOT) as usize)),
             recent_run_us: AtomicU64::new(8 * SHORT_JOB.as_micros() as u64),
@@ -140,6 +142,11 @@ impl Slots {
         }
     }
 
+    /// Slots held by a lease (starting or running its job); those confirmed ahead and waiting hold none.
+    pub fn in_use(&self) -> u32 {
+        self.count.saturating_sub(self.line.lock().free)
+    }
+
     /// Notes how long a run took.
     pub fn ran(&self, took: Duration) {
         let took = took.as_micros().min(u128::from(u64::MAX / 16)) as u64;
@@ -166,6 +173,15 @@ mod tests {
         slots
     }
 
+    /// One slot, short jobs: the first lease runs in it, two more wait ahead (`Ticket`s, in line).
+    async fn one_busy_slot_and_two_in_line() -> (Slots, Slot, Ticket, Ticket) {
+        let slots = short(1);
+        let first = slots.line_up(slots.gate().await.unwrap()).slot().await.expect("the free slot");
+        let second = slots.line_up(slots.gate().await.unwrap());
+        let third = slots.line_up(slots.gate().await.unwrap());
+        (slots, first, second, third)
+    }
+
     #[test]
     fn starts_are_confirmed_ahead_only_after_some_short_runs_and_no_longer_once_runs_are_long() {
         let slots = Slots::new(2);
@@ -183,10 +199,8 @@ mod tests {
 
     #[tokio::test]
     async fn leases_ahead_get_the_slots_in_the_order_they_lined_up_whoever_asks_first() {
-        let slots = short(1);
-        let first = slots.line_up(slots.gate().await.unwrap()).slot().await.expect("the free slot");
-        let second = slots.line_up(slots.gate().await.unwrap());
-        let third = slots.line_up(slots.gate().await.unwrap());
+        let (slots, first, second, third) = one_busy_slot_and_two_in_line().await;
+        assert_eq!(slots.in_use(), 1, "leases waiting ahead hold no slot");
         let fourth = tokio::time::timeout(Duration::from_millis(20), slots.gate()).await;
         assert!(fourth.is_err(), "two leases at most wait ahead of one slot");
         // The third asks for its slot before the second does; the second still gets it first.
@@ -215,15 +229,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_given_up_in_line_passes_its_turn_to_the_next() {
-        let slots = short(1);
-        let first = slots.line_up(slots.gate().await.unwrap()).slot().await.expect("the free slot");
-        let gone = slots.line_up(slots.gate().await.unwrap());
-        let next = slots.line_up(slots.gate().await.unwrap());
+        let (slots, first, gone, next) = one_busy_slot_and_two_in_line().await;
         drop(gone);
         drop(first);
         let slot = tokio::time::timeout(Duration::from_secs(5), next.slot()).await.expect("its turn");
         assert!(slot.is_some());
         drop(slot);
+        assert_eq!(slots.in_use(), 0);
         // With nobody waiting, the slot is free again: a long-jobs gate takes it at once.
         slots.ran(Duration::from_secs(10));
         let again = tokio::time::timeout(Duration::from_secs(5), slots.gate()).await.expect("a free slot");
