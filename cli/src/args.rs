@@ -94,6 +94,8 @@ pub enum Command {
     },
     /// List the workers and what they hold.
     Workers,
+    /// List the pools: cost, capacity, use, jobs placed and spilled over, and what each has cost so far.
+    Pools,
     /// Live job counts by state (Ctrl-C to stop).
     Watch {
         /// Print the counts once and exit.
@@ -215,6 +217,15 @@ pub struct SpecOpts {
     /// Keep the last BYTES of the job's output in its status (at most 4096), kept by the controller.
     #[arg(long, global = true, value_name = "BYTES")]
     pub output_tail: Option<u32>,
+    /// Run only on workers of this pool.
+    #[arg(long, global = true)]
+    pub pool: Option<String>,
+    /// Run only on pools whose labels match KEY=VALUE; repeatable.
+    #[arg(long = "pool-selector", global = true, value_parser = crate::units::parse_pair)]
+    pub pool_selector: Vec<(String, String)>,
+    /// How long the job is expected to run (e.g. 30s): the wait policy may scale its waiting budget by it.
+    #[arg(long, global = true, value_parser = crate::units::parse_duration)]
+    pub expected_runtime: Option<std::time::Duration>,
 }
 
 impl SpecOpts {
@@ -232,6 +243,9 @@ impl SpecOpts {
             && self.retry_backoff.is_none()
             && self.queue_timeout.is_none()
             && self.output_tail.is_none()
+            && self.pool.is_none()
+            && self.pool_selector.is_empty()
+            && self.expected_runtime.is_none()
     }
 }
 

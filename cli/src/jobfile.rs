@@ -41,6 +41,12 @@ struct Line {
     queue_timeout_ms: u64,
     #[serde(default)]
     output_tail_bytes: u32,
+    #[serde(default)]
+    pool: String,
+    #[serde(default)]
+    pool_selector: HashMap<String, String>,
+    #[serde(default)]
+    expected_runtime_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +141,9 @@ fn parse_line(line: &str) -> Result<JobSpec, String> {
         queue_timeout_ms: l.queue_timeout_ms,
         output_tail_bytes: l.output_tail_bytes,
         owner: String::new(),
+        pool: l.pool,
+        pool_selector: l.pool_selector,
+        expected_runtime_ms: l.expected_runtime_ms,
     })
 }
 
@@ -181,9 +190,12 @@ mod tests {
 
 {"python": {"code": "print(1)"}, "timeout_ms": 5}
 {"docker": {"image": "busybox", "command": "true"}, "resources": {"memory_bytes": 64}}
+{"process": {"command": "/bin/true"}, "pool": "cloud", "pool_selector": {"tier": "spot"}, "expected_runtime_ms": 900}
 "#;
         let specs = parse("jobs.jsonl", text).unwrap();
-        assert_eq!(specs.len(), 3);
+        assert_eq!(specs.len(), 4);
+        assert_eq!((specs[3].pool.as_str(), specs[3].expected_runtime_ms), ("cloud", 900));
+        assert_eq!(specs[3].pool_selector.get("tier").map(String::as_str), Some("spot"));
         assert!(matches!(specs[0].kind, Some(Kind::Process(_))));
         assert_eq!(specs[1].timeout_ms, 5);
         assert_eq!(specs[2].resources.unwrap().memory_bytes, 64);

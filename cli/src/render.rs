@@ -1,10 +1,10 @@
 //! How read commands print: aligned tables for people, JSON (`-o json`) for scripts. One function per thing
 //! shown, so the table and the JSON of a job always agree.
 
-use burst_proto::v1::{GetStatsResponse, JobState, JobStatus, Reason, WorkerStatus};
+use burst_proto::v1::{GetStatsResponse, JobState, JobStatus, PoolStats, Reason, WorkerStatus};
 use burst_proto::{reason_name, state_name};
 
-pub use burst_proto::json::{job_json, stats_json, worker_json};
+pub use burst_proto::json::{job_json, pool_json, stats_json, worker_json};
 
 /// One line for people: `queued 3  leased 1  running 4  succeeded 90  failed 2  cancelled 0  slots 4/8  workers 2
 /// stolen 12`.
@@ -63,6 +63,10 @@ pub fn job_details(s: &JobStatus) -> String {
         ("worker", s.worker_id.clone()),
         ("attempt", s.attempt.to_string()),
     ];
+    if !s.pool.is_empty() {
+        let spilled = if s.spilled { " (spilled over: a cheaper pool had no room)" } else { "" };
+        lines.push(("pool", format!("{}{spilled}", s.pool)));
+    }
     if !s.stolen_from.is_empty() {
         lines.push(("stolen from", s.stolen_from.clone()));
     }
@@ -71,6 +75,9 @@ pub fn job_details(s: &JobStatus) -> String {
         if ms > 0 {
             lines.push((what, timestamp(ms)));
         }
+    }
+    if s.started_at_ms >= s.submitted_at_ms && s.started_at_ms > 0 {
+        lines.push(("waited", format!("{} ms", s.started_at_ms - s.submitted_at_ms)));
     }
     if s.started_at_ms > 0 && s.finished_at_ms >= s.started_at_ms {
         lines.push(("run time", format!("{} ms", s.finished_at_ms - s.started_at_ms)));
@@ -92,7 +99,8 @@ pub fn job_details(s: &JobStatus) -> String {
             (reason, ..) => reason_name(reason).to_string(),
         };
         let took = a.finished_at_ms.saturating_sub(a.started_at_ms);
-        lines.push(("attempt", format!("#{} on {}: {how} after {took} ms", a.attempt, a.worker_id)));
+        let pool = if a.pool.is_empty() { String::new() } else { format!(" (pool {})", a.pool) };
+        lines.push(("attempt", format!("#{} on {}{pool}: {how} after {took} ms", a.attempt, a.worker_id)));
     }
     if !s.labels.is_empty() {
         let mut labels: Vec<_> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -114,6 +122,7 @@ pub fn job_details(s: &JobStatus) -> String {
 pub fn workers_table(workers: &[WorkerStatus]) -> String {
     let mut rows = vec![vec![
         "WORKER".to_string(),
+        "POOL".into(),
         "ADDRESS".into(),
         "RUNNING".into(),
         "HELD".into(),
@@ -132,6 +141,7 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
                 (_, left) if left > 0 => format!("{} (quarantined {}s)", info.worker_id, left.div_ceil(1000)),
                 _ => info.worker_id,
             },
+            if info.pool.is_empty() { "default".into() } else { info.pool },
             info.advertise_addr,
             format!("{}/{}", w.running, info.slots),
             format!("{}/{}", w.held, info.slots + info.queue_capacity),
@@ -140,6 +150,42 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
             r.gpus.to_string(),
             w.jobs_finished.to_string(),
             format!("{:.1}s ago", w.last_heartbeat_ms_ago as f64 / 1000.0),
+        ]);
+    }
+    table(&rows)
+}
+
+pub fn pools_table(pools: &[PoolStats]) -> String {
+    let mut rows = vec![
+        [
+            "POOL",
+            "COST/SLOT-S",
+            "KIND",
+            "WORKERS",
+            "SLOTS",
+            "PLACED",
+            "SPILLED",
+            "WAITING",
+            "BUSY SLOT-S",
+            "SLOT-S",
+            "COST",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in pools {
+        rows.push(vec![
+            p.name.clone(),
+            format!("{}", p.cost_per_slot_second),
+            if p.elastic { "elastic" } else { "fixed" }.into(),
+            p.workers.to_string(),
+            format!("{}/{}", p.slots_busy, p.slots_total),
+            p.jobs_placed.to_string(),
+            p.jobs_spilled.to_string(),
+            p.jobs_waiting.to_string(),
+            format!("{:.1}", p.busy_slot_seconds),
+            format!("{:.1}", p.slot_seconds),
+            format!("{:.2}", p.cost),
         ]);
     }
     table(&rows)

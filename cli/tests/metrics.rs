@@ -86,6 +86,10 @@ async fn metrics_parse_and_move_as_jobs_run() {
     assert_eq!(value(&after, "burst_controller_queue_wait_seconds_count"), 20.0);
     assert_eq!(value(&after, "burst_controller_dispatch_latency_seconds_count"), 20.0);
     assert_eq!(value(&after, "burst_controller_refusals_total{reason=\"stale_epoch\"}"), 0.0);
+    assert_eq!(value(&after, "burst_controller_pool_jobs_placed_total{pool=\"default\"}"), 20.0);
+    assert_eq!(value(&after, "burst_controller_pool_jobs_spilled_total{pool=\"default\"}"), 0.0);
+    assert_eq!(value(&after, "burst_controller_pool_slots{pool=\"default\"}"), 4.0);
+    assert!(value(&after, "burst_controller_pool_busy_slot_seconds_total{pool=\"default\"}") > 0.0);
     let runs: f64 = per_worker.iter().map(|s| value(s, "burst_worker_runs_total{reason=\"exited\"}")).sum();
     assert_eq!(runs, 20.0, "the workers' run counts add up to the jobs");
     for s in &per_worker {

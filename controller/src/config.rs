@@ -11,6 +11,7 @@ use serde::Deserialize;
 use burst_proto::tls::TlsFiles;
 
 use crate::admission::RateLimit;
+use crate::policy::{Policy, PolicyKind, PoolConfig, WaitBy};
 use crate::retention::{DEFAULT_MAX_AGE, DEFAULT_MAX_JOBS, Limits};
 use crate::router::RouterKind;
 use crate::scheduler::Quota;
@@ -76,6 +77,24 @@ pub struct Args {
     /// Jobs one submitter may submit at once after a pause [default: 200000].
     #[arg(long, env = "BURST_SUBMIT_BURST")]
     pub submit_burst: Option<f64>,
+    /// A pool of workers and its relative cost per slot-second, `NAME=COST` or `NAME=COST:elastic` (scaled with
+    /// demand); repeat for each pool. Workers join one with `burst worker --pool NAME`; a pool named only by a
+    /// worker costs 1 [default: the pool "default", cost 1].
+    #[arg(long = "pool", env = "BURST_POOLS", value_delimiter = ',', value_name = "NAME=COST[:elastic]")]
+    pub pools: Vec<String>,
+    /// Which pools a queued job may go to: cheapest (the cheapest with room, no waiting), first-pool-only (the
+    /// cheapest only, never the others) or wait (the cheapest until the job's waiting budget is spent, then any)
+    /// [default: cheapest].
+    #[arg(long, env = "BURST_POLICY", value_enum)]
+    pub policy: Option<PolicyKind>,
+    /// Under --policy wait, what the budget is proportional to: constant (the factor in seconds), runtime (the
+    /// job's expected runtime × the factor), resources (its cores + gpus × the factor in seconds) or compute
+    /// (runtime × size × the factor) [default: constant].
+    #[arg(long, env = "BURST_WAIT_BY", value_enum)]
+    pub wait_by: Option<WaitBy>,
+    /// The waiting budget's factor (see --wait-by) [default: 10].
+    #[arg(long, env = "BURST_WAIT_FACTOR")]
+    pub wait_factor: Option<f64>,
     #[command(flatten)]
     pub tls: burst_proto::tls::TlsArgs,
 }
@@ -99,6 +118,10 @@ pub struct Section {
     pub max_active_jobs_per_submitter: Option<u64>,
     pub submit_rate: Option<f64>,
     pub submit_burst: Option<f64>,
+    pub pools: Option<Vec<PoolConfig>>,
+    pub policy: Option<PolicyKind>,
+    pub wait_by: Option<WaitBy>,
+    pub wait_factor: Option<f64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
@@ -125,6 +148,9 @@ pub struct ControllerConfig {
     pub submit_rate: RateLimit,
     /// Mutual TLS; `None`: plaintext (the binaries require `--insecure` for that).
     pub tls: Option<TlsFiles>,
+    /// The pools known from the start (workers may name more), and how jobs are placed among them.
+    pub pools: Vec<PoolConfig>,
+    pub policy: Policy,
 }
 
 /// A submitter's default sustained rate and burst: far above what one client needs, low enough that a runaway
@@ -152,6 +178,8 @@ impl Default for ControllerConfig {
             quota: Quota::default(),
             submit_rate: DEFAULT_SUBMIT_RATE,
             tls: None,
+            pools: Vec::new(),
+            policy: Policy::default(),
         }
     }
 }
@@ -175,6 +203,10 @@ impl Args {
             max_active_jobs_per_submitter,
             submit_rate,
             submit_burst,
+            pools,
+            policy,
+            wait_by,
+            wait_factor,
             tls,
         } = self;
         let file: Section = match &config {
@@ -201,6 +233,19 @@ impl Args {
                 lease_timeout.as_millis()
             );
         }
+        let pools = match pools.is_empty() {
+            true => file.pools.unwrap_or_default(),
+            false => {
+                pools.iter().map(|f| PoolConfig::parse_flag(f)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
+            }
+        };
+        check_pools(&pools)?;
+        let policy = Policy {
+            kind: policy.or(file.policy).unwrap_or_default(),
+            wait_by: wait_by.or(file.wait_by).unwrap_or_default(),
+            factor: wait_factor.or(file.wait_factor).unwrap_or(crate::policy::DEFAULT_WAIT_FACTOR),
+        };
+        policy.validate().map_err(anyhow::Error::msg)?;
         let http_allowed_hosts = match http_allowed_hosts.is_empty() {
             true => file.http_allowed_hosts.unwrap_or_default(),
             false => http_allowed_hosts,
@@ -229,6 +274,22 @@ impl Args {
                 burst: submit_burst.or(file.submit_burst).unwrap_or(DEFAULT_SUBMIT_RATE.burst),
             },
             tls,
+            pools,
+            policy,
         })
     }
+}
+
+/// Each pool valid, no name twice, at most [`crate::scheduler::MAX_POOLS`].
+pub fn check_pools(pools: &[PoolConfig]) -> anyhow::Result<()> {
+    for (i, p) in pools.iter().enumerate() {
+        p.validate().map_err(anyhow::Error::msg)?;
+        if pools[..i].iter().any(|q| q.name == p.name) {
+            bail!("pool {:?} is configured twice", p.name);
+        }
+    }
+    if pools.len() > crate::scheduler::MAX_POOLS {
+        bail!("{} pools configured; at most {}", pools.len(), crate::scheduler::MAX_POOLS);
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;
+pub mod policy;
 pub mod registry;
 pub mod retention;
 pub mod router;
@@ -55,6 +56,7 @@ impl Controller {
         let jobs = store.load()?;
         let mut sched = Scheduler::with_retention(config.router, store, events.clone(), config.retention);
         sched.set_quota(config.quota);
+        sched.set_pools(config.pools.clone(), config.policy);
         // Workers get one lease timeout to come back and claim what they hold.
         let claim_deadline = std::time::Instant::now() + config.lease_timeout;
         let durable = sched.restore(jobs, burst_proto::now_ms(), claim_deadline);

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use burst_proto::v1::{GetStatsResponse, JobState};
+use burst_proto::v1::{GetStatsResponse, JobState, PoolStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -164,6 +164,9 @@ pub fn stats(controller: &Controller, auth: &Auth, admission: &Admission) -> Get
     stats
 }
 
+/// A per-pool series: name, help, type, and how to read it from a pool's stats.
+type PoolSeries = (&'static str, &'static str, MetricType, fn(&PoolStats) -> f64);
+
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(value);
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
@@ -229,6 +232,36 @@ impl Collector for Live {
             .map(|w| (w.info.as_ref().map(|i| i.worker_id.clone()).unwrap_or_default(), f64::from(w.running)))
             .collect();
         family(&mut e, ("worker_slots_busy", "Jobs running on a worker", MetricType::Gauge), "worker", &busy)?;
+        let per_pool = |f: fn(&PoolStats) -> f64| -> Vec<(String, f64)> {
+            s.pools.iter().map(|p| (p.name.clone(), f(p))).collect()
+        };
+        let pool_series: [PoolSeries; 9] = [
+            ("pool_workers", "Workers registered in a pool", MetricType::Gauge, |p| f64::from(p.workers)),
+            ("pool_slots", "Slots of a pool's registered workers", MetricType::Gauge, |p| f64::from(p.slots_total)),
+            ("pool_slots_busy", "Slots of a pool running a job", MetricType::Gauge, |p| f64::from(p.slots_busy)),
+            ("pool_jobs_waiting", "Queued jobs that may go to a pool now", MetricType::Gauge, |p| {
+                p.jobs_waiting as f64
+            }),
+            ("pool_jobs_placed", "Leases to a pool's workers", MetricType::Counter, |p| p.jobs_placed as f64),
+            ("pool_jobs_spilled", "Leases to a pool of jobs a cheaper pool could have run", MetricType::Counter, |p| {
+                p.jobs_spilled as f64
+            }),
+            ("pool_slot_seconds", "Slot-seconds a pool's workers were registered", MetricType::Counter, |p| {
+                p.slot_seconds
+            }),
+            ("pool_busy_slot_seconds", "Slot-seconds a pool spent running jobs", MetricType::Counter, |p| {
+                p.busy_slot_seconds
+            }),
+            (
+                "pool_cost",
+                "Cost accrued by a pool: slot-seconds x its cost per slot-second",
+                MetricType::Counter,
+                |p| p.cost,
+            ),
+        ];
+        for (name, help, kind, f) in pool_series {
+            family(&mut e, (name, help, kind), "pool", &per_pool(f))?;
+        }
         counter(&mut e, "steals", "Steals that moved at least one job", s.steals_total)?;
         counter(&mut e, "jobs_stolen", "Jobs moved from one worker to another by stealing", s.jobs_stolen_total)?;
         let refusals: Vec<(String, f64)> = [

@@ -8,7 +8,9 @@
 //!   the scheduler calls those from one place, for every transition.
 //! - `held.len() <= capacity()`: the scheduler leases only to a worker with [`WorkerEntry::room`].
 //! - The room index holds exactly the workers whose room is above zero, so finding one is `O(log n)` in the
-//!   workers, not a scan of them.
+//!   workers, not a scan of them; each pool's room index holds exactly its own workers among them.
+//! - Every worker belongs to one pool ([`Pool`]); a pool, once known, is never forgotten (its accounting
+//!   outlives its workers, and an elastic pool may have none for a while).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,11 +21,16 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::lifecycle::{Holder, JobId, WorkerId};
+use crate::policy::{DEFAULT_POOL, PoolConfig};
 use crate::router::Eligible;
+
+/// A pool's index in the registry's pools.
+pub type PoolId = usize;
 
 pub struct WorkerEntry {
     pub info: WorkerInfo,
     pub session: u64,
+    pub pool: PoolId,
     held: HashMap<JobId, Instant>,
     running: u32,
     reserved: Resources,
@@ -46,10 +53,11 @@ pub struct WorkerEntry {
 }
 
 impl WorkerEntry {
-    fn new(info: WorkerInfo, session: u64, now_ms: u64) -> Self {
+    fn new(info: WorkerInfo, session: u64, pool: PoolId, now_ms: u64) -> Self {
         WorkerEntry {
             info,
             session,
+            pool,
             held: HashMap::new(),
             running: 0,
             reserved: Resources::default(),
@@ -151,7 +159,65 @@ pub fn covers(have: &Resources, need: &Resources) -> bool {
     have.cpu_millis >= need.cpu_millis && have.memory_bytes >= need.memory_bytes && have.gpus >= need.gpus
 }
 
-/// Workers in id order (routers see a stable order), with an index of those with room.
+/// A pool: its settings, its workers' room, and what it has cost and done since the controller started.
+pub struct Pool {
+    pub config: PoolConfig,
+    /// The name, shared by the jobs placed here.
+    pub name_arc: Arc<str>,
+    /// Positions of this pool's workers whose room is above zero.
+    with_room: BTreeSet<usize>,
+    pub workers: u32,
+    pub slots: u32,
+    /// Slot-milliseconds its workers were registered, up to `since`.
+    slot_ms: f64,
+    since: Instant,
+    /// Milliseconds its slots spent running jobs (ended runs, as their workers timed them).
+    pub busy_ms: u64,
+    /// Leases to its workers, and those of jobs that could have gone to a cheaper pool.
+    pub placed: u64,
+    pub spilled: u64,
+}
+
+impl Pool {
+    fn new(config: PoolConfig) -> Self {
+        Pool {
+            name_arc: Arc::from(config.name.as_str()),
+            config,
+            with_room: BTreeSet::new(),
+            workers: 0,
+            slots: 0,
+            slot_ms: 0.0,
+            since: Instant::now(),
+            busy_ms: 0,
+            placed: 0,
+            spilled: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Adds `slots` (negative: removes) from now on.
+    fn resize(&mut self, workers: i32, slots: i64, now: Instant) {
+        self.slot_ms = self.slot_ms_at(now);
+        self.since = now;
+        self.workers = self.workers.saturating_add_signed(workers);
+        self.slots = u32::try_from(i64::from(self.slots) + slots).unwrap_or(0);
+    }
+
+    /// Slot-milliseconds its workers were registered, up to `now`.
+    pub fn slot_ms_at(&self, now: Instant) -> f64 {
+        self.slot_ms + f64::from(self.slots) * now.saturating_duration_since(self.since).as_secs_f64() * 1000.0
+    }
+
+    /// Whether a worker of this pool has room.
+    pub fn has_room(&self) -> bool {
+        !self.with_room.is_empty()
+    }
+}
+
+/// Workers in id order (routers see a stable order), with an index of those with room, and their pools.
 #[derive(Default)]
 pub struct Registry {
     /// Sorted by id.
@@ -160,6 +226,10 @@ pub struct Registry {
     position: BTreeMap<WorkerId, usize>,
     /// Positions of the workers whose room is above zero.
     with_room: BTreeSet<usize>,
+    /// Every pool known: configured, or named by a worker.
+    pools: Vec<Pool>,
+    /// The pools cheapest first (equal costs: in the order they became known).
+    by_cost: Vec<PoolId>,
     /// When each worker id was last declared dead, within the last [`DEATH_WINDOW`].
     deaths: HashMap<WorkerId, Vec<Instant>>,
     /// The session each worker id had before another registration with the same id replaced it: a call under
@@ -168,6 +238,47 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry that knows the configured pools from the start (a job may name one before its workers come).
+    pub fn with_pools(pools: Vec<PoolConfig>) -> Self {
+        let mut r = Registry::default();
+        for p in pools {
+            let name = p.name.clone();
+            r.pool_named(&name, Some(p));
+        }
+        r
+    }
+
+    /// The pool named `name` (empty: the default pool), added (with `config`, or unconfigured) if it is new.
+    fn pool_named(&mut self, name: &str, config: Option<PoolConfig>) -> PoolId {
+        let name = if name.is_empty() { DEFAULT_POOL } else { name };
+        if let Some(id) = self.pool_id(name) {
+            return id;
+        }
+        self.pools.push(Pool::new(config.unwrap_or_else(|| PoolConfig::unconfigured(name))));
+        let pools = &self.pools;
+        self.by_cost = (0..pools.len()).collect();
+        self.by_cost.sort_by(|&a, &b| pools[a].config.cost.total_cmp(&pools[b].config.cost).then(a.cmp(&b)));
+        self.pools.len() - 1
+    }
+
+    /// The pool named `name`, if it is known.
+    pub fn pool_id(&self, name: &str) -> Option<PoolId> {
+        self.pools.iter().position(|p| p.config.name == name)
+    }
+
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    pub fn pool_mut(&mut self, id: PoolId) -> Option<&mut Pool> {
+        self.pools.get_mut(id)
+    }
+
+    /// The pools, cheapest first.
+    pub fn pools_by_cost(&self) -> &[PoolId] {
+        &self.by_cost
+    }
+
     pub fn get(&self, id: &str) -> Option<&WorkerEntry> {
         self.position.get(id).map(|&i| &self.workers[i])
     }
@@ -197,14 +308,20 @@ impl Registry {
             }
         };
         let id = info.worker_id.clone();
-        let mut entry = WorkerEntry::new(info, session, now_ms);
+        let pool = self.pool_named(&info.pool, None);
+        self.pools[pool].resize(1, i64::from(info.slots), Instant::now());
+        let mut entry = WorkerEntry::new(info, session, pool, now_ms);
         let recent = self.deaths.get(&id).map_or(0, Vec::len);
         if recent >= QUARANTINE_AFTER {
             entry.quarantined_until = Some(Instant::now() + QUARANTINE);
             warn!(worker = %id, deaths = recent, "worker died too often lately; quarantined (no new leases)");
         }
         let old = match self.workers.binary_search_by(|w| w.id().cmp(&id)) {
-            Ok(i) => Some(std::mem::replace(&mut self.workers[i], entry)),
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.workers[i], entry);
+                self.pools[old.pool].resize(-1, -i64::from(old.info.slots), Instant::now());
+                Some(old)
+            }
             Err(i) => {
                 self.workers.insert(i, entry);
                 None
@@ -221,6 +338,7 @@ impl Registry {
     pub fn remove(&mut self, id: &str) -> Option<WorkerEntry> {
         let i = *self.position.get(id)?;
         let entry = self.workers.remove(i);
+        self.pools[entry.pool].resize(-1, -i64::from(entry.info.slots), Instant::now());
         self.replaced.remove(id);
         self.reindex();
         Some(entry)
@@ -230,14 +348,23 @@ impl Registry {
     fn reindex(&mut self) {
         self.position = self.workers.iter().enumerate().map(|(i, w)| (w.info.worker_id.clone(), i)).collect();
         self.with_room = (0..self.workers.len()).filter(|&i| self.workers[i].room() > 0).collect();
+        for pool in &mut self.pools {
+            pool.with_room.clear();
+        }
+        for &i in &self.with_room {
+            self.pools[self.workers[i].pool].with_room.insert(i);
+        }
     }
 
-    /// Puts the worker at position `i` in or out of the room index, after its room may have changed.
+    /// Puts the worker at position `i` in or out of the room indexes, after its room may have changed.
     fn refresh(&mut self, i: usize) {
+        let pool = &mut self.pools[self.workers[i].pool];
         if self.workers[i].room() > 0 {
             self.with_room.insert(i);
+            pool.with_room.insert(i);
         } else {
             self.with_room.remove(&i);
+            pool.with_room.remove(&i);
         }
     }
 
@@ -345,7 +472,12 @@ impl Registry {
 
     /// The workers as a router sees them for a job that needs `need`.
     pub fn eligible_for<'a>(&'a self, need: &'a Resources) -> Fitting<'a> {
-        Fitting { registry: self, need, plain: *need == Resources::default() }
+        Fitting { registry: self, need, plain: *need == Resources::default(), pool: None }
+    }
+
+    /// The workers as a router sees them for a job that needs `need` and may only go to `pool`.
+    pub fn eligible_in<'a>(&'a self, pool: PoolId, need: &'a Resources) -> Fitting<'a> {
+        Fitting { pool: Some(pool), ..self.eligible_for(need) }
     }
 
     /// Ids of workers not heard from since `deadline`.
@@ -360,6 +492,8 @@ pub struct Fitting<'a> {
     need: &'a Resources,
     /// The job requests no resources: every worker with room fits it.
     plain: bool,
+    /// Only this pool's workers are eligible.
+    pool: Option<PoolId>,
 }
 
 impl Eligible for Fitting<'_> {
@@ -371,7 +505,11 @@ impl Eligible for Fitting<'_> {
         if from >= to {
             return None;
         }
-        let mut with_room = self.registry.with_room.range(from..to).copied();
+        let index = match self.pool {
+            Some(p) => &self.registry.pools[p].with_room,
+            None => &self.registry.with_room,
+        };
+        let mut with_room = index.range(from..to).copied();
         match self.plain {
             true => with_room.next(),
             false => with_room.find(|&i| covers(&self.registry.workers[i].free(), self.need)),

@@ -142,7 +142,12 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         info!(addr = %server.addr, "serving /metrics, /healthz, /readyz and the dashboard at /ui");
         http = Some(server);
     }
-    info!(%addr, router = config.router.name(), "controller listening");
+    let pools: Vec<String> = config
+        .pools
+        .iter()
+        .map(|p| format!("{}={}{}", p.name, p.cost, if p.elastic { ":elastic" } else { "" }))
+        .collect();
+    info!(%addr, router = config.router.name(), policy = %config.policy, pools = %pools.join(","), "controller listening");
     let (http, http_server) = (http.as_ref().map(|h| h.addr), http);
     Ok(RunningController { addr, http, controller, tls, stop: Some(stop), task, background, http_server })
 }

@@ -96,7 +96,7 @@ fn sched_status(e: SchedError) -> Status {
         SchedError::UnknownWorker(_) | SchedError::UnknownJob(_) => Status::not_found(e.to_string()),
         SchedError::Replaced(_) => Status::failed_precondition(e.to_string()),
         SchedError::KeyConflict { .. } => Status::already_exists(e.to_string()),
-        SchedError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        SchedError::Invalid(_) | SchedError::UnknownPool(_) => Status::invalid_argument(e.to_string()),
         SchedError::NotYours(_) => Status::permission_denied(e.to_string()),
         SchedError::Quota(_) => Status::resource_exhausted(e.to_string()),
     }
@@ -291,8 +291,13 @@ impl ControllerRpc for ControllerService {
         self.auth.check_worker_id(&who, &info.worker_id)?;
         let worker_id = info.worker_id.clone();
         tracing::Span::current().record("worker", worker_id.as_str());
-        info!(slots = info.slots, queue_capacity = info.queue_capacity, addr = %info.advertise_addr, "worker registered");
-        let (session, rejected, d) = self.controller.lock().register(info, &req.held, burst_proto::now_ms());
+        let pool = if info.pool.is_empty() { crate::policy::DEFAULT_POOL } else { info.pool.as_str() };
+        info!(slots = info.slots, queue_capacity = info.queue_capacity, addr = %info.advertise_addr, pool, "worker registered");
+        let (session, rejected, d) = {
+            let mut controller = self.controller.lock();
+            controller.admits_pool(&info.pool).map_err(sched_status)?;
+            controller.register(info, &req.held, burst_proto::now_ms())
+        };
         durable(d).await?;
         let config = self.controller.config();
         Ok(Response::new(RegisterWorkerResponse {

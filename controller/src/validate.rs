@@ -87,11 +87,28 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     if spec.max_attempts > MAX_ATTEMPTS {
         return Err(format!("max_attempts {} is over the limit of {MAX_ATTEMPTS}", spec.max_attempts));
     }
+    if !spec.pool.is_empty() {
+        burst_proto::check_pool(&spec.pool)?;
+    }
+    if spec.pool_selector.len() > MAX_LABELS {
+        return Err(format!("{} pool_selector entries; at most {MAX_LABELS}", spec.pool_selector.len()));
+    }
+    for (k, v) in &spec.pool_selector {
+        name("pool_selector key", k)?;
+        if v.len() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
+            return Err(format!(
+                "pool_selector {k}: the value must be at most {MAX_LABEL_VALUE} bytes without control characters"
+            ));
+        }
+    }
     Ok(())
 }
 
 pub fn worker_info(info: &WorkerInfo) -> Result<(), String> {
     name("worker_id", &info.worker_id)?;
+    if !info.pool.is_empty() {
+        burst_proto::check_pool(&info.pool)?;
+    }
     if info.slots == 0 {
         return Err("slots must be at least 1".into());
     }
@@ -289,6 +306,11 @@ mod tests {
             (JobSpec { labels: [("k".to_string(), "a\nb".to_string())].into(), ..process("x") }, "control"),
             (JobSpec { labels: [("../k".to_string(), String::new())].into(), ..process("x") }, "label key"),
             (JobSpec { idempotency_key: "k".repeat(300), ..process("x") }, "idempotency_key"),
+            (JobSpec { pool: "Cloud".into(), ..process("x") }, "pool name \"Cloud\""),
+            (
+                JobSpec { pool_selector: [("../k".to_string(), "v".to_string())].into(), ..process("x") },
+                "pool_selector key",
+            ),
         ];
         for (spec, want) in cases {
             let err = job_spec(&spec).unwrap_err();

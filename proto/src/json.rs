@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::v1::job_spec::Kind;
 use crate::v1::python_spec::Entry;
-use crate::v1::{Attempt, GetStatsResponse, JobSpec, JobStatus, WorkerStatus};
+use crate::v1::{Attempt, GetStatsResponse, JobSpec, JobStatus, PoolStats, WorkerStatus};
 use crate::{reason_name, state_name};
 
 pub fn job_json(s: &JobStatus) -> Value {
@@ -17,6 +17,8 @@ pub fn job_json(s: &JobStatus) -> Value {
         "exit_code": s.exit_code,
         "signal": s.signal,
         "worker_id": s.worker_id,
+        "pool": s.pool,
+        "spilled": s.spilled,
         "attempt": s.attempt,
         "epoch": s.epoch,
         "submitted_at_ms": s.submitted_at_ms,
@@ -39,6 +41,7 @@ fn attempt_json(a: &Attempt) -> Value {
     json!({
         "attempt": a.attempt,
         "worker_id": a.worker_id,
+        "pool": a.pool,
         "started_at_ms": a.started_at_ms,
         "finished_at_ms": a.finished_at_ms,
         "reason": reason_name(a.reason()),
@@ -55,6 +58,7 @@ pub fn worker_json(w: &WorkerStatus) -> Value {
     json!({
         "worker_id": info.worker_id,
         "address": info.advertise_addr,
+        "pool": if info.pool.is_empty() { "default" } else { info.pool.as_str() },
         "slots": info.slots,
         "queue_capacity": info.queue_capacity,
         "held": w.held,
@@ -77,6 +81,16 @@ pub fn stats_json(s: &GetStatsResponse) -> Value {
         "submitted_total": s.submitted_total, "stale_reports_total": s.stale_reports_total,
         "steal_attempts_total": s.steal_attempts_total, "steals_total": s.steals_total,
         "jobs_stolen_total": s.jobs_stolen_total,
+        "pools": s.pools.iter().map(pool_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn pool_json(p: &PoolStats) -> Value {
+    json!({
+        "name": p.name, "cost_per_slot_second": p.cost_per_slot_second, "elastic": p.elastic, "labels": p.labels,
+        "workers": p.workers, "slots_total": p.slots_total, "slots_busy": p.slots_busy,
+        "slot_seconds": p.slot_seconds, "busy_slot_seconds": p.busy_slot_seconds, "cost": p.cost,
+        "jobs_placed": p.jobs_placed, "jobs_spilled": p.jobs_spilled, "jobs_waiting": p.jobs_waiting,
     })
 }
 
@@ -106,5 +120,8 @@ pub fn spec_json(s: &JobSpec) -> Value {
         "labels": s.labels,
         "owner": s.owner,
         "resources": {"cpu_millis": r.cpu_millis, "memory_bytes": r.memory_bytes, "gpus": r.gpus},
+        "pool": s.pool,
+        "pool_selector": s.pool_selector,
+        "expected_runtime_ms": s.expected_runtime_ms,
     })
 }

@@ -15,7 +15,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod tls;
 
-pub use names::{ParseNameError, parse_state, reason_name, state_name};
+pub use names::{MAX_POOL_NAME, ParseNameError, check_pool, parse_state, reason_name, state_name};
 
 /// Generated code for package `burst.v1`.
 #[allow(clippy::all, missing_docs)]

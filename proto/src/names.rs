@@ -45,6 +45,26 @@ pub fn reason_name(reason: Reason) -> &'static str {
     }
 }
 
+/// Longest pool name: short enough that `<cluster>-workers-<pool>` stays a valid Kubernetes object name.
+pub const MAX_POOL_NAME: usize = 30;
+
+/// Checks a pool name: 1 to [`MAX_POOL_NAME`] lowercase letters, digits and '-', starting with a letter and not
+/// ending with '-' (a DNS label, since a pool on Kubernetes names its own StatefulSet).
+pub fn check_pool(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_POOL_NAME
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "pool name {name:?} is not valid: use 1 to {MAX_POOL_NAME} lowercase letters, digits and '-', starting \
+             with a letter"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +82,15 @@ mod tests {
             assert_eq!(parse_state(state_name(state)).unwrap(), state);
         }
         assert!(parse_state("bogus").is_err());
+    }
+
+    #[test]
+    fn pool_names_are_dns_labels() {
+        for good in ["default", "onprem", "cloud-spot-2", "a"] {
+            assert!(check_pool(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Cloud", "2cloud", "cloud-", "cloud_spot", "a b", &"a".repeat(MAX_POOL_NAME + 1)] {
+            assert!(check_pool(bad).unwrap_err().contains("pool name"), "{bad}");
+        }
     }
 }

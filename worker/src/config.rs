@@ -45,6 +45,10 @@ pub struct Args {
     /// Jobs run at once [default: number of cores].
     #[arg(long, env = "BURST_SLOTS")]
     pub slots: Option<u32>,
+    /// The pool this worker belongs to (the controller's placement policy chooses among pools by cost)
+    /// [default: default].
+    #[arg(long, env = "BURST_POOL")]
+    pub pool: Option<String>,
     /// Jobs that may wait in the local queue beyond those running [default: 2 × slots].
     #[arg(long, env = "BURST_QUEUE_CAPACITY")]
     pub queue_capacity: Option<u32>,
@@ -117,6 +121,7 @@ pub struct Section {
     pub http_listen: Option<String>,
     pub advertise: Option<String>,
     pub slots: Option<u32>,
+    pub pool: Option<String>,
     pub queue_capacity: Option<u32>,
     pub output_dir: Option<PathBuf>,
     pub worker_id: Option<String>,
@@ -154,6 +159,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     pub slots: u32,
     pub queue_capacity: u32,
+    /// Empty: the default pool.
+    pub pool: String,
     pub resources: Resources,
     pub labels: HashMap<String, String>,
     /// Steal from busy peers when idle.
@@ -200,6 +207,7 @@ impl WorkerConfig {
             worker_id: worker_id.to_string(),
             slots,
             queue_capacity,
+            pool: String::new(),
             resources: resources::detect(),
             labels: HashMap::new(),
             steal: true,
@@ -230,6 +238,7 @@ impl Args {
             http_listen,
             advertise,
             slots,
+            pool,
             queue_capacity,
             output_dir,
             worker_id,
@@ -268,6 +277,10 @@ impl Args {
             bail!("--slots must be at least 1");
         }
         let worker_id = worker_id.or(file.worker_id).unwrap_or_else(default_worker_id);
+        let pool = pool.or(file.pool).unwrap_or_default();
+        if !pool.is_empty() {
+            burst_proto::check_pool(&pool).map_err(|e| anyhow::anyhow!("--pool: {e}"))?;
+        }
         let mut all_labels = file.labels;
         all_labels.extend(labels);
         let output_dir = output_dir.or(file.output_dir).unwrap_or_else(|| PathBuf::from("burst-output"));
@@ -278,6 +291,7 @@ impl Args {
             advertise: advertise.or(file.advertise),
             slots,
             queue_capacity: queue_capacity.or(file.queue_capacity).unwrap_or(slots * 2),
+            pool,
             resources: Resources {
                 cpu_millis: cpu_millis.or(file.cpu_millis).unwrap_or(detected.cpu_millis),
                 memory_bytes: memory_bytes.or(file.memory_bytes).unwrap_or(detected.memory_bytes),

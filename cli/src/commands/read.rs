@@ -112,6 +112,17 @@ pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+pub async fn pools(ctx: &Ctx) -> anyhow::Result<u8> {
+    let mut client = ctx.connect().await?;
+    let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
+    if ctx.json() {
+        println!("{}", Value::Array(stats.pools.iter().map(render::pool_json).collect()));
+    } else {
+        print!("{}", render::pools_table(&stats.pools));
+    }
+    Ok(0)
+}
+
 /// Prints job counts by state every `interval` until Ctrl-C (or once). On a terminal the line is redrawn in
 /// place; otherwise each update is a line of its own.
 pub async fn watch(ctx: &Ctx, once: bool, interval: f64) -> anyhow::Result<u8> {

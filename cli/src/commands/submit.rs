@@ -132,6 +132,9 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         retry_backoff,
         queue_timeout,
         output_tail,
+        pool,
+        pool_selector,
+        expected_runtime,
     } = opts;
     let resources = (cpu.is_some() || memory.is_some() || gpus.is_some()).then(|| v1::Resources {
         cpu_millis: cpu.unwrap_or(0),
@@ -152,5 +155,8 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         queue_timeout_ms: queue_timeout.map_or(0, |t| t.as_millis().max(1) as u64),
         output_tail_bytes: output_tail.unwrap_or(0),
         owner: String::new(),
+        pool: pool.unwrap_or_default(),
+        pool_selector: pool_selector.into_iter().collect(),
+        expected_runtime_ms: expected_runtime.map_or(0, |t| t.as_millis().max(1) as u64),
     })
 }

@@ -147,6 +147,9 @@ pub struct Job {
     attempts: Vec<Attempt>,
     /// While a failed job waits out its retry backoff: when it may run again.
     retry_at_ms: u64,
+    /// The pool of the worker it was last leased to, and whether a cheaper pool could have taken it.
+    pool: Option<Arc<str>>,
+    spilled: bool,
 }
 
 impl Job {
@@ -165,7 +168,26 @@ impl Job {
             outcome: None,
             attempts: Vec::new(),
             retry_at_ms: 0,
+            pool: None,
+            spilled: false,
         }
+    }
+
+    /// The pool of the worker it was last leased to.
+    pub fn pool(&self) -> Option<&str> {
+        self.pool.as_deref()
+    }
+
+    /// How long its last ended run took, by its worker's clock (or the controller's, for a lost run).
+    pub fn last_run_ms(&self) -> u64 {
+        self.attempts.last().map_or(0, |a| a.finished_at_ms.saturating_sub(a.started_at_ms))
+    }
+
+    /// Notes the pool of the worker it was just leased to (a steal stays in the pool), and whether it spilled
+    /// over from a cheaper one.
+    pub fn placed(&mut self, pool: Arc<str>, spilled: bool) {
+        self.pool = Some(pool);
+        self.spilled = spilled;
     }
 
     pub fn state(&self) -> &State {
@@ -339,6 +361,7 @@ impl Job {
             exit_code: o.exit_code,
             signal: o.signal,
             message: o.message.clone(),
+            pool: self.pool.as_deref().unwrap_or_default().to_string(),
         });
     }
 
@@ -445,6 +468,8 @@ impl Job {
             }),
             attempts: self.attempts.clone(),
             retry_at_ms: self.retry_at_ms,
+            pool: self.pool.as_deref().unwrap_or_default().to_string(),
+            spilled: self.spilled,
         }
     }
 
@@ -488,6 +513,8 @@ impl Job {
             outcome,
             attempts: r.attempts,
             retry_at_ms: r.retry_at_ms,
+            pool: Some(r.pool).filter(|p| !p.is_empty()).map(Arc::from),
+            spilled: r.spilled,
         })
     }
 
@@ -519,6 +546,8 @@ impl Job {
             epoch: self.epoch,
             output_tail: outcome.output_tail,
             owner: self.spec.owner.clone(),
+            pool: self.pool.as_deref().unwrap_or_default().to_string(),
+            spilled: self.spilled,
         }
     }
 }

@@ -228,7 +228,9 @@ fn a_job_survives_its_record_in_every_state() {
     let h = running.lease("w1", 4).unwrap();
     let _ = running.finish(&h, exited(2), 10).unwrap();
     let h = running.lease("w2", 5).unwrap();
+    running.placed(Arc::from("cloud"), true);
     let _ = running.start(&h, 11).unwrap();
+    assert_eq!((running.status().pool.as_str(), running.status().spilled), ("cloud", true));
     let mut done = job();
     let h = done.lease("w1", 1).unwrap();
     let _ = done.finish(&h, exited(0), 3).unwrap();

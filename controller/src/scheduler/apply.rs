@@ -41,6 +41,15 @@ impl Scheduler {
         let (now_running, now_terminal) = (matches!(after, State::Running(_)), after.is_terminal());
 
         let was_running = matches!(before, State::Running(_));
+        if was_running && !now_running {
+            // The run ended (or was lost): its pool's slot was busy for it.
+            let ran_ms = job.last_run_ms();
+            if let Some(p) = job.pool().and_then(|name| self.registry.pool_id(name))
+                && let Some(pool) = self.registry.pool_mut(p)
+            {
+                pool.busy_ms += ran_ms;
+            }
+        }
         match (before.holder(), after.holder()) {
             (Some(old), Some(new)) if old == new => {
                 if !was_running && now_running {

@@ -20,6 +20,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::policy::{PolicyKind, WaitBy};
 use crate::store::{MemoryStore, StoreError};
 
 /// A store that makes writes durable only when told, and can lose what it has not.
@@ -72,6 +73,8 @@ enum Op {
         deadline: bool,
         attempts: u8,
         cpu: bool,
+        /// Names a pool: none (most), onprem or cloud.
+        pool: u8,
     },
     /// A worker (re)registers; with `claim`, claiming what it holds (a restart of the controller or a lost
     /// session); without, as a fresh process that has nothing.
@@ -137,8 +140,12 @@ enum Op {
 
 const WORKERS: usize = 3;
 
+/// The pools the simulated controller knows, cheapest first; workers join one at random.
+const POOLS: [&str; 2] = ["onprem", "cloud"];
+
 struct SimWorker {
     id: String,
+    pool: &'static str,
     slots: u32,
     queue: u32,
     session: Option<u64>,
@@ -148,6 +155,7 @@ struct SimWorker {
 
 struct Sim {
     store: Arc<CrashStore>,
+    policy: Policy,
     sched: Scheduler,
     events: broadcast::Sender<JobStatus>,
     watcher: broadcast::Receiver<JobStatus>,
@@ -170,8 +178,13 @@ macro_rules! ensure {
     };
 }
 
-fn new_sched(store: Arc<CrashStore>, events: broadcast::Sender<JobStatus>) -> Scheduler {
-    Scheduler::new(RouterKind::Roundrobin, store, events)
+fn new_sched(store: Arc<CrashStore>, events: broadcast::Sender<JobStatus>, policy: Policy) -> Scheduler {
+    let mut s = Scheduler::new(RouterKind::Roundrobin, store, events);
+    let pools = [("onprem", 0.0), ("cloud", 2.0)]
+        .map(|(name, cost)| PoolConfig { cost, ..PoolConfig::unconfigured(name) })
+        .to_vec();
+    s.set_pools(pools, policy);
+    s
 }
 
 impl Sim {
@@ -181,14 +194,19 @@ impl Sim {
         let workers = (0..WORKERS)
             .map(|i| SimWorker {
                 id: format!("w{i}"),
+                pool: POOLS[rng.random_range(0..POOLS.len())],
                 slots: rng.random_range(1..3),
                 queue: rng.random_range(0..3),
                 session: None,
                 leases: Vec::new(),
             })
             .collect();
+        // Waits of 5 s: the timers step (at a later clock) spends every budget, the other steps spend none.
+        let kind = [PolicyKind::Cheapest, PolicyKind::FirstPoolOnly, PolicyKind::Wait][rng.random_range(0..3)];
+        let policy = Policy { kind, wait_by: WaitBy::Constant, factor: 5.0 };
         Sim {
-            sched: new_sched(store.clone(), events.clone()),
+            sched: new_sched(store.clone(), events.clone(), policy),
+            policy,
             store,
             events,
             watcher,
@@ -209,6 +227,7 @@ impl Sim {
             queue_capacity: sw.queue,
             resources: Some(Resources { cpu_millis: 1000, memory_bytes: 1 << 30, gpus: 0 }),
             labels: Default::default(),
+            pool: sw.pool.into(),
         }
     }
 
@@ -225,13 +244,14 @@ impl Sim {
     fn step(&mut self, op: &Op, crash: bool) {
         let now_ms = 1_000;
         match op {
-            Op::Submit { n, deadline, attempts, cpu } => {
+            Op::Submit { n, deadline, attempts, cpu, pool } => {
                 let spec = JobSpec {
                     kind: Some(Kind::Process(ProcessSpec { command: "/bin/true".into(), args: vec![] })),
                     queue_timeout_ms: if *deadline { 1 } else { 0 },
                     max_attempts: u32::from(*attempts % 3) + 1,
                     retry_backoff_ms: 1,
                     resources: cpu.then_some(Resources { cpu_millis: 600, ..Resources::default() }),
+                    pool: ["", "", "", "onprem", "cloud"][usize::from(*pool) % 5].into(),
                     ..JobSpec::default()
                 };
                 let n = usize::from(*n % 4) + 1;
@@ -444,7 +464,7 @@ impl Sim {
                 }
                 self.events = events;
                 self.watcher = watcher;
-                self.sched = new_sched(self.store.clone(), self.events.clone());
+                self.sched = new_sched(self.store.clone(), self.events.clone(), self.policy);
                 let claims_until = Instant::now() + Duration::from_secs(3600);
                 let d = self.sched.restore(self.store.load().unwrap(), 1_000, claims_until);
                 self.durable(d, false);
@@ -495,8 +515,34 @@ impl Sim {
                 held.entry((h.worker.clone(), h.session)).or_default().push(job);
             }
             if *job.state() == State::Queued {
-                let waits = s.queue.contains(&job.id) || s.parked.contains(&job.id) || s.timers.has(&job.id);
+                let in_queue = s.queue.contains(&job.id) && !s.spilling_ids.contains(&job.id);
+                let waits =
+                    in_queue || s.spilling.contains(&job.id) || s.parked.contains(&job.id) || s.timers.has(&job.id);
                 ensure!(waits, "queued job {} is on no queue and has no timer: it would wait for ever", job.id);
+            }
+            // A job runs only in a pool it may use: the one it names, and under first-pool-only the cheapest.
+            if let Some(h) = job.state().holder()
+                && let Some(w) = s.registry.get(&h.worker).filter(|w| w.session == h.session)
+            {
+                let pool = s.registry.pools()[w.pool].name();
+                ensure!(
+                    job.spec.pool.is_empty() || job.spec.pool == pool,
+                    "job {} naming {:?} is on {pool}",
+                    job.id,
+                    job.spec.pool
+                );
+                ensure!(
+                    job.pool() == Some(pool),
+                    "job {} says it is in pool {:?}, its worker is in {pool}",
+                    job.id,
+                    job.pool()
+                );
+                let spilled = job.spec.pool.is_empty() && pool != POOLS[0];
+                ensure!(
+                    !(spilled && self.policy.kind == PolicyKind::FirstPoolOnly),
+                    "job {} went to {pool} under first-pool-only",
+                    job.id
+                );
             }
         }
         for w in s.registry.iter() {
@@ -527,6 +573,10 @@ impl Sim {
         // Busy slots are slots: starts confirmed ahead of a worker's slots do not add to them.
         let stats = s.stats();
         ensure!(stats.slots_busy <= stats.slots_total, "{} of {} slots busy", stats.slots_busy, stats.slots_total);
+        // A job taken off the queue to be served first is on the list that serves it.
+        for id in &s.spilling_ids {
+            ensure!(s.spilling.contains(id), "job {id} is marked as spilling but is not on the spilling list");
+        }
         // Timers only for jobs that still wait.
         for id in s.timers.ids() {
             let state = s.jobs.get(id).map(|j| j.state().clone());
@@ -545,6 +595,7 @@ fn random_op(rng: &mut SmallRng, depth: u8) -> Op {
             deadline: rng.random_bool(0.2),
             attempts: rng.random(),
             cpu: rng.random_bool(0.3),
+            pool: rng.random(),
         },
         12..20 => Op::Register { w, claim: rng.random_bool(0.7) },
         20..34 => Op::Poll { w },

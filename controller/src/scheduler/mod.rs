@@ -22,15 +22,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burst_proto::v1::{
-    GetStatsResponse, JobResult, JobSpec, JobState, JobStatus, Lease, LeaseRef, Resources, SubmitJobResponse,
-    WorkerStatus,
+    GetStatsResponse, JobResult, JobSpec, JobState, JobStatus, Lease, LeaseRef, PoolStats, Resources,
+    SubmitJobResponse, WorkerStatus,
 };
 use tokio::sync::{Notify, broadcast};
 use tracing::{debug, info};
 
 use crate::lifecycle::{Effect, Holder, Job, JobId, Outcome, Refused, State, WorkerId};
 use crate::metrics::Timings;
-use crate::registry::{Registry, WorkerEntry, covers};
+use crate::policy::{JobView, Placement, Policy, PoolConfig};
+use crate::registry::{PoolId, Registry, WorkerEntry, covers};
 use crate::retention::{Limits, Retention};
 use crate::router::{Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
@@ -64,6 +65,9 @@ pub const MAX_PAGE: usize = 5_000;
 pub const MAX_DECODED: usize = 10_000;
 const DEFAULT_PAGE: usize = 1_000;
 
+/// Most pools a controller knows: a worker naming another is refused. Dispatch keeps one bit per pool.
+pub const MAX_POOLS: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SchedError {
     #[error("worker {0} is not registered (or registered again since); register before polling or reporting")]
@@ -86,6 +90,9 @@ pub enum SchedError {
     /// A submission that would take the unfinished jobs over a quota.
     #[error("{0}")]
     Quota(String),
+    /// A job names a pool (or a selector of pools) the controller does not know.
+    #[error("{0}")]
+    UnknownPool(String),
 }
 
 /// Most unfinished (queued, leased, running) jobs the controller holds, in all and per submitter. Memory is the
@@ -137,6 +144,13 @@ pub struct Scheduler {
     queue: VecDeque<JobId>,
     /// Queued jobs that no registered worker could ever fit; looked at again when a worker registers.
     parked: Vec<JobId>,
+    /// Queued jobs whose waiting budget ran out (the `wait` policy), served before `queue`: each is in
+    /// `spilling_ids` too, and its entry in `queue`, if any, is passed over.
+    spilling: VecDeque<JobId>,
+    spilling_ids: std::collections::HashSet<JobId>,
+    /// When each waiting job's budget runs out.
+    spill_timers: Timers,
+    policy: Policy,
     registry: Registry,
     router: Box<dyn Router>,
     router_kind: RouterKind,
@@ -179,6 +193,10 @@ impl Scheduler {
             keys: HashMap::new(),
             queue: VecDeque::new(),
             parked: Vec::new(),
+            spilling: VecDeque::new(),
+            spilling_ids: std::collections::HashSet::new(),
+            spill_timers: Timers::default(),
+            policy: Policy::default(),
             registry: Registry::default(),
             router: router_kind.build(rand::random()),
             router_kind,
@@ -200,6 +218,13 @@ impl Scheduler {
 
     pub fn set_quota(&mut self, quota: Quota) {
         self.owners.set_quota(quota);
+    }
+
+    /// Sets the configured pools and the placement policy; before any worker registers.
+    pub fn set_pools(&mut self, pools: Vec<PoolConfig>, policy: Policy) {
+        debug_assert!(self.registry.is_empty(), "pools are configured before workers register");
+        self.registry = Registry::with_pools(pools);
+        self.policy = policy;
     }
 
     fn active(&self) -> u64 {
@@ -258,7 +283,8 @@ impl Scheduler {
         specs: Vec<JobSpec>,
         now_ms: u64,
     ) -> Result<(Vec<SubmitJobResponse>, Durable), SchedError> {
-        // 1. Resolve keys first, so a conflict anywhere submits nothing.
+        // 1. Check the pools and resolve keys first, so a bad spec or a conflict anywhere submits nothing.
+        specs.iter().try_for_each(|spec| self.check_pools(spec))?;
         let mut batch_keys: HashMap<&str, usize> = HashMap::new();
         let mut existing: Vec<Option<JobId>> = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -314,61 +340,183 @@ impl Scheduler {
             self.queue.push_back(id.clone());
             out.push(SubmitJobResponse { job_id: id, existing: false });
         }
-        self.dispatch();
+        self.dispatch(now_ms);
         Ok((out, self.flush()))
     }
 
-    /// Leases queued jobs to workers with room while any has room. Jobs that fit no worker with room are
+    /// Leases queued jobs to workers with room while any has room: first the jobs whose waiting budget ran out,
+    /// then the queue in order. Jobs that fit no worker with room (in the pools their policy allows now) are
     /// skipped (a bounded number per pass) so they do not block the jobs behind them.
-    fn dispatch(&mut self) {
-        let mut skipped = Vec::new();
-        // Once a job with no resource request is refused, every such job would be: stop trying those.
-        let mut plain_refused = false;
-        while self.registry.has_room() && skipped.len() < MAX_SKIPPED_PER_DISPATCH {
-            let Some(id) = self.queue.pop_front() else {
-                break;
+    /// `now_ms` is the clock the waiting budgets are read by.
+    fn dispatch(&mut self, now_ms: u64) {
+        let (mut skipped, mut skipped_spilling) = (Vec::new(), Vec::new());
+        // Pools (a bit each) where a job with no resource request was refused: every such job would be.
+        let mut full = 0u64;
+        while self.registry.has_room() && skipped.len() + skipped_spilling.len() < MAX_SKIPPED_PER_DISPATCH {
+            let (id, spilling) = match self.spilling.pop_front() {
+                Some(id) => (id, true),
+                None => match self.queue.pop_front() {
+                    Some(id) => (id, false),
+                    None => break,
+                },
             };
+            if !spilling && !self.spilling_ids.is_empty() && self.spilling_ids.contains(&id) {
+                continue; // it waits in `spilling`
+            }
             let Some(job) = self.jobs.get(&id) else {
+                self.spilling_ids.remove(&id);
                 continue;
             };
             if *job.state() != State::Queued {
-                continue; // ended while it waited
+                if spilling {
+                    self.spilling_ids.remove(&id);
+                }
+                continue; // ended while it waited, or already leased
             }
-            let need = job.spec.resources.unwrap_or_default();
-            let plain = need == Resources::default();
-            if plain && plain_refused {
-                skipped.push(id);
-                continue;
-            }
-            let picked = self.router.pick(&self.registry.eligible_for(&need));
-            match picked {
-                Some(i) => self.lease_to(&id, i),
-                None if !plain && !self.registry.iter().any(|w| covers(&w.total(), &need)) => {
+            let (spec, submitted_at_ms) = (job.spec.clone(), job.submitted_at_ms());
+            match self.choose(&spec, submitted_at_ms, now_ms, &mut full) {
+                Choice::Lease { worker, spilled } => {
+                    if spilling {
+                        self.spilling_ids.remove(&id);
+                    }
+                    self.lease_to(&id, worker, spilled);
+                }
+                Choice::Park => {
                     debug!(job = %id, "no worker could ever fit this job; parked until a worker registers");
+                    self.spilling_ids.remove(&id);
                     self.parked.push(id);
                 }
-                None => {
-                    plain_refused |= plain;
-                    skipped.push(id);
+                Choice::Skip { spill_at_ms } => {
+                    if let Some(at) = spill_at_ms
+                        && !self.spill_timers.contains(&id)
+                    {
+                        let due = Instant::now() + std::time::Duration::from_millis(at.saturating_sub(now_ms));
+                        self.spill_timers.set(&id, due, Timer::Spill);
+                        self.timer_added.notify_one();
+                    }
+                    match spilling {
+                        true => skipped_spilling.push(id),
+                        false => skipped.push(id),
+                    }
                 }
             }
         }
         for id in skipped.into_iter().rev() {
             self.queue.push_front(id);
         }
+        for id in skipped_spilling.into_iter().rev() {
+            self.spilling.push_front(id);
+        }
+    }
+
+    /// Where queued `job` goes now: a worker (by position) the router picked in a pool its policy allows, or
+    /// nowhere yet. `full` carries the pools known to have no room for a job without resource requests.
+    fn choose(&mut self, spec: &JobSpec, submitted_at_ms: u64, now_ms: u64, full: &mut u64) -> Choice {
+        let need = spec.resources.unwrap_or_default();
+        let plain = need == Resources::default();
+        if self.registry.pools().len() <= 1 && spec.pool.is_empty() && spec.pool_selector.is_empty() {
+            // One pool, and a job that goes anywhere: no policy to apply.
+            if plain && *full != 0 {
+                return Choice::Skip { spill_at_ms: None };
+            }
+            return match self.router.pick(&self.registry.eligible_for(&need)) {
+                Some(worker) => Choice::Lease { worker, spilled: false },
+                None if !plain && !self.registry.iter().any(|w| covers(&w.total(), &need)) => Choice::Park,
+                None => {
+                    *full |= u64::from(plain);
+                    Choice::Skip { spill_at_ms: None }
+                }
+            };
+        }
+        let placement = self.policy.place(&view(spec, submitted_at_ms), now_ms);
+        let allowed = self.allowed_pools(spec);
+        let Some(&cheapest) = allowed.first() else { return Choice::Skip { spill_at_ms: None } };
+        let cheapest_cost = self.registry.pools()[cheapest].config.cost;
+        for &p in &allowed {
+            let cost = self.registry.pools()[p].config.cost;
+            if cost > cheapest_cost && matches!(placement, Placement::First { .. }) {
+                break;
+            }
+            if plain && *full & (1 << p) != 0 {
+                continue;
+            }
+            if let Some(worker) = self.router.pick(&self.registry.eligible_in(p, &need)) {
+                return Choice::Lease { worker, spilled: cost > cheapest_cost };
+            }
+            if plain {
+                *full |= 1 << p;
+            }
+        }
+        let could_ever_fit = |w: &WorkerEntry| allowed.contains(&w.pool) && covers(&w.total(), &need);
+        if !plain && !self.registry.iter().any(could_ever_fit) {
+            return Choice::Park;
+        }
+        match placement {
+            Placement::First { until_ms } => Choice::Skip { spill_at_ms: until_ms },
+            Placement::Any => Choice::Skip { spill_at_ms: None },
+        }
+    }
+
+    /// The pools a job may run on by its spec, cheapest first.
+    fn allowed_pools(&self, spec: &JobSpec) -> Vec<PoolId> {
+        let pools = self.registry.pools();
+        self.registry
+            .pools_by_cost()
+            .iter()
+            .copied()
+            .filter(|&p| spec.pool.is_empty() || pools[p].name() == spec.pool)
+            .filter(|&p| pools[p].config.matches(&spec.pool_selector))
+            .collect()
+    }
+
+    /// Refuses a spec that names a pool, or a selector of pools, that no known pool answers to.
+    pub fn check_pools(&self, spec: &JobSpec) -> Result<(), SchedError> {
+        if (spec.pool.is_empty() && spec.pool_selector.is_empty()) || !self.allowed_pools(spec).is_empty() {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.registry.pools().iter().map(|p| p.name()).collect();
+        let asked = match (spec.pool.as_str(), spec.pool_selector.is_empty()) {
+            (pool, true) => format!("pool {pool:?}"),
+            ("", false) => format!("pool selector {}", selector_text(&spec.pool_selector)),
+            (pool, false) => format!("pool {pool:?} with selector {}", selector_text(&spec.pool_selector)),
+        };
+        let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
+        Err(SchedError::UnknownPool(format!(
+            "no pool matches the job's {asked}; known pools: {known} (configure pools on the controller with --pool, \
+             or start a worker with --pool)"
+        )))
+    }
+
+    /// Refuses a worker that would bring a pool past [`MAX_POOLS`].
+    pub fn admits_pool(&self, name: &str) -> Result<(), SchedError> {
+        let name = if name.is_empty() { crate::policy::DEFAULT_POOL } else { name };
+        if self.registry.pool_id(name).is_some() || self.registry.pools().len() < MAX_POOLS {
+            return Ok(());
+        }
+        Err(SchedError::Invalid(format!(
+            "the controller knows {MAX_POOLS} pools already; pool {name:?} is one too many"
+        )))
     }
 
     /// Leases job `id` to the `index`-th worker (in id order) and puts the lease in its outbox.
-    fn lease_to(&mut self, id: &str, index: usize) {
+    fn lease_to(&mut self, id: &str, index: usize, spilled: bool) {
         let Some(w) = self.registry.at(index) else { return };
-        let (worker, session) = (w.info.worker_id.clone(), w.session);
+        let (worker, session, pool) = (w.info.worker_id.clone(), w.session, w.pool);
+        let Some(pool_name) = self.registry.pools().get(pool).map(|p| p.name_arc.clone()) else { return };
         let mut lease = None;
         let leased = self.transition(id, |job| {
             let h = job.lease(&worker, session)?;
+            job.placed(pool_name, spilled);
             let spec = Some((*job.spec).clone());
             lease = Some(Lease { job_id: job.id.clone(), epoch: h.epoch, attempt: job.attempt(), spec });
             Ok(Effect::Moved)
         });
+        if leased.is_ok()
+            && let Some(p) = self.registry.pool_mut(pool)
+        {
+            p.placed += 1;
+            p.spilled += u64::from(spilled);
+        }
         // No worker joined or left since the pick: `index` is still this worker.
         if let (Ok(_), Some(lease), Some(w)) = (leased, lease, self.registry.at_mut(index)) {
             w.outbox.push(lease);
@@ -389,7 +537,11 @@ impl Scheduler {
 
     /// When the next timer is due, and the handle that is woken when one is added.
     pub fn next_timer(&self) -> (Option<Instant>, Arc<Notify>) {
-        (self.timers.next(), self.timer_added.clone())
+        let next = match (self.timers.next(), self.spill_timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (next, self.timer_added.clone())
     }
 
     /// Does what every timer due by `now` asks: queue jobs whose retry backoff is over, fail jobs that missed
@@ -406,9 +558,18 @@ impl Scheduler {
                     }
                 }
                 Timer::QueueDeadline => self.end_job(&id, |job| job.miss_queue_deadline(now_ms)),
+                Timer::Spill => {}
             }
         }
-        self.dispatch();
+        // Jobs whose waiting budget ran out may now go to any pool they allow: they go first.
+        // (Not one waiting out a retry backoff: it is on no queue until its own timer puts it back.)
+        while let Some((id, _)) = self.spill_timers.pop_due(now) {
+            let in_queue = self.jobs.get(&id).is_some_and(|j| *j.state() == State::Queued && j.retry_at_ms() == 0);
+            if in_queue && self.spilling_ids.insert(id.clone()) {
+                self.spilling.push_back(id);
+            }
+        }
+        self.dispatch(now_ms);
         self.flush()
     }
 
@@ -463,7 +624,7 @@ impl Scheduler {
             self.end_job(&id, |job| job.cancel(now_ms));
             cancelled.push(id);
         }
-        self.dispatch();
+        self.dispatch(now_ms);
         Ok((cancelled, ended, self.flush()))
     }
 
@@ -494,6 +655,32 @@ fn repeats_in(specs: &[JobSpec], existing: &[Option<JobId>]) -> u64 {
     repeats
 }
 
+/// Where a queued job goes now (see [`Scheduler::choose`]).
+enum Choice {
+    /// To the worker at this position; `spilled`: a cheaper pool could have taken it.
+    Lease { worker: usize, spilled: bool },
+    /// Nowhere: no worker it may use could ever fit it. It waits until a worker registers.
+    Park,
+    /// Not now; `spill_at_ms`: when its waiting budget runs out and more pools open to it.
+    Skip { spill_at_ms: Option<u64> },
+}
+
+/// A job as a placement policy sees it.
+fn view(spec: &JobSpec, submitted_at_ms: u64) -> JobView {
+    JobView {
+        submitted_at_ms,
+        expected_runtime_ms: spec.expected_runtime_ms,
+        size: JobView::size_of(spec.resources.as_ref()),
+    }
+}
+
+/// `a=b,c=d`, sorted.
+fn selector_text(selector: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
 fn holder(worker: &str, session: u64, epoch: u64) -> Holder {
     Holder { worker: worker.to_string(), session, epoch }
 }
@@ -516,5 +703,7 @@ fn outcome_of(r: JobResult) -> Outcome {
 
 #[cfg(test)]
 mod invariants;
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;

@@ -79,8 +79,69 @@ impl Scheduler {
             steal_attempts_total: self.registry.iter().map(|w| w.steal_attempts).sum(),
             steals_total: self.totals.steals,
             jobs_stolen_total: self.totals.jobs_stolen,
+            pools: self.pool_stats(),
             ..GetStatsResponse::default()
         }
+    }
+
+    /// Each pool's capacity, use and cost, cheapest first.
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        let now = Instant::now();
+        let waiting = self.waiting_by_pool(burst_proto::now_ms());
+        let pools = self.registry.pools();
+        self.registry
+            .pools_by_cost()
+            .iter()
+            .map(|&p| {
+                let pool = &pools[p];
+                let slot_seconds = pool.slot_ms_at(now) / 1000.0;
+                let workers = || self.registry.iter().filter(move |w| w.pool == p);
+                PoolStats {
+                    name: pool.name().to_string(),
+                    cost_per_slot_second: pool.config.cost,
+                    elastic: pool.config.elastic,
+                    labels: pool.config.labels.clone(),
+                    workers: pool.workers,
+                    slots_total: pool.slots,
+                    slots_busy: workers().map(|w| w.running().min(w.info.slots)).sum(),
+                    slot_seconds,
+                    busy_slot_seconds: pool.busy_ms as f64 / 1000.0,
+                    cost: slot_seconds * pool.config.cost,
+                    jobs_placed: pool.placed,
+                    jobs_spilled: pool.spilled,
+                    jobs_waiting: waiting.get(p).copied().unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+
+    /// Per pool (by id): queued jobs that may go there now, among the first [`MAX_WAITING_SCANNED`] waiting.
+    fn waiting_by_pool(&self, now_ms: u64) -> Vec<u64> {
+        let mut waiting = vec![0u64; self.registry.pools().len()];
+        let queue = self.queue.iter().filter(|id| self.spilling_ids.is_empty() || !self.spilling_ids.contains(*id));
+        for id in self.spilling.iter().chain(queue).take(MAX_WAITING_SCANNED) {
+            let Some(job) = self.jobs.get(id) else { continue };
+            if *job.state() != State::Queued {
+                continue;
+            }
+            for p in self.pools_open_to(&job.spec, job.submitted_at_ms(), now_ms) {
+                waiting[p] += 1;
+            }
+        }
+        waiting
+    }
+
+    /// The pools a queued job may go to at `now_ms`: those its spec allows, narrowed by the placement policy to
+    /// the cheapest while it must wait for them.
+    pub(super) fn pools_open_to(&self, spec: &JobSpec, submitted_at_ms: u64, now_ms: u64) -> Vec<PoolId> {
+        let mut allowed = self.allowed_pools(spec);
+        if let (Placement::First { .. }, Some(&first)) =
+            (self.policy.place(&view(spec, submitted_at_ms), now_ms), allowed.first())
+        {
+            let cheapest = self.registry.pools()[first].config.cost;
+            allowed.retain(|&p| self.registry.pools()[p].config.cost <= cheapest);
+        }
+        allowed
     }
 
     /// A job's status; a queued job's says why it waits.
@@ -94,7 +155,11 @@ impl Scheduler {
 
     /// Why a queued job has not been leased, in words for its owner.
     fn why_waiting(&self, job: &Job) -> String {
-        let need = job.spec.resources.unwrap_or_default();
+        let spec = &job.spec;
+        if self.registry.pools().len() > 1 || !spec.pool.is_empty() || !spec.pool_selector.is_empty() {
+            return self.why_waiting_in_pools(job);
+        }
+        let need = spec.resources.unwrap_or_default();
         if self.registry.is_empty() {
             return "no worker is registered".into();
         }
@@ -130,6 +195,68 @@ impl Scheduler {
         "waiting for dispatch behind earlier jobs".into()
     }
 }
+
+impl Scheduler {
+    /// [`Scheduler::why_waiting`] when there are pools to choose from: which the job waits for, until when, and
+    /// why none of them takes it.
+    fn why_waiting_in_pools(&self, job: &Job) -> String {
+        let spec = &job.spec;
+        let now_ms = burst_proto::now_ms();
+        let allowed = self.allowed_pools(spec);
+        if allowed.is_empty() {
+            return match self.check_pools(spec) {
+                Err(e) => e.to_string(),
+                Ok(()) => "no pool matches its pool or pool selector".into(),
+            };
+        }
+        let open = self.pools_open_to(spec, job.submitted_at_ms(), now_ms);
+        let names =
+            |ids: &[PoolId]| ids.iter().map(|&p| self.registry.pools()[p].name()).collect::<Vec<_>>().join(", ");
+        let prefix = match self.policy.place(&view(spec, job.submitted_at_ms()), now_ms) {
+            Placement::First { until_ms: None } if open.len() < allowed.len() => {
+                format!("waits for pool {} only (policy {}); ", names(&open), self.policy.kind.name())
+            }
+            Placement::First { until_ms: Some(until) } => {
+                let later: Vec<PoolId> = allowed.iter().copied().filter(|p| !open.contains(p)).collect();
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(until);
+                let then = match later.is_empty() {
+                    true => String::new(),
+                    false => format!(", then may go to {}", names(&later)),
+                };
+                format!(
+                    "waits for pool {} until {} (in {:.1} s; policy {}){then}; ",
+                    names(&open),
+                    humantime::format_rfc3339_millis(at),
+                    until.saturating_sub(now_ms) as f64 / 1000.0,
+                    self.policy
+                )
+            }
+            _ => String::new(),
+        };
+        let workers: Vec<&WorkerEntry> = self.registry.iter().filter(|w| open.contains(&w.pool)).collect();
+        let need = spec.resources.unwrap_or_default();
+        let pools = names(&open);
+        let why = if workers.is_empty() {
+            format!("no worker of pool {pools} is registered")
+        } else if !workers.iter().any(|w| covers(&w.total(), &need)) {
+            format!("no worker of pool {pools} fits its resources ({})", describe(&need))
+        } else if workers.iter().all(|w| w.draining() || w.quarantined()) {
+            format!("every worker of pool {pools} is draining or quarantined")
+        } else if !workers.iter().any(|w| w.room() > 0) {
+            let held: usize = workers.iter().map(|w| w.held().len()).sum();
+            let capacity: u32 = workers.iter().map(|w| w.capacity()).sum();
+            format!("every worker of pool {pools} is full ({held} of {capacity} jobs held, slots + queue capacity)")
+        } else if !workers.iter().any(|w| w.fits(&need)) {
+            format!("no worker of pool {pools} with room has {} free", describe(&need))
+        } else {
+            "waiting for dispatch behind earlier jobs".into()
+        };
+        prefix + &why
+    }
+}
+
+/// Queued jobs [`Scheduler::waiting_by_pool`] looks at: about a millisecond of the lock.
+const MAX_WAITING_SCANNED: usize = 10_000;
 
 /// "cpu 2000m, memory 1.0 GiB, gpus 1", leaving out what is zero.
 pub fn describe(r: &Resources) -> String {

@@ -27,6 +27,7 @@ fn worker(id: &str, slots: u32, queue_capacity: u32) -> WorkerInfo {
         queue_capacity,
         resources: Some(Resources { cpu_millis: 2000, memory_bytes: 1 << 30, gpus: 0 }),
         labels: Default::default(),
+        pool: String::new(),
     }
 }
 

@@ -14,6 +14,8 @@ pub enum Timer {
     Retry,
     /// A job's queue deadline: if it has not started, fail it.
     QueueDeadline,
+    /// A waiting job's budget ran out: it may go to more pools (kept apart from the other two).
+    Spill,
 }
 
 #[derive(Default)]
@@ -39,6 +41,10 @@ impl Timers {
         if let Some((at, _)) = self.of.remove(id) {
             self.due.remove(&(at, id.to_string()));
         }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        !self.of.is_empty() && self.of.contains_key(id)
     }
 
     /// When the soonest timer is due.

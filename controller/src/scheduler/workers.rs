@@ -41,7 +41,7 @@ impl Scheduler {
         for id in self.parked.drain(..).rev() {
             self.queue.push_front(id);
         }
-        self.dispatch();
+        self.dispatch(now_ms);
         (session, rejected, self.flush())
     }
 
@@ -70,7 +70,7 @@ impl Scheduler {
             }
         }
         if lifted || !dead.is_empty() {
-            self.dispatch();
+            self.dispatch(now_ms);
         }
         (dead, self.flush())
     }
@@ -129,7 +129,7 @@ impl Scheduler {
             }
             let _ = self.transition(&id, |job| job.release(worker, session, now_ms));
         }
-        self.dispatch();
+        self.dispatch(now_ms);
         Ok((self.peers(worker), self.flush()))
     }
 
@@ -159,7 +159,7 @@ impl Scheduler {
             }
         }
         info!(worker, requeued, "worker draining");
-        self.dispatch();
+        self.dispatch(now_ms);
         Ok((requeued, self.flush()))
     }
 
@@ -171,7 +171,7 @@ impl Scheduler {
         let held = entry.held().len() as u32;
         info!(worker, held, "worker deregistered");
         self.release_all(entry, now_ms);
-        self.dispatch();
+        self.dispatch(now_ms);
         Ok((held, self.flush()))
     }
 
@@ -181,11 +181,14 @@ impl Scheduler {
         self.registry.get(id).map(|w| w.info.advertise_addr.clone())
     }
 
+    /// Workers a would-be thief may steal from: its own pool's (a job never moves to a pool it was not placed
+    /// in), those with most queued first.
     pub(super) fn peers(&self, except: &str) -> Vec<PeerInfo> {
+        let Some(pool) = self.registry.get(except).map(|w| w.pool) else { return Vec::new() };
         let mut peers: Vec<PeerInfo> = self
             .registry
             .iter()
-            .filter(|w| w.id() != except && w.queued() > 0 && !w.draining())
+            .filter(|w| w.id() != except && w.pool == pool && w.queued() > 0 && !w.draining())
             .map(|w| PeerInfo {
                 worker_id: w.id().to_string(),
                 address: w.info.advertise_addr.clone(),
@@ -231,7 +234,8 @@ impl Scheduler {
 
     pub(super) fn move_lease(&mut self, id: &str, by: &Holder, thief: &str, thief_session: u64) -> Option<u64> {
         let need = self.jobs.get(id)?.spec.resources.unwrap_or_default();
-        if !self.registry.get(thief)?.fits(&need) {
+        let (thief_entry, victim) = (self.registry.get(thief)?, self.registry.get(&by.worker)?);
+        if !thief_entry.fits(&need) || thief_entry.pool != victim.pool {
             return None;
         }
         match self.transition(id, |job| job.transfer(by, thief, thief_session).map(|_| Effect::Moved)) {
@@ -290,7 +294,7 @@ impl Scheduler {
                 }
             }
         }
-        self.dispatch();
+        self.dispatch(now_ms);
         Ok((accepted, refused, self.flush()))
     }
 

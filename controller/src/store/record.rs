@@ -40,4 +40,9 @@ pub struct JobRecord {
     pub attempts: Vec<Attempt>,
     #[prost(uint64, tag = "16")]
     pub retry_at_ms: u64,
+    /// The pool of the worker it was last leased to.
+    #[prost(string, tag = "17")]
+    pub pool: String,
+    #[prost(bool, tag = "18")]
+    pub spilled: bool,
 }

@@ -259,6 +259,7 @@ impl Agent {
             queue_capacity: self.cfg.queue_capacity,
             resources: Some(self.cfg.resources),
             labels: self.cfg.labels.clone(),
+            pool: self.cfg.pool.clone(),
         };
         let mut delays = backoff();
         loop {

@@ -35,6 +35,7 @@ fn run(jobs: usize, workers: u32) -> anyhow::Result<f64> {
             queue_capacity: 0,
             resources: Some(Resources { cpu_millis: 64_000, memory_bytes: 1 << 36, gpus: 0 }),
             labels: Default::default(),
+            pool: String::new(),
         };
         let (session, _, _) = s.register(info.clone(), &[], 0);
         sessions.push((info.worker_id, session));

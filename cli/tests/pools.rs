@@ -1,0 +1,132 @@
+//! Pools of workers and the placement policies, as users run them: a controller, an `onprem` worker and an
+//! elastic `cloud` worker as separate processes, jobs submitted and read with the CLI.
+
+mod procs;
+
+use std::time::Duration;
+
+use procs::{burst, json, serve, stderr, stdout, until};
+
+/// A worker of one slot and no queue in `pool`.
+fn worker(controller: &str, pool: &str, dir: &std::path::Path) -> procs::Proc {
+    let out = dir.join(pool);
+    let args = ["worker", "--controller", controller, "--listen", "127.0.0.1:0", "--slots", "1"];
+    let more = ["--queue-capacity", "0", "--pool", pool, "--worker-id", pool, "--output-dir", out.to_str().unwrap()];
+    serve(&[&args[..], &more[..]].concat()).0
+}
+
+fn submit(url: &str, args: &[&str]) -> String {
+    let o = burst(url, &[&["submit"], args].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
+fn status(url: &str, id: &str) -> serde_json::Value {
+    json(&burst(url, &["status", id, "-o", "json"]))
+}
+
+/// Waits for job `id` to leave the queue and returns its status.
+fn placed(url: &str, id: &str) -> serde_json::Value {
+    until(Duration::from_secs(30), "the job to be placed", || {
+        let s = status(url, id);
+        (s["state"] != "queued").then_some(s)
+    })
+}
+
+#[test]
+fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elastic_one_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = [
+        "controller",
+        "--listen",
+        "127.0.0.1:0",
+        "--ephemeral",
+        "--pool",
+        "onprem=0",
+        "--pool",
+        "cloud=3:elastic",
+        "--policy",
+        "wait",
+        "--wait-factor",
+        "2",
+    ];
+    let (_controller, addr) = serve(&controller);
+    let url = format!("http://{addr}");
+    let _onprem = worker(&addr, "onprem", dir.path());
+    let _cloud = worker(&addr, "cloud", dir.path());
+    until(Duration::from_secs(30), "both workers", || {
+        let w = json(&burst(&url, &["workers", "-o", "json"]));
+        (w.as_array().unwrap().len() == 2).then_some(())
+    });
+    let workers = json(&burst(&url, &["workers", "-o", "json"]));
+    let mut pools: Vec<&str> = workers.as_array().unwrap().iter().map(|w| w["pool"].as_str().unwrap()).collect();
+    pools.sort();
+    assert_eq!(pools, ["cloud", "onprem"]);
+
+    // 1. A slot frees on onprem inside the waiting job's 2 s budget: it runs there, although the cloud is idle.
+    let short = submit(&url, &["process", "/bin/sleep", "0.3"]);
+    let waits = submit(&url, &["process", "/bin/true"]);
+    assert_eq!(placed(&url, &short)["pool"], "onprem");
+    let s = status(&url, &waits);
+    if s["state"] == "queued" {
+        let why = s["waiting_reason"].as_str().unwrap();
+        assert!(why.starts_with("waits for pool onprem until"), "{why}");
+        assert!(why.contains("then may go to cloud"), "{why}");
+    }
+    let s = placed(&url, &waits);
+    assert_eq!((s["pool"].as_str(), s["spilled"].as_bool()), (Some("onprem"), Some(false)), "{s}");
+    let o = burst(&url, &["wait", &short, &waits]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // 2. Onprem stays busy past the budget: the job spills over to the cloud, about 2 s after its submission.
+    let long = submit(&url, &["process", "/bin/sleep", "30"]);
+    assert_eq!(placed(&url, &long)["pool"], "onprem");
+    let spills = submit(&url, &["process", "/bin/true"]);
+    let s = placed(&url, &spills);
+    assert_eq!(
+        (s["pool"].as_str(), s["spilled"].as_bool(), s["worker_id"].as_str()),
+        (Some("cloud"), Some(true), Some("cloud"))
+    );
+    let waited = s["started_at_ms"].as_u64().unwrap().saturating_sub(s["submitted_at_ms"].as_u64().unwrap());
+    assert!((1_900..20_000).contains(&waited), "it waited its budget for onprem, then spilled: {waited} ms");
+    let text = stdout(&burst(&url, &["status", &spills]));
+    assert!(text.contains("cloud (spilled over"), "{text}");
+    let o = burst(&url, &["cancel", &long]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // 3. What each pool did and cost.
+    let pools = json(&burst(&url, &["pools", "-o", "json"]));
+    let names: Vec<&str> = pools.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["onprem", "cloud"], "cheapest first");
+    let (onprem, cloud) = (&pools[0], &pools[1]);
+    assert_eq!((onprem["jobs_placed"].as_u64(), onprem["jobs_spilled"].as_u64()), (Some(3), Some(0)));
+    assert_eq!((cloud["jobs_placed"].as_u64(), cloud["jobs_spilled"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(cloud["elastic"], true);
+    assert!(cloud["cost"].as_f64().unwrap() > 0.0 && onprem["cost"].as_f64() == Some(0.0), "{pools}");
+    let table = stdout(&burst(&url, &["pools"]));
+    assert!(table.starts_with("POOL") && table.contains("elastic"), "{table}");
+
+    // 4. A job may name a pool; one naming a pool nobody knows is refused with one readable line.
+    let pinned = submit(&url, &["--pool", "cloud", "process", "/bin/true"]);
+    assert_eq!(placed(&url, &pinned)["pool"], "cloud");
+    let o = burst(&url, &["submit", "--pool", "gpu", "process", "/bin/true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("no pool matches the job's pool \"gpu\"; known pools: onprem, cloud"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn bad_pool_settings_are_refused_at_start_with_a_clear_line() {
+    for (args, want) in [
+        (&["controller", "--ephemeral", "--pool", "cloud"][..], "expected NAME=COST"),
+        (&["controller", "--ephemeral", "--pool", "cloud=-1"][..], "cost must be a number of 0 or more"),
+        (&["controller", "--ephemeral", "--pool", "a=1,a=2"][..], "pool \"a\" is configured twice"),
+        (&["controller", "--ephemeral", "--policy", "wait", "--wait-factor=-3"][..], "wait factor"),
+        (&["worker", "--pool", "Bad_Pool"][..], "pool name \"Bad_Pool\" is not valid"),
+    ] {
+        let o = burst("http://127.0.0.1:1", args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
