@@ -109,6 +109,9 @@ pub enum Command {
     Dev(DevArgs),
     /// Run fixed workloads on a local cluster and compare them with their baselines.
     Bench(BenchArgs),
+    /// Simulate placing a workload (a trace, or a seeded synthetic one) on a fixed pool and an elastic pool under
+    /// each placement policy: cost, job completion times and the share spilled over to the elastic pool.
+    Simulate(SimulateArgs),
     /// Run a controller (the same as the burst-controller binary).
     Controller(burst_controller::Args),
     /// Run a worker (the same as the burst-worker binary).
@@ -338,6 +341,50 @@ pub struct BenchArgs {
     /// Only the line as users run it (durable store, mutual TLS): no in-memory or plaintext lines (w1-w3).
     #[arg(long)]
     pub main_only: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// A JSON Lines trace: {"arrival_s": .., "runtime_s": .., "cpu_millis": .., "gpus": .., "expected_runtime_s": ..}
+    /// per job [default: a synthetic workload].
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Jobs in the synthetic workload.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Seed of the synthetic workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Mean job runtime of the synthetic workload, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub runtime_mean: f64,
+    /// Shape of the synthetic runtimes' Pareto tail (above 1; lower is heavier).
+    #[arg(long, default_value_t = 1.5)]
+    pub runtime_shape: f64,
+    /// Offered load on the fixed pool (1.0: its slots exactly busy on average); arrivals are Poisson.
+    #[arg(long, default_value_t = 1.1)]
+    pub load: f64,
+    /// Slots of the fixed pool.
+    #[arg(long, default_value_t = 64)]
+    pub fixed_slots: u32,
+    /// Price of a slot-second on the fixed pool (already paid for: 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub fixed_cost: f64,
+    /// Slots of the elastic pool; 0: as many as asked for.
+    #[arg(long, default_value_t = 0)]
+    pub elastic_slots: u32,
+    /// Price of a slot-second on the elastic pool.
+    #[arg(long, default_value_t = 1.0)]
+    pub elastic_cost: f64,
+    /// Policies to compare; repeatable [default: all three].
+    #[arg(long, value_enum)]
+    pub policy: Vec<burst_controller::policy::PolicyKind>,
+    /// What the wait policy's budget is proportional to.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub wait_by: burst_controller::policy::WaitBy,
+    /// Wait factors to sweep (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 30.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])]
+    pub wait_factor: Vec<f64>,
 }
 
 #[derive(clap::Args, Debug)]

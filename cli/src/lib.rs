@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             written.iter().for_each(|path| println!("{}", path.display()));
             return Ok(0);
         }
+        Command::Simulate(args) => return commands::simulate::run(args, output == Some(args::Format::Json)),
         _ => {}
     }
     let tls = tls_ca.map(|ca| client::ClientTls { ca, identity: tls_cert.zip(tls_key) });
@@ -62,7 +63,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Watch { once, interval } => commands::read::watch(&ctx, once, interval).await,
         Command::Dev(args) => commands::dev::run(&ctx, args).await,
         Command::Bench(args) => commands::bench::run(&ctx, args).await,
-        Command::Controller(_) | Command::Worker(_) | Command::Operator(_) | Command::Certs(_) => {
+        Command::Controller(_)
+        | Command::Worker(_)
+        | Command::Operator(_)
+        | Command::Certs(_)
+        | Command::Simulate(_) => {
             unreachable!("handled above")
         }
     }

@@ -10,6 +10,12 @@ async fn main() -> ExitCode {
     let cli = burst_cli::args::Cli::parse();
     use burst_cli::args::Command;
     let serving = matches!(cli.command, Command::Controller(_) | Command::Worker(_) | Command::Operator(_));
+    if !serving {
+        // A command whose reader went away (`burst list | head`) ends quietly, as Unix tools do, instead of
+        // panicking on the failed print. Servers keep ignoring SIGPIPE: a closed socket is an error they handle.
+        // SAFETY: setting a signal's disposition to its default before any thread that could rely on it exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     burst_proto::telemetry::init_with(if serving { "info" } else { "warn" });
     match burst_cli::run(cli).await {
         Ok(code) => ExitCode::from(code),

@@ -130,3 +130,71 @@ fn bad_pool_settings_are_refused_at_start_with_a_clear_line() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn simulate_prints_each_policy_and_ends_quietly_when_its_reader_goes_away() {
+    let o = burst("http://127.0.0.1:1", &["simulate", "--jobs", "3000", "--wait-factor", "0,600", "-o", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    let policies: Vec<String> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}{}",
+                p["policy"].as_str().unwrap(),
+                p["wait_factor"].as_f64().map_or(String::new(), |f| format!(" {f}"))
+            )
+        })
+        .collect();
+    assert_eq!(policies, ["cheapest", "first-pool-only", "wait 0", "wait 600"]);
+    assert_eq!(r["results"][1]["cost"], 0.0, "first-pool-only never pays for the elastic pool");
+    let again =
+        json(&burst("http://127.0.0.1:1", &["simulate", "--jobs", "3000", "--wait-factor", "0,600", "-o", "json"]));
+    assert_eq!(r, again, "the same seed, the same result");
+
+    // The reader is gone before the simulation has finished: the print fails, quietly.
+    let piped = std::process::Command::new("sh")
+        .args(["-c", &format!("{} simulate --jobs 3000 -o json | true", procs::BURST)])
+        .output()
+        .unwrap();
+    assert!(!stderr(&piped).contains("panicked"), "{}", stderr(&piped));
+}
+
+#[test]
+fn pools_and_the_policy_come_from_the_config_file_and_a_selector_picks_by_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("burst.toml");
+    let text = r#"
+[controller]
+listen = "127.0.0.1:0"
+ephemeral = true
+policy = "first-pool-only"
+
+[[controller.pools]]
+name = "onprem"
+cost = 0
+labels = { site = "basement" }
+
+[[controller.pools]]
+name = "spot"
+cost = 0.4
+elastic = true
+labels = { site = "cloud" }
+"#;
+    std::fs::write(&config, text).unwrap();
+    let (_controller, addr) = serve(&["controller", "--config", config.to_str().unwrap()]);
+    let url = format!("http://{addr}");
+    let pools = json(&burst(&url, &["pools", "-o", "json"]));
+    assert_eq!(pools[1]["name"], "spot");
+    assert_eq!((pools[1]["elastic"].as_bool(), pools[1]["labels"]["site"].as_str()), (Some(true), Some("cloud")));
+    assert_eq!(pools[1]["workers"], 0, "a configured pool exists before any worker joins it");
+
+    let _spot = worker(&addr, "spot", dir.path());
+    let id = submit(&url, &["--pool-selector", "site=cloud", "process", "/bin/true"]);
+    assert_eq!(placed(&url, &id)["pool"], "spot", "the selector allows only spot, so first-pool-only means spot");
+    let waits = submit(&url, &["process", "/bin/true"]);
+    let why = status(&url, &waits)["waiting_reason"].as_str().unwrap().to_string();
+    assert_eq!(why, "waits for pool onprem only (policy first-pool-only); no worker of pool onprem is registered");
+}

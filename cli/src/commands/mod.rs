@@ -4,5 +4,6 @@ pub mod bench;
 pub mod dev;
 pub mod logs;
 pub mod read;
+pub mod simulate;
 pub mod submit;
 pub mod wait;
