@@ -96,6 +96,16 @@ pub enum Command {
     Workers,
     /// List the pools: cost, capacity, use, jobs placed and spilled over, and what each has cost so far.
     Pools,
+    /// Stop leasing jobs to workers (they finish what they hold), to empty them before they are removed.
+    Cordon {
+        #[arg(required = true)]
+        workers: Vec<String>,
+    },
+    /// Lease jobs to cordoned workers again.
+    Uncordon {
+        #[arg(required = true)]
+        workers: Vec<String>,
+    },
     /// Live job counts by state (Ctrl-C to stop).
     Watch {
         /// Print the counts once and exit.

@@ -138,6 +138,7 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
         rows.push(vec![
             match (w.draining, w.quarantined_ms_left) {
                 (true, _) => format!("{} (draining)", info.worker_id),
+                _ if w.cordoned => format!("{} (cordoned)", info.worker_id),
                 (_, left) if left > 0 => format!("{} (quarantined {}s)", info.worker_id, left.div_ceil(1000)),
                 _ => info.worker_id,
             },

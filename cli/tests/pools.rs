@@ -114,6 +114,21 @@ fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elas
     let err = stderr(&o);
     assert!(err.contains("no pool matches the job's pool \"gpu\"; known pools: onprem, cloud"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    // 5. A cordoned worker gets no new jobs (an autoscaler empties a worker so before removing it).
+    let o = burst(&url, &["cordon", "cloud"]);
+    assert!(o.status.success() && stdout(&o).contains("cloud (cordoned)"), "{}{}", stdout(&o), stderr(&o));
+    let held = submit(&url, &["--pool", "cloud", "process", "/bin/true"]);
+    let why = until(Duration::from_secs(10), "a waiting reason", || {
+        let s = status(&url, &held);
+        s["waiting_reason"].as_str().filter(|w| !w.is_empty()).map(String::from)
+    });
+    assert_eq!(why, "every worker of pool cloud is draining, cordoned or quarantined");
+    let o = burst(&url, &["uncordon", "cloud"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(placed(&url, &held)["pool"], "cloud");
+    let o = burst(&url, &["cordon", "nobody"]);
+    assert!(!o.status.success() && stderr(&o).contains("worker nobody is not registered"), "{}", stderr(&o));
 }
 
 #[test]

@@ -14,8 +14,8 @@ use burst_controller::scheduler::Quota;
 use burst_controller::{ControllerConfig, RunningController};
 use burst_proto::auth::Bearer;
 use burst_proto::v1::{
-    CancelJobRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest, ListWorkersRequest,
-    SubmitJobRequest, SubmitJobsRequest,
+    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest,
+    ListWorkersRequest, SubmitJobRequest, SubmitJobsRequest,
 };
 use burst_worker::{RunningWorker, WorkerConfig};
 use common::{eventually, sh};
@@ -114,6 +114,12 @@ async fn a_submitter_sees_and_cancels_only_its_own_jobs_and_cannot_list_workers(
     );
     assert_eq!(bob.list_workers(ListWorkersRequest {}).await.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(admin.list_workers(ListWorkersRequest {}).await.unwrap().into_inner().workers.len(), 1);
+    let listed = admin.list_workers(ListWorkersRequest {}).await.unwrap().into_inner().workers[0].info.clone();
+    let cordon = CordonWorkersRequest { worker_ids: vec![listed.unwrap_or_default().worker_id], uncordon: false };
+    assert_eq!(bob.cordon_workers(cordon.clone()).await.unwrap_err().code(), Code::PermissionDenied);
+    let cordoned = admin.cordon_workers(cordon.clone()).await.unwrap().into_inner().workers;
+    assert!(cordoned[0].cordoned, "an admin may cordon");
+    admin.cordon_workers(CordonWorkersRequest { uncordon: true, ..cordon }).await.unwrap();
 
     let mine = alice.get_job_status(GetJobStatusRequest { job_id: id.clone() }).await.unwrap().into_inner();
     assert_eq!(mine.owner, "alice", "the owner comes from the token, not from the request");

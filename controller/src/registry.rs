@@ -39,6 +39,8 @@ pub struct WorkerEntry {
     pub jobs_finished: u64,
     /// Shutting down: gets no new leases (its room is 0) and is no steal victim.
     draining: bool,
+    /// Cordoned by an admin: gets no new leases (its room is 0), finishes what it holds.
+    cordoned: bool,
     /// Until then it gets no new leases: it died [`QUARANTINE_AFTER`] times within [`DEATH_WINDOW`]. Lifted by
     /// [`Registry::lift_quarantines`], so that reading a worker's room never reads the clock.
     quarantined_until: Option<Instant>,
@@ -65,6 +67,7 @@ impl WorkerEntry {
             registered_at_ms: now_ms,
             jobs_finished: 0,
             draining: false,
+            cordoned: false,
             quarantined_until: None,
             steal_attempts: 0,
             outbox: Vec::new(),
@@ -104,8 +107,12 @@ impl WorkerEntry {
         (self.held.len() as u32).saturating_sub(self.running)
     }
 
+    pub fn cordoned(&self) -> bool {
+        self.cordoned
+    }
+
     pub fn room(&self) -> u32 {
-        if self.draining || self.quarantined() {
+        if self.draining || self.cordoned || self.quarantined() {
             return 0;
         }
         self.capacity().saturating_sub(self.held.len() as u32)
@@ -139,6 +146,7 @@ impl WorkerEntry {
             registered_at_ms: self.registered_at_ms,
             jobs_finished: self.jobs_finished,
             draining: self.draining,
+            cordoned: self.cordoned,
             quarantined_ms_left: self
                 .quarantined_until
                 .map_or(0, |t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
@@ -235,6 +243,8 @@ pub struct Registry {
     /// The session each worker id had before another registration with the same id replaced it: a call under
     /// it is told so, not treated as unknown (which would make two processes with one id evict each other).
     replaced: HashMap<WorkerId, u64>,
+    /// Workers cordoned by an admin, by id: a cordon outlives a re-registration.
+    cordons: std::collections::HashSet<WorkerId>,
 }
 
 impl Registry {
@@ -311,6 +321,7 @@ impl Registry {
         let pool = self.pool_named(&info.pool, None);
         self.pools[pool].resize(1, i64::from(info.slots), Instant::now());
         let mut entry = WorkerEntry::new(info, session, pool, now_ms);
+        entry.cordoned = self.cordons.contains(&id);
         let recent = self.deaths.get(&id).map_or(0, Vec::len);
         if recent >= QUARANTINE_AFTER {
             entry.quarantined_until = Some(Instant::now() + QUARANTINE);
@@ -415,6 +426,18 @@ impl Registry {
             self.workers[i].draining = true;
             self.refresh(i);
         }
+    }
+
+    /// Cordons (or uncordons) registered worker `id`; returns whether it is registered.
+    pub fn set_cordoned(&mut self, id: &str, cordoned: bool) -> bool {
+        let Some(&i) = self.position.get(id) else { return false };
+        self.workers[i].cordoned = cordoned;
+        match cordoned {
+            true => self.cordons.insert(id.to_string()),
+            false => self.cordons.remove(id),
+        };
+        self.refresh(i);
+        true
     }
 
     /// Ends the quarantines that are over by `now`; returns whether any was.

@@ -274,6 +274,26 @@ impl ControllerRpc for ControllerService {
     }
 
     #[instrument(skip_all)]
+    async fn cordon_workers(
+        &self,
+        req: Request<CordonWorkersRequest>,
+    ) -> Result<Response<CordonWorkersResponse>, Status> {
+        self.auth.check(&req, Need::Admin)?;
+        let req = req.into_inner();
+        if req.worker_ids.is_empty() {
+            return Err(Status::invalid_argument("name the workers to cordon"));
+        }
+        valid_ids("worker_ids", &req.worker_ids)?;
+        let (workers, d) = self
+            .controller
+            .lock()
+            .cordon(&req.worker_ids, !req.uncordon, burst_proto::now_ms())
+            .map_err(sched_status)?;
+        durable(d).await?;
+        Ok(Response::new(CordonWorkersResponse { workers }))
+    }
+
+    #[instrument(skip_all)]
     async fn get_stats(&self, req: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
         self.auth.check(&req, Need::Client)?;
         Ok(Response::new(crate::metrics::stats(&self.controller, &self.auth, &self.admission)))

@@ -69,6 +69,7 @@ pub fn worker_json(w: &WorkerStatus) -> Value {
         "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago,
         "jobs_finished": w.jobs_finished,
         "draining": w.draining,
+        "cordoned": w.cordoned,
         "quarantined_ms_left": w.quarantined_ms_left,
     })
 }

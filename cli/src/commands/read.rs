@@ -4,7 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use burst_proto::v1::{
-    CancelJobRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest, ListWorkersRequest,
+    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest,
+    ListWorkersRequest,
 };
 use serde_json::Value;
 
@@ -104,6 +105,19 @@ pub async fn cancel(ctx: &Ctx, ids: Vec<String>, labels: Vec<(String, String)>) 
 pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut client = ctx.connect().await?;
     let workers = client.list_workers(ListWorkersRequest {}).await.map_err(anyhow::Error::from)?.into_inner().workers;
+    if ctx.json() {
+        println!("{}", Value::Array(workers.iter().map(render::worker_json).collect()));
+    } else {
+        print!("{}", render::workers_table(&workers));
+    }
+    Ok(0)
+}
+
+/// Cordons (or uncordons) workers and prints them as they are now.
+pub async fn cordon(ctx: &Ctx, workers: Vec<String>, cordon: bool) -> anyhow::Result<u8> {
+    let mut client = ctx.connect().await?;
+    let req = CordonWorkersRequest { worker_ids: workers, uncordon: !cordon };
+    let workers = client.cordon_workers(req).await.map_err(anyhow::Error::from)?.into_inner().workers;
     if ctx.json() {
         println!("{}", Value::Array(workers.iter().map(render::worker_json).collect()));
     } else {

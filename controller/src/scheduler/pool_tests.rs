@@ -278,3 +278,36 @@ fn a_spent_budget_does_not_cut_a_retry_backoff_short() {
     let st = status(&s, &ids[1]);
     assert_eq!((st.state(), st.attempt), (JobState::Queued, 2), "the cloud has room, but the backoff is not over");
 }
+
+#[test]
+fn a_cordoned_worker_gets_no_new_jobs_keeps_its_cordon_across_a_registration_and_empties() {
+    let t0 = t0();
+    let mut s = two_pools(PolicyKind::Cheapest, 10.0);
+    let ids = submit(&mut s, vec![spec()], t0);
+    assert_eq!(status(&s, &ids[0]).worker_id, "a");
+    match s.cordon(&["a".into(), "nobody".into()], true, t0) {
+        Err(SchedError::UnknownWorker(id)) => assert_eq!(id, "nobody"),
+        other => panic!("expected an unknown worker, got {:?}", other.map(|r| r.0)),
+    }
+    assert!(!s.registry.get("a").unwrap().cordoned(), "a refused call changes nothing");
+    let (workers, _) = s.cordon(&["a".into()], true, t0).unwrap();
+    assert_eq!((workers[0].cordoned, workers[0].held), (true, 1), "it still holds its job");
+
+    run(&mut s, &ids[0], t0, t0 + 5);
+    let more = submit(&mut s, vec![spec(); 2], t0 + 5);
+    assert_eq!(status(&s, &more[0]).worker_id, "b", "the cordoned onprem worker gets nothing");
+    let waiting = status(&s, &more[1]);
+    assert!(
+        waiting.waiting_reason.contains("every worker of pool onprem, cloud is full"),
+        "{}",
+        waiting.waiting_reason
+    );
+    assert_eq!(s.registry.get("a").unwrap().held().len(), 0, "empty: safe to remove");
+
+    // Registering again (a restart of its process) does not lift the cordon; uncordoning does, and it gets work.
+    let _ = s.register(worker("a", "onprem"), &[], t0 + 6);
+    assert!(s.registry.get("a").unwrap().cordoned());
+    assert_eq!(status(&s, &more[1]).state(), JobState::Queued);
+    let _ = s.cordon(&["a".into()], false, t0 + 7).unwrap();
+    assert_eq!(status(&s, &more[1]).worker_id, "a");
+}

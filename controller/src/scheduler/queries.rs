@@ -178,8 +178,8 @@ impl Scheduler {
                 describe(&most)
             );
         }
-        if self.registry.iter().all(|w| w.draining() || w.quarantined()) {
-            return "every worker is draining or quarantined (died too often lately)".into();
+        if self.registry.iter().all(|w| w.draining() || w.cordoned() || w.quarantined()) {
+            return "every worker is draining, cordoned or quarantined (died too often lately)".into();
         }
         if !self.registry.has_room() {
             let held: usize = self.registry.iter().map(|w| w.held().len()).sum();
@@ -216,19 +216,17 @@ impl Scheduler {
             Placement::First { until_ms: None } if open.len() < allowed.len() => {
                 format!("waits for pool {} only (policy {}); ", names(&open), self.policy.kind.name())
             }
-            Placement::First { until_ms: Some(until) } => {
+            // (A budget matters only when there is a pool to go to once it is spent.)
+            Placement::First { until_ms: Some(until) } if open.len() < allowed.len() => {
                 let later: Vec<PoolId> = allowed.iter().copied().filter(|p| !open.contains(p)).collect();
                 let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(until);
-                let then = match later.is_empty() {
-                    true => String::new(),
-                    false => format!(", then may go to {}", names(&later)),
-                };
                 format!(
-                    "waits for pool {} until {} (in {:.1} s; policy {}){then}; ",
+                    "waits for pool {} until {} (in {:.1} s; policy {}), then may go to {}; ",
                     names(&open),
                     humantime::format_rfc3339_millis(at),
                     until.saturating_sub(now_ms) as f64 / 1000.0,
-                    self.policy
+                    self.policy,
+                    names(&later)
                 )
             }
             _ => String::new(),
@@ -240,8 +238,8 @@ impl Scheduler {
             format!("no worker of pool {pools} is registered")
         } else if !workers.iter().any(|w| covers(&w.total(), &need)) {
             format!("no worker of pool {pools} fits its resources ({})", describe(&need))
-        } else if workers.iter().all(|w| w.draining() || w.quarantined()) {
-            format!("every worker of pool {pools} is draining or quarantined")
+        } else if workers.iter().all(|w| w.draining() || w.cordoned() || w.quarantined()) {
+            format!("every worker of pool {pools} is draining, cordoned or quarantined")
         } else if !workers.iter().any(|w| w.room() > 0) {
             let held: usize = workers.iter().map(|w| w.held().len()).sum();
             let capacity: u32 = workers.iter().map(|w| w.capacity()).sum();

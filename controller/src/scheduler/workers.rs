@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use burst_proto::v1::{JobResult, LeaseRef, PeerInfo, WorkerInfo};
+use burst_proto::v1::{JobResult, LeaseRef, PeerInfo, WorkerInfo, WorkerStatus};
 use tracing::{debug, info, warn};
 
 use super::*;
@@ -177,6 +177,28 @@ impl Scheduler {
 
     /// Workers other than `except` with jobs queued, most queued first.
     /// Where worker `id` is reached, while it is registered.
+    /// Cordons (or uncordons) the named workers, all or none: an unknown id changes nothing. Uncordoning may
+    /// lease them jobs at once. Returns their statuses.
+    pub fn cordon(
+        &mut self,
+        ids: &[String],
+        cordoned: bool,
+        now_ms: u64,
+    ) -> Result<(Vec<WorkerStatus>, Durable), SchedError> {
+        if let Some(unknown) = ids.iter().find(|id| self.registry.get(id).is_none()) {
+            return Err(SchedError::UnknownWorker(unknown.clone()));
+        }
+        for id in ids {
+            self.registry.set_cordoned(id, cordoned);
+            info!(worker = %id, cordoned, "worker cordon changed");
+        }
+        if !cordoned {
+            self.dispatch(now_ms);
+        }
+        let statuses = ids.iter().filter_map(|id| self.registry.get(id)).map(WorkerEntry::status).collect();
+        Ok((statuses, self.flush()))
+    }
+
     pub fn worker_address(&self, id: &str) -> Option<String> {
         self.registry.get(id).map(|w| w.info.advertise_addr.clone())
     }
