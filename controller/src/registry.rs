@@ -218,11 +218,6 @@ impl Pool {
     pub fn slot_ms_at(&self, now: Instant) -> f64 {
         self.slot_ms + f64::from(self.slots) * now.saturating_duration_since(self.since).as_secs_f64() * 1000.0
     }
-
-    /// Whether a worker of this pool has room.
-    pub fn has_room(&self) -> bool {
-        !self.with_room.is_empty()
-    }
 }
 
 /// Workers in id order (routers see a stable order), with an index of those with room, and their pools.
@@ -243,7 +238,8 @@ pub struct Registry {
     /// The session each worker id had before another registration with the same id replaced it: a call under
     /// it is told so, not treated as unknown (which would make two processes with one id evict each other).
     replaced: HashMap<WorkerId, u64>,
-    /// Workers cordoned by an admin, by id: a cordon outlives a re-registration.
+    /// Workers cordoned by an admin, by id: a cordon outlives a re-registration, not the worker's departure (or
+    /// a restart of the controller).
     cordons: std::collections::HashSet<WorkerId>,
 }
 
@@ -351,6 +347,9 @@ impl Registry {
         let entry = self.workers.remove(i);
         self.pools[entry.pool].resize(-1, -i64::from(entry.info.slots), Instant::now());
         self.replaced.remove(id);
+        // A worker that left takes its cordon with it: a new one under the same id (a pod scaled up again) is
+        // not cordoned, and the set stays as small as the workers.
+        self.cordons.remove(id);
         self.reindex();
         Some(entry)
     }
@@ -367,16 +366,39 @@ impl Registry {
         }
     }
 
-    /// Puts the worker at position `i` in or out of the room indexes, after its room may have changed.
+    /// Puts the worker at position `i` in or out of the room indexes, after its room may have changed. (With
+    /// one pool, the pool's index is the whole one: only that is kept.)
     fn refresh(&mut self, i: usize) {
-        let pool = &mut self.pools[self.workers[i].pool];
-        if self.workers[i].room() > 0 {
-            self.with_room.insert(i);
-            pool.with_room.insert(i);
-        } else {
-            self.with_room.remove(&i);
-            pool.with_room.remove(&i);
+        let room = self.workers[i].room() > 0;
+        match room {
+            true => self.with_room.insert(i),
+            false => self.with_room.remove(&i),
+        };
+        if self.pools.len() > 1 {
+            let pool = &mut self.pools[self.workers[i].pool];
+            match room {
+                true => pool.with_room.insert(i),
+                false => pool.with_room.remove(&i),
+            };
         }
+    }
+
+    /// The positions of pool `p`'s workers with room.
+    fn room_in(&self, p: PoolId) -> &BTreeSet<usize> {
+        match self.pools.len() {
+            0 | 1 => &self.with_room,
+            _ => &self.pools[p].with_room,
+        }
+    }
+
+    /// Whether a worker of pool `p` has room.
+    pub fn pool_has_room(&self, p: PoolId) -> bool {
+        !self.room_in(p).is_empty()
+    }
+
+    /// The pools (a bit each) with a worker with room.
+    pub fn pools_with_room(&self) -> u64 {
+        (0..self.pools.len()).filter(|&p| self.pool_has_room(p)).fold(0, |m, p| m | 1 << p)
     }
 
     /// The current registration of `holder`'s worker, by position.
@@ -529,7 +551,7 @@ impl Eligible for Fitting<'_> {
             return None;
         }
         let index = match self.pool {
-            Some(p) => &self.registry.pools[p].with_room,
+            Some(p) => self.registry.room_in(p),
             None => &self.registry.with_room,
         };
         let mut with_room = index.range(from..to).copied();

@@ -164,6 +164,9 @@ pub struct Outcome {
     pub spilled: f64,
     /// When the last job ended.
     pub makespan_s: f64,
+    /// Jobs that could never run: wider than every pool the policy let them use. The other figures leave them
+    /// out.
+    pub never_ran: usize,
 }
 
 /// Where a placed job runs.
@@ -218,6 +221,11 @@ pub fn simulate(jobs: &[SimJob], pools: Pools, policy: Policy) -> Outcome {
         // One dispatch pass, oldest first; what cannot go yet keeps its place.
         let mut waiting = VecDeque::with_capacity(queue.len());
         while let Some(j) = queue.pop_front() {
+            if free.iter().all(|&f| f == 0) {
+                waiting.push_back(j);
+                waiting.extend(queue.drain(..));
+                break;
+            }
             let job = &jobs[j];
             let view = JobView {
                 submitted_at_ms: job.arrival_ms,
@@ -284,6 +292,7 @@ fn summarize(jobs: &[SimJob], pools: Pools, policy: Policy, started: &[Option<(u
         mean_wait_s: waits / n / 1000.0,
         spilled: spilled as f64 / n,
         makespan_s: ended.iter().copied().max().unwrap_or(0) as f64 / 1000.0,
+        never_ran: jobs.len() - jct.len(),
     }
 }
 
@@ -366,6 +375,9 @@ pub fn run(args: crate::args::SimulateArgs, json_out: bool) -> anyhow::Result<u8
     } else {
         print!("{}", table(&outcomes, &cheapest));
     }
+    for o in outcomes.iter().filter(|o| o.never_ran > 0) {
+        eprintln!("burst: under {}, {} jobs never ran: wider than every pool it let them use", o.policy, o.never_ran);
+    }
     Ok(0)
 }
 
@@ -385,6 +397,7 @@ fn outcome_json(o: &Outcome, base: &Outcome) -> Value {
         "mean_wait_s": o.mean_wait_s,
         "spilled_share": o.spilled,
         "makespan_s": o.makespan_s,
+        "never_ran": o.never_ran,
     })
 }
 
@@ -470,6 +483,21 @@ mod tests {
             assert!((o.fixed_slot_s + o.elastic_slot_s - work).abs() < 1e-6, "{p}: the work is all done once");
             assert!(o.fixed_slot_s <= 16.0 * o.makespan_s + 1e-6, "{p}: never more than 16 slots busy");
         }
+    }
+
+    #[test]
+    fn jobs_wider_than_the_pools_a_policy_allows_are_counted_not_hidden() {
+        let jobs = workload(5);
+        let small = Pools { fixed_slots: 4, ..pools() };
+        let wide = jobs.iter().filter(|j| j.slots() > 4).count();
+        assert!(wide > 0);
+        let only = simulate(&jobs, small, policy(PolicyKind::FirstPoolOnly, 0.0));
+        assert_eq!((only.never_ran, only.jobs), (wide, jobs.len() - wide));
+        assert_eq!(
+            simulate(&jobs, small, policy(PolicyKind::Cheapest, 0.0)).never_ran,
+            0,
+            "the elastic pool fits them"
+        );
     }
 
     #[test]

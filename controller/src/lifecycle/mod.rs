@@ -370,6 +370,12 @@ impl Job {
         if self.state == State::Queued { self.retry_at_ms } else { 0 }
     }
 
+    /// The end of the retry backoff it was last given, whatever its state now (0: none pending).
+    #[cfg(test)]
+    pub fn backoff_until_ms(&self) -> u64 {
+        self.retry_at_ms
+    }
+
     /// A queued job's retry wait is over.
     pub fn retry_due(&mut self) {
         self.retry_at_ms = 0;

@@ -515,10 +515,15 @@ impl Sim {
                 held.entry((h.worker.clone(), h.session)).or_default().push(job);
             }
             if *job.state() == State::Queued {
-                let in_queue = s.queue.contains(&job.id) && !s.spilling_ids.contains(&job.id);
+                let in_line = (s.queue.contains(&job.id) || s.held.values().any(|l| l.contains(&job.id)))
+                    && !s.spilling_ids.contains(&job.id);
                 let waits =
-                    in_queue || s.spilling.contains(&job.id) || s.parked.contains(&job.id) || s.timers.has(&job.id);
+                    in_line || s.spilling.contains(&job.id) || s.parked.contains(&job.id) || s.timers.has(&job.id);
                 ensure!(waits, "queued job {} is on no queue and has no timer: it would wait for ever", job.id);
+            }
+            // A job leased or running was not waiting out a retry backoff.
+            if job.state().holder().is_some() {
+                ensure!(job.backoff_until_ms() == 0, "job {} was leased during its retry backoff", job.id);
             }
             // A job runs only in a pool it may use: the one it names, and under first-pool-only the cheapest.
             if let Some(h) = job.state().holder()

@@ -144,12 +144,15 @@ pub struct Scheduler {
     queue: VecDeque<JobId>,
     /// Queued jobs that no registered worker could ever fit; looked at again when a worker registers.
     parked: Vec<JobId>,
-    /// Queued jobs whose waiting budget ran out (the `wait` policy), served before `queue`: each is in
-    /// `spilling_ids` too, and its entry in `queue`, if any, is passed over.
+    /// Queued jobs whose waiting budget ran out (the `wait` policy), served before the other lines: each is in
+    /// `spilling_ids` too, and its entry in another line, if any, is passed over.
     spilling: VecDeque<JobId>,
     spilling_ids: std::collections::HashSet<JobId>,
     /// When each waiting job's budget runs out.
     spill_timers: Timers,
+    /// Jobs without resource requests held back for full pools, a line per set of pools (a bit each) they wait
+    /// for: served, oldest first, when one of those pools has room. (With several pools only.)
+    held: std::collections::BTreeMap<u64, VecDeque<JobId>>,
     policy: Policy,
     registry: Registry,
     router: Box<dyn Router>,
@@ -196,6 +199,7 @@ impl Scheduler {
             spilling: VecDeque::new(),
             spilling_ids: std::collections::HashSet::new(),
             spill_timers: Timers::default(),
+            held: std::collections::BTreeMap::new(),
             policy: Policy::default(),
             registry: Registry::default(),
             router: router_kind.build(rand::random()),
@@ -241,7 +245,7 @@ impl Scheduler {
     pub fn restore(&mut self, jobs: Vec<Job>, now_ms: u64, claim_deadline: Instant) -> Durable {
         let mut jobs = jobs;
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
-        for job in jobs {
+        for mut job in jobs {
             self.counts[job.state().proto() as usize] += 1;
             if job.is_terminal() {
                 self.retention.finished(job.id.clone(), Instant::now());
@@ -255,6 +259,7 @@ impl Scheduler {
                 let wait = std::time::Duration::from_millis(job.retry_at_ms() - now_ms);
                 self.set_timer(Instant::now() + wait, &job.id, Timer::Retry);
             } else if *job.state() == State::Queued {
+                job.retry_due();
                 self.queue.push_back(job.id.clone());
             }
             // A job that never ran keeps its queue deadline across the restart: the time it has left. (One that
@@ -344,68 +349,96 @@ impl Scheduler {
         Ok((out, self.flush()))
     }
 
-    /// Leases queued jobs to workers with room while any has room: first the jobs whose waiting budget ran out,
-    /// then the queue in order. Jobs that fit no worker with room (in the pools their policy allows now) are
-    /// skipped (a bounded number per pass) so they do not block the jobs behind them.
-    /// `now_ms` is the clock the waiting budgets are read by.
+    /// Leases queued jobs to workers with room while any has room, in three lines: the jobs whose waiting budget
+    /// ran out, then the jobs held back for pools that have room now, then the queue in order. `now_ms` is the
+    /// clock the waiting budgets are read by.
+    ///
+    /// A job without resource requests that none of the pools open to it can take now is held back in a line of
+    /// its own for those pools (see `held`), so jobs waiting for a full pool never stand in front of jobs for
+    /// another. Any other job that fits no worker with room is skipped (a bounded number per pass) so it does
+    /// not block the jobs behind it.
     fn dispatch(&mut self, now_ms: u64) {
-        let (mut skipped, mut skipped_spilling) = (Vec::new(), Vec::new());
+        let mut skipped = Vec::new();
         // Pools (a bit each) where a job with no resource request was refused: every such job would be.
         let mut full = 0u64;
-        while self.registry.has_room() && skipped.len() + skipped_spilling.len() < MAX_SKIPPED_PER_DISPATCH {
-            let (id, spilling) = match self.spilling.pop_front() {
-                Some(id) => (id, true),
-                None => match self.queue.pop_front() {
-                    Some(id) => (id, false),
-                    None => break,
-                },
-            };
-            if !spilling && !self.spilling_ids.is_empty() && self.spilling_ids.contains(&id) {
-                continue; // it waits in `spilling`
-            }
-            let Some(job) = self.jobs.get(&id) else {
-                self.spilling_ids.remove(&id);
-                continue;
-            };
-            if *job.state() != State::Queued {
-                if spilling {
+        // 1. Jobs whose budget ran out go first.
+        let mut skipped_spilling = Vec::new();
+        while self.registry.has_room() && skipped_spilling.len() < MAX_SKIPPED_PER_DISPATCH {
+            let Some(id) = self.spilling.pop_front() else { break };
+            match self.place(&id, true, now_ms, &mut full) {
+                Placed::Skipped { .. } => skipped_spilling.push(id),
+                _ => {
                     self.spilling_ids.remove(&id);
                 }
-                continue; // ended while it waited, or already leased
             }
-            let (spec, submitted_at_ms) = (job.spec.clone(), job.submitted_at_ms());
-            match self.choose(&spec, submitted_at_ms, now_ms, &mut full) {
-                Choice::Lease { worker, spilled } => {
-                    if spilling {
-                        self.spilling_ids.remove(&id);
-                    }
-                    self.lease_to(&id, worker, spilled);
-                }
-                Choice::Park => {
-                    debug!(job = %id, "no worker could ever fit this job; parked until a worker registers");
-                    self.spilling_ids.remove(&id);
-                    self.parked.push(id);
-                }
-                Choice::Skip { spill_at_ms } => {
-                    if let Some(at) = spill_at_ms
-                        && !self.spill_timers.contains(&id)
-                    {
-                        let due = Instant::now() + std::time::Duration::from_millis(at.saturating_sub(now_ms));
-                        self.spill_timers.set(&id, due, Timer::Spill);
-                        self.timer_added.notify_one();
-                    }
-                    match spilling {
-                        true => skipped_spilling.push(id),
-                        false => skipped.push(id),
+        }
+        for id in skipped_spilling.into_iter().rev() {
+            self.spilling.push_front(id);
+        }
+        // 2. Jobs held back for pools that have room now, oldest first in each line.
+        if !self.held.is_empty() && self.registry.has_room() {
+            let open = self.registry.pools_with_room();
+            let lines: Vec<u64> = self.held.keys().copied().filter(|m| m & open != 0).collect();
+            for mask in lines {
+                while self.registry.has_room() {
+                    let Some(id) = self.held.get_mut(&mask).and_then(VecDeque::pop_front) else { break };
+                    if let Placed::Skipped { hold } = self.place(&id, false, now_ms, &mut full) {
+                        // Its pools are full after all (or its budget ran out meanwhile): back in line.
+                        self.held.entry(hold.unwrap_or(mask)).or_default().push_front(id);
+                        break;
                     }
                 }
+            }
+            self.held.retain(|_, line| !line.is_empty());
+        }
+        // 3. The queue.
+        while self.registry.has_room() && skipped.len() < MAX_SKIPPED_PER_DISPATCH {
+            let Some(id) = self.queue.pop_front() else { break };
+            match self.place(&id, false, now_ms, &mut full) {
+                Placed::Skipped { hold: Some(mask) } => self.held.entry(mask).or_default().push_back(id),
+                Placed::Skipped { hold: None } => skipped.push(id),
+                Placed::Leased | Placed::Parked | Placed::Gone => {}
             }
         }
         for id in skipped.into_iter().rev() {
             self.queue.push_front(id);
         }
-        for id in skipped_spilling.into_iter().rev() {
-            self.spilling.push_front(id);
+    }
+
+    /// Tries to place job `id`, taken from one of the lines (`spilling`: from the line of jobs whose budget ran
+    /// out). An entry for a job that no longer waits there is [`Placed::Gone`]: it ended or was leased, it is
+    /// waiting out a retry backoff (its timer queues it again), or it waits in `spilling`.
+    fn place(&mut self, id: &JobId, spilling: bool, now_ms: u64, full: &mut u64) -> Placed {
+        let Some(job) = self.jobs.get(id) else { return Placed::Gone };
+        if *job.state() != State::Queued || job.retry_at_ms() > 0 {
+            return Placed::Gone;
+        }
+        if !spilling && !self.spilling_ids.is_empty() && self.spilling_ids.contains(id) {
+            return Placed::Gone;
+        }
+        let (spec, submitted_at_ms) = (job.spec.clone(), job.submitted_at_ms());
+        drop(job);
+        match self.choose(&spec, submitted_at_ms, now_ms, full) {
+            Choice::Lease { worker, spilled } => {
+                self.lease_to(id, worker, spilled);
+                Placed::Leased
+            }
+            Choice::Park => {
+                debug!(job = %id, "no worker could ever fit this job; parked until a worker registers");
+                self.spill_timers.cancel(id);
+                self.parked.push(id.clone());
+                Placed::Parked
+            }
+            Choice::Skip { spill_at_ms, hold } => {
+                if let Some(at) = spill_at_ms
+                    && !self.spill_timers.contains(id)
+                {
+                    let due = Instant::now() + std::time::Duration::from_millis(at.saturating_sub(now_ms));
+                    self.spill_timers.set(id, due, Timer::Spill);
+                    self.timer_added.notify_one();
+                }
+                Placed::Skipped { hold }
+            }
         }
     }
 
@@ -417,44 +450,50 @@ impl Scheduler {
         if self.registry.pools().len() <= 1 && spec.pool.is_empty() && spec.pool_selector.is_empty() {
             // One pool, and a job that goes anywhere: no policy to apply.
             if plain && *full != 0 {
-                return Choice::Skip { spill_at_ms: None };
+                return Choice::Skip { spill_at_ms: None, hold: None };
             }
             return match self.router.pick(&self.registry.eligible_for(&need)) {
                 Some(worker) => Choice::Lease { worker, spilled: false },
                 None if !plain && !self.registry.iter().any(|w| covers(&w.total(), &need)) => Choice::Park,
                 None => {
                     *full |= u64::from(plain);
-                    Choice::Skip { spill_at_ms: None }
+                    Choice::Skip { spill_at_ms: None, hold: None }
                 }
             };
         }
         let placement = self.policy.place(&view(spec, submitted_at_ms), now_ms);
-        let allowed = self.allowed_pools(spec);
-        let Some(&cheapest) = allowed.first() else { return Choice::Skip { spill_at_ms: None } };
+        let open = self.pools_open_to(spec, submitted_at_ms, now_ms);
+        let Some(&cheapest) = open.first() else { return Choice::Skip { spill_at_ms: None, hold: None } };
         let cheapest_cost = self.registry.pools()[cheapest].config.cost;
-        for &p in &allowed {
-            let cost = self.registry.pools()[p].config.cost;
-            if cost > cheapest_cost && matches!(placement, Placement::First { .. }) {
-                break;
-            }
+        let mut mask = 0u64;
+        for &p in &open {
+            mask |= 1 << p;
             if plain && *full & (1 << p) != 0 {
                 continue;
             }
             if let Some(worker) = self.router.pick(&self.registry.eligible_in(p, &need)) {
-                return Choice::Lease { worker, spilled: cost > cheapest_cost };
+                let spilled = self.registry.pools()[p].config.cost > cheapest_cost;
+                return Choice::Lease { worker, spilled };
             }
             if plain {
                 *full |= 1 << p;
             }
         }
-        let could_ever_fit = |w: &WorkerEntry| allowed.contains(&w.pool) && covers(&w.total(), &need);
+        // Parked when no worker of the pools it may ever use could fit it: those open to it now, or all it
+        // allows once a waiting budget runs out.
+        let ever = match placement {
+            Placement::First { until_ms: Some(_) } => self.allowed_pools(spec),
+            _ => open,
+        };
+        let could_ever_fit = |w: &WorkerEntry| ever.contains(&w.pool) && covers(&w.total(), &need);
         if !plain && !self.registry.iter().any(could_ever_fit) {
             return Choice::Park;
         }
-        match placement {
-            Placement::First { until_ms } => Choice::Skip { spill_at_ms: until_ms },
-            Placement::Any => Choice::Skip { spill_at_ms: None },
-        }
+        let spill_at_ms = match placement {
+            Placement::First { until_ms } => until_ms,
+            Placement::Any => None,
+        };
+        Choice::Skip { spill_at_ms, hold: plain.then_some(mask) }
     }
 
     /// The pools a job may run on by its spec, cheapest first.
@@ -661,8 +700,21 @@ enum Choice {
     Lease { worker: usize, spilled: bool },
     /// Nowhere: no worker it may use could ever fit it. It waits until a worker registers.
     Park,
-    /// Not now; `spill_at_ms`: when its waiting budget runs out and more pools open to it.
-    Skip { spill_at_ms: Option<u64> },
+    /// Not now; `spill_at_ms`: when its waiting budget runs out and more pools open to it; `hold`: the pools
+    /// (a bit each) a job without resource requests waits for, all of them full.
+    Skip { spill_at_ms: Option<u64>, hold: Option<u64> },
+}
+
+/// What became of a job taken from a line (see [`Scheduler::place`]).
+enum Placed {
+    Leased,
+    Parked,
+    /// Not placed; `hold`: the pools it waits for, when it should wait in their own line.
+    Skipped {
+        hold: Option<u64>,
+    },
+    /// The entry no longer stands for a waiting job.
+    Gone,
 }
 
 /// A job as a placement policy sees it.

@@ -310,4 +310,58 @@ fn a_cordoned_worker_gets_no_new_jobs_keeps_its_cordon_across_a_registration_and
     assert_eq!(status(&s, &more[1]).state(), JobState::Queued);
     let _ = s.cordon(&["a".into()], false, t0 + 7).unwrap();
     assert_eq!(status(&s, &more[1]).worker_id, "a");
+
+    // A worker that leaves takes its cordon along: a new one under its id (a pod scaled up again) gets work.
+    let _ = s.cordon(&["b".into()], true, t0 + 8).unwrap();
+    let session = s.registry.get("b").unwrap().session;
+    let _ = s.deregister("b", session, t0 + 9).unwrap();
+    let _ = s.register(worker("b", "cloud"), &[], t0 + 10);
+    assert!(!s.registry.get("b").unwrap().cordoned());
+}
+
+#[test]
+fn a_job_that_spilled_over_and_failed_waits_out_its_backoff() {
+    let t0 = t0();
+    let mut s = two_pools(PolicyKind::Wait, 1.0);
+    let retried = JobSpec { max_attempts: 2, retry_backoff_ms: 60_000, ..spec() };
+    let ids = submit(&mut s, vec![spec(), retried], t0);
+    s.fire_timers(Instant::now() + Duration::from_secs(2), t0 + 2_000).now_or_never().unwrap().unwrap();
+    let st = status(&s, &ids[1]);
+    assert_eq!(st.pool, "cloud", "its budget ran out with onprem busy");
+    let session = s.registry.get("b").unwrap().session;
+    let failed = JobResult {
+        lease: Some(LeaseRef { job_id: ids[1].clone(), epoch: st.epoch }),
+        reason: Reason::Exited as i32,
+        exit_code: Some(1),
+        ..JobResult::default()
+    };
+    let _ = s.finished("b", session, vec![failed], t0 + 2_100).unwrap();
+    let st = status(&s, &ids[1]);
+    assert_eq!((st.state(), st.attempt), (JobState::Queued, 2), "the cloud has room, but its backoff is not over");
+    // Onprem frees up: the line the job once waited in for it opens, and the job still waits out its backoff.
+    run(&mut s, &ids[0], t0, t0 + 2_200);
+    let st = status(&s, &ids[1]);
+    assert_eq!((st.state(), st.attempt), (JobState::Queued, 2), "onprem has room too, but the backoff is not over");
+}
+
+#[test]
+fn jobs_held_back_for_a_full_pool_do_not_stand_in_front_of_jobs_for_another() {
+    let t0 = t0();
+    let mut s = two_pools(PolicyKind::FirstPoolOnly, 10.0);
+    let waiting = submit(&mut s, vec![spec(); 300], t0);
+    assert_eq!(status(&s, &waiting[299]).state(), JobState::Queued);
+    let pinned = submit(&mut s, vec![JobSpec { pool: "cloud".into(), ..spec() }], t0);
+    assert_eq!(status(&s, &pinned[0]).worker_id, "b", "300 jobs held for onprem do not block the cloud's job");
+    // They keep their order: the onprem slot goes to the oldest.
+    run(&mut s, &waiting[0], t0, t0 + 5);
+    assert_eq!(status(&s, &waiting[1]).worker_id, "a");
+    assert_eq!(status(&s, &waiting[2]).state(), JobState::Queued);
+
+    let mut s = two_pools(PolicyKind::Wait, 1.0);
+    s.policy.wait_by = WaitBy::Runtime;
+    let hour = JobSpec { expected_runtime_ms: 3_600_000, ..spec() };
+    let long = submit(&mut s, vec![hour; 300], t0);
+    assert_eq!(status(&s, &long[1]).state(), JobState::Queued, "each waits up to an hour for onprem");
+    let none = submit(&mut s, vec![spec()], t0);
+    assert_eq!(status(&s, &none[0]).pool, "cloud", "no runtime, no budget: it spills at once, past 300 waiting");
 }

@@ -118,10 +118,17 @@ impl Scheduler {
     /// Per pool (by id): queued jobs that may go there now, among the first [`MAX_WAITING_SCANNED`] waiting.
     fn waiting_by_pool(&self, now_ms: u64) -> Vec<u64> {
         let mut waiting = vec![0u64; self.registry.pools().len()];
-        let queue = self.queue.iter().filter(|id| self.spilling_ids.is_empty() || !self.spilling_ids.contains(*id));
-        for id in self.spilling.iter().chain(queue).take(MAX_WAITING_SCANNED) {
+        if waiting.len() == 1 && self.held.is_empty() {
+            // One pool: every job in line waits for it (pinned ones too: they could name no other).
+            waiting[0] = (self.queue.len() + self.spilling.len()) as u64;
+            return waiting;
+        }
+        // A job in `spilling` may have a stale entry in another line: counted once.
+        let elsewhere = self.held.values().flatten().chain(self.queue.iter());
+        let elsewhere = elsewhere.filter(|id| self.spilling_ids.is_empty() || !self.spilling_ids.contains(*id));
+        for id in self.spilling.iter().chain(elsewhere).take(MAX_WAITING_SCANNED) {
             let Some(job) = self.jobs.get(id) else { continue };
-            if *job.state() != State::Queued {
+            if *job.state() != State::Queued || job.retry_at_ms() > 0 {
                 continue;
             }
             for p in self.pools_open_to(&job.spec, job.submitted_at_ms(), now_ms) {
