@@ -10,9 +10,10 @@ async fn main() -> ExitCode {
     let cli = burst_cli::args::Cli::parse();
     use burst_cli::args::Command;
     let serving = matches!(cli.command, Command::Controller(_) | Command::Worker(_) | Command::Operator(_));
-    if !serving {
-        // A command whose reader went away (`burst list | head`) ends quietly, as Unix tools do, instead of
-        // panicking on the failed print. Servers keep ignoring SIGPIPE: a closed socket is an error they handle.
+    if matches!(cli.command, Command::Simulate(_)) {
+        // A command without sockets whose reader went away (`burst simulate | head`) ends quietly, as Unix tools
+        // do, instead of panicking on the failed print. Every other command keeps ignoring SIGPIPE: a socket
+        // closed under a write must be an error it reports, not a silent death.
         // SAFETY: setting a signal's disposition to its default before any thread that could rely on it exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
