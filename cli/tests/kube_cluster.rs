@@ -116,6 +116,39 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     })
     .await;
 
+    // 3b. A pool is a StatefulSet of its own, its pods in the pool and in the workers' TLS Secret; a pool taken out
+    // of the spec takes its StatefulSet along.
+    edit(plane, ns, r#"{"spec":{"pools":[{"name":"spot","cost":0.5,"replicas":2,"slots":3}]}}"#);
+    let spot = eventually(DEADLINE, "the pool's StatefulSet", || async {
+        let desired = clusters.get("demo").await.unwrap().status.map(|s| s.desired_workers);
+        let spot = sts.get_opt("demo-worker-spot").await.unwrap();
+        spot.filter(|_| desired == Some(3))
+    })
+    .await;
+    assert_eq!(spot.spec.replicas, Some(2));
+    assert_eq!(spot.owner_references().iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["demo"]);
+    let template = spot.spec.template.spec.clone().unwrap();
+    let env = template.containers[0].env.clone().unwrap();
+    let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+    assert_eq!((value("BURST_POOL").as_deref(), value("BURST_SLOTS").as_deref()), (Some("spot"), Some("3")));
+    let config = Api::<ConfigMap>::namespaced(admin.clone(), ns).get("demo-config").await.unwrap();
+    let file = &config.data.unwrap()["burst.toml"];
+    assert!(file.contains("[[controller.pools]]\nname = \"spot\"\ncost = 0.5"), "{file}");
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+    eventually(DEADLINE, "certificates for the pool's pods", || async {
+        let data = secrets.get("demo-worker-tls").await.unwrap().data.unwrap_or_default();
+        (data.contains_key("demo-worker-spot-1.pem") && data.contains_key("demo-worker-0.pem")).then_some(())
+    })
+    .await;
+    edit(plane, ns, r#"{"spec":{"pools":null}}"#);
+    eventually(DEADLINE, "the pool's StatefulSet gone", || async {
+        let desired = clusters.get("demo").await.unwrap().status.map(|s| s.desired_workers);
+        let gone =
+            sts.get_opt("demo-worker-spot").await.unwrap().is_none_or(|s| s.metadata.deletion_timestamp.is_some());
+        (gone && desired == Some(1)).then_some(())
+    })
+    .await;
+
     // 4. Idle: nothing is written, and the cluster is reconciled only by its refresh.
     let settle = eventually(DEADLINE, "the cluster to settle", || async {
         let before = children(&admin, ns).await;

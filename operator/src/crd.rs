@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -39,6 +39,11 @@ pub struct BurstClusterSpec {
     pub controller: ControllerSpec,
     #[serde(default)]
     pub workers: WorkersSpec,
+    /// More pools of workers beside `workers` (which is the pool `default`): each its own StatefulSet
+    /// `<name>-worker-<pool>`, its pods in that pool. What a pool leaves unset it takes from `workers`; with
+    /// pools listed, `workers.replicas` defaults to 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolSpec>,
     /// Extra environment for every pod.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -117,12 +122,53 @@ impl NetworkPolicySpec {
     }
 }
 
+/// A pool of workers: workers of one kind and price (an on-prem rack, a cloud node group).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSpec {
+    /// 1 to 30 lowercase letters, digits and '-', starting with a letter; not "default" (that is `workers`).
+    pub name: String,
+    /// Relative cost of one slot for one second (default 1): the placement policy prefers cheaper pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Worker pods (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Jobs each worker runs at once (default: `workers.slots`, else its cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<i32>,
+    /// Jobs each worker may hold beyond those running (default: `workers.queueCapacity`, else 2 x slots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// The pool's labels, which a job's pool selector matches; also put on its pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ControllerSpec {
     /// roundrobin (default), power2 or biased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<String>,
+    /// How jobs are placed among pools: cheapest (default), first-pool-only or wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Under policy wait, what a job's waiting budget is proportional to: constant (default), runtime,
+    /// resources or compute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_by: Option<String>,
+    /// The waiting budget's factor (default 10): seconds for constant and resources, a multiplier otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_factor: Option<f64>,
     /// Seconds of silence after which a worker is dead (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_timeout_seconds: Option<u32>,
@@ -164,9 +210,14 @@ pub struct WorkersSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
     /// Labels of the workers, for routing and display.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Relative cost of one of these workers' slots for one second, as the pool `default` (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
     /// Whether idle workers steal from busy ones (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stealing: Option<bool>,
@@ -220,6 +271,9 @@ pub struct BurstClusterStatus {
     /// The controller's gRPC endpoint inside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The pools' worker StatefulSets last applied: one whose pool leaves the spec is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool_workers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }

@@ -33,6 +33,19 @@ pub fn worker_pod(cluster: &str, i: i32) -> String {
     format!("{}-{i}", workers(cluster))
 }
 
+/// The label naming a worker pod's pool (not on the pods of `workers`, the pool `default`).
+pub const POOL_LABEL: &str = "burst.dev/pool";
+
+/// The StatefulSet of pool `pool`'s workers.
+pub fn pool_workers(cluster: &str, pool: &str) -> String {
+    format!("{}-{pool}", workers(cluster))
+}
+
+/// Worker pod `i` of pool `pool`: also its worker id and its certificate's name.
+pub fn pool_worker_pod(cluster: &str, pool: &str, i: i32) -> String {
+    format!("{}-{i}", pool_workers(cluster, pool))
+}
+
 /// The Secret with the cluster's CA and the operator's client certificate (mounted nowhere).
 pub fn tls_ca(cluster: &str) -> String {
     format!("{cluster}-tls-ca")

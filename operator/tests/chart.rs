@@ -637,7 +637,7 @@ fn operator_built_pods() -> Vec<k8s_openapi::api::core::v1::PodTemplateSpec> {
         burst_operator::cluster::ControllerWorkload::StatefulSet(s) => s.spec.template,
         burst_operator::cluster::ControllerWorkload::Deployment(d) => d.spec.template,
     };
-    vec![controller, d.workers.spec.template]
+    vec![controller, d.workers[0].spec.template.clone()]
 }
 
 fn label_map(v: &Value) -> BTreeMap<String, String> {

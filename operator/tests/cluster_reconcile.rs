@@ -330,7 +330,7 @@ async fn an_output_volume_replaces_the_workers_statefulset_while_its_pods_keep_r
     let mut bc = example();
     bc.spec.tls.enabled = Some(false);
     // What runs now: the workers without an output volume, all ready.
-    let mut stored = serde_json::to_value(burst_operator::cluster::desired(&bc).unwrap().workers).unwrap();
+    let mut stored = serde_json::to_value(&burst_operator::cluster::desired(&bc).unwrap().workers[0]).unwrap();
     stored["status"] = json!({ "replicas": 3, "readyReplicas": 3 });
     bc.spec.workers.output_volume = Some(OutputVolumeSpec { size: "10Gi".into(), storage_class_name: None });
     // Each step as a fresh operator would take it (one that applied the objects itself reads instead of applying

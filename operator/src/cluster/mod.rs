@@ -25,7 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::BurstCluster;
+use crate::crd::{BurstCluster, PoolSpec};
 use crate::names;
 
 pub mod network;
@@ -55,6 +55,13 @@ pub mod tls;
 
 /// Routers the controller knows (see burst-controller's `--router`).
 const ROUTERS: [&str; 3] = ["roundrobin", "power2", "biased"];
+/// Placement policies and waiting budgets the controller knows (`--policy`, `--wait-by`).
+const POLICIES: [&str; 3] = ["cheapest", "first-pool-only", "wait"];
+const WAIT_BY: [&str; 4] = ["constant", "runtime", "resources", "compute"];
+/// The pool of `workers`' pods.
+const DEFAULT_POOL: &str = "default";
+/// Longest StatefulSet name: its pods' `controller-revision-hash` label (name + hash) must stay within 63.
+const MAX_STATEFULSET_NAME: usize = 52;
 /// A pod's termination grace period unless the spec sets the workers' own.
 const TERMINATION_GRACE_SECONDS: i64 = 30;
 /// What a worker's drain leaves of its grace period: time to report its last results and exit before SIGKILL.
@@ -101,7 +108,8 @@ pub struct Desired {
     pub config_map: ConfigMap,
     pub controller: ControllerWorkload,
     pub controller_service: Service,
-    pub workers: StatefulSet,
+    /// The workers' StatefulSets: `workers` (the pool `default`) first, then one per entry of `pools`.
+    pub workers: Vec<StatefulSet>,
     /// Empty when `networkPolicy.enabled` is false (then any left from before are deleted).
     pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
@@ -132,8 +140,75 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     if s.controller.lease_timeout_seconds == Some(0) {
         return bad("spec.controller.leaseTimeoutSeconds must be at least 1".into());
     }
+    validate_pools(bc)?;
     storage::validate(bc)?;
     tls::validate(bc)
+}
+
+/// The pools, the placement policy and its budget.
+fn validate_pools(bc: &BurstCluster) -> Result<(), SpecError> {
+    let s = &bc.spec;
+    let bad = |m: String| Err(SpecError(m));
+    let cost_ok = |c: Option<f64>| c.is_none_or(|c| c.is_finite() && c >= 0.0);
+    if let Some(p) = s.controller.policy.as_deref().filter(|p| !POLICIES.contains(p)) {
+        return bad(format!("spec.controller.policy {p:?} is not one of {}", POLICIES.join(", ")));
+    }
+    if let Some(w) = s.controller.wait_by.as_deref().filter(|w| !WAIT_BY.contains(w)) {
+        return bad(format!("spec.controller.waitBy {w:?} is not one of {}", WAIT_BY.join(", ")));
+    }
+    if !cost_ok(s.controller.wait_factor) {
+        return bad("spec.controller.waitFactor must be a number of 0 or more".into());
+    }
+    if !cost_ok(s.workers.cost) {
+        return bad("spec.workers.cost must be a number of 0 or more".into());
+    }
+    let cluster = bc.name_any();
+    for (i, p) in s.pools.iter().enumerate() {
+        let at = format!("spec.pools[{i}]");
+        burst_proto::check_pool(&p.name).or_else(|e| bad(format!("{at}.name: {e}")))?;
+        if p.name == DEFAULT_POOL {
+            return bad(format!("{at}.name: \"default\" is the pool of spec.workers; name this one otherwise"));
+        }
+        if s.pools[..i].iter().any(|q| q.name == p.name) {
+            return bad(format!("{at}.name: pool {:?} is listed twice", p.name));
+        }
+        let sts = names::pool_workers(&cluster, &p.name);
+        if sts.len() > MAX_STATEFULSET_NAME {
+            return bad(format!(
+                "{at}.name: the StatefulSet name {sts:?} is longer than {MAX_STATEFULSET_NAME}; use a shorter pool or \
+                 cluster name"
+            ));
+        }
+        if !cost_ok(p.cost) {
+            return bad(format!("{at}.cost must be a number of 0 or more"));
+        }
+        if let Some(r) = p.replicas.filter(|r| *r < 0) {
+            return bad(format!("{at}.replicas is {r}; it must be 0 or more"));
+        }
+        if let Some(n) = p.slots.filter(|n| *n < 1) {
+            return bad(format!("{at}.slots is {n}; it must be at least 1"));
+        }
+        if let Some(n) = p.queue_capacity.filter(|n| *n < 0) {
+            return bad(format!("{at}.queueCapacity is {n}; it must be 0 or more"));
+        }
+    }
+    Ok(())
+}
+
+/// Worker pods `workers` wants: 1 by default, 0 by default once pools are listed.
+pub fn default_pool_replicas(bc: &BurstCluster) -> i32 {
+    let fallback = if bc.spec.pools.is_empty() { 1 } else { 0 };
+    bc.spec.workers.replicas.unwrap_or(fallback).max(0)
+}
+
+/// Every worker pod the spec asks for, by name (its worker id and its certificate's name): `workers`' then each
+/// pool's.
+pub fn worker_pods(bc: &BurstCluster, cluster: &str) -> Vec<String> {
+    let mut pods: Vec<String> = (0..default_pool_replicas(bc)).map(|i| names::worker_pod(cluster, i)).collect();
+    for p in &bc.spec.pools {
+        pods.extend((0..p.replicas.unwrap_or(1).max(0)).map(|i| names::pool_worker_pod(cluster, &p.name, i)));
+    }
+    pods
 }
 
 /// The objects `bc` should own.
@@ -147,7 +222,10 @@ pub fn desired(bc: &BurstCluster) -> Result<Desired, SpecError> {
         controller: controller(bc, &name, &ns, owner.clone()),
         controller_service: controller_service(bc, &name, &ns, owner.clone()),
         network_policies: network::policies(bc, &name, &ns, owner.clone()),
-        workers: workers(bc, &name, &ns, owner),
+        workers: std::iter::once(None)
+            .chain(bc.spec.pools.iter().map(Some))
+            .map(|pool| workers(bc, &name, &ns, owner.clone(), pool))
+            .collect(),
     })
 }
 
@@ -189,6 +267,21 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
     }
     out += &format!("router = \"{}\"\n", s.controller.router.as_deref().unwrap_or("roundrobin"));
     out += &format!("lease_timeout_ms = {}\n", u64::from(s.controller.lease_timeout_seconds.unwrap_or(10)) * 1000);
+    if let Some(policy) = &s.controller.policy {
+        out += &format!("policy = \"{policy}\"\n");
+    }
+    if let Some(by) = &s.controller.wait_by {
+        out += &format!("wait_by = \"{by}\"\n");
+    }
+    if let Some(f) = s.controller.wait_factor {
+        out += &format!("wait_factor = {f:?}\n");
+    }
+    if !s.pools.is_empty() || s.workers.cost.is_some() {
+        out += &pool_entry(DEFAULT_POOL, s.workers.cost, &BTreeMap::new());
+        for p in &s.pools {
+            out += &pool_entry(&p.name, p.cost, &p.labels);
+        }
+    }
     out += &format!(
         "\n[worker]\ncontroller = \"{endpoint}\"\nlisten = \"0.0.0.0:{}\"\n{http_listen}output_dir = \"/out\"\n",
         names::WORKER_PORT
@@ -206,6 +299,18 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
     out += &format!("drain_grace_ms = {}\n", (worker_grace(bc) - DRAIN_MARGIN_SECONDS) * 1000);
     out += &format!("\n[cli]\ncontroller = \"{endpoint}\"\n");
     out
+}
+
+/// One `[[controller.pools]]` entry. Strings are quoted as JSON does, which TOML reads the same.
+fn pool_entry(name: &str, cost: Option<f64>, labels: &BTreeMap<String, String>) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
+    format!(
+        "[[controller.pools]]\nname = {}\ncost = {:?}\nlabels = {{ {} }}\n",
+        quote(name),
+        cost.unwrap_or(1.0),
+        labels.join(", ")
+    )
 }
 
 /// The workers' termination grace period: the spec's, else the default.
@@ -312,12 +417,52 @@ fn config_volume(cluster: &str) -> Volume {
 }
 
 /// A pod of `role` running `burst <role>`, with the cluster's env and annotations.
+/// Where and with what a worker pod runs: from its pool, else from `workers`.
+#[derive(Clone, Debug, Default)]
+struct WorkerPlacement {
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    node_selector: BTreeMap<String, String>,
+    tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    affinity: Option<k8s_openapi::api::core::v1::Affinity>,
+    labels: BTreeMap<String, String>,
+}
+
+impl WorkerPlacement {
+    fn of(bc: &BurstCluster, pool: Option<&PoolSpec>) -> Self {
+        let w = &bc.spec.workers;
+        let Some(p) = pool else {
+            return WorkerPlacement {
+                resources: w.resources.clone(),
+                node_selector: w.node_selector.clone(),
+                tolerations: w.tolerations.clone(),
+                affinity: w.affinity.clone(),
+                labels: w.labels.clone(),
+            };
+        };
+        let or = |mine: &BTreeMap<String, String>, theirs: &BTreeMap<String, String>| match mine.is_empty() {
+            true => theirs.clone(),
+            false => mine.clone(),
+        };
+        let mut labels = w.labels.clone();
+        labels.extend(p.labels.clone());
+        labels.insert(names::POOL_LABEL.into(), p.name.clone());
+        WorkerPlacement {
+            resources: p.resources.clone().or_else(|| w.resources.clone()),
+            node_selector: or(&p.node_selector, &w.node_selector),
+            tolerations: if p.tolerations.is_empty() { w.tolerations.clone() } else { p.tolerations.clone() },
+            affinity: p.affinity.clone().or_else(|| w.affinity.clone()),
+            labels,
+        }
+    }
+}
+
 fn pod(
     bc: &BurstCluster,
     cluster: &str,
     role: &str,
     mut extra_env: Vec<EnvVar>,
     volumes: Vec<Volume>,
+    placement: Option<WorkerPlacement>,
 ) -> PodTemplateSpec {
     let s = &bc.spec;
     let mut env_vars = vec![env("BURST_CONFIG", "/etc/burst/burst.toml")];
@@ -328,9 +473,10 @@ fn pod(
         "data" => mount("data", "/data"),
         other => mount(other, &format!("/{other}")),
     }));
+    let placement = placement.unwrap_or_default();
     let (grpc_port, resources) = match role {
         "controller" => (names::CONTROLLER_PORT, s.controller.resources.clone()),
-        _ => (names::WORKER_PORT, s.workers.resources.clone()),
+        _ => (names::WORKER_PORT, placement.resources.clone()),
     };
     let container = Container {
         name: role.into(),
@@ -349,7 +495,10 @@ fn pod(
     };
     let mut labels = names::labels(cluster, role);
     if role == "worker" {
-        labels.extend(s.workers.labels.clone());
+        // The cluster's own labels win: a pool's or the workers' labels never change what selects the pods.
+        let own = std::mem::take(&mut labels);
+        labels = placement.labels.clone();
+        labels.extend(own);
     }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
@@ -372,9 +521,9 @@ fn pod(
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
                 ..PodSecurityContext::default()
             }),
-            node_selector: (role == "worker" && !s.workers.node_selector.is_empty())
-                .then(|| s.workers.node_selector.clone()),
-            tolerations: (role == "worker" && !s.workers.tolerations.is_empty()).then(|| s.workers.tolerations.clone()),
+            node_selector: (!placement.node_selector.is_empty()).then(|| placement.node_selector.clone()),
+            tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
+            affinity: placement.affinity.clone(),
             ..PodSpec::default()
         }),
     }
@@ -396,7 +545,7 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
         let size = persistence.size.as_deref().unwrap_or("1Gi");
         let claim = storage::claim(names::data_claim(), size, persistence.storage_class_name.clone());
         let volumes = [vec![config_volume(name), empty_dir("tmp")], controller_secrets(bc, name)].concat();
-        let mut template = pod(bc, name, "controller", vec![], volumes);
+        let mut template = pod(bc, name, "controller", vec![], volumes, None);
         mount_claim(&mut template, names::data_claim(), "/data");
         return ControllerWorkload::StatefulSet(Box::new(StatefulSet {
             metadata,
@@ -413,7 +562,7 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
     }
     let volumes =
         [vec![config_volume(name), empty_dir("data"), empty_dir("tmp")], controller_secrets(bc, name)].concat();
-    let template = pod(bc, name, "controller", vec![], volumes);
+    let template = pod(bc, name, "controller", vec![], volumes, None);
     ControllerWorkload::Deployment(Box::new(Deployment {
         metadata,
         spec: DeploymentSpec { replicas: Some(1), selector, template, ..DeploymentSpec::default() },
@@ -448,12 +597,29 @@ fn controller_service(bc: &BurstCluster, name: &str, ns: &str, owner: Option<Own
     }
 }
 
-fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference>) -> StatefulSet {
+/// The StatefulSet of `workers` (`pool` none: the pool `default`) or of one pool.
+fn workers(
+    bc: &BurstCluster,
+    name: &str,
+    ns: &str,
+    owner: Option<OwnerReference>,
+    pool: Option<&PoolSpec>,
+) -> StatefulSet {
     let mut downward = vec![
         field_env("BURST_WORKER_ID", "metadata.name"),
         field_env("POD_IP", "status.podIP"),
         env("BURST_WORKER_ADVERTISE", &format!("$(POD_IP):{}", names::WORKER_PORT)),
     ];
+    if let Some(p) = pool {
+        downward.push(env("BURST_POOL", &p.name));
+        // Settings of the pool's own override the config file's (those of `workers`).
+        if let Some(slots) = p.slots {
+            downward.push(env("BURST_SLOTS", &slots.to_string()));
+        }
+        if let Some(q) = p.queue_capacity {
+            downward.push(env("BURST_QUEUE_CAPACITY", &q.to_string()));
+        }
+    }
     let output = bc.spec.workers.output_volume.as_ref();
     let claims = output.map(|v| vec![storage::claim(names::output_claim(), &v.size, v.storage_class_name.clone())]);
     let mut volumes = vec![config_volume(name), empty_dir("tmp")];
@@ -467,18 +633,36 @@ fn workers(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerReference
         downward.push(env("BURST_TLS_CA", &format!("{}/{}", tls::MOUNT, tls::CA_BUNDLE)));
         volumes.push(secret_volume("tls", &secrets.workers));
     }
-    let mut template = pod(bc, name, "worker", downward, volumes);
+    let mut template = pod(bc, name, "worker", downward, volumes, Some(WorkerPlacement::of(bc, pool)));
     if claims.is_some() {
         mount_claim(&mut template, names::output_claim(), "/out");
     }
+    let (sts_name, replicas, mut labels, mut selector) = match pool {
+        None => (
+            names::workers(name),
+            default_pool_replicas(bc),
+            names::labels(name, "worker"),
+            names::selector(name, "worker"),
+        ),
+        Some(p) => (
+            names::pool_workers(name, &p.name),
+            p.replicas.unwrap_or(1).max(0),
+            names::labels(name, "worker"),
+            names::selector(name, "worker"),
+        ),
+    };
+    if let Some(p) = pool {
+        labels.insert(names::POOL_LABEL.into(), p.name.clone());
+        selector.insert(names::POOL_LABEL.into(), p.name.clone());
+    }
     StatefulSet {
-        metadata: meta(names::workers(name), ns, names::labels(name, "worker"), owner),
+        metadata: meta(sts_name.clone(), ns, labels, owner),
         spec: StatefulSetSpec {
-            replicas: Some(bc.spec.workers.replicas.unwrap_or(1)),
-            service_name: Some(names::workers(name)),
+            replicas: Some(replicas),
+            service_name: Some(sts_name),
             // Workers are independent: start and stop them all at once rather than one by one.
             pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector { match_labels: Some(names::selector(name, "worker")), ..LabelSelector::default() },
+            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
             template,
             volume_claim_templates: claims,
             ..StatefulSetSpec::default()

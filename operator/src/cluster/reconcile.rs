@@ -77,13 +77,15 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let tls = certificates(bc, ctx, &ns, &name).await?;
     let mut refused = Vec::new();
     let (controller_ready, ready_workers, replacing) = apply_children(ctx, &ns, &name, &want, &mut refused).await?;
+    let pool_sets = pool_workers(&want);
+    delete_dropped_pools(ctx, &ns, &prev.pool_workers, &pool_sets).await?;
     let stats = match controller_ready {
         false => None,
         true => Some(ctx.links.get(&ns, &name, tls)?.stats().await.map_err(|e| e.to_string())),
     };
     let refused = (!refused.is_empty()).then(|| refused.join("; "));
     let observed = Observed { controller_ready, ready_workers, stats, refused };
-    let next = status::status(bc, &prev, &observed, Timestamp::now());
+    let next = BurstClusterStatus { pool_workers: pool_sets, ..status::status(bc, &prev, &observed, Timestamp::now()) };
     write_status(bc, ctx, &prev, &next).await?;
     Ok(Action::requeue(if replacing { REPLACING } else { REFRESH }))
 }
@@ -121,7 +123,12 @@ async fn apply_children(
             apply_controller::<_, StatefulSet>(ctx, ns, dep.as_ref(), refused).await?
         }
     };
-    let (ready_workers, replacing) = apply_workers(ctx, ns, &want.workers, refused).await?;
+    let (mut ready_workers, mut replacing) = (0, false);
+    for workers in &want.workers {
+        let (ready, replaced) = apply_workers(ctx, ns, workers, refused).await?;
+        ready_workers += ready;
+        replacing |= replaced;
+    }
     if want.network_policies.is_empty() {
         for policy in [names::controller(name), names::workers(name)] {
             delete_if_present::<NetworkPolicy>(ctx, ns, &policy, &DeleteParams::background()).await?;
@@ -180,6 +187,21 @@ async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet, refused: &mu
             None => Ok((stored.as_ref().map_or(0, ready), false)),
         },
     }
+}
+
+/// The names of the pools' worker StatefulSets in `want`.
+fn pool_workers(want: &super::Desired) -> Vec<String> {
+    want.workers.iter().skip(1).filter_map(|s| s.metadata.name.clone()).collect()
+}
+
+/// Deletes the StatefulSets of pools that were applied before (the status lists them) and are no longer in the
+/// spec. Their pods get SIGTERM and drain, as on a scale-down.
+async fn delete_dropped_pools(ctx: &Context, ns: &str, before: &[String], now: &[String]) -> Result<()> {
+    for gone in before.iter().filter(|s| !now.contains(s)) {
+        info!(statefulset = %gone, "pool no longer in the spec: deleting its workers");
+        delete_if_present::<StatefulSet>(ctx, ns, gone, &DeleteParams::background()).await?;
+    }
+    Ok(())
 }
 
 /// The cluster's certificates (see [`tls`]): operator-made Secrets are written when something in them is

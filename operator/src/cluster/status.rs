@@ -28,7 +28,7 @@ pub struct Observed {
 }
 
 pub fn desired_workers(bc: &BurstCluster) -> i32 {
-    bc.spec.workers.replicas.unwrap_or(1)
+    super::worker_pods(bc, &bc.name_any()).len() as i32
 }
 
 /// The status for `observed`; counts the controller could not give keep their previous values.

@@ -24,7 +24,7 @@ fn a_persistent_cluster_gets_a_controller_statefulset_with_a_claim_and_everythin
     assert_eq!(size.0, "1Gi");
     let mounts = pod_spec(&spec.template).containers[0].volume_mounts.as_ref().unwrap();
     assert!(mounts.iter().any(|m| m.name == "data" && m.mount_path == "/data"));
-    for meta in [&d.config_map.metadata, &sts.metadata, &d.controller_service.metadata, &d.workers.metadata] {
+    for meta in [&d.config_map.metadata, &sts.metadata, &d.controller_service.metadata, &d.workers[0].metadata] {
         let owner = &meta.owner_references.as_ref().expect("owned")[0];
         assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("BurstCluster", "demo", "uid-1"));
         assert_eq!(meta.namespace.as_deref(), Some("jobs"));
@@ -45,7 +45,7 @@ fn without_persistence_the_controller_is_a_deployment_on_an_empty_dir() {
 #[test]
 fn workers_take_their_id_and_address_from_the_downward_api_and_their_count_from_the_spec() {
     let d = desired(&example()).unwrap();
-    let spec = &d.workers.spec;
+    let spec = &d.workers[0].spec;
     assert_eq!(spec.replicas, Some(3));
     let c = &pod_spec(&spec.template).containers[0];
     assert_eq!(c.args.as_deref(), Some(&["worker".to_string()][..]));
@@ -63,7 +63,7 @@ fn a_longer_grace_period_gives_running_jobs_longer_to_finish_on_scale_down() {
     let mut bc = example();
     bc.spec.workers.termination_grace_period_seconds = Some(600);
     let d = desired(&bc).unwrap();
-    assert_eq!(pod_spec(&d.workers.spec.template).termination_grace_period_seconds, Some(600));
+    assert_eq!(pod_spec(&d.workers[0].spec.template).termination_grace_period_seconds, Some(600));
     assert!(config_file(&bc, "demo", "jobs").contains("drain_grace_ms = 595000"));
     bc.spec.workers.termination_grace_period_seconds = Some(5);
     assert!(desired(&bc).unwrap_err().0.contains("terminationGracePeriodSeconds is 5"));
@@ -73,7 +73,7 @@ fn a_longer_grace_period_gives_running_jobs_longer_to_finish_on_scale_down() {
 fn every_pod_runs_restricted() {
     let d = desired(&example()).unwrap();
     let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
-    for template in [&sts.spec.template, &d.workers.spec.template] {
+    for template in [&sts.spec.template, &d.workers[0].spec.template] {
         let pod = pod_spec(template);
         assert_eq!(pod.automount_service_account_token, Some(false));
         let sc = pod.containers[0].security_context.as_ref().unwrap();
@@ -143,8 +143,8 @@ fn pods_mount_only_their_own_tls_secret_and_workers_find_their_certificate_by_po
     };
     let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert_eq!(secrets(&sts.spec.template), vec![pair("demo-controller-tls", "/tls"), pair("demo-tokens", "/tokens")]);
-    assert_eq!(secrets(&d.workers.spec.template), vec![pair("demo-worker-tls", "/tls")]);
-    let env = pod_spec(&d.workers.spec.template).containers[0].env.clone().unwrap();
+    assert_eq!(secrets(&d.workers[0].spec.template), vec![pair("demo-worker-tls", "/tls")]);
+    let env = pod_spec(&d.workers[0].spec.template).containers[0].env.clone().unwrap();
     let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
     assert_eq!(value("BURST_TLS_CERT").as_deref(), Some("/tls/$(BURST_WORKER_ID).pem"));
     assert_eq!(value("BURST_TLS_CA").as_deref(), Some("/tls/ca.pem"));
@@ -154,7 +154,7 @@ fn pods_mount_only_their_own_tls_secret_and_workers_find_their_certificate_by_po
     bc.spec.tls.enabled = Some(false);
     bc.spec.tokens_secret = None;
     let d = desired(&bc).unwrap();
-    assert!(secrets(&d.workers.spec.template).is_empty());
+    assert!(secrets(&d.workers[0].spec.template).is_empty());
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn controller_and_workers_serve_http_and_are_probed_on_it() {
     let d = desired(&example()).unwrap();
     let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
     let http = IntOrString::String("http".into());
-    for (template, grpc) in [(&sts.spec.template, 50051), (&d.workers.spec.template, 7000)] {
+    for (template, grpc) in [(&sts.spec.template, 50051), (&d.workers[0].spec.template, 7000)] {
         let pair = |n: &str, p| (n.to_string(), p);
         assert_eq!(ports(template), [pair("grpc", grpc), pair("http", 9090)]);
         let c = &pod_spec(template).containers[0];
@@ -257,16 +257,16 @@ fn output_of(workers: &k8s_openapi::api::apps::v1::StatefulSet) -> (&'static str
 fn workers_keep_output_on_an_empty_dir_unless_an_output_volume_claims_one_per_pod() {
     let mut bc = example();
     let d = desired(&bc).unwrap();
-    assert_eq!(output_of(&d.workers), ("emptyDir", None));
-    assert_eq!(d.workers.spec.volume_claim_templates, None);
+    assert_eq!(output_of(&d.workers[0]), ("emptyDir", None));
+    assert_eq!(d.workers[0].spec.volume_claim_templates, None);
     bc.spec.workers.output_volume = Some(OutputVolumeSpec { size: "10Gi".into(), storage_class_name: None });
     let d = desired(&bc).unwrap();
-    assert_eq!(output_of(&d.workers), ("claim", Some(("10Gi".to_string(), None))));
-    assert_eq!(d.workers.spec.volume_claim_templates.as_ref().map(Vec::len), Some(1));
+    assert_eq!(output_of(&d.workers[0]), ("claim", Some(("10Gi".to_string(), None))));
+    assert_eq!(d.workers[0].spec.volume_claim_templates.as_ref().map(Vec::len), Some(1));
     bc.spec.workers.output_volume =
         Some(OutputVolumeSpec { size: "50Gi".into(), storage_class_name: Some("fast".into()) });
     let d = desired(&bc).unwrap();
-    assert_eq!(output_of(&d.workers), ("claim", Some(("50Gi".to_string(), Some("fast".to_string())))));
+    assert_eq!(output_of(&d.workers[0]), ("claim", Some(("50Gi".to_string(), Some("fast".to_string())))));
     // The YAML a user writes.
     let spec: WorkersSpec = serde_yaml::from_str("outputVolume: {size: 10Gi, storageClassName: fast}").unwrap();
     assert_eq!(spec.output_volume.unwrap().storage_class_name.as_deref(), Some("fast"));
@@ -321,4 +321,85 @@ fn the_controller_reaches_the_workers_grpc_port_and_any_peer_the_http_port_where
     let peers = roles(&["worker", "operator", "client"]);
     assert_eq!(rules(&d, 0), [(50051, peers.clone()), (9090, peers)]);
     assert_eq!(rules(&d, 1), [(7000, roles(&["worker", "controller"])), (9090, None)]);
+}
+
+fn with_pools(bc: &mut BurstCluster) {
+    let yaml = r#"
+- name: onprem
+  cost: 0
+  replicas: 2
+  slots: 8
+  nodeSelector: {rack: a}
+  labels: {site: basement}
+- name: cloud
+  cost: 3
+  replicas: 1
+  tolerations: [{key: spot, operator: Exists}]
+"#;
+    bc.spec.pools = serde_yaml::from_str(yaml).unwrap();
+    bc.spec.controller.policy = Some("wait".into());
+    bc.spec.controller.wait_factor = Some(30.0);
+}
+
+#[test]
+fn each_pool_is_a_statefulset_of_its_own_workers_and_the_controller_knows_the_pools() {
+    let mut bc = example();
+    with_pools(&mut bc);
+    bc.spec.workers.replicas = None;
+    bc.spec.workers.node_selector = [("zone".to_string(), "x".to_string())].into();
+    let d = desired(&bc).unwrap();
+    let sets: Vec<(&str, Option<i32>)> =
+        d.workers.iter().map(|s| (s.metadata.name.as_deref().unwrap(), s.spec.replicas)).collect();
+    assert_eq!(sets, [("demo-worker", Some(0)), ("demo-worker-onprem", Some(2)), ("demo-worker-cloud", Some(1))]);
+    let onprem = &d.workers[1];
+    let selector = onprem.spec.selector.match_labels.as_ref().unwrap();
+    assert_eq!(selector[names::POOL_LABEL], "onprem");
+    let pod = pod_spec(&onprem.spec.template);
+    let env = pod.containers[0].env.as_ref().unwrap();
+    let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+    assert_eq!((value("BURST_POOL"), value("BURST_SLOTS")), (Some("onprem".into()), Some("8".into())));
+    assert_eq!(pod.node_selector.as_ref().unwrap()["rack"], "a", "the pool's own placement");
+    let cloud = pod_spec(&d.workers[2].spec.template);
+    assert_eq!(cloud.node_selector.as_ref().unwrap()["zone"], "x", "what a pool leaves unset comes from workers");
+    assert_eq!(cloud.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("spot"));
+    let labels = onprem.spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!((labels["site"].as_str(), labels[names::ROLE_LABEL].as_str()), ("basement", "worker"));
+
+    // The controller reads the generated file as its own config.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burst.toml");
+    std::fs::write(&path, config_file(&bc, "demo", "jobs")).unwrap();
+    let section: burst_controller::config::Section = burst_proto::config::load_section(&path, "controller").unwrap();
+    assert_eq!(section.policy, Some(burst_controller::policy::PolicyKind::Wait));
+    assert_eq!(section.wait_factor, Some(30.0));
+    let pools = section.pools.unwrap();
+    let pools: Vec<(&str, f64, Option<&String>)> =
+        pools.iter().map(|p| (p.name.as_str(), p.cost, p.labels.get("site"))).collect();
+    let basement = "basement".to_string();
+    assert_eq!(pools, [("default", 1.0, None), ("onprem", 0.0, Some(&basement)), ("cloud", 3.0, None)]);
+    assert_eq!(status::desired_workers(&bc), 3);
+    assert_eq!(worker_pods(&bc, "demo"), ["demo-worker-onprem-0", "demo-worker-onprem-1", "demo-worker-cloud-0"]);
+}
+
+#[test]
+fn bad_pools_and_policies_are_named() {
+    let with = |f: &dyn Fn(&mut BurstCluster)| {
+        let mut bc = example();
+        with_pools(&mut bc);
+        f(&mut bc);
+        desired(&bc).unwrap_err().0
+    };
+    assert!(with(&|bc| bc.spec.pools[0].name = "Bad".into()).contains("spec.pools[0].name: pool name \"Bad\""));
+    assert!(with(&|bc| bc.spec.pools[1].name = "default".into()).contains("is the pool of spec.workers"));
+    assert!(with(&|bc| bc.spec.pools[1].name = "onprem".into()).contains("listed twice"));
+    assert!(with(&|bc| bc.spec.pools[1].cost = Some(-1.0)).contains("spec.pools[1].cost"));
+    assert!(with(&|bc| bc.spec.pools[0].slots = Some(0)).contains("spec.pools[0].slots is 0"));
+    assert!(with(&|bc| bc.spec.controller.policy = Some("fastest".into())).contains("spec.controller.policy"));
+    assert!(with(&|bc| bc.spec.controller.wait_by = Some("mood".into())).contains("spec.controller.waitBy"));
+    let long = "p".repeat(30);
+    let too_long = |bc: &mut BurstCluster| {
+        bc.metadata.name = Some("c".repeat(20));
+        bc.spec.pools[0].name = long.clone();
+    };
+    assert!(with(&too_long).contains("longer than 52"));
 }
