@@ -226,3 +226,129 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
     again.shutdown().await.unwrap();
     operator.abort();
 }
+
+/// Worker `id` of pool `pool` (1 slot, no queue) of the controller at `port`, with its pod's certificate.
+async fn pool_worker(mounts: &Path, port: u16, id: &str, pool: &str, out: &Path) -> burst_worker::RunningWorker {
+    let url = format!("https://127.0.0.1:{port}");
+    let mut cfg = burst_worker::WorkerConfig::local(&url, id, 1, 0, out.to_path_buf());
+    cfg.pool = pool.into();
+    cfg.tls = Some(tls_files(&mounts.join("worker"), id));
+    let worker = burst_worker::start(cfg).await.unwrap();
+    tokio::time::timeout(DEADLINE, worker.agent.registered()).await.unwrap();
+    worker
+}
+
+/// An elastic pool scaled by the operator from the controller's demand: up when jobs wait for it, never below a
+/// worker that still holds a job (it is cordoned and waited for), and down to zero once idle. As in the test
+/// above, the controller and the workers run here on loopback, standing in for the pods (there is no kubelet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elastic_pool_scales_up_with_demand_drains_before_it_shrinks_and_goes_back_to_zero() {
+    let Some(plane) = ControlPlane::start("an elastic pool on a real API server").await else { return };
+    let sa = install_chart(&plane, &["--set", "leaderElection.enabled=false"]).await;
+    let ns = "pools";
+    plane.namespace(ns).await;
+    let admin = plane.admin().await;
+    let port = free_port();
+    let args = burst_operator::Args {
+        namespaces: vec![],
+        http_listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        leader_elect: false,
+        lease_namespace: "burst-system".into(),
+        lease_name: "burst-operator".into(),
+        identity: Some("operator-in-test".into()),
+    };
+    let resolve: burst_operator::link::Resolver = Arc::new(move |_, _| format!("127.0.0.1:{port}"));
+    let operator = tokio::spawn(burst_operator::run_with(client_for(&sa).await, args, resolve));
+    let cluster = "apiVersion: burst.dev/v1alpha1\nkind: BurstCluster\nmetadata: {name: demo}\nspec:\n  image: burst:local\n  \
+                   controller: {persistence: {enabled: true}}\n  pools:\n    - {name: cloud, cost: 3, minReplicas: 0, maxReplicas: 2, slots: 1, queueCapacity: 0, \
+                   scaleDownDelaySeconds: 1}\n";
+    apply_yaml(&plane, ns, "cluster", cluster);
+    let mounts = plane.dir.path().join("mounts");
+    mount(&admin, ns, "demo-controller-tls", &mounts.join("controller")).await;
+    mount(&admin, ns, "demo-worker-tls", &mounts.join("worker")).await;
+    // The controller as its pod runs it: with the pools of the ConfigMap the operator wrote.
+    let configmaps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), ns);
+    let file = configmaps.get("demo-config").await.unwrap().data.unwrap()["burst.toml"].clone();
+    let path = plane.dir.path().join("burst.toml");
+    std::fs::write(&path, &file).unwrap();
+    let section: burst_controller::config::Section = burst_proto::config::load_section(&path, "controller").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = burst_controller::ControllerConfig {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        data_dir: data.path().to_path_buf(),
+        tls: Some(tls_files(&mounts.join("controller"), "controller")),
+        pools: section.pools.unwrap(),
+        ..burst_controller::ControllerConfig::default()
+    };
+    let burst = burst_controller::start(config).await.unwrap();
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin.clone(), ns);
+    let controller_pod = eventually(DEADLINE, "the controller pod", || async {
+        let list = pods.list(&ListParams::default().labels("burst.dev/role=controller")).await.unwrap();
+        list.items.into_iter().next()
+    })
+    .await;
+    plane.pod_ready(ns, &controller_pod.name_any()).await;
+    let sets = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(admin.clone(), ns);
+    let replicas = || async { sets.get_opt("demo-worker-cloud").await.unwrap().and_then(|s| s.spec.replicas) };
+    assert_eq!(replicas().await, Some(0), "an elastic pool starts at its minimum");
+
+    // 1. Two jobs wait for the cloud: it grows to two workers (one slot each).
+    let submit = |command: &str, args: &[&str]| {
+        let spec = burst_proto::v1::JobSpec {
+            kind: Some(burst_proto::v1::job_spec::Kind::Process(burst_proto::v1::ProcessSpec {
+                command: command.into(),
+                args: args.iter().map(|a| a.to_string()).collect(),
+            })),
+            pool: "cloud".into(),
+            ..Default::default()
+        };
+        let (ids, durable) = burst.controller.lock().submit(vec![spec], burst_proto::now_ms()).unwrap();
+        (ids[0].job_id.clone(), durable)
+    };
+    let (long, d) = submit("/bin/sleep", &["30"]);
+    d.await.unwrap();
+    let (short, d) = submit("/bin/true", &[]);
+    d.await.unwrap();
+    eventually(DEADLINE, "the pool scaled up to 2", || async { (replicas().await == Some(2)).then_some(()) }).await;
+
+    // 2. The pods come up (here: workers under their names). Worker 1 comes first and takes the long job, so a
+    // shrink to one worker would remove a worker with a job: it is cordoned and waited for instead.
+    let out = tempfile::tempdir().unwrap();
+    let w1 = pool_worker(&mounts, port, "demo-worker-cloud-1", "cloud", out.path()).await;
+    let held_by = |id: &str| burst.controller.lock().job(id).unwrap().1.worker_id;
+    eventually(DEADLINE, "the long job on worker 1", || async {
+        (held_by(&long) == "demo-worker-cloud-1").then_some(())
+    })
+    .await;
+    let w0 = pool_worker(&mounts, port, "demo-worker-cloud-0", "cloud", out.path()).await;
+    eventually(DEADLINE, "the short job done", || async {
+        let state = burst.controller.lock().job(&short).unwrap().1.state();
+        (state == burst_proto::v1::JobState::Succeeded).then_some(())
+    })
+    .await;
+    let cordoned = |id: &str| {
+        burst.controller.lock().workers().iter().any(|w| w.cordoned && w.info.as_ref().unwrap().worker_id == id)
+    };
+    eventually(DEADLINE, "worker 1 cordoned", || async { cordoned("demo-worker-cloud-1").then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // the delay (1 s) and a reconcile (3 s) more, to be sure
+    assert_eq!(replicas().await, Some(2), "never below a worker that still holds a job");
+    assert!(!cordoned("demo-worker-cloud-0"), "worker 0 stays: the running job still needs one worker");
+
+    // 3. The long job ends: worker 1 holds nothing, and the pool goes down to zero.
+    let d = burst
+        .controller
+        .lock()
+        .cancel(std::slice::from_ref(&long), &Default::default(), burst_proto::now_ms())
+        .unwrap()
+        .2;
+    d.await.unwrap();
+    eventually(DEADLINE, "the pool back to zero", || async { (replicas().await == Some(0)).then_some(()) }).await;
+    let events = Api::<Event>::namespaced(admin.clone(), ns).list(&ListParams::default()).await.unwrap().items;
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+    assert!(reasons.contains(&"ScaledUp") && reasons.contains(&"ScaledDown"), "{reasons:?}");
+    let notes: Vec<&str> =
+        events.iter().filter_map(|e| e.message.as_deref()).filter(|n| n.starts_with("pool cloud")).collect();
+    println!("scaling events: {notes:?}");
+    drop((w0, w1));
+    operator.abort();
+}

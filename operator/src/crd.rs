@@ -131,9 +131,18 @@ pub struct PoolSpec {
     /// Relative cost of one slot for one second (default 1): the placement policy prefers cheaper pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
-    /// Worker pods (default 1).
+    /// Worker pods (default 1), unless the pool is elastic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+    /// Elastic: the operator sets the pool's worker pods between minReplicas (default 0) and maxReplicas from
+    /// the jobs waiting for it and its busy slots; a pod goes only once it holds no job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<i32>,
+    /// Seconds an elastic pool must have had more workers than it needs before it is scaled down (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_seconds: Option<i64>,
     /// Jobs each worker runs at once (default: `workers.slots`, else its cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<i32>,
@@ -274,8 +283,27 @@ pub struct BurstClusterStatus {
     /// The pools' worker StatefulSets last applied: one whose pool leaves the spec is deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pool_workers: Vec<String>,
+    /// Each elastic pool's worker pods as the operator set them, and since when (Unix seconds) it has had more
+    /// than it needs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub elastic: BTreeMap<String, ElasticPoolStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticPoolStatus {
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surplus_since: Option<i64>,
+}
+
+impl PoolSpec {
+    /// Whether the operator scales this pool.
+    pub fn elastic(&self) -> bool {
+        self.max_replicas.is_some()
+    }
 }
 
 /// One burst job, declared: submitted once to the cluster it names, its status mirroring the job to its end.

@@ -18,8 +18,8 @@ use std::time::Duration;
 use burst_proto::auth::{Bearer, ControlClient, control_client};
 use burst_proto::tls::{LiveTls, Pem};
 use burst_proto::v1::{
-    CancelJobRequest, GetJobStatusRequest, GetStatsRequest, GetStatsResponse, JobSpec, JobStatus, SubmitJobRequest,
-    WatchJobsRequest,
+    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, GetStatsResponse, JobSpec, JobStatus,
+    ListWorkersRequest, SubmitJobRequest, WatchJobsRequest, WorkerStatus,
 };
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::reflector::ObjectRef;
@@ -221,6 +221,19 @@ impl Link {
     pub fn forget(&self, id: &str) {
         self.statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         self.tracked.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// The controller's workers.
+    pub async fn workers(&self) -> Result<Vec<WorkerStatus>> {
+        let resp = self.client.clone().list_workers(request(ListWorkersRequest {})).await;
+        Ok(resp.map_err(self.fail("a workers read"))?.into_inner().workers)
+    }
+
+    /// Cordons (or uncordons) registered workers; returns them as they are now.
+    pub async fn cordon(&self, worker_ids: Vec<String>, cordon: bool) -> Result<Vec<WorkerStatus>> {
+        let req = request(CordonWorkersRequest { worker_ids, uncordon: !cordon });
+        let resp = self.client.clone().cordon_workers(req).await;
+        Ok(resp.map_err(self.fail("a cordon"))?.into_inner().workers)
     }
 
     pub async fn stats(&self) -> Result<GetStatsResponse> {

@@ -28,6 +28,7 @@ use kube::{Resource, ResourceExt};
 use crate::crd::{BurstCluster, PoolSpec};
 use crate::names;
 
+pub mod autoscale;
 pub mod network;
 pub mod reconcile;
 
@@ -191,8 +192,35 @@ fn validate_pools(bc: &BurstCluster) -> Result<(), SpecError> {
         if let Some(n) = p.queue_capacity.filter(|n| *n < 0) {
             return bad(format!("{at}.queueCapacity is {n}; it must be 0 or more"));
         }
+        let (min, max) = (p.min_replicas.unwrap_or(0), p.max_replicas);
+        if p.min_replicas.is_some() && max.is_none() {
+            return bad(format!("{at}: minReplicas needs maxReplicas (an elastic pool has both bounds)"));
+        }
+        if let Some(max) = max
+            && (min < 0 || max < min || max < 1)
+        {
+            return bad(format!(
+                "{at}: minReplicas {min} and maxReplicas {max} must satisfy 0 <= min <= max, max >= 1"
+            ));
+        }
+        if p.scale_down_delay_seconds.is_some_and(|d| d < 0) {
+            return bad(format!("{at}.scaleDownDelaySeconds must be 0 or more"));
+        }
     }
     Ok(())
+}
+
+/// Worker pods pool `p` should have now: its replicas, or for an elastic pool what the operator last set
+/// (kept in the status), within its bounds.
+pub fn pool_replicas(bc: &BurstCluster, p: &PoolSpec) -> i32 {
+    match p.max_replicas {
+        None => p.replicas.unwrap_or(1).max(0),
+        Some(max) => {
+            let min = p.min_replicas.unwrap_or(0).max(0);
+            let set = bc.status.as_ref().and_then(|s| s.elastic.get(&p.name)).map(|e| e.replicas);
+            set.unwrap_or(min).clamp(min, max.max(min))
+        }
+    }
 }
 
 /// Worker pods `workers` wants: 1 by default, 0 by default once pools are listed.
@@ -201,12 +229,21 @@ pub fn default_pool_replicas(bc: &BurstCluster) -> i32 {
     bc.spec.workers.replicas.unwrap_or(fallback).max(0)
 }
 
-/// Every worker pod the spec asks for, by name (its worker id and its certificate's name): `workers`' then each
-/// pool's.
+/// Every worker pod the spec asks for now, by name (its worker id and its certificate's name): `workers`' then
+/// each pool's.
 pub fn worker_pods(bc: &BurstCluster, cluster: &str) -> Vec<String> {
+    worker_pods_up_to(bc, cluster, |p| pool_replicas(bc, p))
+}
+
+/// Every worker pod there may be: an elastic pool's up to its maximum (each has its certificate before it starts).
+pub fn possible_worker_pods(bc: &BurstCluster, cluster: &str) -> Vec<String> {
+    worker_pods_up_to(bc, cluster, |p| p.max_replicas.map_or_else(|| pool_replicas(bc, p), |m| m.max(0)))
+}
+
+fn worker_pods_up_to(bc: &BurstCluster, cluster: &str, count: impl Fn(&PoolSpec) -> i32) -> Vec<String> {
     let mut pods: Vec<String> = (0..default_pool_replicas(bc)).map(|i| names::worker_pod(cluster, i)).collect();
     for p in &bc.spec.pools {
-        pods.extend((0..p.replicas.unwrap_or(1).max(0)).map(|i| names::pool_worker_pod(cluster, &p.name, i)));
+        pods.extend((0..count(p)).map(|i| names::pool_worker_pod(cluster, &p.name, i)));
     }
     pods
 }
@@ -277,9 +314,9 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
         out += &format!("wait_factor = {f:?}\n");
     }
     if !s.pools.is_empty() || s.workers.cost.is_some() {
-        out += &pool_entry(DEFAULT_POOL, s.workers.cost, &BTreeMap::new());
+        out += &pool_entry(DEFAULT_POOL, s.workers.cost, false, &BTreeMap::new());
         for p in &s.pools {
-            out += &pool_entry(&p.name, p.cost, &p.labels);
+            out += &pool_entry(&p.name, p.cost, p.elastic(), &p.labels);
         }
     }
     out += &format!(
@@ -302,11 +339,11 @@ pub fn config_file(bc: &BurstCluster, cluster: &str, ns: &str) -> String {
 }
 
 /// One `[[controller.pools]]` entry. Strings are quoted as JSON does, which TOML reads the same.
-fn pool_entry(name: &str, cost: Option<f64>, labels: &BTreeMap<String, String>) -> String {
+fn pool_entry(name: &str, cost: Option<f64>, elastic: bool, labels: &BTreeMap<String, String>) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
     format!(
-        "[[controller.pools]]\nname = {}\ncost = {:?}\nlabels = {{ {} }}\n",
+        "[[controller.pools]]\nname = {}\ncost = {:?}\nelastic = {elastic}\nlabels = {{ {} }}\n",
         quote(name),
         cost.unwrap_or(1.0),
         labels.join(", ")
@@ -646,7 +683,7 @@ fn workers(
         ),
         Some(p) => (
             names::pool_workers(name, &p.name),
-            p.replicas.unwrap_or(1).max(0),
+            pool_replicas(bc, p),
             names::labels(name, "worker"),
             names::selector(name, "worker"),
         ),

@@ -28,19 +28,21 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::status::{self, Observed};
 use super::{ControllerWorkload, Workload, desired, tls};
 use crate::conditions;
 use crate::context::{Applied, Context, key};
-use crate::crd::{BurstCluster, BurstClusterStatus};
+use crate::crd::{BurstCluster, BurstClusterStatus, ElasticPoolStatus};
 use crate::error::{Error, Result};
 use crate::link::Link;
 use crate::names;
 
 /// The controller's counts (queued, running, slots) are read again this often for the status.
 pub const REFRESH: Duration = Duration::from_secs(15);
+/// With elastic pools, this often: their demand is read and acted on at each reconcile.
+pub const ELASTIC_REFRESH: Duration = Duration::from_secs(3);
 /// How soon to look again while the workers' StatefulSet is being replaced: the garbage collector removes an
 /// orphaning StatefulSet within moments, and the workers' new one should follow it quickly.
 const REPLACING: Duration = Duration::from_secs(2);
@@ -79,15 +81,40 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let (controller_ready, ready_workers, replacing) = apply_children(ctx, &ns, &name, &want, &mut refused).await?;
     let pool_sets = pool_workers(&want);
     delete_dropped_pools(ctx, &ns, &prev.pool_workers, &pool_sets).await?;
-    let stats = match controller_ready {
+    let link = match controller_ready {
         false => None,
-        true => Some(ctx.links.get(&ns, &name, tls)?.stats().await.map_err(|e| e.to_string())),
+        true => Some(ctx.links.get(&ns, &name, tls)?),
     };
+    let stats = match &link {
+        None => None,
+        Some(link) => Some(link.stats().await.map_err(|e| e.to_string())),
+    };
+    // Elastic pools: scaled from what the controller reports; a changed pool is applied at once.
+    let elastic = scale_pools(bc, ctx, link.as_ref(), stats.as_ref().and_then(|s| s.as_ref().ok())).await;
+    let mut scaled = bc.clone();
+    scaled.status = Some(BurstClusterStatus { elastic: elastic.clone(), ..prev.clone() });
+    if elastic != prev.elastic
+        && let Ok(after) = desired(&scaled)
+    {
+        for (sts, before) in after.workers.iter().zip(&want.workers).skip(1) {
+            if sts.spec.replicas != before.spec.replicas {
+                apply_workers(ctx, &ns, sts, &mut refused).await?;
+            }
+        }
+    }
     let refused = (!refused.is_empty()).then(|| refused.join("; "));
     let observed = Observed { controller_ready, ready_workers, stats, refused };
-    let next = BurstClusterStatus { pool_workers: pool_sets, ..status::status(bc, &prev, &observed, Timestamp::now()) };
+    let next = BurstClusterStatus {
+        pool_workers: pool_sets,
+        elastic,
+        ..status::status(&scaled, &prev, &observed, Timestamp::now())
+    };
     write_status(bc, ctx, &prev, &next).await?;
-    Ok(Action::requeue(if replacing { REPLACING } else { REFRESH }))
+    let refresh = match bc.spec.pools.iter().any(|p| p.elastic()) {
+        true => ELASTIC_REFRESH,
+        false => REFRESH,
+    };
+    Ok(Action::requeue(if replacing { REPLACING } else { refresh }))
 }
 
 /// `result`, or `None` with the API server's message added to `refused` when it refused the change itself (an
@@ -187,6 +214,83 @@ async fn apply_workers(ctx: &Context, ns: &str, want: &StatefulSet, refused: &mu
             None => Ok((stored.as_ref().map_or(0, ready), false)),
         },
     }
+}
+
+/// Each elastic pool's next step (see [`super::autoscale`]), carried out: Events for what changed, and the pods
+/// that are to go cordoned first; a pool is lowered only once those hold no job (or never registered). Pods
+/// that stay but were cordoned (a scale-down called off) take jobs again. Without the controller's word a pool
+/// keeps its pods.
+async fn scale_pools(
+    bc: &BurstCluster,
+    ctx: &Context,
+    link: Option<&Link>,
+    stats: Option<&burst_proto::v1::GetStatsResponse>,
+) -> std::collections::BTreeMap<String, ElasticPoolStatus> {
+    use super::autoscale::{Bounds, DEFAULT_SCALE_DOWN_DELAY, Demand, decide};
+    let prev = bc.status.clone().unwrap_or_default();
+    let (cluster, now) = (bc.name_any(), Timestamp::now().as_second());
+    let mut out = std::collections::BTreeMap::new();
+    let elastic: Vec<_> = bc.spec.pools.iter().filter(|p| p.elastic()).collect();
+    let workers = match link {
+        Some(link) if !elastic.is_empty() => link.workers().await.ok(),
+        _ => None,
+    };
+    let registered = |id: &str| {
+        workers.as_ref().and_then(|ws| ws.iter().find(|w| w.info.as_ref().is_some_and(|i| i.worker_id == id))).cloned()
+    };
+    for p in elastic {
+        let current = super::pool_replicas(bc, p);
+        let since = prev.elastic.get(&p.name).and_then(|e| e.surplus_since);
+        let demand = stats.and_then(|s| s.pools.iter().find(|q| q.name == p.name)).map(|q| Demand {
+            waiting: q.jobs_waiting,
+            busy: q.slots_busy,
+            slots_per_worker: p
+                .slots
+                .or(bc.spec.workers.slots)
+                .map_or_else(|| q.slots_total.checked_div(q.workers).unwrap_or(1), |n| n.max(1) as u32),
+        });
+        let bounds = Bounds {
+            min: p.min_replicas.unwrap_or(0).max(0),
+            max: p.max_replicas.unwrap_or(0),
+            delay_s: p.scale_down_delay_seconds.unwrap_or(DEFAULT_SCALE_DOWN_DELAY),
+        };
+        let mut step = decide(bounds, current, since, demand, now);
+        let pod = |i: i32| names::pool_worker_pod(&cluster, &p.name, i);
+        if step.replicas < current {
+            let going: Vec<String> = (step.replicas..current).map(pod).collect();
+            let holding = match (link, &workers) {
+                (Some(link), Some(_)) => {
+                    let to_cordon: Vec<String> =
+                        going.iter().filter(|id| registered(id).is_some_and(|w| !w.cordoned)).cloned().collect();
+                    if !to_cordon.is_empty()
+                        && let Err(e) = link.cordon(to_cordon, true).await
+                    {
+                        warn!(pool = %p.name, error = %e, "could not cordon the workers to scale away");
+                    }
+                    going.iter().filter(|id| registered(id).is_some_and(|w| w.held > 0)).count()
+                }
+                _ => going.len(),
+            };
+            if holding > 0 {
+                info!(pool = %p.name, workers = holding, "scale-down waits for cordoned workers to finish their jobs");
+                step = super::autoscale::Step { replicas: current, why: None, ..step };
+            }
+        }
+        let recalled: Vec<String> =
+            (0..step.replicas).map(pod).filter(|id| registered(id).is_some_and(|w| w.cordoned)).collect();
+        if !recalled.is_empty()
+            && let Some(link) = link
+            && let Err(e) = link.cordon(recalled, false).await
+        {
+            warn!(pool = %p.name, error = %e, "could not uncordon the workers that stay");
+        }
+        if let Some(why) = step.why.as_ref().filter(|_| step.replicas != current) {
+            let reason = if step.replicas > current { "ScaledUp" } else { "ScaledDown" };
+            ctx.event(&bc.object_ref(&()), false, reason, format!("pool {}: {why}", p.name)).await;
+        }
+        out.insert(p.name.clone(), ElasticPoolStatus { replicas: step.replicas, surplus_since: step.surplus_since });
+    }
+    out
 }
 
 /// The names of the pools' worker StatefulSets in `want`.

@@ -403,3 +403,32 @@ fn bad_pools_and_policies_are_named() {
     };
     assert!(with(&too_long).contains("longer than 52"));
 }
+
+#[test]
+fn an_elastic_pool_runs_what_the_operator_set_within_its_bounds_with_certificates_up_to_its_maximum() {
+    let mut bc = example();
+    bc.spec.pools = serde_yaml::from_str("[{name: cloud, minReplicas: 1, maxReplicas: 3}]").unwrap();
+    let replicas = |bc: &BurstCluster| desired(bc).unwrap().workers[1].spec.replicas;
+    assert_eq!(replicas(&bc), Some(1), "the minimum before the operator set anything");
+    let set = |n| crate::crd::ElasticPoolStatus { replicas: n, surplus_since: None };
+    bc.status =
+        Some(crate::crd::BurstClusterStatus { elastic: [("cloud".into(), set(2))].into(), ..Default::default() });
+    assert_eq!(replicas(&bc), Some(2));
+    bc.status.as_mut().unwrap().elastic.insert("cloud".into(), set(9));
+    assert_eq!(replicas(&bc), Some(3), "never above the maximum, whatever the status says");
+    let possible = possible_worker_pods(&bc, "demo");
+    assert!(possible.ends_with(&[
+        "demo-worker-cloud-0".into(),
+        "demo-worker-cloud-1".into(),
+        "demo-worker-cloud-2".into()
+    ]));
+    assert!(config_file(&bc, "demo", "jobs").contains("name = \"cloud\"\ncost = 1.0\nelastic = true"));
+    for (yaml, want) in [
+        ("[{name: cloud, minReplicas: 2, maxReplicas: 1}]", "0 <= min <= max"),
+        ("[{name: cloud, minReplicas: 2}]", "minReplicas needs maxReplicas"),
+        ("[{name: cloud, maxReplicas: 2, scaleDownDelaySeconds: -1}]", "scaleDownDelaySeconds"),
+    ] {
+        bc.spec.pools = serde_yaml::from_str(yaml).unwrap();
+        assert!(desired(&bc).unwrap_err().0.contains(want), "{yaml}");
+    }
+}

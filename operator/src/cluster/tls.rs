@@ -199,7 +199,7 @@ pub fn desired(
     )?;
     let common = Data::from([(CA_BUNDLE.to_string(), bundle.clone()), (ISSUER.to_string(), signer.clone())]);
     let mut workers = common.clone();
-    for pod in super::worker_pods(bc, cluster) {
+    for pod in super::possible_worker_pods(bc, cluster) {
         let names = issue::server_names(WORKER_NAME, &[]);
         put(&mut workers, &pod, leaf(have_workers, issued_by_signer(have_workers), &pod, &pod, "worker", names)?);
     }
