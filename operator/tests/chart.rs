@@ -340,6 +340,10 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
     assert_eq!((bc.spec.workers.replicas, bc.spec.workers.slots), (Some(3), Some(4)));
     let output = bc.spec.workers.output_volume.as_ref().expect("the workers' output volume is passed on");
     assert_eq!((output.size.as_str(), output.storage_class_name.as_deref()), ("5Gi", Some("standard")));
+    let c = &bc.spec.controller;
+    assert_eq!((c.policy.as_deref(), c.wait_by.as_deref(), c.wait_factor), (Some("wait"), Some("runtime"), Some(0.5)));
+    let pool = &bc.spec.pools[0];
+    assert_eq!((pool.name.as_str(), pool.cost, pool.max_replicas), ("cloud", Some(2.5), Some(4)));
 }
 
 /// deploy/kind.sh e2e runs these: each a BurstJob of exactly one kind, for the example BurstCluster, whose image
