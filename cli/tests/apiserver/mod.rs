@@ -73,6 +73,9 @@ pub struct ControlPlane {
 
 /// A free loopback port (bound and released at once: another process may take it first, which fails the start
 /// with a clear log line rather than addressing anything else).
+/// Tries at starting a control plane, each on new ports.
+const START_ATTEMPTS: u32 = 3;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -165,7 +168,30 @@ impl ControlPlane {
             );
             return None;
         };
-        let dir = tempfile::tempdir().unwrap();
+        // A port found free may be taken before etcd or the API server binds it (another test's client sockets
+        // draw from the same range): then the control plane starts again on other ports, a few times.
+        for attempt in 1..=START_ATTEMPTS {
+            let ports = (free_port(), free_port(), free_port());
+            match Self::start_on(ports, &apiserver, &manager, &etcd, tempfile::tempdir().unwrap()).await {
+                Ok(plane) => return Some(plane),
+                Err(log) if attempt < START_ATTEMPTS && log.contains("address already in use") => {
+                    eprintln!("control plane: a port was taken meanwhile (attempt {attempt}); starting again");
+                }
+                Err(log) => panic!("the control plane did not start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// [`ControlPlane::start`] on the given ports (etcd's client and peer ports, the API server's), in `dir`;
+    /// `Err` with the logs when a process exits while the API server starts.
+    async fn start_on(
+        (etcd_port, peer_port, api_port): (u16, u16, u16),
+        apiserver: &Path,
+        manager: &Path,
+        etcd: &Path,
+        dir: tempfile::TempDir,
+    ) -> Result<ControlPlane, String> {
         let d = dir.path();
         let pki = Pki::new();
         let ca = write(&d.join("ca.pem"), &pki.ca_pem);
@@ -177,8 +203,6 @@ impl ControlPlane {
         let sa = KeyPair::generate().unwrap();
         let sa_key = write(&d.join("sa-key.pem"), &sa.serialize_pem());
         let sa_pub = write(&d.join("sa.pem"), &sa.public_key_pem());
-
-        let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let s = |v: &str| v.to_string();
@@ -192,7 +216,7 @@ impl ControlPlane {
             format!("--initial-cluster=test={peer_url}"),
             s("--log-level=warn"),
         ];
-        let mut processes = vec![spawn("etcd", &etcd, &etcd_args, d)];
+        let mut processes = vec![spawn("etcd", etcd, &etcd_args, d)];
 
         let url = format!("https://127.0.0.1:{api_port}");
         let api_args = vec![
@@ -212,7 +236,7 @@ impl ControlPlane {
             s("--profiling=false"),
             s("--v=0"),
         ];
-        processes.push(spawn("kube-apiserver", &apiserver, &api_args, d));
+        processes.push(spawn("kube-apiserver", apiserver, &api_args, d));
         let admin_kubeconfig = write(
             &d.join("admin.kubeconfig"),
             &kubeconfig(
@@ -222,7 +246,7 @@ impl ControlPlane {
             ),
         );
         let mut plane = ControlPlane { processes, url, admin_kubeconfig, ca, dir };
-        plane.wait_ready().await;
+        plane.wait_ready().await?;
 
         let manager_args = vec![
             format!("--kubeconfig={}", plane.admin_kubeconfig.display()),
@@ -235,24 +259,28 @@ impl ControlPlane {
             s("--secure-port=0"),
             s("--v=0"),
         ];
-        let manager = spawn("kube-controller-manager", &manager, &manager_args, plane.dir.path());
+        let manager = spawn("kube-controller-manager", manager, &manager_args, plane.dir.path());
         plane.processes.push(manager);
-        Some(plane)
+        Ok(plane)
     }
 
-    /// Waits until the API server answers /readyz (bootstrap RBAC included), failing with the logs if it dies or
-    /// takes too long.
-    async fn wait_ready(&mut self) {
+    /// Waits until the API server answers /readyz (bootstrap RBAC included); `Err` with the log of a process
+    /// that exits meanwhile, a failure with all logs if it takes too long.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let client = self.admin().await;
         let deadline = Instant::now() + START;
         loop {
             let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
             if client.request_text(req).await.is_ok_and(|t| t.trim() == "ok") {
-                return;
+                return Ok(());
             }
             for p in &mut self.processes {
                 if let Ok(Some(status)) = p.child.try_wait() {
-                    panic!("{} exited ({status}) while the API server started:\n{}", p.name, tail(&p.log, 40));
+                    return Err(format!(
+                        "{} exited ({status}) while the API server started:\n{}",
+                        p.name,
+                        tail(&p.log, 40)
+                    ));
                 }
             }
             if Instant::now() > deadline {
