@@ -65,6 +65,9 @@ pub enum Command {
         /// Only jobs with this label, KEY=VALUE; repeatable.
         #[arg(long = "label", value_parser = crate::units::parse_pair)]
         labels: Vec<(String, String)>,
+        /// Only jobs submitted by this owner (a token's name); callers who are not admins see only their own.
+        #[arg(long)]
+        owner: Option<String>,
         /// At most this many jobs.
         #[arg(long, default_value_t = 100)]
         limit: usize,

@@ -6,89 +6,11 @@
 //! {"docker": {"image": "busybox", "command": "echo", "args": ["hi"]}, "resources": {"memory_bytes": 67108864}}
 //! ```
 //!
-//! Blank lines and lines starting with `#` are skipped. Unknown keys are errors, so a typo is caught; every error
+//! Each line is a JobSpec in the canonical protobuf JSON mapping (field names as above or lowerCamelCase; 64-bit
+//! numbers as numbers or strings). Blank lines and lines starting with `#` are skipped. Unknown keys are errors, so a typo is caught; every error
 //! names its line.
 
-use std::collections::HashMap;
-
-use burst_proto::v1::{self, JobSpec, job_spec::Kind, python_spec::Entry};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    process: Option<Process>,
-    python: Option<Python>,
-    docker: Option<Docker>,
-    #[serde(default)]
-    env: HashMap<String, String>,
-    #[serde(default)]
-    working_dir: String,
-    #[serde(default)]
-    timeout_ms: u64,
-    resources: Option<Resources>,
-    #[serde(default)]
-    labels: HashMap<String, String>,
-    #[serde(default)]
-    idempotency_key: String,
-    #[serde(default)]
-    max_attempts: u32,
-    #[serde(default)]
-    retry_exit_codes: Vec<i32>,
-    #[serde(default)]
-    retry_backoff_ms: u64,
-    #[serde(default)]
-    queue_timeout_ms: u64,
-    #[serde(default)]
-    output_tail_bytes: u32,
-    #[serde(default)]
-    pool: String,
-    #[serde(default)]
-    pool_selector: HashMap<String, String>,
-    #[serde(default)]
-    expected_runtime_ms: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Process {
-    command: String,
-    #[serde(default)]
-    args: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Python {
-    script: Option<String>,
-    module: Option<String>,
-    code: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    interpreter: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Docker {
-    image: String,
-    #[serde(default)]
-    command: String,
-    #[serde(default)]
-    args: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Resources {
-    #[serde(default)]
-    cpu_millis: u32,
-    #[serde(default)]
-    memory_bytes: u64,
-    #[serde(default)]
-    gpus: u32,
-}
+use burst_proto::v1::JobSpec;
 
 /// Parses a whole jobs file. `source` names it in errors.
 pub fn parse(source: &str, text: &str) -> Result<Vec<JobSpec>, String> {
@@ -107,49 +29,18 @@ pub fn parse(source: &str, text: &str) -> Result<Vec<JobSpec>, String> {
     Ok(specs)
 }
 
+/// One line: a JobSpec in the canonical protobuf JSON mapping (`burst_proto::json`), the body `POST /v1/jobs`
+/// takes too, checked as the controller checks it so a mistake is reported with its line.
 fn parse_line(line: &str) -> Result<JobSpec, String> {
-    let l: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let kind = match (l.process, l.python, l.docker) {
-        (Some(p), None, None) => Kind::Process(v1::ProcessSpec { command: p.command, args: p.args }),
-        (None, Some(p), None) => {
-            let entry = match (p.script, p.module, p.code) {
-                (Some(s), None, None) => Entry::Script(s),
-                (None, Some(m), None) => Entry::Module(m),
-                (None, None, Some(c)) => Entry::Code(c),
-                _ => return Err("python needs exactly one of script, module or code".into()),
-            };
-            Kind::Python(v1::PythonSpec { entry: Some(entry), args: p.args, interpreter: p.interpreter })
-        }
-        (None, None, Some(d)) => Kind::Docker(v1::DockerSpec { image: d.image, command: d.command, args: d.args }),
-        _ => return Err("a job needs exactly one of process, python or docker".into()),
-    };
-    Ok(JobSpec {
-        kind: Some(kind),
-        env: l.env,
-        working_dir: l.working_dir,
-        timeout_ms: l.timeout_ms,
-        resources: l.resources.map(|r| v1::Resources {
-            cpu_millis: r.cpu_millis,
-            memory_bytes: r.memory_bytes,
-            gpus: r.gpus,
-        }),
-        labels: l.labels,
-        idempotency_key: l.idempotency_key,
-        max_attempts: l.max_attempts,
-        retry_exit_codes: l.retry_exit_codes,
-        retry_backoff_ms: l.retry_backoff_ms,
-        queue_timeout_ms: l.queue_timeout_ms,
-        output_tail_bytes: l.output_tail_bytes,
-        owner: String::new(),
-        pool: l.pool,
-        pool_selector: l.pool_selector,
-        expected_runtime_ms: l.expected_runtime_ms,
-    })
+    let spec: JobSpec = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    burst_controller::validate::job_spec(&spec)?;
+    Ok(spec)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burst_proto::v1::job_spec::Kind;
 
     #[test]
     fn the_parser_never_panics_on_100000_mangled_lines() {
@@ -210,7 +101,9 @@ mod tests {
         let err = parse("f", "not json").unwrap_err();
         assert!(err.starts_with("f line 1:"), "{err}");
         let err = parse("f", r#"{"env": {}}"#).unwrap_err();
-        assert!(err.contains("exactly one of process"), "{err}");
+        assert!(err.contains("no kind"), "{err}");
+        let err = parse("f", r#"{"process": {}}"#).unwrap_err();
+        assert!(err.contains("process.command is empty"), "{err}");
         assert!(parse("f", "\n# only comments\n").is_err());
     }
 }

@@ -4,7 +4,7 @@
 use burst_proto::v1::{GetStatsResponse, JobState, JobStatus, PoolStats, Reason, WorkerStatus};
 use burst_proto::{reason_name, state_name};
 
-pub use burst_proto::json::{job_json, pool_json, stats_json, worker_json};
+pub use burst_proto::json::{array, to_value};
 
 /// One line for people: `queued 3  leased 1  running 4  succeeded 90  failed 2  cancelled 0  slots 4/8  workers 2
 /// stolen 12`.

@@ -54,7 +54,7 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let o = burst(&url, &["wait", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = json(&burst(&url, &["status", &id, "-o", "json"]));
-    assert_eq!(s["state"], "succeeded");
+    assert_eq!(s["state"], "JOB_STATE_SUCCEEDED");
     assert_eq!(s["worker_id"], "cli-worker");
     assert_eq!(s["labels"]["team"], "a");
     let printed = std::fs::read_to_string(s["stdout_path"].as_str().unwrap()).unwrap();
@@ -90,8 +90,8 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let o = burst(&url, &["list", "--limit", "3"]);
     assert_eq!(stdout(&o).lines().count(), 4, "a header and 3 jobs: {}", stdout(&o));
     let workers = json(&burst(&url, &["workers", "-o", "json"]));
-    assert_eq!(workers[0]["worker_id"], "cli-worker");
-    assert_eq!(workers[0]["slots"], 2);
+    assert_eq!(workers[0]["info"]["worker_id"], "cli-worker");
+    assert_eq!(workers[0]["info"]["slots"], 2);
     let o = burst(&url, &["watch", "--once"]);
     assert!(stdout(&o).contains("succeeded 29  failed 1"), "{}", stdout(&o));
     let newest = json(&burst(&url, &["list", "--newest", "--limit", "2", "-o", "json"]));
@@ -106,7 +106,7 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let o = burst(&url, &["cancel", &sleeper]);
     assert_eq!(stdout(&o).trim(), format!("{sleeper} cancelled"), "{}", stderr(&o));
     let s = json(&burst(&url, &["status", &sleeper, "-o", "json"]));
-    assert_eq!((s["state"].as_str(), s["reason"].as_str()), (Some("cancelled"), Some("cancelled")));
+    assert_eq!((s["state"].as_str(), s["reason"].as_str()), (Some("JOB_STATE_CANCELLED"), Some("REASON_CANCELLED")));
     let o = burst(&url, &["cancel", &sleeper, "-o", "json"]);
     assert_eq!(json(&o)["already_ended"][0], sleeper.as_str());
     assert_error(&burst(&url, &["cancel"]), 2, "name the jobs to cancel");
@@ -280,7 +280,7 @@ fn sigterm_drains_a_worker_process() {
     );
     let id = stdout(&o).trim().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while json(&burst(&url, &["status", &id, "-o", "json"]))["state"] != "running" {
+    while json(&burst(&url, &["status", &id, "-o", "json"]))["state"] != "JOB_STATE_RUNNING" {
         assert!(std::time::Instant::now() < deadline, "the job never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -294,7 +294,7 @@ fn sigterm_drains_a_worker_process() {
     let status = worker.0.wait().unwrap();
     assert!(status.success(), "the worker exits cleanly after draining: {status:?}");
     let s = json(&burst(&url, &["status", &id, "-o", "json"]));
-    assert_eq!(s["state"], "succeeded", "the running job was allowed to finish: {s}");
+    assert_eq!(s["state"], "JOB_STATE_SUCCEEDED", "the running job was allowed to finish: {s}");
     assert_eq!(json(&burst(&url, &["workers", "-o", "json"])), serde_json::json!([]), "it deregistered");
 }
 

@@ -90,7 +90,7 @@ fn compose_runs_a_controller_and_three_workers_from_the_local_image() {
     let jobs = json(&burst(&url, &["list", "-o", "json"]));
     let jobs = jobs.as_array().unwrap();
     assert_eq!(jobs.len(), 12);
-    assert!(jobs.iter().all(|j| j["state"] == "succeeded"));
+    assert!(jobs.iter().all(|j| j["state"] == "JOB_STATE_SUCCEEDED"));
     let workers: std::collections::BTreeSet<&str> = jobs.iter().filter_map(|j| j["worker_id"].as_str()).collect();
     assert!(workers.len() >= 2, "the jobs spread over the containers: {workers:?}");
     assert!(workers.iter().all(|w| w.starts_with("worker-")));

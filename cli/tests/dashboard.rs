@@ -137,17 +137,17 @@ async fn the_dashboard_shows_a_job_and_follows_it_to_the_end_in_a_browser() {
         browser.until_shows("detail-body", &["succeeded", "exit 0"]);
         browser.until_shows("counts", &["1\nsucceeded"]);
         // Searching by id finds it; an unknown text finds nothing.
-        let search = format!("/api/jobs?q={}", &id[..8]);
+        let search = format!("/v1/jobs?q={}", &id[..8]);
         let (code, body) = http(http_addr, "GET", &search, &[], "");
         assert_eq!(code, 200, "{body}");
         assert!(body.contains(&id), "{body}");
-        let (_, none) = http(http_addr, "GET", "/api/jobs?q=no-such-thing", &[], "");
+        let (_, none) = http(http_addr, "GET", "/v1/jobs?q=no-such-thing", &[], "");
         assert!(!none.contains(&id), "{none}");
         // No credentials here, so only requests addressed to an IP or localhost are answered (DNS rebinding).
-        let (code, body) = http(http_addr, "GET", "/api/overview", &["Host: evil.example:80"], "");
+        let (code, body) = http(http_addr, "GET", "/v1/stats", &["Host: evil.example:80"], "");
         assert_eq!(code, 403, "{body}");
         assert!(body.contains("--http-allowed-hosts"), "{body}");
-        assert_eq!(http(http_addr, "GET", "/api/overview", &["Host: localhost"], "").0, 200);
+        assert_eq!(http(http_addr, "GET", "/v1/stats", &["Host: localhost"], "").0, 200);
         assert_eq!(http(http_addr, "GET", "/metrics", &["Host: evil.example"], "").0, 200, "metrics stay open");
     })
     .await
@@ -178,19 +178,19 @@ async fn the_dashboard_api_needs_a_token_when_the_api_does_and_shows_only_the_ca
     let id = submit(&mut alice, vec![sh("true")]).await.remove(0);
     let addr = controller.http.unwrap();
     tokio::task::spawn_blocking(move || {
-        let (code, body) = http(addr, "GET", "/api/jobs", &[], "");
+        let (code, body) = http(addr, "GET", "/v1/jobs", &[], "");
         assert_eq!(code, 401, "{body}");
         assert!(body.contains("token"), "{body}");
-        let (code, _) = http(addr, "GET", "/api/overview", &["Authorization: Bearer wrong"], "");
+        let (code, _) = http(addr, "GET", "/v1/stats", &["Authorization: Bearer wrong"], "");
         assert_eq!(code, 401);
-        let (code, body) = http(addr, "GET", "/api/jobs", &["Authorization: Bearer alice-secret-token-0123456789"], "");
+        let (code, body) = http(addr, "GET", "/v1/jobs", &["Authorization: Bearer alice-secret-token-0123456789"], "");
         assert_eq!(code, 200, "{body}");
         assert!(body.contains(&id), "alice sees her job: {body}");
-        let (code, body) = http(addr, "GET", "/api/jobs", &["Authorization: Bearer bob-secret-token-0123456789ab"], "");
+        let (code, body) = http(addr, "GET", "/v1/jobs", &["Authorization: Bearer bob-secret-token-0123456789ab"], "");
         assert_eq!(code, 200, "{body}");
         assert!(!body.contains(&id), "bob does not see alice's job: {body}");
         let (code, _) =
-            http(addr, "GET", &format!("/api/jobs/{id}"), &["Authorization: Bearer bob-secret-token-0123456789ab"], "");
+            http(addr, "GET", &format!("/v1/jobs/{id}"), &["Authorization: Bearer bob-secret-token-0123456789ab"], "");
         assert_eq!(code, 403, "bob may not open alice's job");
         // Health and the page itself need no token; the page asks for one.
         assert_eq!(http(addr, "GET", "/healthz", &[], "").0, 200);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use procs::{BURST, Proc, burst, json, serve};
+use procs::{BURST, Proc, burst, json, num, serve};
 const LONG: Duration = Duration::from_secs(120);
 /// Short enough to keep the tests quick, long enough that a loaded 2-core CI machine never misses heartbeats.
 const LEASE_TIMEOUT_MS: &str = "3000";
@@ -99,14 +99,14 @@ fn a_controller_killed_and_restarted_loses_no_job_and_reruns_none() {
     let _w1 = worker(&addr, "w1", "2", &out);
     let _w2 = worker(&addr, "w2", "2", &out);
     let ids = submit_marked(&url, &markers, 300, "0.02");
-    until("some jobs done", || (stats(&url)["succeeded"].as_u64()? >= 50).then_some(()));
+    until("some jobs done", || (num(&stats(&url)["succeeded"])? >= 50).then_some(()));
     ctl.signal(libc::SIGKILL);
     let _ = ctl.0.wait();
     let (_ctl, again) = controller(&addr, &data);
     assert_eq!(again, addr, "restarted on the same address");
     let statuses = wait_all(&url, &ids);
     assert_eq!(statuses.len(), 300, "every acknowledged job is known after the restart");
-    let not_ok: Vec<_> = statuses.iter().filter(|s| s["state"] != "succeeded").collect();
+    let not_ok: Vec<_> = statuses.iter().filter(|s| s["state"] != "JOB_STATE_SUCCEEDED").collect();
     assert!(not_ok.is_empty(), "{not_ok:?}");
     let runs = runs(&markers);
     assert_eq!(runs.len(), 300, "every job ran");
@@ -120,14 +120,14 @@ fn a_worker_killed_mid_run_loses_no_job_and_only_its_running_jobs_run_again() {
     let (_ctl, addr) = controller("127.0.0.1:0", &data);
     let url = format!("http://{addr}");
     let workers: Vec<Proc> = (0..4).map(|i| worker(&addr, &format!("w{i}"), "2", &out)).collect();
-    until("4 workers", || (stats(&url)["workers"].as_u64()? == 4).then_some(()));
+    until("4 workers", || (num(&stats(&url)["workers"])? == 4).then_some(()));
     let ids = submit_marked(&url, &markers, 5000, "0.01");
-    until("the run under way", || (stats(&url)["succeeded"].as_u64()? >= 1000).then_some(()));
+    until("the run under way", || (num(&stats(&url)["succeeded"])? >= 1000).then_some(()));
     let killed_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     workers[3].signal(libc::SIGKILL);
     let statuses = wait_all(&url, &ids);
     assert_eq!(statuses.len(), 5000);
-    assert!(statuses.iter().all(|s| s["state"] == "succeeded"), "every job terminal and succeeded");
+    assert!(statuses.iter().all(|s| s["state"] == "JOB_STATE_SUCCEEDED"), "every job terminal and succeeded");
     let runs = runs(&markers);
     assert_eq!(runs.len(), 5000, "none lost");
     // Only runs lost with the worker run again: those the controller had as running on it, whose results it never
@@ -135,7 +135,7 @@ fn a_worker_killed_mid_run_loses_no_job_and_only_its_running_jobs_run_again() {
     // three times its slots counted as running (starts confirmed ahead), so at most 6 here.
     let lost_ids: std::collections::HashSet<&str> = statuses
         .iter()
-        .filter(|s| s["attempts"].as_array().is_some_and(|a| a.iter().any(|a| a["reason"] == "worker-lost")))
+        .filter(|s| s["attempts"].as_array().is_some_and(|a| a.iter().any(|a| a["reason"] == "REASON_WORKER_LOST")))
         .filter_map(|s| s["job_id"].as_str())
         .collect();
     let rerun: Vec<&String> = runs.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
@@ -146,8 +146,8 @@ fn a_worker_killed_mid_run_loses_no_job_and_only_its_running_jobs_run_again() {
     let lost: Vec<u64> = statuses
         .iter()
         .flat_map(|s| s["attempts"].as_array().cloned().unwrap_or_default())
-        .filter(|a| a["reason"] == "worker-lost")
-        .map(|a| a["finished_at_ms"].as_u64().unwrap())
+        .filter(|a| a["reason"] == "REASON_WORKER_LOST")
+        .map(|a| num(&a["finished_at_ms"]).unwrap())
         .collect();
     let limit = killed_at_ms + 3000 + 2 * 200 + 200;
     assert!(lost.iter().all(|&t| t <= limit), "released at {lost:?}, killed at {killed_at_ms}");
@@ -159,28 +159,28 @@ fn a_worker_frozen_past_the_lease_timeout_gets_no_stale_result_accepted() {
     let (_ctl, addr) = controller("127.0.0.1:0", &data);
     let url = format!("http://{addr}");
     let frozen = worker(&addr, "frozen", "2", &out);
-    until("the worker", || (stats(&url)["workers"].as_u64()? == 1).then_some(()));
+    until("the worker", || (num(&stats(&url)["workers"])? == 1).then_some(()));
     let ids = submit_marked(&url, &markers, 4, "1");
-    until("two jobs running", || (stats(&url)["running"].as_u64()? == 2).then_some(()));
+    until("two jobs running", || (num(&stats(&url)["running"])? == 2).then_some(()));
     frozen.signal(libc::SIGSTOP);
     // Past the lease timeout the controller gives its jobs to another worker.
     let _other = worker(&addr, "other", "4", &out);
     until("the frozen worker's jobs released", || {
         let s = stats(&url);
-        (s["workers"].as_u64()? == 1 && s["leased"].as_u64()? + s["running"].as_u64()? + s["succeeded"].as_u64()? == 4)
+        (num(&s["workers"])? == 1 && num(&s["leased"])? + num(&s["running"])? + num(&s["succeeded"])? == 4)
             .then_some(())
     });
     frozen.signal(libc::SIGCONT);
     let statuses = wait_all(&url, &ids);
-    assert!(statuses.iter().all(|s| s["state"] == "succeeded" && s["worker_id"] == "other"), "{statuses:?}");
+    assert!(statuses.iter().all(|s| s["state"] == "JOB_STATE_SUCCEEDED" && s["worker_id"] == "other"), "{statuses:?}");
     // Once thawed, the frozen worker reports what it ran; none of it may count. Its jobs' final runs are the
     // other worker's, and the frozen worker's claims were refused (it registers again and finds them gone).
-    until("the frozen worker back", || (stats(&url)["workers"].as_u64()? == 2).then_some(()));
+    until("the frozen worker back", || (num(&stats(&url)["workers"])? == 2).then_some(()));
     for s in &statuses {
         let attempts = s["attempts"].as_array().unwrap();
         let last = attempts.last().unwrap();
         assert_eq!(last["worker_id"], "other", "{s}");
-        assert_eq!(last["reason"], "exited");
+        assert_eq!(last["reason"], "REASON_EXITED");
     }
 }
 
@@ -206,7 +206,7 @@ fn a_second_worker_process_with_the_same_id_takes_over_once_and_the_first_stops(
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
         (Proc(child), line.trim().to_string())
     };
-    let address = |url: &str| json(&burst(url, &["workers", "-o", "json"]))[0]["address"].clone();
+    let address = |url: &str| json(&burst(url, &["workers", "-o", "json"]))[0]["info"]["advertise_addr"].clone();
     let (mut first, first_addr) = spawn(&out.join("1"));
     until("the first registered", || (address(&url) == first_addr.as_str()).then_some(()));
     let (_second, second_addr) = spawn(&out.join("2"));

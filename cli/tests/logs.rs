@@ -46,7 +46,8 @@ fn submit(url: &str, script: &str) -> String {
 }
 
 fn state(url: &str, id: &str) -> String {
-    json(&burst(url, &["status", id, "-o", "json"]))["state"].as_str().unwrap().to_string()
+    let state = json(&burst(url, &["status", id, "-o", "json"]))["state"].as_str().unwrap().to_string();
+    state.trim_start_matches("JOB_STATE_").to_lowercase()
 }
 
 fn wait_ended(url: &str, id: &str) {

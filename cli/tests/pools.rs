@@ -5,7 +5,7 @@ mod procs;
 
 use std::time::Duration;
 
-use procs::{burst, json, serve, stderr, stdout, until};
+use procs::{burst, json, num, serve, stderr, stdout, until};
 
 /// A worker of one slot and no queue in `pool`.
 fn worker(controller: &str, pool: &str, dir: &std::path::Path) -> procs::Proc {
@@ -29,7 +29,7 @@ fn status(url: &str, id: &str) -> serde_json::Value {
 fn placed(url: &str, id: &str) -> serde_json::Value {
     until(Duration::from_secs(30), "the job to be placed", || {
         let s = status(url, id);
-        (s["state"] != "queued").then_some(s)
+        (s["state"] != "JOB_STATE_QUEUED").then_some(s)
     })
 }
 
@@ -59,7 +59,8 @@ fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elas
         (w.as_array().unwrap().len() == 2).then_some(())
     });
     let workers = json(&burst(&url, &["workers", "-o", "json"]));
-    let mut pools: Vec<&str> = workers.as_array().unwrap().iter().map(|w| w["pool"].as_str().unwrap()).collect();
+    let mut pools: Vec<&str> =
+        workers.as_array().unwrap().iter().map(|w| w["info"]["pool"].as_str().unwrap()).collect();
     pools.sort();
     assert_eq!(pools, ["cloud", "onprem"]);
 
@@ -68,7 +69,7 @@ fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elas
     let waits = submit(&url, &["process", "/bin/true"]);
     assert_eq!(placed(&url, &short)["pool"], "onprem");
     let s = status(&url, &waits);
-    if s["state"] == "queued" {
+    if s["state"] == "JOB_STATE_QUEUED" {
         let why = s["waiting_reason"].as_str().unwrap();
         assert!(why.starts_with("waits for pool onprem until"), "{why}");
         assert!(why.contains("then may go to cloud"), "{why}");
@@ -87,7 +88,7 @@ fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elas
         (s["pool"].as_str(), s["spilled"].as_bool(), s["worker_id"].as_str()),
         (Some("cloud"), Some(true), Some("cloud"))
     );
-    let waited = s["started_at_ms"].as_u64().unwrap().saturating_sub(s["submitted_at_ms"].as_u64().unwrap());
+    let waited = num(&s["started_at_ms"]).unwrap().saturating_sub(num(&s["submitted_at_ms"]).unwrap());
     assert!((1_900..20_000).contains(&waited), "it waited its budget for onprem, then spilled: {waited} ms");
     let text = stdout(&burst(&url, &["status", &spills]));
     assert!(text.contains("cloud (spilled over"), "{text}");
@@ -99,8 +100,8 @@ fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elas
     let names: Vec<&str> = pools.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["onprem", "cloud"], "cheapest first");
     let (onprem, cloud) = (&pools[0], &pools[1]);
-    assert_eq!((onprem["jobs_placed"].as_u64(), onprem["jobs_spilled"].as_u64()), (Some(3), Some(0)));
-    assert_eq!((cloud["jobs_placed"].as_u64(), cloud["jobs_spilled"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((num(&onprem["jobs_placed"]), num(&onprem["jobs_spilled"])), (Some(3), Some(0)));
+    assert_eq!((num(&cloud["jobs_placed"]), num(&cloud["jobs_spilled"])), (Some(1), Some(1)));
     assert_eq!(cloud["elastic"], true);
     assert!(cloud["cost"].as_f64().unwrap() > 0.0 && onprem["cost"].as_f64() == Some(0.0), "{pools}");
     let table = stdout(&burst(&url, &["pools"]));

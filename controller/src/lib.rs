@@ -8,6 +8,7 @@
 //! - [`service`]: the gRPC edge; [`server`]: starting and stopping it.
 
 pub mod admission;
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dashboard;

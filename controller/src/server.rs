@@ -136,10 +136,10 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         let live = Live { controller: controller.clone(), auth: auth.clone(), admission };
         let timings = controller.lock().timings().clone();
         let probe = Arc::new(Probe { metrics: Metrics::new(&timings, commits, live), controller: controller.clone() });
-        let (dashboard, sampler) = crate::dashboard::routes(service, timings, config.http_allowed_hosts.clone());
+        let (api, sampler) = crate::api::routes(service, timings, config.http_allowed_hosts.clone());
         background.push(sampler);
-        let server = burst_proto::http::serve(listen, probe, dashboard).await.map_err(anyhow::Error::msg)?;
-        info!(addr = %server.addr, "serving /metrics, /healthz, /readyz and the dashboard at /ui");
+        let server = burst_proto::http::serve(listen, probe, api).await.map_err(anyhow::Error::msg)?;
+        info!(addr = %server.addr, "serving the HTTP API at /v1, the dashboard at /ui, /metrics, /healthz and /readyz");
         http = Some(server);
     }
     let pools: Vec<String> = config

@@ -167,12 +167,19 @@ impl ControllerRpc for ControllerService {
         let who = self.auth.check(&req, Need::Client)?;
         let req = req.into_inner();
         let states = req.states().collect();
+        let owner = match (who.scope(), req.owner) {
+            (Some(me), asked) if !asked.is_empty() && asked != me => {
+                return Err(Status::permission_denied(format!("{me} may list only its own jobs, not {asked}'s")));
+            }
+            (Some(me), _) => Some(me.to_string()),
+            (None, asked) => Some(asked).filter(|o| !o.is_empty()),
+        };
         let filter = ListFilter {
             states,
             labels: req.labels,
             limit: req.limit as usize,
             after: Some(req.page_token).filter(|t| !t.is_empty()),
-            owner: who.scope().map(str::to_string),
+            owner,
             newest_first: req.newest_first,
         };
         let (jobs, next) = self.controller.lock().list(&filter);

@@ -21,6 +21,10 @@ pub use names::{MAX_POOL_NAME, ParseNameError, check_pool, parse_state, reason_n
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("burst.v1");
+    include!(concat!(env!("OUT_DIR"), "/burst.v1.serde.rs"));
+
+    /// The encoded `FileDescriptorSet` of every burst.v1 file: what the HTTP API's OpenAPI document is made from.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/burst_descriptor.bin"));
 
     impl Lease {
         /// The reference that names this lease in reports: its job and epoch.

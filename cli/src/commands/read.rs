@@ -22,7 +22,7 @@ pub async fn status(ctx: &Ctx, ids: Vec<String>) -> anyhow::Result<u8> {
         statuses.push(client.get_job_status(req).await.map_err(anyhow::Error::from)?.into_inner());
     }
     if ctx.json() {
-        let values: Vec<Value> = statuses.iter().map(render::job_json).collect();
+        let values: Vec<Value> = statuses.iter().map(render::to_value).collect();
         println!("{}", if values.len() == 1 { values[0].clone() } else { Value::Array(values) });
     } else if let [one] = statuses.as_slice() {
         print!("{}", render::job_details(one));
@@ -37,7 +37,7 @@ pub async fn wait_jobs(ctx: &Ctx, ids: Vec<String>, timeout: Option<Duration>) -
     let mut client = ctx.connect().await?;
     let statuses = wait::wait_all(&mut client, &ids, timeout, ids.len() > 1).await?;
     if ctx.json() {
-        println!("{}", Value::Array(statuses.iter().map(render::job_json).collect()));
+        println!("{}", render::array(&statuses));
     } else {
         print!("{}", render::jobs_table(&statuses));
     }
@@ -48,6 +48,7 @@ pub async fn list(
     ctx: &Ctx,
     states: Vec<JobState>,
     labels: Vec<(String, String)>,
+    owner: String,
     limit: usize,
     newest_first: bool,
 ) -> anyhow::Result<u8> {
@@ -64,6 +65,7 @@ pub async fn list(
             limit: (limit - jobs.len()).min(5_000) as u32,
             page_token,
             newest_first,
+            owner: owner.clone(),
         };
         let resp = client.list_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
         jobs.extend(resp.jobs);
@@ -73,7 +75,7 @@ pub async fn list(
         page_token = resp.next_page_token;
     }
     if ctx.json() {
-        println!("{}", Value::Array(jobs.iter().map(render::job_json).collect()));
+        println!("{}", render::array(&jobs));
     } else {
         print!("{}", render::jobs_table(&jobs));
     }
@@ -90,7 +92,7 @@ pub async fn cancel(ctx: &Ctx, ids: Vec<String>, labels: Vec<(String, String)>) 
     let req = CancelJobRequest { job_ids: ids, labels: labels.into_iter().collect() };
     let resp = client.cancel_job(req).await.map_err(anyhow::Error::from)?.into_inner();
     if ctx.json() {
-        println!("{}", serde_json::json!({ "cancelled": resp.cancelled, "already_ended": resp.already_ended }));
+        println!("{}", render::to_value(&resp));
     } else {
         for id in &resp.cancelled {
             println!("{id} cancelled");
@@ -106,7 +108,7 @@ pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut client = ctx.connect().await?;
     let workers = client.list_workers(ListWorkersRequest {}).await.map_err(anyhow::Error::from)?.into_inner().workers;
     if ctx.json() {
-        println!("{}", Value::Array(workers.iter().map(render::worker_json).collect()));
+        println!("{}", render::array(&workers));
     } else {
         print!("{}", render::workers_table(&workers));
     }
@@ -119,7 +121,7 @@ pub async fn cordon(ctx: &Ctx, workers: Vec<String>, cordon: bool) -> anyhow::Re
     let req = CordonWorkersRequest { worker_ids: workers, uncordon: !cordon };
     let workers = client.cordon_workers(req).await.map_err(anyhow::Error::from)?.into_inner().workers;
     if ctx.json() {
-        println!("{}", Value::Array(workers.iter().map(render::worker_json).collect()));
+        println!("{}", render::array(&workers));
     } else {
         print!("{}", render::workers_table(&workers));
     }
@@ -130,7 +132,7 @@ pub async fn pools(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut client = ctx.connect().await?;
     let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
     if ctx.json() {
-        println!("{}", Value::Array(stats.pools.iter().map(render::pool_json).collect()));
+        println!("{}", render::array(&stats.pools));
     } else {
         print!("{}", render::pools_table(&stats.pools));
     }
@@ -153,7 +155,7 @@ pub async fn watch(ctx: &Ctx, once: bool, interval: f64) -> anyhow::Result<u8> {
         }
         let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
         if ctx.json() {
-            println!("{}", render::stats_json(&stats));
+            println!("{}", render::to_value(&stats));
         } else if tty {
             print!("\r\x1b[2K{}", render::stats_line(&stats));
             let _ = std::io::stdout().flush();

@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
     }
     let statuses = wait::wait_all(&mut client, &ids, None, ids.len() > 1).await?;
     if ctx.json() {
-        println!("{}", serde_json::Value::Array(statuses.iter().map(render::job_json).collect()));
+        println!("{}", render::array(&statuses));
     } else if let [one] = statuses.as_slice() {
         eprintln!(
             "{} {} on {}: {}",

@@ -41,10 +41,52 @@ where
 }
 
 /// One HTTP/1.1 request on a new connection: (status code, body). `headers` are extra header lines (a `Host` among
-/// them replaces the address). The answer
-/// must carry a Content-Length or end with the connection (no chunked bodies: burst and chromedriver send none).
+/// them replaces the address).
 pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    let (code, _, body) = http_full(addr, method, path, headers, body);
+    (code, body)
+}
+
+/// [`http`], with the answer's headers (names in lower case).
+pub fn http_full(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::Read;
+    let (code, answer_headers, mut reader) = http_open(addr, method, path, headers, body);
+    let mut raw = Vec::new();
+    let chunked = answer_headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let length = answer_headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok());
+    match (chunked, length) {
+        (true, _) => {
+            while let Some(chunk) = read_chunk(&mut reader) {
+                raw.extend(chunk);
+            }
+        }
+        (false, Some(n)) => {
+            raw.resize(n, 0);
+            reader.read_exact(&mut raw).unwrap();
+        }
+        (false, None) => {
+            reader.read_to_end(&mut raw).unwrap();
+        }
+    }
+    (code, answer_headers, String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// Sends a request and reads the answer's status line and headers; the body is left to read from the reader
+/// (with [`read_chunk`] when it is chunked, as streamed answers are).
+pub fn http_open(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, Vec<(String, String)>, std::io::BufReader<std::net::TcpStream>) {
+    use std::io::{BufRead, BufReader, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("HTTP server reachable");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -54,7 +96,7 @@ pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[&st
     for h in headers {
         req += &format!("{h}\r\n");
     }
-    if !body.is_empty() {
+    if !body.is_empty() && !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("content-type:")) {
         req += "Content-Type: application/json\r\n";
     }
     write!(s, "{req}\r\n{body}").unwrap();
@@ -62,7 +104,7 @@ pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[&st
     let mut status = String::new();
     reader.read_line(&mut status).unwrap();
     let code = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let mut length = None;
+    let mut answer_headers = Vec::new();
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
@@ -70,21 +112,22 @@ pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[&st
         if line.is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<usize>().ok();
+        if let Some((name, value)) = line.split_once(':') {
+            answer_headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
-    let mut raw = Vec::new();
-    match length {
-        Some(n) => {
-            raw.resize(n, 0);
-            reader.read_exact(&mut raw).unwrap();
-        }
-        None => {
-            reader.read_to_end(&mut raw).unwrap();
-        }
+    (code, answer_headers, reader)
+}
+
+/// The next chunk of a chunked body, or `None` at its end.
+pub fn read_chunk(reader: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
+    let mut size = String::new();
+    if reader.read_line(&mut size).ok()? == 0 {
+        return None;
     }
-    (code, String::from_utf8_lossy(&raw).into_owned())
+    let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+    let mut chunk = vec![0; size + 2];
+    reader.read_exact(&mut chunk).ok()?;
+    chunk.truncate(size);
+    (size > 0).then_some(chunk)
 }

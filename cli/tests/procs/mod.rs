@@ -63,6 +63,11 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", stdout(o), stderr(o)))
 }
 
+/// A number of the canonical JSON mapping: 64-bit ones come as decimal strings, others as numbers.
+pub fn num(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str()?.parse().ok())
+}
+
 /// Polls `check` until it returns `Some`, failing the test with `what` after `limit`.
 pub fn until<T>(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + limit;

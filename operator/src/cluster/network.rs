@@ -11,9 +11,9 @@
 //! in any namespace under any labels, and on some network plugins the kubelet's probes, which come from the node.
 //! So it is open to every peer rather than to a guess at their labels, as far as what it serves allows. A
 //! worker's serves nothing else: counts, its name, no job data, no way to change anything. The controller's also
-//! serves its web dashboard, whose `/api/` reads jobs and their output with the caller's credentials: with TLS it
-//! answers only a caller with a token (the HTTP side asks for no certificate), but in a plaintext cluster it
-//! answers anyone, so there the port gets the same peers as the gRPC port, and Prometheus scrapes the
+//! serves its HTTP API (`/v1`: submit, read, cancel) and web dashboard with the caller's credentials: with TLS it
+//! answers only a caller with a token or a client certificate, but in a plaintext cluster it answers anyone, so
+//! there the port gets the same peers as the gRPC port, and Prometheus scrapes the
 //! controller only if `allowedClients` lists it. Everything else that reaches these pods is dropped (where the
 //! cluster's network plugin enforces NetworkPolicy).
 
