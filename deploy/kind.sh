@@ -103,11 +103,14 @@ wait_phase() {
 # Each role of BurstCluster $1 serves its burst_<role>_ metrics on its http port (9090), read through the API
 # server's pod proxy (the cluster's NetworkPolicies leave that port open with TLS on).
 check_metrics() {
-  local bc=$1 role pod metrics failed=0
+  local bc=$1 role pod metrics scheme failed=0
   for role in controller worker; do
     pod=$(k -n "$e2e_ns" get pods -l "burst.dev/cluster=$bc,burst.dev/role=$role" \
       -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
-    metrics=$(k get --raw "/api/v1/namespaces/$e2e_ns/pods/${pod:-none}:9090/proxy/metrics" 2>&1 || true)
+    # The e2e cluster has TLS: its controller serves HTTPS there (the API server's proxy does not check it).
+    scheme=""
+    [ "$role" = controller ] && scheme="https:"
+    metrics=$(k get --raw "/api/v1/namespaces/$e2e_ns/pods/${scheme}${pod:-none}:9090/proxy/metrics" 2>&1 || true)
     if grep -q "^burst_${role}_" <<<"$metrics"; then
       say "pod/$pod serves burst_${role}_* metrics on :9090"
     else

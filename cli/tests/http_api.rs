@@ -13,7 +13,7 @@ use burst_controller::admission::RateLimit;
 use burst_controller::{ControllerConfig, RunningController};
 use burst_proto::auth::Bearer;
 use burst_worker::{RunningWorker, WorkerConfig};
-use common::{http, http_full, http_open, read_chunk};
+use common::{http, http_full, http_open, https, read_chunk};
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -349,5 +349,75 @@ async fn a_submitter_over_its_rate_gets_429_with_retry_after() {
     .await
     .unwrap();
     worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_the_http_port_speaks_only_https_knows_client_certificates_and_follows_new_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    burst_cli::local::make_certs(&first, &[]).unwrap();
+    burst_cli::local::make_certs(&second, &[]).unwrap();
+    let config = ControllerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(burst_cli::certs::files(&first, "controller")),
+        ..ControllerConfig::default()
+    };
+    let controller = burst_controller::start(config).await.unwrap();
+    let addr = controller.http.unwrap();
+    let live = controller.tls.clone().unwrap();
+    let (f, s) = (first.clone(), second.clone());
+    tokio::task::spawn_blocking(move || {
+        let admin = Some((f.join("admin.pem"), f.join("admin-key.pem")));
+        let admin = admin.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        // Plaintext is not answered: what comes back, if anything, is not HTTP.
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::io::Write::write_all(&mut tcp, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tcp, &mut answer);
+        assert!(!answer.starts_with(b"HTTP/"), "plaintext got an HTTP answer: {:?}", String::from_utf8_lossy(&answer));
+
+        let ca = f.join("ca.pem");
+        assert_eq!(https(addr, &ca, None, "GET", "/healthz", "").unwrap(), (200, "ok".into()));
+        // No token and no certificate: refused. The admin's certificate is its credential, as on gRPC.
+        let (code, body) = https(addr, &ca, None, "GET", "/v1/stats", "").unwrap();
+        assert_eq!(code, 401, "{body}");
+        let (code, body) = https(addr, &ca, admin, "GET", "/v1/workers", "").unwrap();
+        assert_eq!(code, 200, "{body}");
+        let (code, body) =
+            https(addr, &ca, admin, "POST", "/v1/jobs", r#"{"process": {"command": "/bin/true"}}"#).unwrap();
+        assert_eq!(code, 201, "{body}");
+        let id = serde_json::from_str::<Value>(&body).unwrap()["job_id"].as_str().unwrap().to_string();
+        let (_, job) = https(addr, &ca, admin, "GET", &format!("/v1/jobs/{id}"), "").unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&job).unwrap()["spec"]["owner"], "admin");
+
+        // New certificates (of another CA) are used for the next connection, with no restart.
+        let bundle = [std::fs::read(f.join("ca.pem")).unwrap(), std::fs::read(s.join("ca.pem")).unwrap()].concat();
+        let identity = Some((
+            std::fs::read(s.join("controller.pem")).unwrap(),
+            std::fs::read(s.join("controller-key.pem")).unwrap(),
+        ));
+        assert!(live.replace(burst_proto::tls::Pem { ca: bundle, identity }).unwrap());
+        assert!(https(addr, &ca, None, "GET", "/healthz", "").is_err(), "the old CA no longer names the server");
+        assert_eq!(https(addr, &s.join("ca.pem"), None, "GET", "/healthz", "").unwrap().0, 200);
+    })
+    .await
+    .unwrap();
+    controller.shutdown().await.unwrap();
+
+    // --http-plaintext: behind a proxy that encrypts, the port speaks plain HTTP although gRPC has TLS.
+    let config = ControllerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(burst_cli::certs::files(&first, "controller")),
+        http_plaintext: true,
+        ..ControllerConfig::default()
+    };
+    let controller = burst_controller::start(config).await.unwrap();
+    let addr = controller.http.unwrap();
+    let (code, body) = tokio::task::spawn_blocking(move || http(addr, "GET", "/v1/stats", &[], "")).await.unwrap();
+    assert_eq!(code, 401, "plaintext, and still authenticated: {body}");
     controller.shutdown().await.unwrap();
 }

@@ -32,10 +32,14 @@ pub struct Args {
     /// Address to serve gRPC on; port 0 picks a free port. The bound address is the first line of stdout.
     #[arg(long, env = "BURST_CONTROLLER_LISTEN")]
     pub listen: Option<String>,
-    /// Address to serve HTTP on: /metrics (Prometheus), /healthz, /readyz and the dashboard at /ui
-    /// [default: none, no HTTP].
+    /// Address to serve HTTP on: the HTTP API at /v1, the dashboard at /ui, /metrics (Prometheus), /healthz and
+    /// /readyz; over TLS with the gRPC port's certificates when it has TLS [default: none, no HTTP].
     #[arg(long, env = "BURST_CONTROLLER_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Serve the HTTP port in plaintext although the gRPC port has TLS: only behind something that encrypts it
+    /// (a TLS-terminating proxy or a service mesh), since the port accepts submissions and carries tokens.
+    #[arg(long, env = "BURST_HTTP_PLAINTEXT")]
+    pub http_plaintext: bool,
     /// Host names the dashboard answers to when the controller asks no credentials, besides IP addresses and
     /// localhost (a guard against DNS rebinding); comma-separated.
     #[arg(long, env = "BURST_HTTP_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -106,6 +110,7 @@ pub struct Section {
     pub listen: Option<String>,
     pub http_listen: Option<String>,
     pub http_allowed_hosts: Option<Vec<String>>,
+    pub http_plaintext: Option<bool>,
     pub router: Option<RouterKind>,
     pub lease_timeout_ms: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
@@ -135,6 +140,8 @@ pub struct ControllerConfig {
     pub http_listen: Option<SocketAddr>,
     /// Host names the dashboard of an unauthenticated controller answers to (besides IPs and localhost).
     pub http_allowed_hosts: Vec<String>,
+    /// The HTTP side in plaintext even with `tls` (behind a proxy or mesh that encrypts it).
+    pub http_plaintext: bool,
     pub router: RouterKind,
     pub lease_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -168,6 +175,7 @@ impl Default for ControllerConfig {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
             http_listen: None,
             http_allowed_hosts: Vec::new(),
+            http_plaintext: false,
             router: RouterKind::default(),
             lease_timeout: DEFAULT_LEASE_TIMEOUT,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -191,6 +199,7 @@ impl Args {
             listen,
             http_listen,
             http_allowed_hosts,
+            http_plaintext,
             router,
             lease_timeout_ms,
             heartbeat_interval_ms,
@@ -254,6 +263,7 @@ impl Args {
             listen,
             http_listen,
             http_allowed_hosts,
+            http_plaintext: http_plaintext || file.http_plaintext.unwrap_or(false),
             router: router.or(file.router).unwrap_or_default(),
             lease_timeout,
             heartbeat_interval,

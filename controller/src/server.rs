@@ -138,8 +138,15 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
         let probe = Arc::new(Probe { metrics: Metrics::new(&timings, commits, live), controller: controller.clone() });
         let (api, sampler) = crate::api::routes(service, timings, config.http_allowed_hosts.clone());
         background.push(sampler);
-        let server = burst_proto::http::serve(listen, probe, api).await.map_err(anyhow::Error::msg)?;
-        info!(addr = %server.addr, "serving the HTTP API at /v1, the dashboard at /ui, /metrics, /healthz and /readyz");
+        let http_tls = if config.http_plaintext { None } else { tls.clone() };
+        if tls.is_some() && http_tls.is_none() {
+            warn!(
+                "--http-plaintext: the HTTP port (submissions, tokens) is not encrypted; keep it behind a proxy that is"
+            );
+        }
+        let scheme = if http_tls.is_some() { "https" } else { "http" };
+        let server = burst_proto::http::serve(listen, probe, api, http_tls).await.map_err(anyhow::Error::msg)?;
+        info!(addr = %server.addr, scheme, "serving the HTTP API at /v1, the dashboard at /ui, /metrics, /healthz and /readyz");
         http = Some(server);
     }
     let pools: Vec<String> = config

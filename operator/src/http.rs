@@ -25,5 +25,5 @@ impl burst_proto::http::Probe for Operator {
 /// Binds `addr` and serves in the background until the returned server is stopped or dropped.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<burst_proto::http::Http> {
     let probe = Arc::new(Operator { metrics });
-    burst_proto::http::serve(addr, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)
+    burst_proto::http::serve(addr, probe, axum::Router::new(), None).await.map_err(anyhow::Error::msg)
 }

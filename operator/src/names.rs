@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 pub const CLUSTER_LABEL: &str = "burst.dev/cluster";
 /// The label naming an object's role: controller or worker.
 pub const ROLE_LABEL: &str = "burst.dev/role";
+/// On a pod whose HTTP port speaks HTTPS (the controller of a cluster with TLS): `https`. The chart's PodMonitor
+/// scrapes such pods over HTTPS.
+pub const HTTP_SCHEME_LABEL: &str = "burst.dev/http-scheme";
 /// The controller's gRPC port, in its pod and on its Service.
 pub const CONTROLLER_PORT: i32 = 50051;
 /// A worker's gRPC port: peers steal through it and the controller relays `burst logs` from it.

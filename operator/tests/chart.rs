@@ -676,6 +676,19 @@ fn check_pod_monitor(monitor: &Value, operator_pod: &Value) {
     let relabel = endpoint["relabelings"].as_sequence().unwrap().iter().find(|r| r["targetLabel"] == "burstcluster");
     let relabel = relabel.expect("a relabeling to burstcluster, the dashboard's variable");
     assert_eq!(strings(&relabel["sourceLabels"]), [format!("__meta_kubernetes_pod_label_{cluster_label}")]);
+    // A pod whose HTTP port speaks HTTPS is scraped over HTTPS.
+    let scheme_label = burst_operator::names::HTTP_SCHEME_LABEL.replace(['.', '/', '-'], "_");
+    let relabel = endpoint["relabelings"].as_sequence().unwrap().iter().find(|r| r["targetLabel"] == "__scheme__");
+    let relabel = relabel.expect("a relabeling to __scheme__");
+    assert_eq!(strings(&relabel["sourceLabels"]), [format!("__meta_kubernetes_pod_label_{scheme_label}")]);
+    assert_eq!(relabel["regex"].as_str(), Some("(https)"));
+    let https_pods = operator_built_pods().into_iter().filter(|t| {
+        t.metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .is_some_and(|l| l.get(burst_operator::names::HTTP_SCHEME_LABEL).map(String::as_str) == Some("https"))
+    });
+    assert_eq!(https_pods.count(), 1, "the example's controller (TLS on) is labelled https, its workers are not");
 }
 
 #[test]

@@ -53,7 +53,7 @@ async fn replaced_certificates_serve_new_connections_while_old_ones_go_on() {
     let server_tls = LiveTls::new(server_a).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let incoming = tls::incoming(listener, server_tls.clone(), true).unwrap();
+    let incoming = tls::incoming(listener, server_tls.clone(), tls::Accept::GrpcClientCert).unwrap();
     let server = tokio::spawn(
         tonic::transport::Server::builder().add_service(WorkerPeerRpcServer::new(Echo)).serve_with_incoming(incoming),
     );
@@ -89,6 +89,9 @@ async fn replaced_certificates_serve_new_connections_while_old_ones_go_on() {
     // The peer port requires a client certificate: verifying the server alone is not enough.
     let anonymous = LiveTls::new(Pem { ca: client_b.ca.clone(), identity: None }).unwrap();
     assert!(call(&addr, &anonymous).await.is_err());
-    assert!(tls::incoming(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), anonymous, false).is_err());
+    assert!(
+        tls::incoming(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), anonymous, tls::Accept::Grpc)
+            .is_err()
+    );
     server.abort();
 }

@@ -136,7 +136,8 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     let mut http = None;
     if let Some(listen) = agent.config().http_listen {
         let probe = Arc::new(Probe { metrics: metrics::Metrics::new(agent.clone()), agent: agent.clone() });
-        let server = burst_proto::http::serve(listen, probe, axum::Router::new()).await.map_err(anyhow::Error::msg)?;
+        let server =
+            burst_proto::http::serve(listen, probe, axum::Router::new(), None).await.map_err(anyhow::Error::msg)?;
         info!(worker = %agent.worker_id(), addr = %server.addr, "serving /metrics, /healthz, /readyz");
         http = Some(server);
     }

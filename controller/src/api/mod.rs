@@ -22,11 +22,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use burst_proto::http::Peer;
 use burst_proto::json::to_value;
 use burst_proto::v1::controller_rpc_server::ControllerRpc;
 use burst_proto::v1::*;
@@ -350,16 +352,35 @@ fn not_allowed(path: &str) -> Response {
     }
 }
 
-/// A gRPC request carrying the HTTP caller's credentials: its bearer token, and the peer (address, client
-/// certificate) the HTTP side recorded for the connection.
-fn request<T>(headers: &HeaderMap, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Ok(value) = value.parse()
-    {
-        req.metadata_mut().insert(burst_proto::auth::AUTHORIZATION, value);
+/// The HTTP caller's credentials: its `Authorization` header, and its connection's peer (address, and over TLS
+/// the client certificate it presented).
+pub struct Caller {
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    peer: Option<Peer>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let peer = parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.clone());
+        Ok(Caller { authorization: authorization.and_then(|v| v.parse().ok()), peer })
     }
-    req
+}
+
+impl Caller {
+    /// A gRPC request with the caller's credentials, for the service's method.
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        if let Some(value) = &self.authorization {
+            req.metadata_mut().insert(burst_proto::auth::AUTHORIZATION, value.clone());
+        }
+        if let Some(peer) = &self.peer {
+            req.extensions_mut().insert(peer.clone());
+        }
+        req
+    }
 }
 
 /// An answer carrying `message` as JSON.
@@ -420,6 +441,7 @@ impl Query {
 
 async fn submit(
     State(api): State<Api>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -440,7 +462,7 @@ async fn submit(
                 ));
             }
             let specs = items.into_iter().enumerate().map(|(i, v)| spec_of(v, Some(i))).collect::<Result<_, _>>()?;
-            let resp = api.service.submit_jobs(request(&headers, SubmitJobsRequest { specs })).await?.into_inner();
+            let resp = api.service.submit_jobs(caller.request(SubmitJobsRequest { specs })).await?.into_inner();
             let created = resp.jobs.iter().any(|j| !j.existing);
             Ok(json_of(if created { StatusCode::CREATED } else { StatusCode::OK }, &resp))
         }
@@ -453,7 +475,7 @@ async fn submit(
                 spec.idempotency_key = key;
             }
             let req = SubmitJobRequest { spec: Some(spec) };
-            let resp = api.service.submit_job(request(&headers, req)).await?.into_inner();
+            let resp = api.service.submit_job(caller.request(req)).await?.into_inner();
             let mut answer = json_of(if resp.existing { StatusCode::OK } else { StatusCode::CREATED }, &resp);
             if let Ok(at) = HeaderValue::from_str(&format!("/v1/jobs/{}", resp.job_id)) {
                 answer.headers_mut().insert(header::LOCATION, at);
@@ -473,7 +495,7 @@ fn matches(status: &JobStatus, needle: &str) -> bool {
         || status.labels.iter().any(|(k, v)| format!("{k}={v}").to_lowercase().contains(needle))
 }
 
-async fn list(State(api): State<Api>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn list(State(api): State<Api>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q = Query::parse(raw);
     let limit = q.count("limit", MAX_PAGE)?.unwrap_or(100).max(1) as usize;
     let states = q
@@ -498,7 +520,7 @@ async fn list(State(api): State<Api>, headers: HeaderMap, RawQuery(raw): RawQuer
     loop {
         let want = if needle.is_empty() { (limit - found.len()) as u32 } else { MAX_PAGE };
         let req = ListJobsRequest { limit: want, page_token: page_token.clone(), ..base.clone() };
-        let page = api.service.list_jobs(request(&headers, req)).await?.into_inner();
+        let page = api.service.list_jobs(caller.request(req)).await?.into_inner();
         scanned += page.jobs.len();
         let mut cut = false;
         for status in page.jobs {
@@ -522,39 +544,39 @@ async fn list(State(api): State<Api>, headers: HeaderMap, RawQuery(raw): RawQuer
     }
 }
 
-async fn get_job(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_job(State(api): State<Api>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     if id.contains(':') {
         return Ok(not_allowed(&format!("/v1/jobs/{id}")));
     }
-    let job = api.service.get_job(request(&headers, GetJobRequest { job_id: id })).await?.into_inner();
+    let job = api.service.get_job(caller.request(GetJobRequest { job_id: id })).await?.into_inner();
     Ok(json_of(StatusCode::OK, &job))
 }
 
-async fn cancel_one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn cancel_one(State(api): State<Api>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let Some(id) = id.strip_suffix(":cancel") else {
         return Ok(not_allowed(&format!("/v1/jobs/{id}")));
     };
     let req = CancelJobRequest { job_ids: vec![id.to_string()], labels: HashMap::new() };
-    let resp = api.service.cancel_job(request(&headers, req)).await?.into_inner();
+    let resp = api.service.cancel_job(caller.request(req)).await?.into_inner();
     Ok(json_of(StatusCode::OK, &resp))
 }
 
 async fn cancel_many(
     State(api): State<Api>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CancelJobRequest = parse_body(body)?;
     if req.job_ids.is_empty() && req.labels.is_empty() {
         return Err(ApiError::bad("name the jobs to cancel (job_ids) or give a label selector (labels)"));
     }
-    let resp = api.service.cancel_job(request(&headers, req)).await?.into_inner();
+    let resp = api.service.cancel_job(caller.request(req)).await?.into_inner();
     Ok(json_of(StatusCode::OK, &resp))
 }
 
 async fn logs(
     State(api): State<Api>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -566,14 +588,14 @@ async fn logs(
     };
     let tail_lines = q.count("tail", u32::MAX)?.unwrap_or(0);
     let req = JobOutputRequest { job_id: id, stream: stream as i32, follow: q.flag("follow")?, tail_lines };
-    let chunks = api.service.stream_job_output(request(&headers, req)).await?.into_inner();
+    let chunks = api.service.stream_job_output(caller.request(req)).await?.into_inner();
     // An error once output has begun can only end the body early: the status line is already sent.
     let body = Body::from_stream(chunks.map(|c| c.map(|c| Bytes::from(c.data)).map_err(std::io::Error::other)));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], body)
         .into_response())
 }
 
-async fn watch(State(api): State<Api>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn watch(State(api): State<Api>, caller: Caller, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q = Query::parse(raw);
     let req = WatchJobsRequest {
         job_ids: q.all("job_id").map(str::to_string).collect(),
@@ -581,7 +603,7 @@ async fn watch(State(api): State<Api>, headers: HeaderMap, RawQuery(raw): RawQue
         labels: q.labels()?,
         terminal_only: q.flag("terminal_only")?,
     };
-    let statuses = api.service.watch_jobs(request(&headers, req)).await?.into_inner();
+    let statuses = api.service.watch_jobs(caller.request(req)).await?.into_inner();
     let events = statuses.scan(false, |ended, item| {
         if *ended {
             return futures::future::ready(None);
@@ -598,29 +620,29 @@ async fn watch(State(api): State<Api>, headers: HeaderMap, RawQuery(raw): RawQue
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(WATCH_KEEPALIVE)).into_response())
 }
 
-async fn workers(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let resp = api.service.list_workers(request(&headers, ListWorkersRequest {})).await?.into_inner();
+async fn workers(State(api): State<Api>, caller: Caller) -> Result<Response, ApiError> {
+    let resp = api.service.list_workers(caller.request(ListWorkersRequest {})).await?.into_inner();
     Ok(json_of(StatusCode::OK, &resp))
 }
 
 async fn cordon(
     State(api): State<Api>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CordonWorkersRequest = parse_body(body)?;
-    let resp = api.service.cordon_workers(request(&headers, req)).await?.into_inner();
+    let resp = api.service.cordon_workers(caller.request(req)).await?.into_inner();
     Ok(json_of(StatusCode::OK, &resp))
 }
 
-async fn stats(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let resp = api.service.get_stats(request(&headers, GetStatsRequest {})).await?.into_inner();
+async fn stats(State(api): State<Api>, caller: Caller) -> Result<Response, ApiError> {
+    let resp = api.service.get_stats(caller.request(GetStatsRequest {})).await?.into_inner();
     Ok(json_of(StatusCode::OK, &resp))
 }
 
-async fn history(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn history(State(api): State<Api>, caller: Caller) -> Result<Response, ApiError> {
     // Whoever may read the counts may read how they moved.
-    api.service.get_stats(request(&headers, GetStatsRequest {})).await?;
+    api.service.get_stats(caller.request(GetStatsRequest {})).await?;
     let samples = api.history.samples();
     let every = crate::dashboard::SAMPLE_EVERY.as_millis() as u64;
     let body = json!({"sample_every_ms": every, "samples": samples});

@@ -419,11 +419,14 @@ fn controller_secrets(bc: &BurstCluster, cluster: &str) -> Vec<Volume> {
 }
 
 /// A probe of `path` on the HTTP port.
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+/// A probe of `path` on the HTTP port; `https` when the port speaks TLS (the controller's, in a cluster with TLS:
+/// the kubelet does not verify the certificate).
+fn http_probe(path: &str, period: i32, failures: i32, https: bool) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String(names::HTTP_PORT_NAME.into()),
+            scheme: https.then(|| "HTTPS".into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -515,6 +518,8 @@ fn pod(
         "controller" => (names::CONTROLLER_PORT, s.controller.resources.clone()),
         _ => (names::WORKER_PORT, placement.resources.clone()),
     };
+    // The controller's HTTP port takes submissions: with TLS on, it speaks HTTPS with the controller's certificate.
+    let https = role == "controller" && s.tls.enabled();
     let container = Container {
         name: role.into(),
         image: Some(s.image.clone()),
@@ -525,9 +530,9 @@ fn pod(
         resources,
         volume_mounts: Some(mounts),
         security_context: Some(restricted()),
-        startup_probe: Some(http_probe("/healthz", STARTUP_PERIOD_SECONDS, STARTUP_FAILURES)),
-        readiness_probe: Some(http_probe("/readyz", READY_PERIOD_SECONDS, READY_FAILURES)),
-        liveness_probe: Some(http_probe("/healthz", LIVE_PERIOD_SECONDS, LIVE_FAILURES)),
+        startup_probe: Some(http_probe("/healthz", STARTUP_PERIOD_SECONDS, STARTUP_FAILURES, https)),
+        readiness_probe: Some(http_probe("/readyz", READY_PERIOD_SECONDS, READY_FAILURES, https)),
+        liveness_probe: Some(http_probe("/healthz", LIVE_PERIOD_SECONDS, LIVE_FAILURES, https)),
         ..Container::default()
     };
     let mut labels = names::labels(cluster, role);
@@ -536,6 +541,9 @@ fn pod(
         let own = std::mem::take(&mut labels);
         labels = placement.labels.clone();
         labels.extend(own);
+    }
+    if https {
+        labels.insert(names::HTTP_SCHEME_LABEL.into(), "https".into());
     }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {

@@ -212,6 +212,19 @@ fn controller_and_workers_serve_http_and_are_probed_on_it() {
         assert_eq!((path.as_str(), &port), ("/healthz", &http));
         assert!(gives_up >= 300, "a controller replaying its store has 5 minutes, not {gives_up} s");
     }
+    // With TLS, the controller's HTTP port (it takes submissions) speaks HTTPS; the workers' stays plain HTTP.
+    let scheme = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
+        let probe = pod_spec(t).containers[0].readiness_probe.clone().unwrap();
+        probe.http_get.unwrap().scheme
+    };
+    assert!(example().spec.tls.enabled());
+    assert_eq!(scheme(&sts.spec.template).as_deref(), Some("HTTPS"));
+    assert_eq!(scheme(&d.workers[0].spec.template), None);
+    let mut plain = example();
+    plain.spec.tls.enabled = Some(false);
+    let d = desired(&plain).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
+    assert_eq!(scheme(&sts.spec.template), None);
 }
 
 #[test]

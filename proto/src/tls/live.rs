@@ -42,6 +42,19 @@ const ACCEPT_BACKLOG: usize = 64;
 /// After a failed accept (out of file descriptors, say), wait this long before the next, instead of spinning.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const ALPN_H2: &[u8] = b"h2";
+/// What the HTTP side speaks (axum serves HTTP/1.1 there).
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Who may connect to a TLS server, and what it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// gRPC; a client certificate of the CA if the client has one.
+    Grpc,
+    /// gRPC; a client certificate of the CA required.
+    GrpcClientCert,
+    /// HTTP/1.1; a client certificate of the CA if the client has one (a browser or curl with a token has none).
+    Http,
+}
 
 /// PEM bytes: the CA bundle every peer must chain to, and this side's certificate chain and key (a client that
 /// authenticates with a token has none).
@@ -79,7 +92,8 @@ struct Loaded {
     pem: Pem,
     client: Arc<ClientConfig>,
     /// With this side's certificate: (client certificate optional, required).
-    server: Option<(Arc<ServerConfig>, Arc<ServerConfig>)>,
+    /// The server's configurations for each [`Accept`]: gRPC, gRPC with a client certificate, HTTP.
+    server: Option<[Arc<ServerConfig>; 3]>,
 }
 
 /// The TLS a running program uses now; cheap to clone, every clone sees every replacement.
@@ -136,7 +150,7 @@ fn load(pem: Pem) -> Result<Loaded, String> {
     let server = match identity {
         None => None,
         Some((chain, key)) => {
-            let server = |require_client: bool| -> Result<Arc<ServerConfig>, String> {
+            let server = |require_client: bool, alpn: &[u8]| -> Result<Arc<ServerConfig>, String> {
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
                 let verifier = if require_client { verifier } else { verifier.allow_unauthenticated() };
                 let verifier = verifier.build().map_err(|e| format!("the CA bundle: {e}"))?;
@@ -146,10 +160,10 @@ fn load(pem: Pem) -> Result<Loaded, String> {
                     .with_client_cert_verifier(verifier)
                     .with_single_cert(chain.clone(), key.clone_key())
                     .map_err(|e| format!("the certificate and key: {e}"))?;
-                config.alpn_protocols = vec![ALPN_H2.to_vec()];
+                config.alpn_protocols = vec![alpn.to_vec()];
                 Ok(Arc::new(config))
             };
-            Some((server(false)?, server(true)?))
+            Some([server(false, ALPN_H2)?, server(true, ALPN_H2)?, server(false, ALPN_HTTP1)?])
         }
     };
     Ok(Loaded { pem, client: Arc::new(client), server })
@@ -199,22 +213,26 @@ impl LiveTls {
         crate::follow::follow(what, crate::follow::EVERY, read, move |pem| tls.replace(pem))
     }
 
-    fn server(&self, require_client: bool) -> Option<Arc<ServerConfig>> {
+    fn server(&self, accept: Accept) -> Option<Arc<ServerConfig>> {
         let loaded = self.now();
-        let (optional, required) = loaded.server.as_ref()?;
-        Some(if require_client { required.clone() } else { optional.clone() })
+        let [grpc, grpc_client_cert, http] = loaded.server.as_ref()?;
+        Some(match accept {
+            Accept::Grpc => grpc.clone(),
+            Accept::GrpcClientCert => grpc_client_cert.clone(),
+            Accept::Http => http.clone(),
+        })
     }
 }
 
-/// Connections on `listener`, each through a TLS handshake with the configuration current when it arrived; a
-/// client must present a certificate of the CA when `require_client`. Stops accepting when the server drops
-/// the stream. Errors if `tls` has no certificate of its own.
+/// Connections on `listener`, each through a TLS handshake with the configuration current when it arrived, as
+/// `accept` says. Stops accepting when the server drops the stream. Errors if `tls` has no certificate of its
+/// own.
 pub fn incoming(
     listener: TcpListener,
     tls: LiveTls,
-    require_client: bool,
+    accept: Accept,
 ) -> Result<ReceiverStream<io::Result<TlsStream<TcpStream>>>, String> {
-    if tls.server(require_client).is_none() {
+    if tls.server(accept).is_none() {
         return Err("a TLS server needs a certificate and key".into());
     }
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
@@ -231,7 +249,7 @@ pub fn incoming(
                     }
                 },
             };
-            let Some(config) = tls.server(require_client) else { return };
+            let Some(config) = tls.server(accept) else { return };
             let tx = tx.clone();
             // Handshakes run side by side: one slow client never holds up the next.
             tokio::spawn(handshake(tcp, peer, config, tx));
@@ -273,7 +291,8 @@ pub fn serve(
 ) -> Result<Serving, String> {
     Ok(match tls {
         Some(tls) => {
-            let incoming = incoming(listener, tls.clone(), require_client)?;
+            let accept = if require_client { Accept::GrpcClientCert } else { Accept::Grpc };
+            let incoming = incoming(listener, tls.clone(), accept)?;
             Box::pin(async move { router.serve_with_incoming_shutdown(incoming, shutdown).await })
         }
         None => {
