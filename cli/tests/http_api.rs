@@ -185,6 +185,7 @@ async fn every_route_works_for_the_right_caller_and_refuses_the_others_in_one_er
 
         // Paths, methods, origins and sizes the API does not take.
         refused(get(addr, "/v1/nothing-here", &[ALICE]), 404, "NOT_FOUND");
+        refused(get(addr, "/api/overview", &[ALICE]), 404, "NOT_FOUND");
         let (code, body) = http(addr, "DELETE", "/v1/jobs", &[ALICE], "");
         refused(parse(code, &body), 405, "METHOD_NOT_ALLOWED");
         let cross = post(addr, "/v1/jobs", &[ALICE, "Origin: http://evil.example"], echo);

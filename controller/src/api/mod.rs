@@ -71,6 +71,8 @@ pub enum In {
 #[derive(Clone, Copy)]
 pub enum Kind {
     Text,
+    /// A job or worker id ([`openapi::NAME_PATTERN`]).
+    Name,
     /// A non-negative integer up to this.
     Count(u32),
     Bool,
@@ -131,7 +133,7 @@ const fn query(name: &'static str, kind: Kind, repeated: bool, doc: &'static str
     Param { name, place: In::Query, kind, repeated, doc }
 }
 
-const JOB_ID: Param = Param { name: "id", place: In::Path, kind: Kind::Text, repeated: false, doc: "The job's id." };
+const JOB_ID: Param = Param { name: "id", place: In::Path, kind: Kind::Name, repeated: false, doc: "The job's id." };
 
 const fn route(method: &'static str, path: &'static str, id: &'static str, summary: &'static str) -> Route {
     Route { method, path, id, summary, params: &[], body: None, ok: (200, Shape::Text), probe: false, public: false }
@@ -211,7 +213,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         params: &[
-            query("job_id", Kind::Text, true, "Only these jobs."),
+            query("job_id", Kind::Name, true, "Only these jobs."),
             query("label", Kind::Pair, true, "Only jobs with this label, KEY=VALUE."),
             query("initial", Kind::Bool, false, "Send each named job's current status first (with job_id)."),
             query("terminal_only", Kind::Bool, false, "Only statuses of jobs that ended."),

@@ -31,6 +31,7 @@ pub fn document() -> Value {
         entry[r.method] = operation(r);
     }
     let mut schemas = message_schemas();
+    refine(&mut schemas);
     schemas.insert(
         "Error".into(),
         json!({
@@ -85,6 +86,33 @@ pub fn document() -> Value {
     })
 }
 
+/// A job or worker id, as `crate::validate::name` takes it (it also refuses `..` inside).
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._/-]{0,252}$";
+
+/// What the controller's validation requires besides the JSON's shape, where a schema can say it simply: ids are
+/// names, a spec runs one kind of thing, a command or entry is not blank. (The rest — known pools, environment
+/// names, sizes — is refused with a 400 naming it.)
+fn refine(schemas: &mut Map<String, Value>) {
+    let name = json!({"type": "string", "pattern": NAME_PATTERN});
+    let not_blank = json!({"type": "string", "pattern": "\\S"});
+    let one_of = |fields: &[&str]| Value::Array(fields.iter().map(|f| json!({"required": [f]})).collect());
+    schemas["CancelJobRequest"]["properties"]["job_ids"]["items"] = name.clone();
+    schemas["CordonWorkersRequest"]["properties"]["worker_ids"]["items"] = name;
+    // Exactly one member of the oneof (in place of "at most one").
+    for (message, members) in
+        [("JobSpec", &["process", "python", "docker"]), ("PythonSpec", &["script", "module", "code"])]
+    {
+        let schema = schemas[message].as_object_mut().expect("a message schema");
+        schema.remove("allOf");
+        schema.insert("oneOf".into(), one_of(members));
+    }
+    schemas["ProcessSpec"]["properties"]["command"] = not_blank.clone();
+    schemas["ProcessSpec"]["required"] = json!(["command"]);
+    for entry in ["script", "module", "code"] {
+        schemas["PythonSpec"]["properties"][entry] = not_blank.clone();
+    }
+}
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -105,6 +133,11 @@ fn operation(r: &Route) -> Value {
     let mut responses = Map::new();
     let (code, shape) = r.ok;
     responses.insert(code.to_string(), answer(shape, "What was asked for."));
+    if r.id == "submitJobs" {
+        // A created job can be read and cancelled by its id (a fuzzer follows these from submissions).
+        let link = |op: &str| json!({"operationId": op, "parameters": {"id": "$response.body#/job_id"}});
+        responses["201"]["links"] = json!({"GetJob": link("getJob"), "CancelJob": link("cancelJob")});
+    }
     if r.id == "submitJobs" {
         responses.insert("200".into(), answer(shape, "The job (or every job of the batch) already existed."));
     }
@@ -163,6 +196,7 @@ fn schema_of(shape: Shape) -> Value {
 fn parameter(p: &super::Param) -> Value {
     let one = match p.kind {
         Kind::Text => json!({"type": "string"}),
+        Kind::Name => json!({"type": "string", "pattern": NAME_PATTERN}),
         Kind::Count(max) => json!({"type": "integer", "minimum": 0, "maximum": max}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::State => {
@@ -276,14 +310,15 @@ fn add_message(schemas: &mut Map<String, Value>, m: &DescriptorProto, name: &str
 
 /// The schema of one value of field `f` (not counting `repeated`).
 fn scalar(f: &prost_types::FieldDescriptorProto) -> Value {
-    // Integers may come as numbers or decimal strings; 64-bit ones go out as strings.
+    // Integers may come as numbers or decimal strings; 64-bit ones go out as strings. The pattern bounds the
+    // digits; a string of them past the type's range is refused with a 400.
     let int = |min: i128, max: i128, digits: &str| json!({"type": ["integer", "string"], "minimum": min, "maximum": max, "pattern": format!("^{digits}$")});
     match f.r#type() {
         Type::Double | Type::Float => json!({"type": "number"}),
-        Type::Int64 | Type::Sint64 | Type::Sfixed64 => int(i64::MIN as i128, i64::MAX as i128, "-?[0-9]{1,18}"),
-        Type::Uint64 | Type::Fixed64 => int(0, u64::MAX as i128, "[0-9]{1,19}"),
-        Type::Int32 | Type::Sint32 | Type::Sfixed32 => int(i32::MIN as i128, i32::MAX as i128, "-?[0-9]{1,9}"),
-        Type::Uint32 | Type::Fixed32 => int(0, u32::MAX as i128, "[0-9]{1,9}"),
+        Type::Int64 | Type::Sint64 | Type::Sfixed64 => int(i64::MIN as i128, i64::MAX as i128, "-?[0-9]{1,19}"),
+        Type::Uint64 | Type::Fixed64 => int(0, u64::MAX as i128, "[0-9]{1,20}"),
+        Type::Int32 | Type::Sint32 | Type::Sfixed32 => int(i32::MIN as i128, i32::MAX as i128, "-?[0-9]{1,10}"),
+        Type::Uint32 | Type::Fixed32 => int(0, u32::MAX as i128, "[0-9]{1,10}"),
         Type::Bool => json!({"type": "boolean"}),
         Type::String => json!({"type": "string"}),
         Type::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
@@ -314,7 +349,7 @@ mod tests {
         assert_eq!(spec["properties"]["timeout_ms"]["type"], json!(["integer", "string"]));
         assert_eq!(spec["properties"]["labels"]["additionalProperties"]["type"], "string");
         assert!(spec["description"].is_null() || spec["description"].is_string());
-        assert!(spec["allOf"].as_array().unwrap().contains(&json!({"not": {"required": ["process", "python"]}})));
+        assert!(spec["oneOf"].as_array().unwrap().contains(&json!({"required": ["process"]})), "one kind, exactly");
         let status = &schemas["JobStatus"]["properties"];
         assert_eq!(status["state"], reference("JobState"));
         assert!(status["exit_code"].is_object(), "optional fields are properties too");
