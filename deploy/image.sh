@@ -37,7 +37,12 @@ if [ "$base" = "burst-base:local" ] && ! docker image inspect "$base" >/dev/null
 fi
 
 context=$(mktemp -d)
-cp "$binary" "$context/burst"
+# The release build keeps line tables for backtraces; the image gets the binary without its debug sections.
+if command -v strip >/dev/null 2>&1; then
+  strip --strip-debug -o "$context/burst" "$binary"
+else
+  cp "$binary" "$context/burst"
+fi
 docker build -q -f "$here/Dockerfile" --build-arg "BASE=$base" -t "$tag" "$context" >/dev/null
 rm -rf "$context"
 echo "image.sh: built $tag"

@@ -14,7 +14,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "BURST_CONFIG")]
     pub config: Option<PathBuf>,
     /// Output format of read commands.
-    #[arg(short = 'o', long, global = true, value_enum)]
+    #[arg(short = 'o', long, global = true, value_enum, env = "BURST_OUTPUT")]
     pub output: Option<Format>,
     /// Bearer token for a controller that requires one (see its --tokens-file).
     #[arg(long, global = true, env = "BURST_TOKEN", hide_env_values = true)]
@@ -62,8 +62,8 @@ pub enum Command {
         /// Only jobs in this state (queued, leased, running, succeeded, failed, cancelled); repeatable.
         #[arg(long = "state", value_parser = parse_state)]
         states: Vec<burst_proto::v1::JobState>,
-        /// Only jobs with this label, KEY=VALUE; repeatable.
-        #[arg(long = "label", value_parser = crate::units::parse_pair)]
+        /// Only jobs with these labels: KEY=VALUE, comma-separated or repeated (`-l a=b,c=d`, as kubectl).
+        #[arg(short = 'l', long = "label", alias = "selector", value_delimiter = ',', value_parser = crate::units::parse_pair)]
         labels: Vec<(String, String)>,
         /// Only jobs submitted by this owner (a token's name); callers who are not admins see only their own.
         #[arg(long)]
@@ -78,8 +78,9 @@ pub enum Command {
     /// Cancel jobs by id, or every unfinished job matching a label selector.
     Cancel {
         jobs: Vec<String>,
-        /// Cancel every unfinished job with this label, KEY=VALUE; repeatable (all must match).
-        #[arg(long = "label", value_parser = crate::units::parse_pair)]
+        /// Cancel every unfinished job with these labels: KEY=VALUE, comma-separated or repeated (all must match;
+        /// `-l a=b,c=d`, as kubectl).
+        #[arg(short = 'l', long = "label", alias = "selector", value_delimiter = ',', value_parser = crate::units::parse_pair)]
         labels: Vec<(String, String)>,
     },
     /// Print a job's output: what it wrote so far, or with -f live until it ends (waiting for a queued job).
@@ -114,9 +115,9 @@ pub enum Command {
         /// Print the counts once and exit.
         #[arg(long)]
         once: bool,
-        /// Seconds between updates.
-        #[arg(long, default_value_t = 1.0)]
-        interval: f64,
+        /// Time between updates (e.g. 500ms, 2s; a bare number is seconds).
+        #[arg(long, default_value = "1s", value_parser = crate::units::parse_duration)]
+        interval: std::time::Duration,
     },
     /// Start a controller and workers in this process and run a demo batch on them.
     Dev(DevArgs),

@@ -85,6 +85,13 @@ fn the_cli_drives_a_real_controller_and_worker() {
     // Reads: list with filters, workers, watch.
     let listed = json(&burst(&url, &["list", "--label", "from=file", "-o", "json"]));
     assert_eq!(listed.as_array().unwrap().len(), 2);
+    // kubectl's selector form: -l, comma-separated, all must match; BURST_OUTPUT as -o.
+    let o = procs::burst_env(&url, &["list", "-l", "from=file"], &[("BURST_OUTPUT", "json")]);
+    assert_eq!(json(&o).as_array().unwrap().len(), 2, "{}", stdout(&o));
+    assert!(json(&burst(&url, &["list", "-l", "from=file,nothing=here", "-o", "json"])).as_array().unwrap().is_empty());
+    let o = burst(&url, &["list", "-l", "from"]);
+    assert_eq!(o.status.code(), Some(2), "clap refuses a selector that is not KEY=VALUE: {}", stderr(&o));
+    assert!(stderr(&o).contains("is not KEY=VALUE"), "{}", stderr(&o));
     let failed = json(&burst(&url, &["list", "--state", "failed", "-o", "json"]));
     assert_eq!(failed.as_array().unwrap().len(), 1, "only the exit-3 job failed");
     let o = burst(&url, &["list", "--limit", "3"]);
@@ -139,6 +146,14 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"process\": {\"command\": \"/bin/true\"}}\n{\"process\": {}}\n").unwrap();
     assert_error(&burst(&url, &["submit", "-f", bad.to_str().unwrap()]), 2, "line 2");
+    // A spec over the controller's limit is refused before anything is sent, naming the limit and the line.
+    let big = format!("{{\"process\": {{\"command\": \"/bin/echo\", \"args\": [\"{}\"]}}}}\n", "x".repeat(300 * 1024));
+    std::fs::write(&bad, format!("{{\"process\": {{\"command\": \"/bin/true\"}}}}\n{big}")).unwrap();
+    let o = burst(&url, &["submit", "-f", bad.to_str().unwrap()]);
+    assert_error(&o, 2, "line 2: the spec is");
+    assert!(stderr(&o).contains("at most 262144"), "{}", stderr(&o));
+    assert_error(&burst(&url, &["watch", "--once", "--interval", "10ms"]), 2, "at least 50ms");
+    assert!(burst(&url, &["watch", "--once", "--interval", "2s"]).status.success());
     assert_error(&burst(&url, &["submit"]), 2, "say what to run");
     assert_error(&burst(&url, &["wait", "a/b"]), 2, "is not a job id");
     let o = burst(&url, &["controller", "--router", "fastest"]);
@@ -305,4 +320,19 @@ fn servers_refuse_plaintext_unless_asked_for_it() {
             Command::new(BURST).args([role, "--listen", "127.0.0.1:0"]).env_remove("BURST_INSECURE").output().unwrap();
         assert_error(&o, 1, "--insecure");
     }
+}
+
+#[test]
+fn waiting_on_a_job_that_cannot_start_says_why_every_few_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_controller, addr) = serve(&["controller", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]);
+    let url = format!("http://{addr}");
+    let id = stdout(&burst(&url, &["submit", "process", "/bin/true"])).trim().to_string();
+    // No worker is registered: the wait gives up after its timeout, having said why the job has not started.
+    let o = burst(&url, &["wait", "--timeout", "6s", &id]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err.lines().find(|l| l.contains("still waiting")).unwrap_or_else(|| panic!("no waiting line: {err}"));
+    assert!(line.contains(&format!("{id} is queued: no worker")), "{line}");
 }

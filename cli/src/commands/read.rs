@@ -141,13 +141,13 @@ pub async fn pools(ctx: &Ctx) -> anyhow::Result<u8> {
 
 /// Prints job counts by state every `interval` until Ctrl-C (or once). On a terminal the line is redrawn in
 /// place; otherwise each update is a line of its own.
-pub async fn watch(ctx: &Ctx, once: bool, interval: f64) -> anyhow::Result<u8> {
-    if !(interval.is_finite() && interval >= 0.05) {
-        return Err(Usage("--interval must be at least 0.05 seconds".into()).into());
+pub async fn watch(ctx: &Ctx, once: bool, interval: Duration) -> anyhow::Result<u8> {
+    if interval < Duration::from_millis(50) {
+        return Err(Usage("--interval must be at least 50ms".into()).into());
     }
     let mut client = ctx.connect().await?;
     let tty = std::io::stdout().is_terminal() && !ctx.json();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(interval));
+    let mut tick = tokio::time::interval(interval);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -18,6 +18,8 @@ use crate::client::{Client, Usage};
 
 /// Ids sent per `WatchJobs` call: keeps each request far under the message limit.
 const IDS_PER_WATCH: usize = 50_000;
+/// After this long with no job ending, a line on stderr says why one of them is still waiting.
+const STALLED_NOTE: Duration = Duration::from_secs(5);
 
 fn is_terminal(s: &JobStatus) -> bool {
     matches!(s.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled)
@@ -63,9 +65,18 @@ async fn follow(
     let mut left: HashSet<String> = batch.iter().cloned().collect();
     let req = WatchJobsRequest { job_ids: batch, initial: true, terminal_only: true, ..WatchJobsRequest::default() };
     let mut stream = client.watch_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
+    let mut quiet = tokio::time::interval_at(tokio::time::Instant::now() + STALLED_NOTE, STALLED_NOTE);
     while !left.is_empty() {
-        match stream.next().await {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = quiet.tick() => {
+                note_stalled(client, &left, open.len()).await;
+                continue;
+            }
+        };
+        match next {
             Some(Ok(status)) if is_terminal(&status) => {
+                quiet.reset();
                 if left.remove(&status.job_id) {
                     open.remove(&status.job_id);
                     bar.inc(1);
@@ -81,6 +92,21 @@ async fn follow(
         }
     }
     Ok(())
+}
+
+/// One line on stderr when nothing has ended for a while: how many jobs are still open, and where one of them
+/// stands (a queued job's waiting reason says why it has not started: no worker, none with room, none fits).
+async fn note_stalled(client: &mut Client, left: &HashSet<String>, open: usize) {
+    let Some(id) = left.iter().min() else { return };
+    let req = burst_proto::v1::GetJobStatusRequest { job_id: id.clone() };
+    let Ok(status) = client.get_job_status(req).await.map(tonic::Response::into_inner) else { return };
+    let state = burst_proto::state_name(status.state());
+    let why = match status.waiting_reason.as_str() {
+        "" => String::new(),
+        reason => format!(": {reason}"),
+    };
+    let jobs = if open == 1 { "1 job".to_string() } else { format!("{open} jobs") };
+    eprintln!("burst: still waiting for {jobs}; {id} is {state}{why}");
 }
 
 /// The exit code that tells a script how jobs ended: one job's own exit code (128+signal, 124 on timeout, 127

@@ -40,15 +40,21 @@ pub fn serve(args: &[&str]) -> (Proc, String) {
     (Proc(child), line.trim().to_string())
 }
 
-/// Runs `burst <args>` against `controller` and returns what it did.
-pub fn burst(controller: &str, args: &[&str]) -> Output {
+/// [`burst`], with more environment variables.
+pub fn burst_env(controller: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BURST)
         .args(args)
         .env("BURST_CONTROLLER", controller)
         .env("BURST_INSECURE", "true")
         .env_remove("BURST_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .expect("burst runs")
+}
+
+/// Runs `burst <args>` against `controller` and returns what it did.
+pub fn burst(controller: &str, args: &[&str]) -> Output {
+    burst_env(controller, args, &[])
 }
 
 pub fn stdout(o: &Output) -> String {
