@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(name = "burst", version, about = "Run huge numbers of short jobs on a pool of warm workers")]
 pub struct Cli {
-    /// Controller URL or host:port [default: the config file's cli.controller, else http://127.0.0.1:50051].
+    /// Controller URL (http:// plaintext, https:// TLS with --tls-ca) or host:port (TLS when --tls-ca is given)
+    /// [default: the config file's cli.controller, else 127.0.0.1:50051].
     #[arg(long, global = true, env = "BURST_CONTROLLER")]
     pub controller: Option<String>,
     /// Config file (TOML, or JSON with a .json name); its [cli] section is read.
@@ -433,6 +434,10 @@ pub struct DevArgs {
     /// Plaintext gRPC inside the local cluster instead of mutual TLS.
     #[arg(long)]
     pub insecure: bool,
+    /// Serve the controller's HTTP side here too (the HTTP API at /v1, the dashboard at /ui, /metrics): HTTPS
+    /// with the cluster's certificates unless --insecure. Port 0 picks a free port.
+    #[arg(long)]
+    pub http_listen: Option<std::net::SocketAddr>,
     /// The demo job's command and arguments [default: /bin/true].
     #[arg(last = true)]
     pub command: Vec<String>,

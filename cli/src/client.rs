@@ -13,7 +13,8 @@ use crate::args::Format;
 
 pub type Client = ControlClient;
 
-pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
+/// Where the controller is by default: plaintext, or TLS when the cluster's CA is given.
+pub const DEFAULT_CONTROLLER: &str = "127.0.0.1:50051";
 /// How long the CLI waits for a TCP connection before saying the controller is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -71,7 +72,7 @@ impl Ctx {
         };
         let controller = controller.or(file.controller).unwrap_or_else(|| DEFAULT_CONTROLLER.into());
         Ok(Ctx {
-            controller: burst_proto::endpoint_url(&controller),
+            controller,
             format: format.or(file.output).unwrap_or_default(),
             bearer: Bearer::new(token).map_err(|e| Usage(format!("--token: {e}")))?,
             tls,
@@ -96,8 +97,23 @@ pub async fn connect_with(url: &str, bearer: Bearer) -> anyhow::Result<Client> {
     connect_tls(url, bearer, None).await
 }
 
-/// A client over TLS when `tls` is given (the URL's scheme becomes https).
+/// Whether `controller` is reached over TLS: its scheme decides (`https://` needs the cluster's CA; `http://` is
+/// plaintext even with one); a bare `host:port` uses TLS when the CA is given. Other schemes are refused.
+pub fn use_tls(controller: &str, have_ca: bool) -> Result<bool, Usage> {
+    let Some((scheme, _)) = controller.split_once("://") else { return Ok(have_ca) };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" if have_ca => Ok(true),
+        "https" => Err(Usage(format!(
+            "{controller} is TLS: pass the cluster's CA with --tls-ca (BURST_TLS_CA) to verify the controller"
+        ))),
+        "http" => Ok(false),
+        _ => Err(Usage(format!("controller {controller:?}: the scheme must be http:// or https://"))),
+    }
+}
+
+/// A client over TLS when the URL says so (see [`use_tls`]), with `tls`'s CA and client certificate.
 pub async fn connect_tls(url: &str, bearer: Bearer, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
+    let tls = if use_tls(url, tls.is_some())? { tls } else { None };
     let url = burst_proto::tls::url(url, tls.is_some());
     let endpoint = burst_proto::tls::endpoint(&url)
         .map_err(|e| Usage(format!("controller: {e}")))?
@@ -140,4 +156,20 @@ pub fn error_line(e: &anyhow::Error) -> String {
         return parts.join(": ");
     }
     format!("{e:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_urls_scheme_decides_tls() {
+        assert!(!use_tls("127.0.0.1:50051", false).unwrap());
+        assert!(use_tls("127.0.0.1:50051", true).unwrap());
+        assert!(use_tls("https://c:50051", true).unwrap());
+        assert!(use_tls("HTTPS://c:50051", true).unwrap());
+        assert!(!use_tls("http://c:50051", true).unwrap(), "http:// is plaintext even with a CA");
+        assert!(use_tls("https://c:50051", false).unwrap_err().0.contains("--tls-ca"));
+        assert!(use_tls("ftp://c:50051", true).unwrap_err().0.contains("http:// or https://"));
+    }
 }

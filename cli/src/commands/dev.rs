@@ -55,6 +55,7 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
         router: args.router,
         listen: args.listen.clone(),
         tls_dir: (!args.insecure).then(|| tls_dir.clone()),
+        http_listen: args.http_listen,
         ..ClusterOptions::new(workers, slots, output_dir.clone())
     };
     let cluster = LocalCluster::start(opts).await?;
@@ -65,6 +66,10 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
         args.router.name(),
         output_dir.display()
     );
+    if let Some(http) = cluster.controller.http {
+        let scheme = if args.insecure { "http" } else { "https" };
+        eprintln!("burst dev: HTTP API at {scheme}://{http}/v1, dashboard at {scheme}://{http}/ui");
+    }
     let argv = if args.command.is_empty() { vec!["/bin/true".to_string()] } else { args.command.clone() };
     let mut code = 0;
     if args.jobs > 0 {
@@ -81,18 +86,35 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
         }
     }
     if args.keep {
-        eprintln!("burst dev: up; in another shell: export BURST_CONTROLLER={}  (Ctrl-C here to stop)", cluster.url());
-        if !args.insecure {
-            let d = tls_dir.display();
-            eprintln!("  and BURST_TLS_CA={d}/ca.pem BURST_TLS_CERT={d}/admin.pem BURST_TLS_KEY={d}/admin-key.pem");
-        }
+        eprintln!("burst dev: up (Ctrl-C here to stop); in another shell:");
+        eprintln!("{}", export_line(&cluster.url(), (!args.insecure).then_some(tls_dir.as_path())));
         burst_proto::shutdown_signal().await?;
     }
     cluster.shutdown().await?;
-    if own_dir {
-        let _ = std::fs::remove_dir_all(&output_dir);
+    // A temporary output directory goes with the cluster, unless --keep said to keep it.
+    match (own_dir, args.keep) {
+        (true, false) => {
+            let _ = std::fs::remove_dir_all(&output_dir);
+        }
+        (true, true) => eprintln!("burst dev: jobs' output kept in {}", output_dir.display()),
+        _ => {}
     }
     Ok(code)
+}
+
+/// A line to paste into a shell: the controller's address, and with TLS the admin's certificate files, each
+/// quoted.
+fn export_line(url: &str, tls_dir: Option<&std::path::Path>) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut line = format!("export BURST_CONTROLLER={}", quote(url));
+    if let Some(d) = tls_dir {
+        for (var, file) in
+            [("BURST_TLS_CA", "ca.pem"), ("BURST_TLS_CERT", "admin.pem"), ("BURST_TLS_KEY", "admin-key.pem")]
+        {
+            line += &format!(" {var}={}", quote(&d.join(file).display().to_string()));
+        }
+    }
+    line
 }
 
 /// Runs one process job per argv on `cluster` and waits for all of them, with a progress bar on a terminal;
@@ -156,5 +178,24 @@ fn print_summary(ctx: &Ctx, argv: &[String], report: &BatchReport, baseline: Opt
     println!("  per worker: {}", workers.join(", "));
     for s in failed.iter().take(5) {
         println!("  failed: {} on {}: {}", s.job_id, s.worker_id, render::outcome(s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_export_line_is_one_shell_command() {
+        let line = export_line("https://127.0.0.1:5", Some(std::path::Path::new("/tmp/it's")));
+        assert_eq!(
+            line,
+            "export BURST_CONTROLLER='https://127.0.0.1:5' BURST_TLS_CA='/tmp/it'\\''s/ca.pem' \
+             BURST_TLS_CERT='/tmp/it'\\''s/admin.pem' BURST_TLS_KEY='/tmp/it'\\''s/admin-key.pem'"
+        );
+        let out =
+            std::process::Command::new("sh").arg("-c").arg(format!("{line}; echo \"$BURST_TLS_CA\"")).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/tmp/it's/ca.pem\n", "the shell reads it back");
+        assert_eq!(export_line("http://x:1", None), "export BURST_CONTROLLER='http://x:1'");
     }
 }
