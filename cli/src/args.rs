@@ -33,6 +33,33 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parses the command line (exiting on a mistake, as clap does), refusing the client's global flags (`-o`,
+/// `--controller`, `--token`, ...) given on the command line to a server role that has no use for them:
+/// `burst controller -o json` would otherwise be silently ignored. (From the environment they are left alone: a
+/// shell's `BURST_OUTPUT` must not stop a server.)
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let matches = command.clone().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some((role @ ("controller" | "worker" | "operator"), sub)) = matches.subcommand()
+        && let Some(unused) = unused_global(&command, role, sub)
+    {
+        let why = format!("{unused} means nothing to `burst {role}` (it is for the client commands)");
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit();
+    }
+    cli
+}
+
+/// A global flag given on the command line that `role` does not define itself.
+fn unused_global(command: &clap::Command, role: &str, sub: &clap::ArgMatches) -> Option<String> {
+    let own: Vec<&str> = command.find_subcommand(role)?.get_arguments().map(|a| a.get_id().as_str()).collect();
+    command.get_arguments().filter(|a| a.is_global_set() && !own.contains(&a.get_id().as_str())).find_map(|a| {
+        let given = sub.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine);
+        given.then(|| format!("--{}", a.get_long().unwrap_or(a.get_id().as_str())))
+    })
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -450,5 +477,20 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_client_flag_given_to_a_server_role_is_named() {
+        let unused = |argv: &[&str]| {
+            let command = super::Cli::command();
+            let matches = command.clone().try_get_matches_from(argv).unwrap();
+            let (role, sub) = matches.subcommand().unwrap();
+            super::unused_global(&command, role, sub)
+        };
+        assert_eq!(unused(&["burst", "controller", "-o", "json"]).as_deref(), Some("--output"));
+        assert_eq!(unused(&["burst", "operator", "--token", "t"]).as_deref(), Some("--token"));
+        assert_eq!(unused(&["burst", "controller", "--controller", "x:1"]).as_deref(), Some("--controller"));
+        assert_eq!(unused(&["burst", "worker", "--controller", "x:1", "--token", "t"]), None, "the worker's own flags");
+        assert_eq!(unused(&["burst", "controller", "--listen", "127.0.0.1:0"]), None);
     }
 }

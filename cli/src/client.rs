@@ -153,14 +153,65 @@ pub fn error_line(e: &anyhow::Error) -> String {
             // What plaintext sees of a TLS server.
             parts.push("does the controller use TLS? then pass --tls-ca (and a client certificate or --token)".into());
         }
-        return parts.join(": ");
+        return join_once(parts);
     }
-    format!("{e:#}")
+    join_once(e.chain().map(|c| c.to_string()).collect())
+}
+
+/// The parts of an error chain joined with `: `, each said once: transport errors often repeat their source's
+/// text in their own (`tcp connect error: tcp connect error: ...`).
+fn join_once(parts: Vec<String>) -> String {
+    let mut line = String::new();
+    for part in parts {
+        let part = part.trim();
+        if part.is_empty() || line.ends_with(part) {
+            continue;
+        }
+        // A part that begins with what the line ends with (its own cause) adds only the rest.
+        let overlap = (1..=part.len().min(line.len()))
+            .rev()
+            .filter(|&n| part.is_char_boundary(n))
+            .find(|&n| line.ends_with(&part[..n]) && part[n..].starts_with(": "));
+        match overlap {
+            Some(n) => line.push_str(&part[n..]),
+            None if line.is_empty() => line.push_str(part),
+            None => {
+                line.push_str(": ");
+                line.push_str(part);
+            }
+        }
+    }
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_thing_once() {
+        let join = |parts: &[&str]| join_once(parts.iter().map(|p| p.to_string()).collect());
+        assert_eq!(
+            join(&[
+                "cannot reach x",
+                "transport error",
+                "tcp connect error",
+                "tcp connect error",
+                "Connection refused"
+            ]),
+            "cannot reach x: transport error: tcp connect error: Connection refused"
+        );
+        assert_eq!(
+            join(&[
+                "transport error",
+                "invalid peer certificate: BadSignature",
+                "invalid peer certificate: BadSignature"
+            ]),
+            "transport error: invalid peer certificate: BadSignature"
+        );
+        assert_eq!(join(&["a: b", "b: c", "c"]), "a: b: c");
+        assert_eq!(join(&["reading f", "No such file"]), "reading f: No such file");
+    }
 
     #[test]
     fn the_urls_scheme_decides_tls() {

@@ -32,7 +32,12 @@ pub fn parse(source: &str, text: &str) -> Result<Vec<JobSpec>, String> {
 /// One line: a JobSpec in the canonical protobuf JSON mapping (`burst_proto::json`), the body `POST /v1/jobs`
 /// takes too, checked as the controller checks it so a mistake is reported with its line.
 fn parse_line(line: &str) -> Result<JobSpec, String> {
-    let spec: JobSpec = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let spec: JobSpec = serde_json::from_str(line).map_err(|e| {
+        // The file's line is named by the caller; serde's own "at line 1" would be a second, wrong one.
+        let text = e.to_string();
+        let what = text.rsplit_once(" at line ").map_or(text.as_str(), |(what, _)| what);
+        format!("{what} (column {})", e.column())
+    })?;
     burst_controller::validate::job_spec(&spec)?;
     Ok(spec)
 }
@@ -98,6 +103,7 @@ mod tests {
         let err = parse("jobs.jsonl", text).unwrap_err();
         assert!(err.starts_with("jobs.jsonl line 2:"), "{err}");
         assert!(err.contains("comand"), "{err}");
+        assert!(!err.contains("line 1") && err.contains("column"), "one line number, the file's: {err}");
         let err = parse("f", "not json").unwrap_err();
         assert!(err.starts_with("f line 1:"), "{err}");
         let err = parse("f", r#"{"env": {}}"#).unwrap_err();

@@ -1,13 +1,11 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[global_allocator]
 static ALLOCATOR: burst_proto::alloc::Allocator = burst_proto::alloc::Allocator;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = burst_cli::args::Cli::parse();
+    let cli = burst_cli::args::parse();
     use burst_cli::args::Command;
     let serving = matches!(cli.command, Command::Controller(_) | Command::Worker(_) | Command::Operator(_));
     if matches!(cli.command, Command::Simulate(_)) {

@@ -156,6 +156,9 @@ fn the_cli_drives_a_real_controller_and_worker() {
     assert!(burst(&url, &["watch", "--once", "--interval", "2s"]).status.success());
     assert_error(&burst(&url, &["submit"]), 2, "say what to run");
     assert_error(&burst(&url, &["wait", "a/b"]), 2, "is not a job id");
+    let o = burst(&url, &["controller", "-o", "json", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(2), "a client flag given to a server is refused: {}", stderr(&o));
+    assert!(stderr(&o).contains("--output means nothing to `burst controller`"), "{}", stderr(&o));
     let o = burst(&url, &["controller", "--router", "fastest"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects an unknown router: {}", stderr(&o));
     assert!(stderr(&o).contains("roundrobin"), "the error lists the routers: {}", stderr(&o));

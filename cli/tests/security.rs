@@ -78,7 +78,12 @@ async fn calls_without_a_valid_token_are_unauthenticated_and_counted() {
     }
     // A submitter may not act as a worker.
     let req = burst_proto::v1::RegisterWorkerRequest::default();
-    assert_eq!(as_(&url, Some(ALICE)).await.register_worker(req).await.unwrap_err().code(), Code::PermissionDenied);
+    let refused = as_(&url, Some(ALICE)).await.register_worker(req).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("alice (role submit) may not make this call: it needs the worker role"),
+        "{refused:?}"
+    );
     // The CLI: exit 3, one line.
     let o = procs::burst(&url, &["--token", "not-a-known-token-0123", "list"]);
     assert_eq!(o.status.code(), Some(3), "{}", procs::stderr(&o));
@@ -112,7 +117,9 @@ async fn a_submitter_sees_and_cancels_only_its_own_jobs_and_cannot_list_workers(
         bob.list_jobs(ListJobsRequest::default()).await.unwrap().into_inner().jobs.is_empty(),
         "bob sees none of alice's"
     );
-    assert_eq!(bob.list_workers(ListWorkersRequest {}).await.unwrap_err().code(), Code::PermissionDenied);
+    let refused = bob.list_workers(ListWorkersRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().ends_with("it needs the admin role"), "{refused:?}");
     assert_eq!(admin.list_workers(ListWorkersRequest {}).await.unwrap().into_inner().workers.len(), 1);
     let listed = admin.list_workers(ListWorkersRequest {}).await.unwrap().into_inner().workers[0].info.clone();
     let cordon = CordonWorkersRequest { worker_ids: vec![listed.unwrap_or_default().worker_id], uncordon: false };

@@ -214,7 +214,13 @@ impl Auth {
         // Relaxed: a counter read only for stats.
         self.denied.fetch_add(1, Ordering::Relaxed);
         warn!(caller = %who.name, role = ?who.role, need = ?need, "call refused: role may not");
-        Err(Status::permission_denied(format!("{} ({:?}) may not make this call", who.name, who.role)))
+        let needed = match need {
+            Need::Client => "a submit or admin token or certificate",
+            Need::Worker => "the worker role (a worker's token or certificate)",
+            Need::Admin => "the admin role",
+        };
+        let role = format!("{:?}", who.role).to_lowercase();
+        Err(Status::permission_denied(format!("{} (role {role}) may not make this call: it needs {needed}", who.name)))
     }
 
     fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
