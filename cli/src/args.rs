@@ -65,6 +65,10 @@ fn unused_global(command: &clap::Command, role: &str, sub: &clap::ArgMatches) ->
 pub enum Format {
     #[default]
     Table,
+    /// The table with more columns (pool, submission time, labels).
+    Wide,
+    /// Only names: job or worker ids, one a line.
+    Name,
     Json,
 }
 
@@ -96,9 +100,12 @@ pub enum Command {
         /// Only jobs submitted by this owner (a token's name); callers who are not admins see only their own.
         #[arg(long)]
         owner: Option<String>,
-        /// At most this many jobs.
+        /// At most this many jobs (a line on stderr says when more match).
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Every matching job, page after page (instead of --limit).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
         /// The newest jobs first (default: oldest first).
         #[arg(long)]
         newest: bool,

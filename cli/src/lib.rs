@@ -53,7 +53,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Submit(args) => commands::submit::run(&ctx, args).await,
         Command::Status { jobs } => commands::read::status(&ctx, jobs).await,
         Command::Wait { jobs, timeout } => commands::read::wait_jobs(&ctx, jobs, timeout).await,
-        Command::List { states, labels, owner, limit, newest } => {
+        Command::List { states, labels, owner, limit, all, newest } => {
+            let limit = if all { usize::MAX } else { limit };
             commands::read::list(&ctx, states, labels, owner.unwrap_or_default(), limit, newest).await
         }
         Command::Logs { job, follow, stderr, tail } => commands::logs::run(&ctx, job, follow, stderr, tail).await,

@@ -54,6 +54,35 @@ pub fn jobs_table(jobs: &[JobStatus]) -> String {
     table(&rows)
 }
 
+/// [`jobs_table`] with the pool, the submission time and the labels.
+pub fn jobs_table_wide(jobs: &[JobStatus]) -> String {
+    let head = ["JOB", "STATE", "WORKER", "POOL", "ATTEMPT", "SUBMITTED", "LABELS", "OUTCOME"];
+    let mut rows = vec![head.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for s in jobs {
+        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        rows.push(vec![
+            s.job_id.clone(),
+            state_name(s.state()).into(),
+            s.worker_id.clone(),
+            s.pool.clone(),
+            s.attempt.to_string(),
+            utc_time(s.submitted_at_ms),
+            labels.join(","),
+            outcome(s),
+        ]);
+    }
+    table(&rows)
+}
+
+/// A time stamp (ms since the Unix epoch) as `2026-12-05T04:51:34Z`.
+fn utc_time(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// Every field of one job, one per line.
 pub fn job_details(s: &JobStatus) -> String {
     let mut lines = vec![

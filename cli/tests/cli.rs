@@ -53,7 +53,7 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let id = stdout(&o).trim().to_string();
     let o = burst(&url, &["wait", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let s = json(&burst(&url, &["status", &id, "-o", "json"]));
+    let s = json(&burst(&url, &["status", &id, "-o", "json"]))[0].clone();
     assert_eq!(s["state"], "JOB_STATE_SUCCEEDED");
     assert_eq!(s["worker_id"], "cli-worker");
     assert_eq!(s["labels"]["team"], "a");
@@ -96,6 +96,14 @@ fn the_cli_drives_a_real_controller_and_worker() {
     assert_eq!(failed.as_array().unwrap().len(), 1, "only the exit-3 job failed");
     let o = burst(&url, &["list", "--limit", "3"]);
     assert_eq!(stdout(&o).lines().count(), 4, "a header and 3 jobs: {}", stdout(&o));
+    assert!(stderr(&o).contains("more jobs match than the 3 shown"), "{}", stderr(&o));
+    let names = stdout(&burst(&url, &["list", "--all", "-o", "name"]));
+    let all = json(&burst(&url, &["list", "--limit", "100000", "-o", "json"]));
+    assert_eq!(names.lines().count(), all.as_array().unwrap().len(), "--all pages through every job");
+    assert!(names.lines().all(|l| all.as_array().unwrap().iter().any(|j| j["job_id"] == l)), "-o name: ids only");
+    let wide = stdout(&burst(&url, &["list", "--limit", "1", "-o", "wide"]));
+    assert!(wide.starts_with("JOB") && wide.contains("POOL") && wide.contains("SUBMITTED"), "{wide}");
+    assert_eq!(stdout(&burst(&url, &["workers", "-o", "name"])), "cli-worker\n");
     let workers = json(&burst(&url, &["workers", "-o", "json"]));
     assert_eq!(workers[0]["info"]["worker_id"], "cli-worker");
     assert_eq!(workers[0]["info"]["slots"], 2);
@@ -112,7 +120,7 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let sleeper = stdout(&o).trim().to_string();
     let o = burst(&url, &["cancel", &sleeper]);
     assert_eq!(stdout(&o).trim(), format!("{sleeper} cancelled"), "{}", stderr(&o));
-    let s = json(&burst(&url, &["status", &sleeper, "-o", "json"]));
+    let s = json(&burst(&url, &["status", &sleeper, "-o", "json"]))[0].clone();
     assert_eq!((s["state"].as_str(), s["reason"].as_str()), (Some("JOB_STATE_CANCELLED"), Some("REASON_CANCELLED")));
     let o = burst(&url, &["cancel", &sleeper, "-o", "json"]);
     assert_eq!(json(&o)["already_ended"][0], sleeper.as_str());
@@ -127,7 +135,7 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let script = "seq 1 1000; echo oops >&2";
     let o = burst(&url, &["submit", "--output-tail", "64", "--wait", "process", "/bin/sh", "-c", script]);
     let id = stdout(&o).trim().to_string();
-    let tail = json(&burst(&url, &["status", &id, "-o", "json"]))["output_tail"].as_str().unwrap().to_string();
+    let tail = json(&burst(&url, &["status", &id, "-o", "json"]))[0]["output_tail"].as_str().unwrap().to_string();
     assert!(tail.len() <= 64 && tail.ends_with("999\n1000\n[stderr]\noops\n"), "{tail:?}");
     assert!(stdout(&burst(&url, &["status", &id])).contains("output tail:\n"));
     assert_error(&burst(&url, &["submit", "--output-tail", "5000", "process", "/bin/true"]), 2, "output_tail_bytes");
@@ -137,7 +145,7 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let script = "env | grep ^BURST_ | cut -d= -f1 | sort | tr '\\n' ' '";
     let o = burst(&url, &["submit", "--output-tail", "200", "--wait", "process", "/bin/sh", "-c", script]);
     let id = stdout(&o).trim().to_string();
-    let tail = json(&burst(&url, &["status", &id, "-o", "json"]))["output_tail"].as_str().unwrap().to_string();
+    let tail = json(&burst(&url, &["status", &id, "-o", "json"]))[0]["output_tail"].as_str().unwrap().to_string();
     assert_eq!(tail.trim(), "BURST_ATTEMPT BURST_JOB_ID BURST_RUN BURST_WORKER_ID", "{tail:?}");
 
     // Bad input: one line on stderr, exit 2.
@@ -298,7 +306,7 @@ fn sigterm_drains_a_worker_process() {
     );
     let id = stdout(&o).trim().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while json(&burst(&url, &["status", &id, "-o", "json"]))["state"] != "JOB_STATE_RUNNING" {
+    while json(&burst(&url, &["status", &id, "-o", "json"]))[0]["state"] != "JOB_STATE_RUNNING" {
         assert!(std::time::Instant::now() < deadline, "the job never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -311,7 +319,7 @@ fn sigterm_drains_a_worker_process() {
     std::fs::write(&gate, b"open").unwrap();
     let status = worker.0.wait().unwrap();
     assert!(status.success(), "the worker exits cleanly after draining: {status:?}");
-    let s = json(&burst(&url, &["status", &id, "-o", "json"]));
+    let s = json(&burst(&url, &["status", &id, "-o", "json"]))[0].clone();
     assert_eq!(s["state"], "JOB_STATE_SUCCEEDED", "the running job was allowed to finish: {s}");
     assert_eq!(json(&burst(&url, &["workers", "-o", "json"])), serde_json::json!([]), "it deregistered");
 }

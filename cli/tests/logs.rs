@@ -46,7 +46,7 @@ fn submit(url: &str, script: &str) -> String {
 }
 
 fn state(url: &str, id: &str) -> String {
-    let state = json(&burst(url, &["status", id, "-o", "json"]))["state"].as_str().unwrap().to_string();
+    let state = json(&burst(url, &["status", id, "-o", "json"]))[0]["state"].as_str().unwrap().to_string();
     state.trim_start_matches("JOB_STATE_").to_lowercase()
 }
 
@@ -158,7 +158,7 @@ fn a_retried_jobs_output_is_its_last_attempts_own() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let id = stdout(&o).trim().to_string();
-    assert_eq!(json(&burst(&addr, &["status", &id, "-o", "json"]))["attempt"], 2);
+    assert_eq!(json(&burst(&addr, &["status", &id, "-o", "json"]))[0]["attempt"], 2);
     let logs = burst(&addr, &["logs", &id]);
     assert!(logs.status.success(), "{}", stderr(&logs));
     assert_eq!(stdout(&logs), "", "attempt 1's output is not attempt 2's");

@@ -22,7 +22,7 @@ fn submit(url: &str, args: &[&str]) -> String {
 }
 
 fn status(url: &str, id: &str) -> serde_json::Value {
-    json(&burst(url, &["status", id, "-o", "json"]))
+    json(&burst(url, &["status", id, "-o", "json"]))[0].clone()
 }
 
 /// Waits for job `id` to leave the queue and returns its status.

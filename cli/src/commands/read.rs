@@ -1,14 +1,15 @@
-//! The read commands: `status`, `wait`, `list`, `workers`, `watch`. Each prints a table, or JSON with `-o json`.
+//! The read commands: `status`, `wait`, `list`, `workers`, `watch`. Each prints a table (`-o wide`: more columns),
+//! JSON with `-o json`, or only ids with `-o name`.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use burst_proto::v1::{
-    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest,
-    ListWorkersRequest,
+    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobState, JobStatus, ListJobsRequest,
+    ListWorkersRequest, WorkerStatus,
 };
-use serde_json::Value;
 
+use crate::args::Format;
 use crate::client::{Ctx, Usage};
 use crate::commands::wait;
 use crate::render;
@@ -21,13 +22,10 @@ pub async fn status(ctx: &Ctx, ids: Vec<String>) -> anyhow::Result<u8> {
         let req = GetJobStatusRequest { job_id: id };
         statuses.push(client.get_job_status(req).await.map_err(anyhow::Error::from)?.into_inner());
     }
-    if ctx.json() {
-        let values: Vec<Value> = statuses.iter().map(render::to_value).collect();
-        println!("{}", if values.len() == 1 { values[0].clone() } else { Value::Array(values) });
-    } else if let [one] = statuses.as_slice() {
-        print!("{}", render::job_details(one));
-    } else {
-        print!("{}", render::jobs_table(&statuses));
+    match (ctx.format, statuses.as_slice()) {
+        (Format::Table, [one]) => print!("{}", render::job_details(one)),
+        // An array whatever the number of ids, as every command that prints jobs.
+        _ => print_jobs(ctx, &statuses),
     }
     Ok(0)
 }
@@ -36,11 +34,7 @@ pub async fn wait_jobs(ctx: &Ctx, ids: Vec<String>, timeout: Option<Duration>) -
     wait::check_ids(&ids)?;
     let mut client = ctx.connect().await?;
     let statuses = wait::wait_all(&mut client, &ids, timeout, ids.len() > 1).await?;
-    if ctx.json() {
-        println!("{}", render::array(&statuses));
-    } else {
-        print!("{}", render::jobs_table(&statuses));
-    }
+    print_jobs(ctx, &statuses);
     Ok(wait::exit_code_of(&statuses))
 }
 
@@ -58,6 +52,7 @@ pub async fn list(
     let mut client = ctx.connect().await?;
     let mut jobs = Vec::new();
     let mut page_token = String::new();
+    let mut more = false;
     while jobs.len() < limit {
         let req = ListJobsRequest {
             states: states.iter().map(|s| *s as i32).collect(),
@@ -69,15 +64,15 @@ pub async fn list(
         };
         let resp = client.list_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
         jobs.extend(resp.jobs);
-        if resp.next_page_token.is_empty() {
+        more = !resp.next_page_token.is_empty();
+        if !more {
             break;
         }
         page_token = resp.next_page_token;
     }
-    if ctx.json() {
-        println!("{}", render::array(&jobs));
-    } else {
-        print!("{}", render::jobs_table(&jobs));
+    print_jobs(ctx, &jobs);
+    if more {
+        eprintln!("burst: more jobs match than the {} shown: raise --limit, or --all for every one", jobs.len());
     }
     Ok(0)
 }
@@ -107,12 +102,28 @@ pub async fn cancel(ctx: &Ctx, ids: Vec<String>, labels: Vec<(String, String)>) 
 pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut client = ctx.connect().await?;
     let workers = client.list_workers(ListWorkersRequest {}).await.map_err(anyhow::Error::from)?.into_inner().workers;
-    if ctx.json() {
-        println!("{}", render::array(&workers));
-    } else {
-        print!("{}", render::workers_table(&workers));
-    }
+    print_workers(ctx, &workers);
     Ok(0)
+}
+
+/// Jobs as the format asks: JSON (an array), names (one id a line), the wide table or the table.
+pub fn print_jobs(ctx: &Ctx, jobs: &[JobStatus]) {
+    match ctx.format {
+        Format::Json => println!("{}", render::array(jobs)),
+        Format::Name => jobs.iter().for_each(|j| println!("{}", j.job_id)),
+        Format::Wide => print!("{}", render::jobs_table_wide(jobs)),
+        Format::Table => print!("{}", render::jobs_table(jobs)),
+    }
+}
+
+fn print_workers(ctx: &Ctx, workers: &[WorkerStatus]) {
+    match ctx.format {
+        Format::Json => println!("{}", render::array(workers)),
+        Format::Name => {
+            workers.iter().for_each(|w| println!("{}", w.info.as_ref().map_or("", |i| i.worker_id.as_str())))
+        }
+        Format::Table | Format::Wide => print!("{}", render::workers_table(workers)),
+    }
 }
 
 /// Cordons (or uncordons) workers and prints them as they are now.
@@ -120,11 +131,7 @@ pub async fn cordon(ctx: &Ctx, workers: Vec<String>, cordon: bool) -> anyhow::Re
     let mut client = ctx.connect().await?;
     let req = CordonWorkersRequest { worker_ids: workers, uncordon: !cordon };
     let workers = client.cordon_workers(req).await.map_err(anyhow::Error::from)?.into_inner().workers;
-    if ctx.json() {
-        println!("{}", render::array(&workers));
-    } else {
-        print!("{}", render::workers_table(&workers));
-    }
+    print_workers(ctx, &workers);
     Ok(0)
 }
 
