@@ -74,6 +74,7 @@ up() {
   local image_id
   image_id=$(docker image inspect --format '{{.Id}}' "$image")
   helm --kube-context "$context" upgrade --install "$release" charts/burst -n "$release_ns" --create-namespace \
+    --set-string "image.repository=${image%:*}" --set-string "image.tag=${image##*:}" \
     --set-string "podAnnotations.burst\.dev/image-id=$image_id" --wait --timeout 5m
   say "burst is installed on kind cluster $cluster (kubectl context $context)"
 }

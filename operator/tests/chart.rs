@@ -177,28 +177,32 @@ fn restricted_violations(pod: &Value) -> Vec<String> {
         out.extend(kinds.filter(|k| !allowed.contains(k)).map(|k| format!("volume of type {k}")));
     }
     for container in pod["containers"].as_sequence().unwrap() {
-        out.extend(container_violations(container));
+        out.extend(container_violations(container, &pod["securityContext"]));
     }
     out
 }
 
-fn container_violations(container: &Value) -> Vec<String> {
+/// The restricted Pod Security Standard for one container; `runAsNonRoot`, `runAsUser` and `seccompProfile` may
+/// come from the pod's security context (`pod_sc`), as the standard allows.
+fn container_violations(container: &Value, pod_sc: &Value) -> Vec<String> {
     let name = container["name"].as_str().unwrap_or("?");
     let sc = &container["securityContext"];
+    let either = |key: &str| if sc[key].is_null() { pod_sc[key].clone() } else { sc[key].clone() };
     let mut out = Vec::new();
     let mut want = |ok: bool, what: &str| {
         if !ok {
             out.push(format!("container {name}: {what}"));
         }
     };
-    want(sc["runAsNonRoot"].as_bool() == Some(true), "runAsNonRoot is not true");
-    want(sc["runAsUser"].as_i64() == Some(65534), "runAsUser is not 65534");
+    want(either("runAsNonRoot").as_bool() == Some(true), "runAsNonRoot is not true");
+    // A user, if set, is not root; unset, the image's (65534) or the platform's (OpenShift) applies.
+    want(either("runAsUser").as_i64() != Some(0), "runAsUser is 0");
     want(sc["readOnlyRootFilesystem"].as_bool() == Some(true), "readOnlyRootFilesystem is not true");
     want(sc["allowPrivilegeEscalation"].as_bool() == Some(false), "allowPrivilegeEscalation is not false");
     want(sc["privileged"].as_bool() != Some(true), "privileged");
     want(strings(&sc["capabilities"]["drop"]) == ["ALL"], "capabilities do not drop ALL");
     want(sc["capabilities"]["add"].is_null(), "capabilities added");
-    want(sc["seccompProfile"]["type"].as_str() == Some("RuntimeDefault"), "seccompProfile is not RuntimeDefault");
+    want(either("seccompProfile")["type"].as_str() == Some("RuntimeDefault"), "seccompProfile is not RuntimeDefault");
     let host_port = container["ports"].as_sequence().into_iter().flatten().any(|p| !p["hostPort"].is_null());
     want(!host_port, "hostPort");
     out
@@ -334,7 +338,7 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
     // Nothing the template writes is lost on the way in: no misspelt field, no value of the wrong form.
     assert_eq!(serde_yaml::to_value(&bc.spec).unwrap(), clusters[0]["spec"], "the BurstCluster type drops fields");
     assert_eq!(bc.metadata.namespace.as_deref(), Some("team-a"));
-    assert_eq!(bc.spec.image, "burst:local");
+    assert_eq!(bc.spec.image, "burst:0.1.0", "image.tag empty: the chart's appVersion");
     assert!(bc.spec.controller.persistence.enabled);
     assert_eq!(bc.spec.controller.persistence.size.as_deref(), Some("2Gi"));
     assert_eq!((bc.spec.workers.replicas, bc.spec.workers.slots), (Some(3), Some(4)));
@@ -348,6 +352,45 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
 
 /// deploy/kind.sh e2e runs these: each a BurstJob of exactly one kind, for the example BurstCluster, whose image
 /// is the one kind.sh loads into the cluster.
+/// The operator pod's plumbing from values: pull secrets, priority, labels, security contexts, extra env and args,
+/// update strategy; RBAC off leaves no role or binding; the old top-level serviceMonitor key is refused by name.
+#[test]
+fn helm_template_passes_the_operator_pods_values_through() {
+    let Some(helm) = helm("helm_template_passes_the_operator_pods_values_through") else { return };
+    let values = chart().join("ci/operator-pod-values.yaml");
+    run_helm(&helm, &["lint", "--strict", chart().to_str().unwrap(), "--values", values.to_str().unwrap()]);
+    let docs = render(&helm, &[&values]);
+    let deployment = operator_deployment(&docs);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(restricted_violations(pod), Vec::<String>::new(), "still restricted");
+    assert_eq!(deployment["spec"]["strategy"]["type"].as_str(), Some("Recreate"));
+    assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["team"].as_str(), Some("platform"));
+    assert_eq!(pod["imagePullSecrets"][0]["name"].as_str(), Some("regcred"));
+    assert_eq!(pod["priorityClassName"].as_str(), Some("system-cluster-critical"));
+    assert_eq!(pod["securityContext"]["runAsUser"].as_i64(), Some(1000));
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"].as_str(), Some("burst:local"));
+    assert_eq!(strings(&container["args"]).last().map(String::as_str), Some("burst-operator-x"));
+    let env = container["env"].as_sequence().unwrap();
+    assert!(env.iter().any(|e| e["name"].as_str() == Some("RUST_BACKTRACE")), "{env:?}");
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(of_kind(&docs, kind).is_empty(), "rbac.create false renders no {kind}");
+    }
+    // The defaults let the platform pick the user (OpenShift's restricted SCC).
+    let docs = render(&helm, &[]);
+    let pod = &operator_deployment(&docs)["spec"]["template"]["spec"];
+    assert!(
+        pod["securityContext"]["runAsUser"].is_null() && pod["containers"][0]["securityContext"]["runAsUser"].is_null()
+    );
+    assert_eq!(pod["containers"][0]["image"].as_str(), Some("burst:0.1.0"), "image.tag empty: the appVersion");
+    let moved = Command::new(&helm)
+        .args(["template", "burst", chart().to_str().unwrap(), "--set", "serviceMonitor.enabled=true"])
+        .output()
+        .unwrap();
+    assert!(!moved.status.success());
+    assert!(String::from_utf8_lossy(&moved.stderr).contains("serviceMonitor moved to metrics.serviceMonitor"));
+}
+
 #[test]
 fn the_kind_example_jobs_are_burstjobs_for_the_example_cluster() {
     let examples = root().join("deploy/examples");
