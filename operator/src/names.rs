@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 pub const CLUSTER_LABEL: &str = "burst.dev/cluster";
 /// The label naming an object's role: controller or worker.
 pub const ROLE_LABEL: &str = "burst.dev/role";
+/// The role label's value on the operator's own pods (the chart sets it): what a BurstCluster's NetworkPolicy
+/// lets in to the controller.
+pub const OPERATOR_ROLE: &str = "operator";
 /// On a pod whose HTTP port speaks HTTPS (the controller of a cluster with TLS): `https`. The chart's PodMonitor
 /// scrapes such pods over HTTPS.
 pub const HTTP_SCHEME_LABEL: &str = "burst.dev/http-scheme";

@@ -365,6 +365,21 @@ fn helm_template_passes_the_operator_pods_values_through() {
     assert_eq!(restricted_violations(pod), Vec::<String>::new(), "still restricted");
     assert_eq!(deployment["spec"]["strategy"]["type"].as_str(), Some("Recreate"));
     assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["team"].as_str(), Some("platform"));
+    // With any nameOverride, the operator's pods carry the label BurstClusters' NetworkPolicies let in.
+    let renamed = Command::new(&helm)
+        .args(["template", "burst", chart().to_str().unwrap(), "--set", "nameOverride=jobs"])
+        .output()
+        .unwrap();
+    let renamed: Vec<Value> = serde_yaml::Deserializer::from_str(&String::from_utf8_lossy(&renamed.stdout))
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|d| !d.is_null())
+        .collect();
+    let labels = label_map(&operator_deployment(&renamed)["spec"]["template"]["metadata"]["labels"]);
+    assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("jobs"));
+    assert_eq!(
+        labels.get(burst_operator::names::ROLE_LABEL).map(String::as_str),
+        Some(burst_operator::names::OPERATOR_ROLE)
+    );
     assert_eq!(pod["imagePullSecrets"][0]["name"].as_str(), Some("regcred"));
     assert_eq!(pod["priorityClassName"].as_str(), Some("system-cluster-critical"));
     assert_eq!(pod["securityContext"]["runAsUser"].as_i64(), Some(1000));

@@ -120,7 +120,7 @@ async fn expect_policies(api: &mut ApiServer, tls: bool) {
     assert_eq!(rule["ports"][0]["port"], 50051);
     let from = rule["from"].as_array().unwrap();
     assert_eq!(from[0]["podSelector"]["matchLabels"]["burst.dev/role"], "worker");
-    assert_eq!(from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "operator");
+    assert_eq!(from[1]["podSelector"]["matchLabels"]["burst.dev/role"], "operator");
     assert_eq!(from[2]["podSelector"]["matchLabels"]["burst.dev/client"], "true");
     let http = &to_controller.body["spec"]["ingress"][1];
     match tls {

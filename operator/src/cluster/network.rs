@@ -39,12 +39,10 @@ fn pods(labels: BTreeMap<String, String>) -> NetworkPolicyPeer {
     NetworkPolicyPeer { pod_selector: Some(selector(labels)), ..NetworkPolicyPeer::default() }
 }
 
-/// The burst operator's pods, in whatever namespace the chart put them.
+/// The burst operator's pods, in whatever namespace the chart put them, by the role label the chart gives them
+/// whatever its nameOverride ([`names::OPERATOR_ROLE`]).
 fn operator() -> NetworkPolicyPeer {
-    let labels = BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "burst".to_string()),
-        ("app.kubernetes.io/component".to_string(), "operator".to_string()),
-    ]);
+    let labels = BTreeMap::from([(names::ROLE_LABEL.to_string(), names::OPERATOR_ROLE.to_string())]);
     NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector::default()),
         pod_selector: Some(selector(labels)),
