@@ -406,6 +406,23 @@ fn helm_template_passes_the_operator_pods_values_through() {
     assert!(String::from_utf8_lossy(&moved.stderr).contains("serviceMonitor moved to metrics.serviceMonitor"));
 }
 
+/// values.schema.json: a misspelt key, a value of the wrong type or outside its set fails at once, saying where.
+#[test]
+fn helm_refuses_misspelt_and_mistyped_values() {
+    let Some(helm) = helm("helm_refuses_misspelt_and_mistyped_values") else { return };
+    let refused = |set: &str| {
+        let o =
+            Command::new(&helm).args(["template", "burst", chart().to_str().unwrap(), "--set", set]).output().unwrap();
+        assert!(!o.status.success(), "{set} was accepted");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(refused("operator.replicas=abc").contains("/operator/replicas"));
+    assert!(refused("imagePullSecret[0].name=x").contains("imagePullSecret"));
+    assert!(refused("cluster.workers.slot=3").contains("slot"));
+    assert!(refused("cluster.controller.router=fastest").contains("roundrobin"));
+    assert!(refused("image.pullPolicy=Sometimes").contains("/image/pullPolicy"));
+}
+
 #[test]
 fn the_kind_example_jobs_are_burstjobs_for_the_example_cluster() {
     let examples = root().join("deploy/examples");
