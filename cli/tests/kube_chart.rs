@@ -1,5 +1,6 @@
 //! The Helm chart on a real API server (see `apiserver/`): `helm install` succeeds, the CRDs are established,
-//! and kubectl prints the BurstCluster and BurstJob printer columns.
+//! kubectl prints the BurstCluster and BurstJob printer columns, refuses a value outside a field's set, and
+//! scales a BurstCluster's workers through its scale subresource.
 
 mod apiserver;
 
@@ -38,4 +39,17 @@ async fn helm_install_puts_the_crds_and_the_operator_in_a_real_cluster() {
     let out = plane.kubectl_as(&plane.admin_kubeconfig, &["apply", "-n", "jobs", "-f", path.to_str().unwrap()]);
     assert!(!out.status.success(), "a BurstJob without clusterRef is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("clusterRef"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A router that does not exist is refused by the schema's enum, naming the values it takes.
+    let bad = "apiVersion: burst.dev/v1alpha1\nkind: BurstCluster\nmetadata: {name: typo}\nspec: {image: burst:local, controller: {router: fastest}}\n";
+    std::fs::write(&path, bad).unwrap();
+    let out = plane.kubectl_as(&plane.admin_kubeconfig, &["apply", "-n", "jobs", "-f", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("roundrobin"), "an unknown router is refused: {err}");
+
+    // `kubectl scale` sets the workers' replicas through the scale subresource.
+    let out = plane.kubectl_as(&plane.admin_kubeconfig, &["scale", "-n", "jobs", "bc/demo", "--replicas=5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replicas = plane.kubectl(&["get", "bc", "demo", "-n", "jobs", "-o", "jsonpath={.spec.workers.replicas}"]);
+    assert_eq!(replicas.trim(), "5");
 }

@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "BurstClusterStatus",
     shortname = "bc",
+    // `kubectl scale bc/NAME --replicas N` (and an HPA) sets the workers' replicas (the pool `default`).
+    scale(
+        spec_replicas_path = ".spec.workers.replicas",
+        status_replicas_path = ".status.readyWorkers",
+        label_selector_path = ".status.workerSelector"
+    ),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.ready"}"#,
     printcolumn = r#"{"name":"Slots","type":"string","jsonPath":".status.slots"}"#,
     printcolumn = r#"{"name":"Queued","type":"integer","jsonPath":".status.queued"}"#,
@@ -34,6 +40,7 @@ pub struct BurstClusterSpec {
     pub image: String,
     /// Always, IfNotPresent or Never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
     #[serde(default)]
     pub controller: ControllerSpec,
@@ -52,6 +59,7 @@ pub struct BurstClusterSpec {
     pub annotations: BTreeMap<String, String>,
     /// The controller Service's type: ClusterIP (default), NodePort or LoadBalancer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["ClusterIP", "NodePort", "LoadBalancer"]))]
     pub service_type: Option<String>,
     #[serde(default, skip_serializing_if = "NetworkPolicySpec::is_default")]
     pub network_policy: NetworkPolicySpec,
@@ -75,6 +83,7 @@ pub struct TlsSpec {
     pub enabled: Option<bool>,
     /// Days each operator-made certificate is valid; it is renewed when a third of that is left (default 90).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "maximum" = i32::MAX))]
     pub certificate_days: Option<u32>,
     /// Your own Secret for the controller: `ca.pem`, `controller.pem`, `controller-key.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,19 +176,24 @@ pub struct PoolSpec {
 pub struct ControllerSpec {
     /// roundrobin (default), power2 or biased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["roundrobin", "power2", "biased"]))]
     pub router: Option<String>,
     /// How jobs are placed among pools: cheapest (default), first-pool-only or wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["cheapest", "first-pool-only", "wait"]))]
     pub policy: Option<String>,
     /// Under policy wait, what a job's waiting budget is proportional to: constant (default), runtime,
     /// resources or compute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["constant", "runtime", "resources", "compute"]))]
     pub wait_by: Option<String>,
     /// The waiting budget's factor (default 10): seconds for constant and resources, a multiplier otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_factor: Option<f64>,
     /// Seconds of silence after which a worker is dead (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // int32, not the derived uint32: API servers warn on formats they do not know.
+    #[schemars(extend("format" = "int32", "maximum" = i32::MAX))]
     pub lease_timeout_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -266,6 +280,9 @@ pub struct BurstClusterStatus {
     pub ready_workers: i32,
     #[serde(default)]
     pub desired_workers: i32,
+    /// The label selector of the cluster's worker pods, for the scale subresource (an HPA reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_selector: Option<String>,
     /// "busy/total" slots, for the SLOTS column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<String>,

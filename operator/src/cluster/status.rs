@@ -40,6 +40,13 @@ pub fn status(bc: &BurstCluster, prev: &BurstClusterStatus, observed: &Observed,
         ready: Some(format!("{ready}/{desired}")),
         ready_workers: ready,
         desired_workers: desired,
+        worker_selector: Some(
+            names::selector(&bc.name_any(), "worker")
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         endpoint: Some(names::controller_endpoint(
             &bc.name_any(),
             &bc.namespace().unwrap_or_default(),
