@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -42,6 +42,9 @@ pub struct BurstClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
+    /// Secrets for pulling the image from a private registry, for every pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     #[serde(default)]
     pub controller: ControllerSpec,
     #[serde(default)]
@@ -199,6 +202,20 @@ pub struct ControllerSpec {
     pub resources: Option<ResourceRequirements>,
     #[serde(default)]
     pub persistence: PersistenceSpec,
+    /// Where the controller's pod may run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// More labels on the controller's pod (the cluster's own `burst.dev/*` and `app.kubernetes.io/*` labels may
+    /// not be set here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The controller pod's PriorityClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
 }
 
 /// Where the controller's durable store lives: a PersistentVolumeClaim when enabled, else the pod's own
@@ -235,9 +252,13 @@ pub struct WorkersSpec {
     pub tolerations: Vec<Toleration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
-    /// Labels of the workers, for routing and display.
+    /// Labels of the workers, for routing and display; also on their pods (the cluster's own `burst.dev/*` and
+    /// `app.kubernetes.io/*` labels may not be set here).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The worker pods' PriorityClass (every pool's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
     /// Relative cost of one of these workers' slots for one second, as the pool `default` (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,

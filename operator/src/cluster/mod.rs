@@ -141,9 +141,26 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     if s.controller.lease_timeout_seconds == Some(0) {
         return bad("spec.controller.leaseTimeoutSeconds must be at least 1".into());
     }
+    validate_labels(bc)?;
     validate_pools(bc)?;
     storage::validate(bc)?;
     tls::validate(bc)
+}
+
+/// Labels put on pods may not be the cluster's own, which select them (a StatefulSet whose template's labels no
+/// longer match its selector is refused by the API server, far from the mistake).
+fn validate_labels(bc: &BurstCluster) -> Result<(), SpecError> {
+    let s = &bc.spec;
+    let sets = [("spec.controller.labels", &s.controller.labels), ("spec.workers.labels", &s.workers.labels)];
+    let pools = s.pools.iter().map(|p| (format!("spec.pools[{}].labels", p.name), &p.labels));
+    for (field, labels) in sets.into_iter().map(|(f, l)| (f.to_string(), l)).chain(pools) {
+        if let Some(key) = labels.keys().find(|k| k.starts_with("burst.dev/") || k.starts_with("app.kubernetes.io/")) {
+            return Err(SpecError(format!(
+                "{field} sets {key:?}: the burst.dev/ and app.kubernetes.io/ labels are the cluster's own (they select its pods)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The pools, the placement policy and its budget.
@@ -465,9 +482,23 @@ struct WorkerPlacement {
     tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
     affinity: Option<k8s_openapi::api::core::v1::Affinity>,
     labels: BTreeMap<String, String>,
+    priority_class_name: Option<String>,
 }
 
 impl WorkerPlacement {
+    /// The controller's pod: where it may run, its labels and priority.
+    fn controller(bc: &BurstCluster) -> Self {
+        let c = &bc.spec.controller;
+        WorkerPlacement {
+            resources: c.resources.clone(),
+            node_selector: c.node_selector.clone(),
+            tolerations: c.tolerations.clone(),
+            affinity: c.affinity.clone(),
+            labels: c.labels.clone(),
+            priority_class_name: c.priority_class_name.clone(),
+        }
+    }
+
     fn of(bc: &BurstCluster, pool: Option<&PoolSpec>) -> Self {
         let w = &bc.spec.workers;
         let Some(p) = pool else {
@@ -477,6 +508,7 @@ impl WorkerPlacement {
                 tolerations: w.tolerations.clone(),
                 affinity: w.affinity.clone(),
                 labels: w.labels.clone(),
+                priority_class_name: w.priority_class_name.clone(),
             };
         };
         let or = |mine: &BTreeMap<String, String>, theirs: &BTreeMap<String, String>| match mine.is_empty() {
@@ -492,6 +524,7 @@ impl WorkerPlacement {
             tolerations: if p.tolerations.is_empty() { w.tolerations.clone() } else { p.tolerations.clone() },
             affinity: p.affinity.clone().or_else(|| w.affinity.clone()),
             labels,
+            priority_class_name: w.priority_class_name.clone(),
         }
     }
 }
@@ -535,13 +568,11 @@ fn pod(
         liveness_probe: Some(http_probe("/healthz", LIVE_PERIOD_SECONDS, LIVE_FAILURES, https)),
         ..Container::default()
     };
-    let mut labels = names::labels(cluster, role);
-    if role == "worker" {
-        // The cluster's own labels win: a pool's or the workers' labels never change what selects the pods.
-        let own = std::mem::take(&mut labels);
-        labels = placement.labels.clone();
-        labels.extend(own);
-    }
+    // The cluster's own labels win: the controller's, a pool's or the workers' labels never change what selects
+    // the pods (validate refuses them anyway).
+    let own = names::labels(cluster, role);
+    let mut labels = placement.labels.clone();
+    labels.extend(own);
     if https {
         labels.insert(names::HTTP_SCHEME_LABEL.into(), "https".into());
     }
@@ -566,6 +597,8 @@ fn pod(
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
                 ..PodSecurityContext::default()
             }),
+            image_pull_secrets: (!s.image_pull_secrets.is_empty()).then(|| s.image_pull_secrets.clone()),
+            priority_class_name: placement.priority_class_name.clone(),
             node_selector: (!placement.node_selector.is_empty()).then(|| placement.node_selector.clone()),
             tolerations: (!placement.tolerations.is_empty()).then(|| placement.tolerations.clone()),
             affinity: placement.affinity.clone(),
@@ -590,7 +623,7 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
         let size = persistence.size.as_deref().unwrap_or("1Gi");
         let claim = storage::claim(names::data_claim(), size, persistence.storage_class_name.clone());
         let volumes = [vec![config_volume(name), empty_dir("tmp")], controller_secrets(bc, name)].concat();
-        let mut template = pod(bc, name, "controller", vec![], volumes, None);
+        let mut template = pod(bc, name, "controller", vec![], volumes, Some(WorkerPlacement::controller(bc)));
         mount_claim(&mut template, names::data_claim(), "/data");
         return ControllerWorkload::StatefulSet(Box::new(StatefulSet {
             metadata,
@@ -607,7 +640,7 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
     }
     let volumes =
         [vec![config_volume(name), empty_dir("data"), empty_dir("tmp")], controller_secrets(bc, name)].concat();
-    let template = pod(bc, name, "controller", vec![], volumes, None);
+    let template = pod(bc, name, "controller", vec![], volumes, Some(WorkerPlacement::controller(bc)));
     ControllerWorkload::Deployment(Box::new(Deployment {
         metadata,
         spec: DeploymentSpec { replicas: Some(1), selector, template, ..DeploymentSpec::default() },

@@ -176,6 +176,38 @@ fn bad_specs_are_refused_with_a_readable_reason() {
     assert!(
         with(&|s| s.controller.persistence.size = Some("1 GB".into())).contains("spec.controller.persistence.size")
     );
+    let own_label = with(&|s| s.workers.labels = [("burst.dev/role".to_string(), "x".to_string())].into());
+    assert!(own_label.contains("spec.workers.labels sets \"burst.dev/role\""), "{own_label}");
+    let own_label = with(&|s| s.controller.labels = [("app.kubernetes.io/name".to_string(), "x".to_string())].into());
+    assert!(own_label.contains("spec.controller.labels"), "{own_label}");
+}
+
+#[test]
+fn the_controller_and_the_workers_are_placed_as_the_spec_says() {
+    use k8s_openapi::api::core::v1::{LocalObjectReference, Toleration};
+    let mut bc = example();
+    bc.spec.image_pull_secrets = vec![LocalObjectReference { name: "regcred".into() }];
+    let c = &mut bc.spec.controller;
+    c.node_selector = [("disk".to_string(), "ssd".to_string())].into();
+    c.tolerations =
+        vec![Toleration { key: Some("dedicated".into()), operator: Some("Exists".into()), ..Toleration::default() }];
+    c.labels = [("team".to_string(), "data".to_string())].into();
+    c.priority_class_name = Some("high".into());
+    bc.spec.workers.priority_class_name = Some("batch".into());
+    let d = desired(&bc).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
+    let controller = pod_spec(&sts.spec.template);
+    assert_eq!(controller.node_selector.as_ref().unwrap()["disk"], "ssd");
+    assert_eq!(controller.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("dedicated"));
+    assert_eq!(controller.priority_class_name.as_deref(), Some("high"));
+    let labels = sts.spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!((labels["team"].as_str(), labels[names::ROLE_LABEL].as_str()), ("data", "controller"));
+    let worker = pod_spec(&d.workers[0].spec.template);
+    assert_eq!(worker.priority_class_name.as_deref(), Some("batch"));
+    assert!(worker.node_selector.is_none(), "the controller's placement is its own");
+    for pod in [controller, worker] {
+        assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+    }
 }
 
 /// The container's ports as (name, number).
