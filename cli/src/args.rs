@@ -80,6 +80,9 @@ pub enum Command {
     Status {
         #[arg(required = true)]
         jobs: Vec<String>,
+        /// Then print each change as it happens, until every job has ended.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Wait until jobs end; exits with the job's exit code (one job) or 1 if any failed.
     Wait {
@@ -106,6 +109,9 @@ pub enum Command {
         /// Every matching job, page after page (instead of --limit).
         #[arg(long, conflicts_with = "limit")]
         all: bool,
+        /// Then print each change of a matching job as it happens, until Ctrl-C.
+        #[arg(short, long)]
+        watch: bool,
         /// The newest jobs first (default: oldest first).
         #[arg(long)]
         newest: bool,

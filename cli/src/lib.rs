@@ -51,11 +51,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(controller, config.as_deref(), output, token.as_deref(), tls)?;
     match command {
         Command::Submit(args) => commands::submit::run(&ctx, args).await,
-        Command::Status { jobs } => commands::read::status(&ctx, jobs).await,
+        Command::Status { jobs, watch } => commands::read::status(&ctx, jobs, watch).await,
         Command::Wait { jobs, timeout } => commands::read::wait_jobs(&ctx, jobs, timeout).await,
-        Command::List { states, labels, owner, limit, all, newest } => {
+        Command::List { states, labels, owner, limit, all, watch, newest } => {
             let limit = if all { usize::MAX } else { limit };
-            commands::read::list(&ctx, states, labels, owner.unwrap_or_default(), limit, newest).await
+            let query = commands::read::ListQuery { states, labels, owner: owner.unwrap_or_default(), limit, newest };
+            commands::read::list(&ctx, query, watch).await
         }
         Command::Logs { job, follow, stderr, tail } => commands::logs::run(&ctx, job, follow, stderr, tail).await,
         Command::Workers => commands::read::workers(&ctx).await,

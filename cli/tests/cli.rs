@@ -347,3 +347,61 @@ fn waiting_on_a_job_that_cannot_start_says_why_every_few_seconds() {
     let line = err.lines().find(|l| l.contains("still waiting")).unwrap_or_else(|| panic!("no waiting line: {err}"));
     assert!(line.contains(&format!("{id} is queued: no worker")), "{line}");
 }
+
+#[test]
+fn status_and_list_watch_print_each_change_as_it_happens() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_controller, addr) = serve(&["controller", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]);
+    let url = format!("http://{addr}");
+    let out = dir.path().join("out");
+    let (_worker, _) =
+        serve(&["worker", "--controller", &addr, "--listen", "127.0.0.1:0", "--output-dir", out.to_str().unwrap()]);
+    let gate = dir.path().join("gate");
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display());
+    let id =
+        stdout(&burst(&url, &["submit", "--label", "w=1", "process", "/bin/sh", "-c", &script])).trim().to_string();
+    // A watcher's lines arrive on a channel, so a missing line fails the test after a deadline instead of hanging.
+    let watcher = |args: &[&str]| {
+        let mut child = Command::new(procs::BURST)
+            .args(args)
+            .env("BURST_CONTROLLER", &url)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (procs::Proc(child), rx)
+    };
+    let next =
+        |rx: &std::sync::mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(30)).expect("a line in time");
+    let (_list, list_lines) = watcher(&["list", "--watch", "-l", "w=1", "-o", "name"]);
+    // list opens its watch before it reads the list: once the job is printed, no later change can be missed.
+    assert_eq!(next(&list_lines), id);
+    let (mut status, status_lines) = watcher(&["status", "--watch", "-o", "json", &id]);
+    // Each line is one status: first the current one, then each change, until the job has ended.
+    let mut states = Vec::new();
+    loop {
+        let s: serde_json::Value = serde_json::from_str(&next(&status_lines)).unwrap();
+        states.push(s["state"].as_str().unwrap().to_string());
+        if s["state"] == "JOB_STATE_RUNNING" {
+            std::fs::write(&gate, "").unwrap();
+        }
+        if s["state"] == "JOB_STATE_SUCCEEDED" {
+            break;
+        }
+    }
+    assert!(states.contains(&"JOB_STATE_RUNNING".to_string()), "{states:?}");
+    assert!(status.0.wait().unwrap().success(), "the watch ends with the job");
+    // list --watch prints the job's changes after the list: at least its end, which came after the gate.
+    assert_eq!(next(&list_lines), id, "a change printed after the list");
+}

@@ -4,9 +4,11 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use burst_proto::v1::{
     CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobState, JobStatus, ListJobsRequest,
-    ListWorkersRequest, WorkerStatus,
+    ListWorkersRequest, WatchJobsRequest, WorkerStatus,
 };
 
 use crate::args::Format;
@@ -14,9 +16,17 @@ use crate::client::{Ctx, Usage};
 use crate::commands::wait;
 use crate::render;
 
-pub async fn status(ctx: &Ctx, ids: Vec<String>) -> anyhow::Result<u8> {
+pub async fn status(ctx: &Ctx, ids: Vec<String>, watch: bool) -> anyhow::Result<u8> {
     wait::check_ids(&ids)?;
     let mut client = ctx.connect().await?;
+    if watch {
+        // The watch's first messages are the current statuses, so nothing changes unseen between a read and it.
+        let req = WatchJobsRequest { job_ids: ids.clone(), initial: true, ..WatchJobsRequest::default() };
+        let stream = client.watch_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
+        print_header(ctx);
+        print_changes(ctx, stream, &[], Some(ids.into_iter().collect())).await?;
+        return Ok(0);
+    }
     let mut statuses = Vec::new();
     for id in ids {
         let req = GetJobStatusRequest { job_id: id };
@@ -38,18 +48,29 @@ pub async fn wait_jobs(ctx: &Ctx, ids: Vec<String>, timeout: Option<Duration>) -
     Ok(wait::exit_code_of(&statuses))
 }
 
-pub async fn list(
-    ctx: &Ctx,
-    states: Vec<JobState>,
-    labels: Vec<(String, String)>,
-    owner: String,
-    limit: usize,
-    newest_first: bool,
-) -> anyhow::Result<u8> {
+/// What `burst list` asks for.
+pub struct ListQuery {
+    pub states: Vec<JobState>,
+    pub labels: Vec<(String, String)>,
+    pub owner: String,
+    pub limit: usize,
+    pub newest: bool,
+}
+
+pub async fn list(ctx: &Ctx, query: ListQuery, watch: bool) -> anyhow::Result<u8> {
+    let ListQuery { states, labels, owner, limit, newest: newest_first } = query;
     if limit == 0 {
         return Err(Usage("--limit must be at least 1".into()).into());
     }
     let mut client = ctx.connect().await?;
+    // Watching starts before the list is read: a change while it is read is printed after it, not lost.
+    let changes = match watch {
+        true => {
+            let req = WatchJobsRequest { labels: labels.iter().cloned().collect(), ..WatchJobsRequest::default() };
+            Some(client.watch_jobs(req).await.map_err(anyhow::Error::from)?.into_inner())
+        }
+        false => None,
+    };
     let mut jobs = Vec::new();
     let mut page_token = String::new();
     let mut more = false;
@@ -73,6 +94,9 @@ pub async fn list(
     print_jobs(ctx, &jobs);
     if more {
         eprintln!("burst: more jobs match than the {} shown: raise --limit, or --all for every one", jobs.len());
+    }
+    if let Some(changes) = changes {
+        print_changes(ctx, changes, &states, None).await?;
     }
     Ok(0)
 }
@@ -104,6 +128,59 @@ pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
     let workers = client.list_workers(ListWorkersRequest {}).await.map_err(anyhow::Error::from)?.into_inner().workers;
     print_workers(ctx, &workers);
     Ok(0)
+}
+
+fn ended(s: &JobStatus) -> bool {
+    matches!(s.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+}
+
+/// `--watch`: after the first print, each change as it happens, one line each (a table row, a JSON object, an
+/// id), for jobs in `states` (empty: any); with `open`, until every one of those jobs has ended.
+async fn print_changes(
+    ctx: &Ctx,
+    mut stream: tonic::Streaming<JobStatus>,
+    states: &[JobState],
+    mut open: Option<HashSet<String>>,
+) -> anyhow::Result<()> {
+    while let Some(item) = tokio_stream::StreamExt::next(&mut stream).await {
+        let status = match item {
+            Ok(status) => status,
+            Err(s) if s.code() == tonic::Code::Aborted => {
+                anyhow::bail!("this watch fell too far behind the controller's changes; run it again")
+            }
+            Err(s) => return Err(s.into()),
+        };
+        if states.is_empty() || states.contains(&status.state()) {
+            let line = match ctx.format {
+                Format::Json => render::to_value(&status).to_string(),
+                Format::Name => status.job_id.clone(),
+                Format::Wide => {
+                    render::jobs_table_wide(std::slice::from_ref(&status)).lines().nth(1).unwrap_or("").into()
+                }
+                Format::Table => render::jobs_table(std::slice::from_ref(&status)).lines().nth(1).unwrap_or("").into(),
+            };
+            println!("{line}");
+            std::io::stdout().flush()?;
+        }
+        if let Some(left) = open.as_mut()
+            && ended(&status)
+        {
+            left.remove(&status.job_id);
+            if left.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table's header line, for rows printed one by one.
+fn print_header(ctx: &Ctx) {
+    match ctx.format {
+        Format::Table => print!("{}", render::jobs_table(&[])),
+        Format::Wide => print!("{}", render::jobs_table_wide(&[])),
+        Format::Json | Format::Name => {}
+    }
 }
 
 /// Jobs as the format asks: JSON (an array), names (one id a line), the wide table or the table.
