@@ -13,6 +13,23 @@ use crate::{jobfile, render};
 
 /// Specs per `SubmitJobs` call: large enough to amortize the round trip, small enough to keep each call short.
 const BATCH: usize = 1_000;
+/// Encoded bytes per `SubmitJobs` call, far under the message limit (`burst_proto::MAX_MESSAGE_BYTES`): large
+/// specs go in smaller batches.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// The next batch from `specs`: up to [`BATCH`] specs and [`BATCH_BYTES`] (at least one spec).
+fn next_batch(specs: &mut std::iter::Peekable<impl Iterator<Item = JobSpec>>) -> Vec<JobSpec> {
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    while batch.len() < BATCH {
+        let Some(size) = specs.peek().map(prost::Message::encoded_len) else { break };
+        if !batch.is_empty() && bytes + size > BATCH_BYTES {
+            break;
+        }
+        bytes += size;
+        batch.extend(specs.next());
+    }
+    batch
+}
 
 pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
     let SubmitArgs { file, kind, spec, wait: wait_for_them, count } = args;
@@ -41,9 +58,9 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
     let mut client = ctx.connect().await?;
     let bar = crate::progress::Progress::new(total > BATCH as u64, total, "submitting");
     let mut ids = Vec::with_capacity(total as usize);
-    let mut all = (0..count).flat_map(|_| specs.iter().cloned());
+    let mut all = (0..count).flat_map(|_| specs.iter().cloned()).peekable();
     loop {
-        let chunk: Vec<JobSpec> = all.by_ref().take(BATCH).collect();
+        let chunk = next_batch(&mut all);
         if chunk.is_empty() {
             break;
         }
@@ -159,4 +176,34 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         pool_selector: pool_selector.into_iter().collect(),
         expected_runtime_ms: expected_runtime.map_or(0, |t| t.as_millis().max(1) as u64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(arg_bytes: usize) -> JobSpec {
+        let process = v1::ProcessSpec { command: "/bin/echo".into(), args: vec!["x".repeat(arg_bytes)] };
+        JobSpec { kind: Some(SpecKind::Process(process)), ..JobSpec::default() }
+    }
+
+    #[test]
+    fn batches_stay_under_the_message_limit_however_large_the_specs() {
+        let sizes = |specs: Vec<JobSpec>| {
+            let mut it = specs.into_iter().peekable();
+            std::iter::from_fn(|| Some(next_batch(&mut it)).filter(|b| !b.is_empty()))
+                .map(|b| b.len())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(vec![spec(10); 2_500]), [1_000, 1_000, 500], "small specs: by count");
+        // 250 KiB each (just under the controller's 256 KiB per spec): 65 fit in 16 MiB, not 1,000 (250 MB).
+        let big = sizes(vec![spec(250 * 1024); 200]);
+        assert_eq!(big.iter().sum::<usize>(), 200);
+        assert!(big.iter().all(|n| *n * 250 * 1024 <= BATCH_BYTES), "{big:?}");
+        assert_eq!(
+            sizes(vec![spec(BATCH_BYTES)]),
+            [1],
+            "one spec over the size still goes, alone (the controller says why)"
+        );
+    }
 }
