@@ -40,15 +40,36 @@ pub struct Cli {
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command();
-    let matches = command.clone().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = command.clone().try_get_matches().unwrap_or_else(|e| usage_exit(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage_exit(e));
     if let Some((role @ ("controller" | "worker" | "operator"), sub)) = matches.subcommand()
         && let Some(unused) = unused_global(&command, role, sub)
     {
         let why = format!("{unused} means nothing to `burst {role}` (it is for the client commands)");
-        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit();
+        usage_exit(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why));
     }
     cli
+}
+
+/// Help and the version as clap prints them; a mistake as one line, `burst: ...`, and exit code 2 (as every
+/// other usage error of burst).
+fn usage_exit(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    eprintln!("burst: {}", one_line(&e.render().to_string()));
+    std::process::exit(2);
+}
+
+/// Clap's message without its usage and hint lines, on one line.
+fn one_line(rendered: &str) -> String {
+    let lines = rendered.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"));
+    let text = lines.filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    text.strip_prefix("error: ").unwrap_or(&text).to_string()
 }
 
 /// A global flag given on the command line that `role` does not define itself.
@@ -490,6 +511,14 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let e = super::Cli::command().try_get_matches_from(["burst", "status"]).unwrap_err();
+        let line = super::one_line(&e.render().to_string());
+        assert!(line.starts_with("the following required arguments were not provided: <JOBS>"), "{line}");
+        assert!(!line.contains('\n') && !line.contains("Usage"), "{line}");
     }
 
     #[test]
