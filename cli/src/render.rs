@@ -4,7 +4,7 @@
 use burst_proto::v1::{GetStatsResponse, JobState, JobStatus, PoolStats, Reason, WorkerStatus};
 use burst_proto::{reason_name, state_name};
 
-pub use burst_proto::json::{array, to_value};
+pub use burst_proto::json::to_text;
 
 /// One line for people: `queued 3  leased 1  running 4  succeeded 90  failed 2  cancelled 0  slots 4/8  workers 2
 /// stolen 12`.

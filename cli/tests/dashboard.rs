@@ -158,13 +158,9 @@ async fn the_dashboard_shows_a_job_and_follows_it_to_the_end_in_a_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_api_needs_a_token_when_the_api_does_and_shows_only_the_callers_jobs() {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        "[[token]]\nname = \"alice\"\nrole = \"submit\"\ntoken = \"alice-secret-token-0123456789\"\n\n\
-         [[token]]\nname = \"bob\"\nrole = \"submit\"\ntoken = \"bob-secret-token-0123456789ab\"\n",
-    )
-    .unwrap();
+    let entries =
+        [("alice", "submit", "alice-secret-token-0123456789"), ("bob", "submit", "bob-secret-token-0123456789ab")];
+    let tokens = common::tokens_file(dir.path(), &entries);
     let config = burst_controller::ControllerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: Some("127.0.0.1:0".parse().unwrap()),

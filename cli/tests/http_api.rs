@@ -23,16 +23,13 @@ const ADMIN: &str = "Authorization: Bearer admin-token-0123456789";
 const WORKER: &str = "worker-token-0123456789";
 
 fn tokens(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("tokens.toml");
-    let entry = |name: &str, role: &str, token: &str| {
-        format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n")
-    };
-    let text = entry("alice", "submit", "alice-token-0123456789")
-        + &entry("bob", "submit", "bob-token-0123456789ab")
-        + &entry("w", "worker", WORKER)
-        + &entry("root", "admin", "admin-token-0123456789");
-    std::fs::write(&path, text).unwrap();
-    path
+    let entries = [
+        ("alice", "submit", "alice-token-0123456789"),
+        ("bob", "submit", "bob-token-0123456789ab"),
+        ("w", "worker", WORKER),
+        ("root", "admin", "admin-token-0123456789"),
+    ];
+    common::tokens_file(dir, &entries)
 }
 
 /// A controller with its HTTP side (tokens required when `secured`), at `rate`, and one worker of 2 slots.

@@ -11,6 +11,8 @@
 //! fuzzer submits runs and every followed job ends. The seed is fixed (deterministic CI);
 //! `BURST_FUZZ_SEED` picks another, and a failure prints the seed and schemathesis's minimal failing request.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -35,11 +37,7 @@ async fn the_http_api_holds_to_its_openapi_document_under_a_fuzzer() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.toml");
-    let entry = |name: &str, role: &str, token: &str| {
-        format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n")
-    };
-    std::fs::write(&tokens, entry("root", "admin", ADMIN) + &entry("w", "worker", WORKER)).unwrap();
+    let tokens = common::tokens_file(dir.path(), &[("root", "admin", ADMIN), ("w", "worker", WORKER)]);
     let config = ControllerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: Some("127.0.0.1:0".parse().unwrap()),

@@ -28,16 +28,9 @@ const WORKER: &str = "worker-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
 fn tokens(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("tokens.toml");
-    let entry = |name: &str, role: &str, token: &str| {
-        format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n")
-    };
-    let text = entry("alice", "submit", ALICE)
-        + &entry("bob", "submit", BOB)
-        + &entry("w", "worker", WORKER)
-        + &entry("root", "admin", ADMIN);
-    std::fs::write(&path, text).unwrap();
-    path
+    let entries =
+        [("alice", "submit", ALICE), ("bob", "submit", BOB), ("w", "worker", WORKER), ("root", "admin", ADMIN)];
+    common::tokens_file(dir, &entries)
 }
 
 /// A controller requiring tokens, with `quota` and `rate`, and one worker (2 slots) authenticated as a worker.

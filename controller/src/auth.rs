@@ -239,10 +239,10 @@ impl Auth {
             None => {}
         }
         // Over the HTTP side, the connection's peer comes as an extension ([`burst_proto::http::Peer`]).
-        let http_peer = req.extensions().get::<burst_proto::http::Peer>();
-        let certs = req.peer_certs().or_else(|| http_peer.and_then(|p| p.certs.clone()));
+        let http_peer = || req.extensions().get::<burst_proto::http::Peer>();
         if token.is_none()
-            && let Some(who) = certs.and_then(|certs| certs.first().and_then(|c| self.cert_holder(c)))
+            && let Some(certs) = req.peer_certs().or_else(|| http_peer().and_then(|p| p.certs.clone()))
+            && let Some(who) = certs.first().and_then(|c| self.cert_holder(c))
         {
             return Ok(who);
         }
@@ -250,7 +250,7 @@ impl Auth {
             return Ok(Principal::anonymous());
         }
         self.unauthenticated.fetch_add(1, Ordering::Relaxed);
-        let peer = req.remote_addr().or(http_peer.map(|p| p.addr)).map(|a| a.to_string()).unwrap_or_default();
+        let peer = req.remote_addr().or(http_peer().map(|p| p.addr)).map(|a| a.to_string()).unwrap_or_default();
         warn!(peer = %peer, why, "call refused: not authenticated");
         Err(Status::unauthenticated(format!("{why}: send `authorization: Bearer <token>` (burst --token)")))
     }

@@ -7,15 +7,15 @@
 
 use serde_json::Value;
 
-/// `message` as JSON.
-pub fn to_value<T: serde::Serialize>(message: &T) -> Value {
+/// `message` as JSON text (a slice of messages: a JSON array), without building a [`Value`] first.
+pub fn to_text<T: serde::Serialize + ?Sized>(message: &T) -> String {
     // The generated impls only fail on a map key that is not a string, which burst's messages do not have.
-    serde_json::to_value(message).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}))
+    serde_json::to_string(message).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}).to_string())
 }
 
-/// `messages` as a JSON array.
-pub fn array<T: serde::Serialize>(messages: &[T]) -> Value {
-    Value::Array(messages.iter().map(to_value).collect())
+/// `message` as a JSON [`Value`], to look into.
+pub fn to_value<T: serde::Serialize>(message: &T) -> Value {
+    serde_json::to_value(message).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}))
 }
 
 #[cfg(test)]
@@ -48,6 +48,8 @@ mod tests {
         assert_eq!((spec.timeout_ms, spec.max_attempts), (5, 2));
         let back: JobSpec = serde_json::from_value(to_value(&spec)).unwrap();
         assert_eq!(back, spec);
+        let text: Value = serde_json::from_str(&to_text(std::slice::from_ref(&spec))).unwrap();
+        assert_eq!(text, serde_json::json!([to_value(&spec)]), "text and value agree");
         let err = serde_json::from_str::<JobSpec>(r#"{"proces": {}}"#).unwrap_err().to_string();
         assert!(err.contains("proces"), "an unknown field is named: {err}");
     }

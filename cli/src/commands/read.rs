@@ -71,29 +71,30 @@ pub async fn list(ctx: &Ctx, query: ListQuery, watch: bool) -> anyhow::Result<u8
         }
         false => None,
     };
-    let mut jobs = Vec::new();
+    // Printed page by page: `--all` over a million jobs holds one page, not all of them.
+    let mut out = Pages::default();
     let mut page_token = String::new();
     let mut more = false;
-    while jobs.len() < limit {
+    while out.printed < limit {
         let req = ListJobsRequest {
             states: states.iter().map(|s| *s as i32).collect(),
             labels: labels.iter().cloned().collect(),
-            limit: (limit - jobs.len()).min(5_000) as u32,
+            limit: (limit - out.printed).min(5_000) as u32,
             page_token,
             newest_first,
             owner: owner.clone(),
         };
         let resp = client.list_jobs(req).await.map_err(anyhow::Error::from)?.into_inner();
-        jobs.extend(resp.jobs);
+        out.page(ctx, &resp.jobs)?;
         more = !resp.next_page_token.is_empty();
         if !more {
             break;
         }
         page_token = resp.next_page_token;
     }
-    print_jobs(ctx, &jobs);
+    out.finish(ctx)?;
     if more {
-        eprintln!("burst: more jobs match than the {} shown: raise --limit, or --all for every one", jobs.len());
+        eprintln!("burst: more jobs match than the {} shown: raise --limit, or --all for every one", out.printed);
     }
     if let Some(changes) = changes {
         print_changes(ctx, changes, &states, None).await?;
@@ -111,7 +112,7 @@ pub async fn cancel(ctx: &Ctx, ids: Vec<String>, labels: Vec<(String, String)>) 
     let req = CancelJobRequest { job_ids: ids, labels: labels.into_iter().collect() };
     let resp = client.cancel_job(req).await.map_err(anyhow::Error::from)?.into_inner();
     if ctx.json() {
-        println!("{}", render::to_value(&resp));
+        println!("{}", render::to_text(&resp));
     } else {
         for id in &resp.cancelled {
             println!("{id} cancelled");
@@ -128,10 +129,6 @@ pub async fn workers(ctx: &Ctx) -> anyhow::Result<u8> {
     let workers = client.list_workers(ListWorkersRequest {}).await.map_err(anyhow::Error::from)?.into_inner().workers;
     print_workers(ctx, &workers);
     Ok(0)
-}
-
-fn ended(s: &JobStatus) -> bool {
-    matches!(s.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled)
 }
 
 /// `--watch`: after the first print, each change as it happens, one line each (a table row, a JSON object, an
@@ -152,7 +149,7 @@ async fn print_changes(
         };
         if states.is_empty() || states.contains(&status.state()) {
             let line = match ctx.format {
-                Format::Json => render::to_value(&status).to_string(),
+                Format::Json => render::to_text(&status),
                 Format::Name => status.job_id.clone(),
                 Format::Wide => {
                     render::jobs_table_wide(std::slice::from_ref(&status)).lines().nth(1).unwrap_or("").into()
@@ -163,7 +160,7 @@ async fn print_changes(
             std::io::stdout().flush()?;
         }
         if let Some(left) = open.as_mut()
-            && ended(&status)
+            && wait::is_terminal(&status)
         {
             left.remove(&status.job_id);
             if left.is_empty() {
@@ -172,6 +169,47 @@ async fn print_changes(
         }
     }
     Ok(())
+}
+
+/// Jobs printed a page at a time, as [`print_jobs`] prints them all at once: one JSON array, one table (its
+/// header once; each page's columns aligned among themselves), or ids.
+#[derive(Default)]
+struct Pages {
+    printed: usize,
+}
+
+impl Pages {
+    fn page(&mut self, ctx: &Ctx, jobs: &[JobStatus]) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        let first = self.printed == 0;
+        match ctx.format {
+            Format::Json => {
+                for (i, job) in jobs.iter().enumerate() {
+                    let sep = if first && i == 0 { "[" } else { "," };
+                    write!(stdout, "{sep}{}", render::to_text(job))?;
+                }
+            }
+            Format::Name => jobs.iter().try_for_each(|j| writeln!(stdout, "{}", j.job_id))?,
+            Format::Table | Format::Wide if !first && jobs.is_empty() => {}
+            Format::Table | Format::Wide => {
+                let table = match ctx.format {
+                    Format::Wide => render::jobs_table_wide(jobs),
+                    _ => render::jobs_table(jobs),
+                };
+                let mut rows = table.split_inclusive('\n').skip(usize::from(!first));
+                rows.try_for_each(|row| stdout.write_all(row.as_bytes()))?;
+            }
+        }
+        self.printed += jobs.len();
+        Ok(())
+    }
+
+    fn finish(&self, ctx: &Ctx) -> std::io::Result<()> {
+        if ctx.format == Format::Json {
+            println!("{}", if self.printed == 0 { "[]" } else { "]" });
+        }
+        std::io::stdout().flush()
+    }
 }
 
 /// The table's header line, for rows printed one by one.
@@ -186,7 +224,7 @@ fn print_header(ctx: &Ctx) {
 /// Jobs as the format asks: JSON (an array), names (one id a line), the wide table or the table.
 pub fn print_jobs(ctx: &Ctx, jobs: &[JobStatus]) {
     match ctx.format {
-        Format::Json => println!("{}", render::array(jobs)),
+        Format::Json => println!("{}", render::to_text(jobs)),
         Format::Name => jobs.iter().for_each(|j| println!("{}", j.job_id)),
         Format::Wide => print!("{}", render::jobs_table_wide(jobs)),
         Format::Table => print!("{}", render::jobs_table(jobs)),
@@ -195,7 +233,7 @@ pub fn print_jobs(ctx: &Ctx, jobs: &[JobStatus]) {
 
 fn print_workers(ctx: &Ctx, workers: &[WorkerStatus]) {
     match ctx.format {
-        Format::Json => println!("{}", render::array(workers)),
+        Format::Json => println!("{}", render::to_text(workers)),
         Format::Name => {
             workers.iter().for_each(|w| println!("{}", w.info.as_ref().map_or("", |i| i.worker_id.as_str())))
         }
@@ -216,7 +254,7 @@ pub async fn pools(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut client = ctx.connect().await?;
     let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
     if ctx.json() {
-        println!("{}", render::array(&stats.pools));
+        println!("{}", render::to_text(&stats.pools));
     } else {
         print!("{}", render::pools_table(&stats.pools));
     }
@@ -239,7 +277,7 @@ pub async fn watch(ctx: &Ctx, once: bool, interval: Duration) -> anyhow::Result<
         }
         let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
         if ctx.json() {
-            println!("{}", render::to_value(&stats));
+            println!("{}", render::to_text(&stats));
         } else if tty {
             print!("\r\x1b[2K{}", render::stats_line(&stats));
             let _ = std::io::stdout().flush();

@@ -86,7 +86,7 @@ pub async fn run(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<u8> {
     }
     let statuses = wait::wait_all(&mut client, &ids, None, ids.len() > 1).await?;
     if ctx.json() {
-        println!("{}", render::array(&statuses));
+        println!("{}", render::to_text(&statuses));
     } else if let [one] = statuses.as_slice() {
         eprintln!(
             "{} {} on {}: {}",

@@ -21,7 +21,8 @@ const IDS_PER_WATCH: usize = 50_000;
 /// After this long with no job ending, a line on stderr says why one of them is still waiting.
 const STALLED_NOTE: Duration = Duration::from_secs(5);
 
-fn is_terminal(s: &JobStatus) -> bool {
+/// Whether a job has ended (succeeded, failed or cancelled).
+pub fn is_terminal(s: &JobStatus) -> bool {
     matches!(s.state(), JobState::Succeeded | JobState::Failed | JobState::Cancelled)
 }
 

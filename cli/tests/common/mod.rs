@@ -27,6 +27,17 @@ pub async fn submit(client: &mut burst_cli::client::Client, specs: Vec<JobSpec>)
     resp.jobs.into_iter().map(|j| j.job_id).collect()
 }
 
+/// Writes a tokens file of `(name, role, token)` entries into `dir`; returns its path.
+pub fn tokens_file(dir: &std::path::Path, entries: &[(&str, &str, &str)]) -> std::path::PathBuf {
+    let path = dir.join("tokens.toml");
+    let text: String = entries
+        .iter()
+        .map(|(name, role, token)| format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken = \"{token}\"\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub async fn cluster(opts: ClusterOptions) -> LocalCluster {
     LocalCluster::start(opts).await.expect("local cluster starts")
 }

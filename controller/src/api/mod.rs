@@ -29,12 +29,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use burst_proto::http::Peer;
-use burst_proto::json::to_value;
+use burst_proto::json::to_text;
 use burst_proto::v1::controller_rpc_server::ControllerRpc;
 use burst_proto::v1::*;
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::{Request, Status};
 
 use crate::dashboard::History;
@@ -100,6 +100,9 @@ pub enum Shape {
     Message(&'static str),
     /// One JobSpec, or an array of them.
     Specs,
+    /// What a submission answers: a SubmitJobResponse for one spec, a SubmitJobsResponse for an array; 201 when
+    /// a job was created, 200 when its idempotency key named one already.
+    Submitted,
     /// The dashboard's throughput samples.
     History,
     /// The OpenAPI document itself.
@@ -143,7 +146,7 @@ const fn route(method: &'static str, path: &'static str, id: &'static str, summa
 pub const ROUTES: &[Route] = &[
     Route {
         body: Some(Shape::Specs),
-        ok: (201, Shape::Message("SubmitJobResponse")),
+        ok: (201, Shape::Submitted),
         ..route(
             "post",
             "/v1/jobs",
@@ -387,7 +390,7 @@ impl Caller {
 
 /// An answer carrying `message` as JSON.
 fn json_of<T: serde::Serialize>(status: StatusCode, message: &T) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], to_value(message).to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], to_text(message)).into_response()
 }
 
 /// A body that must be JSON of `T`, or a 4xx naming what is wrong.
@@ -441,42 +444,87 @@ impl Query {
     }
 }
 
+/// A submission's body: one JobSpec, or an array of them.
+enum Submission {
+    One(Box<JobSpec>),
+    Many(Vec<JobSpec>),
+}
+
+/// Reads a submission straight from its bytes, with no JSON tree in between (a 64 MiB batch costs its specs, not
+/// several times its size), refusing an array longer than a batch may be as soon as it gets there.
+fn parse_submission(body: &[u8]) -> Result<Submission, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Batch>(body)
+            .map(|b| Submission::Many(b.0))
+            .map_err(|e| ApiError::bad(format!("the body is not an array of job specs: {e}"))),
+        Some(b'{') => serde_json::from_slice::<JobSpec>(body)
+            .map(|spec| Submission::One(Box::new(spec)))
+            .map_err(|e| ApiError::bad(format!("the body is not a job spec: {e}"))),
+        _ => Err(ApiError::bad("the body is neither a job spec (an object) nor an array of them")),
+    }
+}
+
+/// An array of specs, at most [`crate::service::MAX_BATCH`]; an error names the spec's index.
+struct Batch(Vec<JobSpec>);
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Specs;
+        impl<'de> serde::de::Visitor<'de> for Specs {
+            type Value = Batch;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of job specs")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Batch, A::Error> {
+                use serde::de::Error;
+                let max = crate::service::MAX_BATCH;
+                let mut specs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(max));
+                loop {
+                    let i = specs.len();
+                    match seq.next_element::<JobSpec>().map_err(|e| A::Error::custom(format!("spec #{i}: {e}")))? {
+                        None => return Ok(Batch(specs)),
+                        Some(_) if i == max => {
+                            return Err(A::Error::custom(format!("more than {max} specs in one batch")));
+                        }
+                        Some(spec) => specs.push(spec),
+                    }
+                }
+            }
+        }
+        d.deserialize_seq(Specs)
+    }
+}
+
 async fn submit(
     State(api): State<Api>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let value: Value = parse_body(body)?;
+    let body = body.map_err(ApiError::from)?;
     let key = headers.get("idempotency-key").map(|v| v.to_str().map(str::to_string));
     let key = key.transpose().map_err(|_| ApiError::bad("the Idempotency-Key header is not text"))?;
-    let spec_of = |v: Value, at: Option<usize>| {
-        JobSpec::deserialize(v).map_err(|e| match at {
-            Some(i) => ApiError::bad(format!("spec #{i}: {e}")),
-            None => ApiError::bad(format!("the body is not a job spec: {e}")),
-        })
-    };
-    match value {
-        Value::Array(items) => {
+    match parse_submission(&body)? {
+        Submission::Many(specs) => {
             if key.is_some() {
                 return Err(ApiError::bad(
                     "an Idempotency-Key header names one job; give each spec its idempotency_key",
                 ));
             }
-            let specs = items.into_iter().enumerate().map(|(i, v)| spec_of(v, Some(i))).collect::<Result<_, _>>()?;
             let resp = api.service.submit_jobs(caller.request(SubmitJobsRequest { specs })).await?.into_inner();
             let created = resp.jobs.iter().any(|j| !j.existing);
             Ok(json_of(if created { StatusCode::CREATED } else { StatusCode::OK }, &resp))
         }
-        value @ Value::Object(_) => {
-            let mut spec = spec_of(value, None)?;
+        Submission::One(mut spec) => {
             if let Some(key) = key {
                 if !spec.idempotency_key.is_empty() && spec.idempotency_key != key {
                     return Err(ApiError::bad("the Idempotency-Key header and the spec's idempotency_key differ"));
                 }
                 spec.idempotency_key = key;
             }
-            let req = SubmitJobRequest { spec: Some(spec) };
+            let req = SubmitJobRequest { spec: Some(*spec) };
             let resp = api.service.submit_job(caller.request(req)).await?.into_inner();
             let mut answer = json_of(if resp.existing { StatusCode::OK } else { StatusCode::CREATED }, &resp);
             if let Ok(at) = HeaderValue::from_str(&format!("/v1/jobs/{}", resp.job_id)) {
@@ -484,7 +532,6 @@ async fn submit(
             }
             Ok(answer)
         }
-        _ => Err(ApiError::bad("the body is neither a job spec (an object) nor an array of them")),
     }
 }
 
@@ -611,7 +658,7 @@ async fn watch(State(api): State<Api>, caller: Caller, RawQuery(raw): RawQuery) 
             return futures::future::ready(None);
         }
         let event = match item {
-            Ok(status) => Event::default().event("status").data(to_value(&status).to_string()),
+            Ok(status) => Event::default().event("status").data(to_text(&status)),
             Err(status) => {
                 *ended = true;
                 Event::default().event("error").data(ApiError::from(status).body().to_string())
@@ -688,6 +735,18 @@ mod tests {
         assert_eq!(allow("/v1/jobs/j1/logs"), (405, Some("GET".into())));
         assert_eq!(allow("/v1/jobs/j1:stop"), (404, None));
         assert_eq!(allow("/v1/jobs/:cancel"), (404, None));
+    }
+
+    #[test]
+    fn a_submission_is_one_spec_or_a_bounded_array_and_errors_name_the_spec() {
+        assert!(matches!(parse_submission(br#" {"process": {"command": "x"}}"#), Ok(Submission::One(_))));
+        let Ok(Submission::Many(specs)) = parse_submission(br#"[{}, {"python": {"code": "1"}}]"#) else { panic!() };
+        assert_eq!(specs.len(), 2);
+        let err = |body: &[u8]| parse_submission(body).err().map(|e| e.message).unwrap_or_default();
+        assert!(err(br#"[{}, {"timeout_ms": "x"}]"#).contains("spec #1"));
+        assert!(err(b"42").contains("neither"));
+        let too_many = format!("[{}]", vec!["{}"; crate::service::MAX_BATCH + 1].join(","));
+        assert!(err(too_many.as_bytes()).contains("more than 10000 specs"));
     }
 
     #[test]

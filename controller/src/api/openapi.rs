@@ -93,23 +93,29 @@ pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._/-]{0,252}$";
 /// names, a spec runs one kind of thing, a command or entry is not blank. (The rest — known pools, environment
 /// names, sizes — is refused with a 400 naming it.)
 fn refine(schemas: &mut Map<String, Value>) {
+    // Through a Value, whose indexing inserts what is missing instead of panicking.
+    let mut all = Value::Object(std::mem::take(schemas));
     let name = json!({"type": "string", "pattern": NAME_PATTERN});
     let not_blank = json!({"type": "string", "pattern": "\\S"});
     let one_of = |fields: &[&str]| Value::Array(fields.iter().map(|f| json!({"required": [f]})).collect());
-    schemas["CancelJobRequest"]["properties"]["job_ids"]["items"] = name.clone();
-    schemas["CordonWorkersRequest"]["properties"]["worker_ids"]["items"] = name;
+    all["CancelJobRequest"]["properties"]["job_ids"]["items"] = name.clone();
+    all["CordonWorkersRequest"]["properties"]["worker_ids"]["items"] = name;
     // Exactly one member of the oneof (in place of "at most one").
     for (message, members) in
         [("JobSpec", &["process", "python", "docker"]), ("PythonSpec", &["script", "module", "code"])]
     {
-        let schema = schemas[message].as_object_mut().expect("a message schema");
-        schema.remove("allOf");
-        schema.insert("oneOf".into(), one_of(members));
+        if let Some(schema) = all[message].as_object_mut() {
+            schema.remove("allOf");
+            schema.insert("oneOf".into(), one_of(members));
+        }
     }
-    schemas["ProcessSpec"]["properties"]["command"] = not_blank.clone();
-    schemas["ProcessSpec"]["required"] = json!(["command"]);
+    all["ProcessSpec"]["properties"]["command"] = not_blank.clone();
+    all["ProcessSpec"]["required"] = json!(["command"]);
     for entry in ["script", "module", "code"] {
-        schemas["PythonSpec"]["properties"][entry] = not_blank.clone();
+        all["PythonSpec"]["properties"][entry] = not_blank.clone();
+    }
+    if let Value::Object(refined) = all {
+        *schemas = refined;
     }
 }
 
@@ -133,12 +139,10 @@ fn operation(r: &Route) -> Value {
     let mut responses = Map::new();
     let (code, shape) = r.ok;
     responses.insert(code.to_string(), answer(shape, "What was asked for."));
-    if r.id == "submitJobs" {
+    if matches!(shape, Shape::Submitted) {
         // A created job can be read and cancelled by its id (a fuzzer follows these from submissions).
         let link = |op: &str| json!({"operationId": op, "parameters": {"id": "$response.body#/job_id"}});
-        responses["201"]["links"] = json!({"GetJob": link("getJob"), "CancelJob": link("cancelJob")});
-    }
-    if r.id == "submitJobs" {
+        responses[&code.to_string()]["links"] = json!({"GetJob": link("getJob"), "CancelJob": link("cancelJob")});
         responses.insert("200".into(), answer(shape, "The job (or every job of the batch) already existed."));
     }
     if !r.probe && !r.public {
@@ -171,10 +175,6 @@ fn answer(shape: Shape, description: &str) -> Value {
         Shape::Text => json!({"text/plain": {"schema": {"type": "string"}}}),
         Shape::Metrics => json!({"application/openmetrics-text": {"schema": {"type": "string"}}}),
         Shape::Events => json!({"text/event-stream": {"schema": {"type": "string"}}}),
-        Shape::Specs => json!({"application/json": {"schema": reference("SubmitJobsResponse")}}),
-        Shape::Message("SubmitJobResponse") => json!({"application/json": {"schema": {
-            "oneOf": [reference("SubmitJobResponse"), reference("SubmitJobsResponse")]
-        }}}),
         other => json!({"application/json": {"schema": schema_of(other)}}),
     };
     json!({"description": description, "content": content})
@@ -187,6 +187,7 @@ fn schema_of(shape: Shape) -> Value {
             reference("JobSpec"),
             {"type": "array", "items": reference("JobSpec"), "maxItems": crate::service::MAX_BATCH},
         ]}),
+        Shape::Submitted => json!({"oneOf": [reference("SubmitJobResponse"), reference("SubmitJobsResponse")]}),
         Shape::History => reference("History"),
         Shape::Document => json!({"type": "object"}),
         Shape::Text | Shape::Events | Shape::Metrics => json!({"type": "string"}),
@@ -200,7 +201,9 @@ fn parameter(p: &super::Param) -> Value {
         Kind::Count(max) => json!({"type": "integer", "minimum": 0, "maximum": max}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::State => {
-            json!({"type": "string", "enum": ["queued", "leased", "running", "succeeded", "failed", "cancelled"]})
+            // Every state a job can be in, by the names the CLI and `parse_state` use.
+            let states = (1..).map_while(|i| burst_proto::v1::JobState::try_from(i).ok()).map(burst_proto::state_name);
+            json!({"type": "string", "enum": states.collect::<Vec<_>>()})
         }
         Kind::Pair => json!({"type": "string", "pattern": "^[^=]+=.*$"}),
         Kind::Word(words) => json!({"type": "string", "enum": words}),
@@ -355,6 +358,10 @@ mod tests {
         assert!(status["exit_code"].is_object(), "optional fields are properties too");
         assert!(schemas["JobStatus"].get("allOf").is_none(), "proto3 optional is not a oneof");
         assert!(schemas["JobState"]["enum"].as_array().unwrap().contains(&json!("JOB_STATE_RUNNING")));
+        let state = &doc["paths"]["/v1/jobs"]["get"]["parameters"][0]["schema"]["items"]["enum"];
+        assert_eq!(state, &json!(["queued", "leased", "running", "succeeded", "failed", "cancelled"]));
+        let submitted = &doc["paths"]["/v1/jobs"]["post"]["responses"];
+        assert!(submitted["201"]["links"]["GetJob"].is_object() && submitted["200"].is_object());
         assert!(
             schemas["Attempt"]["properties"]["message"].is_object() && schemas.get("JobSpec.EnvEntry").is_none(),
             "map entries are inlined"

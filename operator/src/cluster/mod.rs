@@ -473,10 +473,10 @@ fn config_volume(cluster: &str) -> Volume {
     }
 }
 
-/// A pod of `role` running `burst <role>`, with the cluster's env and annotations.
-/// Where and with what a worker pod runs: from its pool, else from `workers`.
+/// Where and with what a pod runs: the controller's from `spec.controller`, a worker's from its pool, else from
+/// `workers`.
 #[derive(Clone, Debug, Default)]
-struct WorkerPlacement {
+struct Placement {
     resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     node_selector: BTreeMap<String, String>,
     tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
@@ -485,11 +485,11 @@ struct WorkerPlacement {
     priority_class_name: Option<String>,
 }
 
-impl WorkerPlacement {
+impl Placement {
     /// The controller's pod: where it may run, its labels and priority.
     fn controller(bc: &BurstCluster) -> Self {
         let c = &bc.spec.controller;
-        WorkerPlacement {
+        Placement {
             resources: c.resources.clone(),
             node_selector: c.node_selector.clone(),
             tolerations: c.tolerations.clone(),
@@ -502,7 +502,7 @@ impl WorkerPlacement {
     fn of(bc: &BurstCluster, pool: Option<&PoolSpec>) -> Self {
         let w = &bc.spec.workers;
         let Some(p) = pool else {
-            return WorkerPlacement {
+            return Placement {
                 resources: w.resources.clone(),
                 node_selector: w.node_selector.clone(),
                 tolerations: w.tolerations.clone(),
@@ -518,7 +518,7 @@ impl WorkerPlacement {
         let mut labels = w.labels.clone();
         labels.extend(p.labels.clone());
         labels.insert(names::POOL_LABEL.into(), p.name.clone());
-        WorkerPlacement {
+        Placement {
             resources: p.resources.clone().or_else(|| w.resources.clone()),
             node_selector: or(&p.node_selector, &w.node_selector),
             tolerations: if p.tolerations.is_empty() { w.tolerations.clone() } else { p.tolerations.clone() },
@@ -529,13 +529,14 @@ impl WorkerPlacement {
     }
 }
 
+/// A pod of `role` running `burst <role>`, with the cluster's env and annotations, placed as `placement` says.
 fn pod(
     bc: &BurstCluster,
     cluster: &str,
     role: &str,
     mut extra_env: Vec<EnvVar>,
     volumes: Vec<Volume>,
-    placement: Option<WorkerPlacement>,
+    placement: Placement,
 ) -> PodTemplateSpec {
     let s = &bc.spec;
     let mut env_vars = vec![env("BURST_CONFIG", "/etc/burst/burst.toml")];
@@ -546,11 +547,8 @@ fn pod(
         "data" => mount("data", "/data"),
         other => mount(other, &format!("/{other}")),
     }));
-    let placement = placement.unwrap_or_default();
-    let (grpc_port, resources) = match role {
-        "controller" => (names::CONTROLLER_PORT, s.controller.resources.clone()),
-        _ => (names::WORKER_PORT, placement.resources.clone()),
-    };
+    let grpc_port = if role == "controller" { names::CONTROLLER_PORT } else { names::WORKER_PORT };
+    let resources = placement.resources.clone();
     // The controller's HTTP port takes submissions: with TLS on, it speaks HTTPS with the controller's certificate.
     let https = role == "controller" && s.tls.enabled();
     let container = Container {
@@ -623,7 +621,7 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
         let size = persistence.size.as_deref().unwrap_or("1Gi");
         let claim = storage::claim(names::data_claim(), size, persistence.storage_class_name.clone());
         let volumes = [vec![config_volume(name), empty_dir("tmp")], controller_secrets(bc, name)].concat();
-        let mut template = pod(bc, name, "controller", vec![], volumes, Some(WorkerPlacement::controller(bc)));
+        let mut template = pod(bc, name, "controller", vec![], volumes, Placement::controller(bc));
         mount_claim(&mut template, names::data_claim(), "/data");
         return ControllerWorkload::StatefulSet(Box::new(StatefulSet {
             metadata,
@@ -640,7 +638,7 @@ fn controller(bc: &BurstCluster, name: &str, ns: &str, owner: Option<OwnerRefere
     }
     let volumes =
         [vec![config_volume(name), empty_dir("data"), empty_dir("tmp")], controller_secrets(bc, name)].concat();
-    let template = pod(bc, name, "controller", vec![], volumes, Some(WorkerPlacement::controller(bc)));
+    let template = pod(bc, name, "controller", vec![], volumes, Placement::controller(bc));
     ControllerWorkload::Deployment(Box::new(Deployment {
         metadata,
         spec: DeploymentSpec { replicas: Some(1), selector, template, ..DeploymentSpec::default() },
@@ -711,7 +709,7 @@ fn workers(
         downward.push(env("BURST_TLS_CA", &format!("{}/{}", tls::MOUNT, tls::CA_BUNDLE)));
         volumes.push(secret_volume("tls", &secrets.workers));
     }
-    let mut template = pod(bc, name, "worker", downward, volumes, Some(WorkerPlacement::of(bc, pool)));
+    let mut template = pod(bc, name, "worker", downward, volumes, Placement::of(bc, pool));
     if claims.is_some() {
         mount_claim(&mut template, names::output_claim(), "/out");
     }
