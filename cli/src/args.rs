@@ -407,7 +407,7 @@ pub struct BenchArgs {
     /// Slots per worker [default: steal 4, w2 8, w4 256, the others 2].
     #[arg(long)]
     pub slots: Option<u32>,
-    /// Queue capacity per worker [default: steal 64, w4 256, the others 2 x slots].
+    /// Queue capacity per worker [default: steal 64, w4 256, the others the worker's own (adaptive)].
     #[arg(long)]
     pub queue_capacity: Option<u32>,
     /// Run the controller and each worker as a process of its own, and submit and wait with `burst submit
@@ -471,7 +471,7 @@ pub struct DevArgs {
     /// Slots per worker [default: number of cores].
     #[arg(long)]
     pub slots: Option<u32>,
-    /// Queue capacity per worker [default: 2 × slots].
+    /// Queue capacity per worker [default: the worker's own: 8 × slots while jobs are short, 2 × slots otherwise].
     #[arg(long)]
     pub queue_capacity: Option<u32>,
     /// Jobs in the demo batch (0: none).

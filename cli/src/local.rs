@@ -16,7 +16,8 @@ use crate::client::{self, Client};
 pub struct ClusterOptions {
     pub workers: u32,
     pub slots: u32,
-    pub queue_capacity: u32,
+    /// `None`: the worker's default (adaptive; see `burst worker --help`).
+    pub queue_capacity: Option<u32>,
     pub router: RouterKind,
     pub listen: String,
     pub output_dir: PathBuf,
@@ -42,7 +43,7 @@ impl ClusterOptions {
         ClusterOptions {
             workers,
             slots,
-            queue_capacity: slots * 2,
+            queue_capacity: Some(slots * 2),
             router: RouterKind::default(),
             listen: "127.0.0.1:0".into(),
             output_dir,
@@ -122,7 +123,8 @@ impl LocalCluster {
         let first = self.workers.len() as u32;
         for i in first..first + opts.workers {
             let id = worker_id(i);
-            let mut cfg = WorkerConfig::local(&url, &id, opts.slots, opts.queue_capacity, opts.output_dir.clone());
+            let mut cfg = WorkerConfig::local(&url, &id, opts.slots, 0, opts.output_dir.clone());
+            cfg.set_queue_capacity(opts.queue_capacity);
             cfg.steal = opts.steal;
             cfg.exec.noop = opts.noop_executor;
             if opts.http_listen.is_some() {

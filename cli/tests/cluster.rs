@@ -49,7 +49,7 @@ async fn five_hundred_jobs_run_with_their_exit_codes_and_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_never_holds_more_than_slots_plus_queue_capacity() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = ClusterOptions { queue_capacity: 3, ..ClusterOptions::new(1, 2, dir.path().to_path_buf()) };
+    let opts = ClusterOptions { queue_capacity: Some(3), ..ClusterOptions::new(1, 2, dir.path().to_path_buf()) };
     let c = cluster(opts).await;
     let mut client = c.client().await.unwrap();
     let specs = vec![process("/bin/sleep", &["0.05"]); 40];
@@ -164,7 +164,7 @@ async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
     // A worker with zero slots is refused at registration.
     let mut raw = burst_proto::v1::controller_rpc_client::ControllerRpcClient::connect(c.url()).await.unwrap();
     let info = burst_proto::v1::WorkerInfo { worker_id: "zero".into(), slots: 0, ..Default::default() };
-    let req = burst_proto::v1::RegisterWorkerRequest { info: Some(info), held: vec![] };
+    let req = burst_proto::v1::RegisterWorkerRequest { info: Some(info), held: vec![], queue_target: None };
     let err = raw.register_worker(req).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("slots"), "{}", err.message());

@@ -19,7 +19,8 @@ const LONG: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_queued_and_running_jobs_and_frees_the_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cluster(ClusterOptions { queue_capacity: 0, ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) }).await;
+    let c = cluster(ClusterOptions { queue_capacity: Some(0), ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) })
+        .await;
     let mut client = c.client().await.unwrap();
     let pidfile = dir.path().join("pid");
     let ids = submit(
@@ -127,7 +128,8 @@ async fn a_failing_job_is_retried_with_backoff_until_it_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_queue_deadlines_end_jobs_with_their_reasons() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cluster(ClusterOptions { queue_capacity: 0, ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) }).await;
+    let c = cluster(ClusterOptions { queue_capacity: Some(0), ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) })
+        .await;
     let mut client = c.client().await.unwrap();
     let slow = JobSpec { timeout_ms: 300, ..process("/bin/sleep", &["30"]) };
     let waits = JobSpec { queue_timeout_ms: 100, ..process("/bin/true", &[]) };
@@ -148,14 +150,18 @@ async fn a_result_reported_three_times_is_applied_once() {
     let mut watch = client.watch_jobs(WatchJobsRequest::default()).await.unwrap().into_inner();
     let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
     let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
-    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    let reg = raw
+        .register_worker(RegisterWorkerRequest { info: Some(info), held: vec![], queue_target: None })
+        .await
+        .unwrap()
+        .into_inner();
     let spec = JobSpec { idempotency_key: "once".into(), ..process("/bin/true", &[]) };
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.extend(submit(&mut client, vec![spec.clone()]).await);
     }
     assert!(ids.iter().all(|id| *id == ids[0]), "one job for one key");
-    let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000 };
+    let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000, queue_target: None };
     let lease = raw.poll_job(poll).await.unwrap().into_inner().leases.remove(0);
     let lease_ref = lease.to_ref();
     let result =
@@ -168,6 +174,7 @@ async fn a_result_reported_three_times_is_applied_once() {
             results: vec![result.clone()],
             started: vec![],
             take_leases: false,
+            queue_target: None,
         };
         accepted += raw.report_job_result(req).await.unwrap().into_inner().accepted;
     }
@@ -327,7 +334,7 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
     let refs = two_leases_first_started(&mut raw, session).await;
     let waiting = tokio::spawn({
         let mut raw = raw.clone();
-        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 10_000 };
+        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 10_000, queue_target: None };
         async move { raw.poll_job(poll).await.map(|r| r.into_inner().leases) }
     });
     let report =
@@ -349,7 +356,11 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
 async fn fake_worker(c: &LocalCluster) -> (ControllerRpcClient<tonic::transport::Channel>, u64) {
     let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
     let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
-    let reg = raw.register_worker(RegisterWorkerRequest { info: Some(info), held: vec![] }).await.unwrap().into_inner();
+    let reg = raw
+        .register_worker(RegisterWorkerRequest { info: Some(info), held: vec![], queue_target: None })
+        .await
+        .unwrap()
+        .into_inner();
     (raw, reg.session)
 }
 
@@ -360,7 +371,7 @@ async fn two_leases_first_started(
 ) -> Vec<LeaseRef> {
     let mut leases = Vec::new();
     while leases.len() < 2 {
-        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 5_000 };
+        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 5_000, queue_target: None };
         leases.extend(raw.poll_job(poll).await.unwrap().into_inner().leases);
     }
     let refs: Vec<LeaseRef> = leases.iter().map(Lease::to_ref).collect();
@@ -382,5 +393,6 @@ fn result_then_start(session: u64, done: &LeaseRef, next: &LeaseRef, take_leases
         }],
         started: vec![next.clone()],
         take_leases,
+        queue_target: None,
     }
 }

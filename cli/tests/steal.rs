@@ -18,7 +18,7 @@ const LONG: Duration = Duration::from_secs(120);
 fn skewed(workers: u32, slots: u32, queue_capacity: u32, dir: &Path) -> ClusterOptions {
     ClusterOptions {
         router: RouterKind::Biased,
-        queue_capacity,
+        queue_capacity: Some(queue_capacity),
         heartbeat_interval: Duration::from_millis(100),
         lease_timeout: Duration::from_millis(1_000),
         ..ClusterOptions::new(workers, slots, dir.to_path_buf())

@@ -125,7 +125,7 @@ async fn workers_steal_from_each_other_over_tls() {
     let opts = ClusterOptions {
         tls_dir: Some(dir.path().join("certs")),
         router: burst_controller::router::RouterKind::Biased,
-        queue_capacity: 16,
+        queue_capacity: Some(16),
         ..ClusterOptions::new(2, 2, dir.path().join("out"))
     };
     let c = common::cluster(opts).await;

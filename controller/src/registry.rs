@@ -6,7 +6,9 @@
 //!   the moment it became this worker's; `running` counts those that are Running, and `reserved` sums their
 //!   resource requests. Only [`Registry::hold`], [`Registry::unhold`] and [`Registry::start`] change them, and
 //!   the scheduler calls those from one place, for every transition.
-//! - `held.len() <= capacity()`: the scheduler leases only to a worker with [`WorkerEntry::room`].
+//! - `held.len() <= max_capacity()`: the scheduler leases only to a worker with [`WorkerEntry::room`], and
+//!   `capacity()` (what the worker wants now, see [`Registry::set_queue_target`]) is never above it. Lowering the
+//!   target takes nothing away: the worker only gets less until it holds less.
 //! - The room index holds exactly the workers whose room is above zero, so finding one is `O(log n)` in the
 //!   workers, not a scan of them; each pool's room index holds exactly its own workers among them.
 //! - Every worker belongs to one pool ([`Pool`]); a pool, once known, is never forgotten (its accounting
@@ -41,6 +43,9 @@ pub struct WorkerEntry {
     draining: bool,
     /// Cordoned by an admin: gets no new leases (its room is 0), finishes what it holds.
     cordoned: bool,
+    /// The queued jobs it wants now beyond those running, at most its `queue_capacity` (see
+    /// `HeartbeatRequest.queue_target`).
+    queue_target: u32,
     /// Until then it gets no new leases: it died [`QUARANTINE_AFTER`] times within [`DEATH_WINDOW`]. Lifted by
     /// [`Registry::lift_quarantines`], so that reading a worker's room never reads the clock.
     quarantined_until: Option<Instant>,
@@ -56,6 +61,7 @@ pub struct WorkerEntry {
 
 impl WorkerEntry {
     fn new(info: WorkerInfo, session: u64, pool: PoolId, now_ms: u64) -> Self {
+        let queue_target = info.queue_capacity;
         WorkerEntry {
             info,
             session,
@@ -68,6 +74,7 @@ impl WorkerEntry {
             jobs_finished: 0,
             draining: false,
             cordoned: false,
+            queue_target,
             quarantined_until: None,
             steal_attempts: 0,
             outbox: Vec::new(),
@@ -97,9 +104,9 @@ impl WorkerEntry {
         self.quarantined_until.is_some()
     }
 
-    /// Jobs this worker may hold at once: those it runs plus those waiting in its queue.
+    /// Jobs this worker may hold at once: those it runs plus those it wants waiting in its queue.
     pub fn capacity(&self) -> u32 {
-        self.info.slots.saturating_add(self.info.queue_capacity)
+        self.info.slots.saturating_add(self.queue_target)
     }
 
     /// Leased jobs it has not started: what a thief could take.
@@ -109,6 +116,11 @@ impl WorkerEntry {
 
     pub fn cordoned(&self) -> bool {
         self.cordoned
+    }
+
+    /// The most it may ever hold: its slots plus its registered queue capacity.
+    pub fn max_capacity(&self) -> u32 {
+        self.info.slots.saturating_add(self.info.queue_capacity)
     }
 
     pub fn room(&self) -> u32 {
@@ -451,6 +463,21 @@ impl Registry {
     }
 
     /// Cordons (or uncordons) registered worker `id`; returns whether it is registered.
+    /// Sets how many queued jobs worker `id` wants beyond those running (at most its queue capacity); returns
+    /// whether its room grew.
+    pub fn set_queue_target(&mut self, id: &str, target: u32) -> bool {
+        let Some(&i) = self.position.get(id) else { return false };
+        let w = &mut self.workers[i];
+        let target = target.min(w.info.queue_capacity);
+        if target == w.queue_target {
+            return false;
+        }
+        let grew = target > w.queue_target;
+        w.queue_target = target;
+        self.refresh(i);
+        grew
+    }
+
     pub fn set_cordoned(&mut self, id: &str, cordoned: bool) -> bool {
         let Some(&i) = self.position.get(id) else { return false };
         self.workers[i].cordoned = cordoned;

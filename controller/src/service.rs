@@ -323,7 +323,7 @@ impl ControllerRpc for ControllerService {
         let (session, rejected, d) = {
             let mut controller = self.controller.lock();
             controller.admits_pool(&info.pool).map_err(sched_status)?;
-            controller.register(info, &req.held, burst_proto::now_ms())
+            controller.register(info, &req.held, req.queue_target, burst_proto::now_ms())
         };
         durable(d).await?;
         let config = self.controller.config();
@@ -341,6 +341,15 @@ impl ControllerRpc for ControllerService {
         let req = self.worker_call(req, |r| &r.worker_id)?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
         let mut stopping = self.controller.stopping();
+        let now = burst_proto::now_ms();
+        let grew = self
+            .controller
+            .lock()
+            .set_queue_target(&req.worker_id, req.session, req.queue_target, now)
+            .map_err(sched_status)?;
+        if let Some(d) = grew {
+            durable(d).await?;
+        }
         loop {
             let (poll, barrier) =
                 self.controller.lock().take_leases(&req.worker_id, req.session).map_err(sched_status)?;
@@ -383,8 +392,11 @@ impl ControllerRpc for ControllerService {
         let req = self.worker_call(req, |r| &r.worker_id)?;
         let now = burst_proto::now_ms();
         // One lock for both, results first: a start never counts against a slot its result has not freed.
-        let (accepted, refused, refused_starts, done, started, taken) = {
+        let (grew, accepted, refused, refused_starts, done, started, taken) = {
             let mut sched = self.controller.lock();
+            // Before the results, so that the places they free are filled up to the new target.
+            let grew =
+                sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?;
             let (accepted, refused, done) =
                 sched.finished(&req.worker_id, req.session, req.results, now).map_err(sched_status)?;
             let (refused_starts, started) = match req.started.is_empty() {
@@ -400,8 +412,11 @@ impl ControllerRpc for ControllerService {
                 true => Some(sched.take_leases(&req.worker_id, req.session).map_err(sched_status)?),
                 false => None,
             };
-            (accepted, refused, refused_starts, done, started, taken)
+            (grew, accepted, refused, refused_starts, done, started, taken)
         };
+        if let Some(d) = grew {
+            durable(d).await?;
+        }
         // All were handed to the store together, so they share its next commit.
         durable(done).await?;
         if let Some(d) = started {
@@ -429,11 +444,15 @@ impl ControllerRpc for ControllerService {
         let req = self.worker_call(req, |r| &r.worker_id)?;
         // Leases older than half a lease timeout have had many heartbeats' time to arrive.
         let grace = self.controller.config().lease_timeout / 2;
-        let (peers, d) = self
-            .controller
-            .lock()
-            .heartbeat(&req.worker_id, req.session, &req.known, req.steal_attempts, grace, burst_proto::now_ms())
-            .map_err(sched_status)?;
+        let now = burst_proto::now_ms();
+        let (peers, d) = {
+            let mut sched = self.controller.lock();
+            // Leases a grown target makes are durable with the heartbeat's own writes (flushed after them).
+            drop(sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?);
+            sched
+                .heartbeat(&req.worker_id, req.session, &req.known, req.steal_attempts, grace, now)
+                .map_err(sched_status)?
+        };
         durable(d).await?;
         Ok(Response::new(HeartbeatResponse { peers }))
     }

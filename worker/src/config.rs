@@ -24,6 +24,15 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(25);
 /// Time a job gets between SIGTERM and SIGKILL when it is stopped: enough to flush and exit cleanly.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+/// Jobs per slot a worker with the default queue capacity wants queued while its jobs are short (under 100 ms
+/// on average, as for confirming starts ahead): the next ones at hand while a report's answer is on its way. W1 as users run it
+/// (2 slots, 3 runs each in one binary): 2 per slot 888 jobs/s, 4 per slot 1,000-1,024, 8 per slot 1,007-1,071,
+/// 16 or 32 per slot no better.
+pub const SHORT_QUEUE_PER_SLOT: u32 = 8;
+/// Jobs per slot a worker with the default queue capacity wants queued once its jobs are long: few, so that
+/// jobs wait at the controller, where any worker (a new one, or one of another pool) can take them, rather than
+/// behind long ones here.
+pub const LONG_QUEUE_PER_SLOT: u32 = 2;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
@@ -49,7 +58,8 @@ pub struct Args {
     /// [default: default].
     #[arg(long, env = "BURST_POOL")]
     pub pool: Option<String>,
-    /// Jobs that may wait in the local queue beyond those running [default: 2 × slots].
+    /// Jobs that may wait in the local queue beyond those running [default: adaptive, 8 × slots while jobs are
+    /// short (under 100 ms on average), 2 × slots otherwise].
     #[arg(long, env = "BURST_QUEUE_CAPACITY")]
     pub queue_capacity: Option<u32>,
     /// Directory for each job's <job id>.stdout and .stderr [default: ./burst-output].
@@ -158,7 +168,11 @@ pub struct WorkerConfig {
     pub advertise: Option<String>,
     pub worker_id: String,
     pub slots: u32,
+    /// The most jobs the local queue holds beyond those running.
     pub queue_capacity: u32,
+    /// The queue capacity is the default one: the worker wants only [`LONG_QUEUE_PER_SLOT`] per slot of it
+    /// while jobs are long (see [`WorkerConfig::queue_target`]).
+    pub adaptive_queue: bool,
     /// Empty: the default pool.
     pub pool: String,
     pub resources: Resources,
@@ -207,6 +221,7 @@ impl WorkerConfig {
             worker_id: worker_id.to_string(),
             slots,
             queue_capacity,
+            adaptive_queue: false,
             pool: String::new(),
             resources: resources::detect(),
             labels: HashMap::new(),
@@ -225,6 +240,26 @@ impl WorkerConfig {
                 cgroups: None,
                 noop: false,
             },
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Sets the queue capacity: `Some`, that many always; `None`, the adaptive default: [`SHORT_QUEUE_PER_SLOT`]
+    /// per slot, of which only [`LONG_QUEUE_PER_SLOT`] per slot is wanted while jobs are long.
+    pub fn set_queue_capacity(&mut self, capacity: Option<u32>) {
+        self.queue_capacity = capacity.unwrap_or(self.slots.saturating_mul(SHORT_QUEUE_PER_SLOT));
+        self.adaptive_queue = capacity.is_none();
+    }
+
+    /// The jobs this worker wants queued beyond those running now, told to the controller with every call
+    /// that may bring leases: with the default queue capacity all of it while jobs are short, at most
+    /// [`LONG_QUEUE_PER_SLOT`] per slot once they are not; `None` (all of it, always) with a configured one.
+    pub fn queue_target(&self, short_jobs: bool) -> Option<u32> {
+        match (self.adaptive_queue, short_jobs) {
+            (false, _) => None,
+            (true, true) => Some(self.queue_capacity),
+            (true, false) => Some(self.queue_capacity.min(self.slots.saturating_mul(LONG_QUEUE_PER_SLOT))),
         }
     }
 }
@@ -284,13 +319,14 @@ impl Args {
         let mut all_labels = file.labels;
         all_labels.extend(labels);
         let output_dir = output_dir.or(file.output_dir).unwrap_or_else(|| PathBuf::from("burst-output"));
-        Ok(WorkerConfig {
+        let mut cfg = WorkerConfig {
             controller: burst_proto::endpoint_url(&controller.or(file.controller).unwrap_or(DEFAULT_CONTROLLER.into())),
             listen,
             http_listen,
             advertise: advertise.or(file.advertise),
             slots,
-            queue_capacity: queue_capacity.or(file.queue_capacity).unwrap_or(slots * 2),
+            queue_capacity: 0,
+            adaptive_queue: false,
             pool,
             resources: Resources {
                 cpu_millis: cpu_millis.or(file.cpu_millis).unwrap_or(detected.cpu_millis),
@@ -321,7 +357,9 @@ impl Args {
                 noop: false,
             },
             worker_id,
-        })
+        };
+        cfg.set_queue_capacity(queue_capacity.or(file.queue_capacity));
+        Ok(cfg)
     }
 }
 
@@ -330,4 +368,36 @@ fn default_worker_id() -> String {
     let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
     let host = if host.is_empty() { "worker".to_string() } else { host };
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn config(flags: &[&str]) -> WorkerConfig {
+        use clap::Parser;
+        let argv = ["burst-worker", "--insecure", "--slots", "4"].iter().chain(flags);
+        Cli::try_parse_from(argv).unwrap().args.into_config().unwrap()
+    }
+
+    #[test]
+    fn the_default_queue_is_deep_while_jobs_are_short_and_shallow_otherwise_and_a_configured_one_is_kept() {
+        let default = config(&[]);
+        assert_eq!(default.queue_capacity, 4 * SHORT_QUEUE_PER_SLOT, "registered: the most it may hold");
+        assert_eq!(default.queue_target(true), Some(32));
+        assert_eq!(default.queue_target(false), Some(4 * LONG_QUEUE_PER_SLOT));
+        let fixed = config(&["--queue-capacity", "3"]);
+        assert_eq!(fixed.queue_capacity, 3);
+        assert_eq!((fixed.queue_target(true), fixed.queue_target(false)), (None, None));
+        // A fixed capacity below the long-jobs target is never exceeded either.
+        let mut small = config(&[]);
+        small.queue_capacity = 1;
+        assert_eq!(small.queue_target(false), Some(1));
+    }
 }

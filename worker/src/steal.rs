@@ -110,7 +110,8 @@ pub async fn thief_loop(agent: Arc<Agent>) {
 fn idle_room(agent: &Agent) -> Option<u32> {
     let cfg = agent.config();
     let (busy, queued) = (agent.busy(), agent.queue.len() as u32);
-    (busy < cfg.slots && queued == 0).then(|| (cfg.slots + cfg.queue_capacity).saturating_sub(busy + queued))
+    let queue = agent.queue_target().unwrap_or(cfg.queue_capacity);
+    (busy < cfg.slots && queued == 0).then(|| (cfg.slots + queue).saturating_sub(busy + queued))
 }
 
 async fn ask(

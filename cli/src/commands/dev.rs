@@ -51,7 +51,7 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("burst-dev-{}", std::process::id())));
     let tls_dir = output_dir.join("certs");
     let opts = ClusterOptions {
-        queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
+        queue_capacity: args.queue_capacity,
         router: args.router,
         listen: args.listen.clone(),
         tls_dir: (!args.insecure).then(|| tls_dir.clone()),

@@ -120,6 +120,11 @@ enum Op {
     Expire {
         w: u8,
     },
+    /// The worker asks for `target` queued jobs beyond those running (its jobs became shorter or longer).
+    QueueTarget {
+        w: u8,
+        target: u8,
+    },
     Drain {
         w: u8,
     },
@@ -267,7 +272,7 @@ impl Sim {
                     self.workers[w].leases.clear();
                 }
                 let claims: Vec<LeaseRef> = self.workers[w].leases.iter().map(|(l, _)| l.to_ref()).collect();
-                let (session, rejected, d) = self.sched.register(self.info(w), &claims, now_ms);
+                let (session, rejected, d) = self.sched.register(self.info(w), &claims, None, now_ms);
                 if self.durable(d, crash) {
                     let sw = &mut self.workers[w];
                     sw.session = Some(session);
@@ -410,6 +415,14 @@ impl Sim {
                 let (_, d) = self.sched.expire(long_ago + Duration::from_secs(1), now_ms);
                 self.durable(d, crash);
                 // The worker does not know it was declared dead: it keeps what it has until it hears.
+            }
+            Op::QueueTarget { w, target } => {
+                let sw = &self.workers[usize::from(*w) % WORKERS];
+                let Some(session) = sw.session else { return };
+                let target = u32::from(*target) % (sw.queue + 2);
+                if let Ok(Some(d)) = self.sched.set_queue_target(&sw.id, session, Some(target), now_ms) {
+                    self.durable(d, crash);
+                }
             }
             Op::Drain { w } => {
                 let w = usize::from(*w) % WORKERS;
@@ -558,7 +571,7 @@ impl Sim {
             let running = jobs.iter().filter(|j| matches!(j.state(), State::Running(_))).count() as u32;
             ensure!(w.running() == running, "worker {}'s running count", w.id());
             ensure!(w.running() <= 3 * w.info.slots, "worker {} runs more than three times its slots", w.id());
-            ensure!(w.held().len() as u32 <= w.capacity(), "worker {} holds more than its capacity", w.id());
+            ensure!(w.held().len() as u32 <= w.max_capacity(), "worker {} holds more than its capacity", w.id());
             let cpu: u32 = jobs.iter().map(|j| j.spec.resources.unwrap_or_default().cpu_millis).sum();
             ensure!(
                 w.free().cpu_millis == w.total().cpu_millis.saturating_sub(cpu),
@@ -610,7 +623,8 @@ fn random_op(rng: &mut SmallRng, depth: u8) -> Op {
         63..70 => Op::Heartbeat { w, forget: rng.random_range(0..4), no_grace: rng.random_bool(0.5) },
         70..72 => Op::Fence { w },
         72..78 => Op::Steal { victim: w, thief: rng.random(), n: k, lost: rng.random_bool(0.2) },
-        78..81 => Op::Expire { w },
+        78..80 => Op::Expire { w },
+        80..81 => Op::QueueTarget { w, target: k },
         81..83 => Op::Drain { w },
         83..85 => Op::Deregister { w },
         85..89 => Op::Cancel { k },

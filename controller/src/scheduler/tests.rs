@@ -38,7 +38,7 @@ fn submit(s: &mut Scheduler, n: usize) -> Vec<JobId> {
 }
 
 fn register(s: &mut Scheduler, info: WorkerInfo) -> u64 {
-    s.register(info, &[], 1).0
+    s.register(info, &[], None, 1).0
 }
 
 fn leases(s: &mut Scheduler, w: &str, session: u64) -> Vec<Lease> {
@@ -68,6 +68,31 @@ fn dispatch_never_leases_past_slots_plus_queue_capacity() {
     let (accepted, refused, _) = s.finished("w1", session, vec![ok_result(&refs(&got)[0])], 9).unwrap();
     assert_eq!((accepted, refused.len()), (1, 0));
     assert_eq!(leases(&mut s, "w1", session).len(), 1);
+}
+
+#[test]
+fn a_worker_gets_leases_up_to_the_queue_it_wants_and_a_lower_target_takes_nothing_away() {
+    let mut s = sched(RouterKind::Roundrobin);
+    // Room for 1 + 8, but it wants 2 queued (its jobs are long, say).
+    let session = s.register(worker("w1", 1, 8), &[], Some(2), 1).0;
+    submit(&mut s, 20);
+    let first = leases(&mut s, "w1", session);
+    assert_eq!(first.len(), 3, "slots + the target, not slots + capacity");
+    // Short jobs now: it wants all of its queue; the places are filled at once.
+    assert!(s.set_queue_target("w1", session, Some(8), 2).unwrap().is_some(), "a grown target makes leases");
+    assert_eq!(leases(&mut s, "w1", session).len(), 6);
+    // A target above the capacity is the capacity.
+    assert!(s.set_queue_target("w1", session, Some(100), 3).unwrap().is_none());
+    assert!(leases(&mut s, "w1", session).is_empty());
+    // Long jobs again: it keeps the 9 it holds, and gets nothing until it holds fewer than 1 + 1.
+    assert!(s.set_queue_target("w1", session, Some(1), 4).unwrap().is_none());
+    assert_eq!(s.stats().queued, 11);
+    let done: Vec<JobResult> = refs(&first).iter().map(ok_result).collect();
+    let _ = s.finished("w1", session, done, 5).unwrap();
+    assert!(leases(&mut s, "w1", session).is_empty(), "9 - 3 = 6 held, still over 2");
+    // Unset: no change; an unknown session: refused.
+    assert!(s.set_queue_target("w1", session, None, 6).unwrap().is_none());
+    assert!(s.set_queue_target("w1", session + 1, Some(8), 6).is_err());
 }
 
 #[test]
@@ -299,8 +324,8 @@ fn after_a_restart_workers_claim_their_leases_and_only_unclaimed_ones_are_requeu
     let store = Arc::new(MemoryStore::default());
     let (events, _) = broadcast::channel(16);
     let mut before = Scheduler::new(RouterKind::Roundrobin, store.clone(), events.clone());
-    let a = before.register(worker("a", 1, 1), &[], 1).0;
-    let b = before.register(worker("b", 1, 1), &[], 1).0;
+    let a = before.register(worker("a", 1, 1), &[], None, 1).0;
+    let b = before.register(worker("b", 1, 1), &[], None, 1).0;
     let ids = {
         let (jobs, d) = before.submit(vec![spec(); 5], 1).unwrap();
         d.now_or_never().unwrap().unwrap();
@@ -319,7 +344,7 @@ fn after_a_restart_workers_claim_their_leases_and_only_unclaimed_ones_are_requeu
     assert_eq!(after.stats().queued, 1, "only the never-leased job is queued");
     let mut claims = on_a.clone();
     claims.push(LeaseRef { job_id: on_b[0].job_id.clone(), epoch: on_b[0].epoch }); // not a's
-    let (a2, rejected, _) = after.register(worker("a", 1, 1), &claims, 4);
+    let (a2, rejected, _) = after.register(worker("a", 1, 1), &claims, None, 4);
     assert_eq!(rejected, vec![on_b[0].job_id.clone()]);
     let w = after.workers().into_iter().find(|w| w.info.as_ref().unwrap().worker_id == "a").unwrap();
     assert_eq!((w.held, w.running), (2, 1), "a holds its two jobs again, one running");

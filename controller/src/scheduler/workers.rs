@@ -14,9 +14,18 @@ impl Scheduler {
     /// `claims` are the leases the worker says it still has from an earlier registration. Each one the job is
     /// still this worker's at that epoch is kept, under the new session; the others are returned as rejected (the
     /// worker must drop them). Whatever the worker's previous session held and did not claim is released.
-    pub fn register(&mut self, info: WorkerInfo, claims: &[LeaseRef], now_ms: u64) -> (u64, Vec<JobId>, Durable) {
+    pub fn register(
+        &mut self,
+        info: WorkerInfo,
+        claims: &[LeaseRef],
+        queue_target: Option<u32>,
+        now_ms: u64,
+    ) -> (u64, Vec<JobId>, Durable) {
         let worker = info.worker_id.clone();
         let (session, old) = self.registry.insert(info, now_ms);
+        if let Some(target) = queue_target {
+            self.registry.set_queue_target(&worker, target);
+        }
         let mut rejected = Vec::new();
         for c in claims {
             if !self.jobs.contains_key(&c.job_id) {
@@ -197,6 +206,25 @@ impl Scheduler {
         }
         let statuses = ids.iter().filter_map(|id| self.registry.get(id)).map(WorkerEntry::status).collect();
         Ok((statuses, self.flush()))
+    }
+
+    /// Records how many queued jobs the worker wants now beyond those running (`None`: unchanged), at most its
+    /// queue capacity. A target that grew gives it leases at once: then the answer says when they are durable
+    /// (`None` otherwise, which costs the store nothing).
+    pub fn set_queue_target(
+        &mut self,
+        worker: &str,
+        session: u64,
+        target: Option<u32>,
+        now_ms: u64,
+    ) -> Result<Option<Durable>, SchedError> {
+        self.live(worker, session)?;
+        let Some(target) = target else { return Ok(None) };
+        if !self.registry.set_queue_target(worker, target) {
+            return Ok(None);
+        }
+        self.dispatch(now_ms);
+        Ok(Some(self.flush()))
     }
 
     pub fn worker_address(&self, id: &str) -> Option<String> {

@@ -264,7 +264,11 @@ impl Agent {
         let mut delays = backoff();
         loop {
             let claims = self.claims();
-            let req = RegisterWorkerRequest { info: Some(info.clone()), held: claims.clone() };
+            let req = RegisterWorkerRequest {
+                info: Some(info.clone()),
+                held: claims.clone(),
+                queue_target: self.queue_target(),
+            };
             match self.client.clone().register_worker(req).await {
                 Ok(resp) => {
                     let resp = resp.into_inner();
@@ -333,6 +337,7 @@ impl Agent {
                 worker_id: self.cfg.worker_id.clone(),
                 session,
                 wait_ms: POLL_WAIT.as_millis() as u64,
+                queue_target: self.queue_target(),
             };
             match self.client.clone().poll_job(req).await {
                 Ok(resp) => {
@@ -431,6 +436,12 @@ impl Agent {
     }
 
     /// Leases taken from the queue: in a slot, or (with short jobs) confirmed ahead of one.
+    /// The jobs it wants queued beyond those running now (see [`WorkerConfig::queue_target`]); `None`: all its
+    /// queue capacity.
+    pub(crate) fn queue_target(&self) -> Option<u32> {
+        self.cfg.queue_target(self.slots.short_jobs())
+    }
+
     pub(crate) fn busy(&self) -> u32 {
         self.runs.busy()
     }
@@ -512,6 +523,7 @@ impl Agent {
                 queued: self.queue.len() as u32,
                 known: self.known(),
                 steal_attempts: self.steal_attempts.load(Ordering::Relaxed),
+                queue_target: self.queue_target(),
             };
             // An unreachable controller must not stall the loop: bound each call by the interval (at least 1 s).
             let mut client = self.client.clone();

@@ -62,6 +62,7 @@ impl Agent {
                 results: results.clone(),
                 started: started.clone(),
                 take_leases: self.intake.load(Ordering::Relaxed),
+                queue_target: self.queue_target(),
             };
             match self.client.clone().report_job_result(req).await {
                 Ok(resp) => {

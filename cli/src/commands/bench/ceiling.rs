@@ -129,7 +129,7 @@ async fn throughput(args: &BenchArgs, jobs: usize, workers: u32, durable: bool) 
 fn options(args: &BenchArgs, workers: u32, scratch: &Scratch) -> ClusterOptions {
     let slots = args.slots.unwrap_or(256);
     ClusterOptions {
-        queue_capacity: args.queue_capacity.unwrap_or(256),
+        queue_capacity: Some(args.queue_capacity.unwrap_or(256)),
         data_dir: Some(scratch.0.join("data")),
         tls_dir: Some(scratch.0.join("certs")),
         noop_executor: true,

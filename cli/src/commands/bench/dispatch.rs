@@ -37,7 +37,7 @@ fn run(jobs: usize, workers: u32) -> anyhow::Result<f64> {
             labels: Default::default(),
             pool: String::new(),
         };
-        let (session, _, _) = s.register(info.clone(), &[], 0);
+        let (session, _, _) = s.register(info.clone(), &[], None, 0);
         sessions.push((info.worker_id, session));
     }
     let spec = JobSpec {

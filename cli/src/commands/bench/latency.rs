@@ -110,7 +110,7 @@ async fn latencies(args: &BenchArgs, setup: Setup, jobs: usize, workers: u32, sl
     let shape = Shape {
         workers,
         slots,
-        queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
+        queue_capacity: args.queue_capacity,
         durable: setup.durable,
         tls: setup.tls,
         dir: &scratch.0,

@@ -234,7 +234,7 @@ async fn steal_run(
     let dir = scratch.0.clone();
     let opts = ClusterOptions {
         router: RouterKind::Biased,
-        queue_capacity,
+        queue_capacity: Some(queue_capacity),
         steal,
         ..ClusterOptions::new(workers, slots, dir.clone())
     };

@@ -22,7 +22,8 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 pub struct Shape<'a> {
     pub workers: u32,
     pub slots: u32,
-    pub queue_capacity: u32,
+    /// `None`: the worker's default.
+    pub queue_capacity: Option<u32>,
     pub durable: bool,
     pub tls: bool,
     /// A fresh directory for the certificates, the store and the output.
@@ -105,7 +106,8 @@ impl ProcessCluster {
         for id in &ids {
             let mut cmd = Command::new(&exe);
             cmd.args(["worker", "--controller", &addr, "--listen", "127.0.0.1:0", "--worker-id", id])
-                .args(["--slots", &shape.slots.to_string(), "--queue-capacity", &shape.queue_capacity.to_string()])
+                .args(["--slots", &shape.slots.to_string()])
+                .args(shape.queue_capacity.iter().flat_map(|q| ["--queue-capacity".to_string(), q.to_string()]))
                 .arg("--output-dir")
                 .arg(&out)
                 .args(tls_args(&format!("worker-{id}")));

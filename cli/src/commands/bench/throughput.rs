@@ -22,7 +22,7 @@ struct Plan {
     jobs: usize,
     workers: u32,
     slots: u32,
-    queue_capacity: u32,
+    queue_capacity: Option<u32>,
     /// Seconds each job takes by itself, for the ideal makespan.
     job_seconds: Option<f64>,
 }
@@ -51,7 +51,7 @@ fn true_plan(args: &BenchArgs, name: &'static str, argv: Vec<String>) -> Plan {
         jobs: args.jobs.unwrap_or(5_000),
         workers: args.workers.unwrap_or(1),
         slots,
-        queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
+        queue_capacity: args.queue_capacity,
         job_seconds: None,
     }
 }
@@ -65,7 +65,7 @@ pub async fn w2(args: &BenchArgs) -> anyhow::Result<Measured> {
         jobs: args.jobs.unwrap_or(2_000),
         workers: args.workers.unwrap_or(2),
         slots,
-        queue_capacity: args.queue_capacity.unwrap_or(slots * 2),
+        queue_capacity: args.queue_capacity,
         job_seconds: Some(0.05),
     };
     measure(args, plan).await
