@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -60,6 +62,12 @@ pub struct BurstClusterSpec {
     /// Extra annotations for every pod.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Every pod's security context, instead of the default (runAsNonRoot, runAsUser and fsGroup 65534, the
+    /// image's user, and the RuntimeDefault seccomp profile). `{}` lets the platform choose the user and group,
+    /// as OpenShift's restricted SCC requires (it refuses ids outside the namespace's range). The containers
+    /// stay restricted either way: read-only root filesystem, no privilege escalation, no capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
     /// The controller Service's type: ClusterIP (default), NodePort or LoadBalancer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["ClusterIP", "NodePort", "LoadBalancer"]))]
@@ -99,6 +107,24 @@ pub struct TlsSpec {
     /// `operator-key.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_secret: Option<String>,
+    /// Client certificates the operator issues (with its own CA only), each in a Secret
+    /// `<name>-client-<client>` holding `ca.pem`, `client.pem` and `client-key.pem`: what a person or program
+    /// needs to use the cluster (`burst --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem`), never
+    /// the CA's key. Renewed like the others. A client taken out of the list loses its Secret; its certificate
+    /// stays valid until it expires, so use a tokens file for access that must end at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<TlsClient>,
+}
+
+/// A client the operator issues a certificate for.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct TlsClient {
+    /// The client's name: its certificate's common name (the owner of the jobs it submits) and its Secret's
+    /// suffix. 1 to 30 lowercase letters, digits and '-', starting with a letter.
+    pub name: String,
+    /// admin (every job, workers, cordons) or submit (its own jobs).
+    #[schemars(extend("enum" = ["admin", "submit"]))]
+    pub role: String,
 }
 
 impl TlsSpec {
@@ -158,7 +184,8 @@ pub struct PoolSpec {
     /// Jobs each worker runs at once (default: `workers.slots`, else its cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<i32>,
-    /// Jobs each worker may hold beyond those running (default: `workers.queueCapacity`, else 2 x slots).
+    /// Jobs each worker may hold beyond those running (default: `workers.queueCapacity`, else the worker's
+    /// adaptive one: 8 x slots while jobs are short, 2 x slots otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,7 +268,8 @@ pub struct WorkersSpec {
     /// Jobs each worker runs at once (default: its cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<i32>,
-    /// Jobs each worker may hold beyond those running (default 2 x slots).
+    /// Jobs each worker may hold beyond those running (default: adaptive, 8 x slots while jobs are short, under
+    /// 100 ms on average, 2 x slots otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +349,10 @@ pub struct BurstClusterStatus {
     /// The pools' worker StatefulSets last applied: one whose pool leaves the spec is deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pool_workers: Vec<String>,
+    /// The clients' certificate Secrets last applied (`spec.tls.clients`): one whose client leaves the spec is
+    /// deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_secrets: Vec<String>,
     /// Each elastic pool's worker pods as the operator set them, and since when (Unix seconds) it has had more
     /// than it needs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

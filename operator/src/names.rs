@@ -67,6 +67,11 @@ pub fn worker_tls(cluster: &str) -> String {
     format!("{cluster}-worker-tls")
 }
 
+/// The Secret with one client's certificate (`spec.tls.clients`).
+pub fn client_tls(cluster: &str, client: &str) -> String {
+    format!("{cluster}-client-{client}")
+}
+
 pub fn data_claim() -> &'static str {
     "data"
 }

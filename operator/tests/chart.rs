@@ -126,7 +126,7 @@ fn operator_grants() -> BTreeMap<String, BTreeSet<String>> {
         ("apps/deployments", "get list watch create patch delete"),
         ("apps/statefulsets", "get list watch create patch delete"),
         ("networking.k8s.io/networkpolicies", "get create patch delete"),
-        ("core/secrets", "get create patch"),
+        ("core/secrets", "get create patch delete"),
         ("events.k8s.io/events", "create patch"),
     ])
 }
@@ -348,6 +348,16 @@ fn helm_template_renders_least_privilege_rbac_and_restricted_pods() {
     assert_eq!((c.policy.as_deref(), c.wait_by.as_deref(), c.wait_factor), (Some("wait"), Some("runtime"), Some(0.5)));
     let pool = &bc.spec.pools[0];
     assert_eq!((pool.name.as_str(), pool.cost, pool.max_replicas), ("cloud", Some(2.5), Some(4)));
+    assert_eq!(
+        (c.node_selector.get("disk").map(String::as_str), c.priority_class_name.as_deref()),
+        (Some("ssd"), Some("burst-high"))
+    );
+    let w = &bc.spec.workers;
+    assert!(w.affinity.as_ref().is_some_and(|a| a.pod_anti_affinity.is_some()), "the workers' affinity is passed on");
+    assert_eq!(w.priority_class_name.as_deref(), Some("burst-batch"));
+    assert_eq!(bc.spec.image_pull_secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["regcred"]);
+    assert_eq!(bc.spec.pod_security_context, Some(Default::default()), "{{}}: the platform picks the ids");
+    assert_eq!(bc.spec.tls.clients[0].name, "alice");
 }
 
 /// deploy/kind.sh e2e runs these: each a BurstJob of exactly one kind, for the example BurstCluster, whose image

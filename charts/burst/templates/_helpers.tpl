@@ -89,10 +89,11 @@ What the operator may do wherever it watches (a ClusterRole, or a Role per watch
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "create", "patch", "delete"]
-# Each BurstCluster's TLS Secrets: made, read and renewed (never listed; the cluster's deletion removes them).
+# Each BurstCluster's TLS Secrets: made, read and renewed, by name (never listed; the cluster's deletion removes
+# them); a client's (spec.tls.clients) deleted by name when the client leaves the spec.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

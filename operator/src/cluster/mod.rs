@@ -398,7 +398,6 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 fn restricted() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),
-        run_as_user: Some(RUN_AS),
         read_only_root_filesystem: Some(true),
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
@@ -588,13 +587,13 @@ fn pod(
                 _ => TERMINATION_GRACE_SECONDS,
             }),
             automount_service_account_token: Some(false),
-            security_context: Some(PodSecurityContext {
+            security_context: Some(s.pod_security_context.clone().unwrap_or_else(|| PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUN_AS),
                 fs_group: Some(RUN_AS),
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
                 ..PodSecurityContext::default()
-            }),
+            })),
             image_pull_secrets: (!s.image_pull_secrets.is_empty()).then(|| s.image_pull_secrets.clone()),
             priority_class_name: placement.priority_class_name.clone(),
             node_selector: (!placement.node_selector.is_empty()).then(|| placement.node_selector.clone()),

@@ -12,6 +12,7 @@
 //! 3. **Status**: readiness comes back in the apply responses (or the reads), the counts from the controller's
 //!    `GetStats`; the status is patched only when it changed, and a condition that flips records an Event.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +77,8 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let tls = certificates(bc, ctx, &ns, &name).await?;
+    let (tls, ca) = certificates(bc, ctx, &ns, &name).await?;
+    let client_secrets = client_certificates(bc, ctx, &ns, &name, ca.as_ref(), &prev.client_secrets).await?;
     let mut refused = Vec::new();
     let (controller_ready, ready_workers, replacing) = apply_children(ctx, &ns, &name, &want, &mut refused).await?;
     let pool_sets = pool_workers(&want);
@@ -106,6 +108,7 @@ async fn run(bc: &BurstCluster, ctx: &Context) -> Result<Action> {
     let observed = Observed { controller_ready, ready_workers, stats, refused };
     let next = BurstClusterStatus {
         pool_workers: pool_sets,
+        client_secrets,
         elastic,
         ..status::status(&scaled, &prev, &observed, Timestamp::now())
     };
@@ -309,9 +312,15 @@ async fn delete_dropped_pools(ctx: &Context, ns: &str, before: &[String], now: &
 }
 
 /// The cluster's certificates (see [`tls`]): operator-made Secrets are written when something in them is
-/// missing or due for renewal; a user's are only read. Returns the operator's client TLS, `None` without TLS.
-async fn certificates(bc: &BurstCluster, ctx: &Context, ns: &str, name: &str) -> Result<Option<Pem>> {
-    let Some(secrets) = tls::secrets(bc, name) else { return Ok(None) };
+/// missing or due for renewal; a user's are only read. Returns the operator's client TLS (`None` without TLS)
+/// and, when the operator made the CA, its Secret's data.
+async fn certificates(
+    bc: &BurstCluster,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<(Option<Pem>, Option<tls::Data>)> {
+    let Some(secrets) = tls::secrets(bc, name) else { return Ok((None, None)) };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if !secrets.operator_made {
         for secret in [&secrets.controller, &secrets.workers] {
@@ -319,7 +328,7 @@ async fn certificates(bc: &BurstCluster, ctx: &Context, ns: &str, name: &str) ->
                 return Err(Error::TlsSecret(format!("Secret {secret} (spec.tls) not found")));
             }
         }
-        return operator_tls(ctx, bc, ns, name).await.map(Some);
+        return Ok((Some(operator_tls(ctx, bc, ns, name).await?), None));
     }
     let mut have = Vec::new();
     for secret in [names::tls_ca(name), names::controller_tls(name), names::worker_tls(name)] {
@@ -336,7 +345,51 @@ async fn certificates(bc: &BurstCluster, ctx: &Context, ns: &str, name: &str) ->
             info!(secret = want[i].metadata.name.as_deref().unwrap_or_default(), "TLS secret written");
         }
     }
-    tls::operator_pem(&secrets.operator, &tls::data_of(&want[0])).map(Some).map_err(Error::TlsSecret)
+    let ca = tls::data_of(&want[0]);
+    let pem = tls::operator_pem(&secrets.operator, &ca).map_err(Error::TlsSecret)?;
+    Ok((Some(pem), Some(ca)))
+}
+
+/// The clients' Secrets (`spec.tls.clients`), signed by the CA in `ca` (`None`: no operator-made CA, so no
+/// clients): written when missing, due for renewal or signed by another CA; those applied before (`before`,
+/// from the status) and no longer listed are deleted. Returns the names applied, for the status: the operator
+/// finds its client Secrets by name, so it needs no right to list Secrets.
+async fn client_certificates(
+    bc: &BurstCluster,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    ca: Option<&tls::Data>,
+    before: &[String],
+) -> Result<Vec<String>> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut have = BTreeMap::new();
+    for client in ca.map_or(&[][..], |_| &bc.spec.tls.clients[..]) {
+        let secret_name = names::client_tls(name, &client.name);
+        if let Some(secret) = api.get_opt(&secret_name).await? {
+            have.insert(secret_name, tls::data_of(&owned(bc, secret)?));
+        }
+    }
+    let want = match ca {
+        Some(ca) => {
+            let now = Timestamp::now().as_second();
+            tls::clients(bc, name, ns, bc.controller_owner_ref(&()), ca, &have, now)
+                .map_err(|e| Error::TlsSecret(e.0))?
+        }
+        None => Vec::new(),
+    };
+    let applied: Vec<String> = want.iter().map(|s| s.name_any()).collect();
+    for (secret, secret_name) in want.iter().zip(&applied) {
+        if have.get(secret_name) != Some(&tls::data_of(secret)) {
+            apply(ctx, ns, secret).await?;
+            info!(secret = %secret_name, "client certificate written");
+        }
+    }
+    for gone in before.iter().filter(|b| !applied.contains(b)) {
+        info!(secret = %gone, "client no longer in spec.tls.clients: deleting its Secret");
+        delete_if_present::<Secret>(ctx, ns, gone, &DeleteParams::background()).await?;
+    }
+    Ok(applied)
 }
 
 /// `secret`, if this BurstCluster owns it: a Secret of the same name made by someone else is never taken over

@@ -82,6 +82,28 @@ fn every_pod_runs_restricted() {
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(sc.run_as_user, None, "the user is the pod's to set");
+        let pod_sc = pod.security_context.as_ref().unwrap();
+        assert_eq!(
+            (pod_sc.run_as_user, pod_sc.fs_group, pod_sc.run_as_non_root),
+            (Some(65534), Some(65534), Some(true))
+        );
+    }
+}
+
+#[test]
+fn a_pod_security_context_in_the_spec_replaces_the_fixed_ids_and_the_containers_stay_restricted() {
+    let mut bc = example();
+    bc.spec.pod_security_context = Some(serde_json::from_value(serde_json::json!({})).unwrap());
+    let d = desired(&bc).unwrap();
+    let ControllerWorkload::StatefulSet(sts) = &d.controller else { unreachable!() };
+    for template in [&sts.spec.template, &d.workers[0].spec.template] {
+        let pod = pod_spec(template);
+        let pod_sc = pod.security_context.as_ref().unwrap();
+        assert_eq!((pod_sc.run_as_user, pod_sc.fs_group), (None, None), "the platform picks them (OpenShift)");
+        let sc = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!((sc.run_as_user, sc.read_only_root_filesystem), (None, Some(true)));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
     }
 }
 

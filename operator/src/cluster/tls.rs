@@ -1,13 +1,14 @@
 //! A BurstCluster's certificates, as pure functions: which Secrets hold them, what the operator-made ones
 //! should contain now, and the operator's own client certificate.
 //!
-//! Three Secrets, so that each pod sees only what it needs:
+//! Three Secrets, so that each pod sees only what it needs, and one per client the spec lists:
 //!
 //! ```text
 //! <name>-tls-ca          ca-cert.pem, ca-key.pem (the signing CA; mounted nowhere), ca.pem, operator.pem,
 //!                        operator-key.pem; while a CA is replaced next-ca-*.pem, next-ca-since, old-ca-*
 //! <name>-controller-tls  ca.pem, issuer.pem, controller.pem, controller-key.pem   mounted in the controller
 //! <name>-worker-tls      ca.pem, issuer.pem, <pod>.pem, <pod>-key.pem per worker  mounted in every worker
+//! <name>-client-<client> ca.pem, issuer.pem, client.pem, client-key.pem           per spec.tls.clients entry
 //! ```
 //! `ca.pem` is the bundle every side trusts: the CA, plus the one it replaced while that one is still valid.
 //! With `spec.tls.{controller,worker,operator}Secret` the user supplies the last three (the operator's holds
@@ -57,6 +58,11 @@ pub const MAX_CERTIFICATE_DAYS: u32 = 3650;
 /// The operator's client certificate (role admin) and key.
 pub const OPERATOR_CERT: &str = "operator.pem";
 pub const OPERATOR_KEY: &str = "operator-key.pem";
+/// In a client's Secret: its certificate and key.
+pub const CLIENT_CERT: &str = "client.pem";
+pub const CLIENT_KEY: &str = "client-key.pem";
+/// The role label of the clients' Secrets, by which the operator finds those it made.
+pub const CLIENT_ROLE: &str = "client";
 /// Operator-made certificates last this long unless `spec.tls.certificateDays` says otherwise.
 const CERTIFICATE_DAYS: i64 = 90;
 /// The CA lasts this many times as long as the certificates it signs.
@@ -108,6 +114,26 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     }
     if bc.spec.tokens_secret.is_some() && !tls.enabled() {
         return Err(SpecError("spec.tokensSecret needs TLS: tokens would cross the network in plaintext".into()));
+    }
+    if !tls.clients.is_empty() && (!tls.enabled() || tls.controller_secret.is_some()) {
+        return Err(SpecError(
+            "spec.tls.clients needs the operator's own CA (TLS on, no controllerSecret/workerSecret/operatorSecret)"
+                .into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for client in &tls.clients {
+        burst_proto::check_pool(&client.name)
+            .map_err(|_| SpecError(format!("spec.tls.clients: name {:?} is not valid: use 1 to {} lowercase letters, digits and '-', starting with a letter", client.name, burst_proto::MAX_POOL_NAME)))?;
+        if !seen.insert(&client.name) {
+            return Err(SpecError(format!("spec.tls.clients: {} is listed twice", client.name)));
+        }
+        if client.role != "admin" && client.role != "submit" {
+            return Err(SpecError(format!(
+                "spec.tls.clients: {}'s role {:?} is not admin or submit",
+                client.name, client.role
+            )));
+        }
     }
     if let Some(days) = tls.certificate_days.filter(|d| *d == 0 || *d > MAX_CERTIFICATE_DAYS) {
         return Err(SpecError(format!("spec.tls.certificateDays is {days}; it must be 1 to {MAX_CERTIFICATE_DAYS}")));
@@ -233,6 +259,53 @@ pub fn desired(
     ])
 }
 
+/// The clients' Secrets (`spec.tls.clients`) as they should be at `now`, signed by the CA in `ca` (the CA
+/// Secret's data as [`desired`] made it), given what their Secrets hold (by Secret name). A certificate is kept
+/// while it is fresh, of the same role, and issued by the signing CA.
+pub fn clients(
+    bc: &BurstCluster,
+    cluster: &str,
+    ns: &str,
+    owner: Option<OwnerReference>,
+    ca: &Data,
+    have: &BTreeMap<String, Data>,
+    now: i64,
+) -> Result<Vec<Secret>, SpecError> {
+    let fail = |e: String| SpecError(format!("making the clients' certificates: {e}"));
+    let signer = ca.get(CA_CERT).ok_or_else(|| fail("the CA Secret has no certificate".into()))?;
+    let key = ca.get(CA_KEY).ok_or_else(|| fail("the CA Secret has no key".into()))?;
+    let bundle = ca.get(CA_BUNDLE).unwrap_or(signer);
+    let signing = Ca::from_pem(&lossy(signer), &lossy(key)).map_err(fail)?;
+    let days = bc.spec.tls.certificate_days.map_or(CERTIFICATE_DAYS, i64::from);
+    let mut secrets = Vec::new();
+    for client in &bc.spec.tls.clients {
+        let name = names::client_tls(cluster, &client.name);
+        let had = have.get(&name);
+        let cert = had.and_then(|d| d.get(CLIENT_CERT));
+        let kept = had.filter(|d| d.get(ISSUER) == Some(signer) && fresh(cert, now)).and_then(|d| {
+            let same = cert.and_then(|c| issue::identity_of_pem(c)) == Some((client.name.clone(), client.role.clone()));
+            Some(Issued { cert_pem: lossy(cert?), key_pem: lossy(d.get(CLIENT_KEY)?) }).filter(|_| same)
+        });
+        let issued = match kept {
+            Some(issued) => issued,
+            None => signing.issue(&client.name, &client.role, Vec::new(), days, now).map_err(fail)?,
+        };
+        let data = Data::from([
+            (CA_BUNDLE.to_string(), bundle.clone()),
+            (ISSUER.to_string(), signer.clone()),
+            (CLIENT_CERT.to_string(), issued.cert_pem.into_bytes()),
+            (CLIENT_KEY.to_string(), issued.key_pem.into_bytes()),
+        ]);
+        secrets.push(Secret {
+            metadata: meta(name, ns, names::labels(cluster, CLIENT_ROLE), owner.clone()),
+            type_: Some("Opaque".into()),
+            data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
+            ..Secret::default()
+        });
+    }
+    Ok(secrets)
+}
+
 /// A Secret's data as [`Data`].
 pub fn data_of(secret: &Secret) -> Data {
     secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()
@@ -288,6 +361,58 @@ mod tests {
     fn identity_of(pem: &[u8]) -> (String, String) {
         let der = x509_parser::pem::parse_x509_pem(pem).unwrap().1.contents;
         burst_proto::tls::identity(&der).unwrap()
+    }
+
+    fn client(name: &str, role: &str) -> crate::crd::TlsClient {
+        crate::crd::TlsClient { name: name.into(), role: role.into() }
+    }
+
+    fn client_data(bc: &BurstCluster, ca: &Data, have: &BTreeMap<String, Data>, at: i64) -> BTreeMap<String, Data> {
+        let made = clients(bc, "demo", "ns", None, ca, have, at).unwrap();
+        made.iter().map(|s| (s.metadata.name.clone().unwrap(), data_of(s))).collect()
+    }
+
+    #[test]
+    fn each_listed_client_gets_its_own_certificate_kept_until_its_role_or_the_signing_ca_changes() {
+        let mut bc = cluster(1);
+        bc.spec.tls.clients = vec![client("alice", "submit"), client("ops", "admin")];
+        let at = now();
+        let [ca, ..] = make(&bc, &[None, None, None], at);
+        let first = client_data(&bc, &ca, &BTreeMap::new(), at);
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["demo-client-alice", "demo-client-ops"]);
+        let alice = &first["demo-client-alice"];
+        assert_eq!(identity_of(&alice[CLIENT_CERT]), ("alice".into(), "submit".into()));
+        assert_eq!(identity_of(&first["demo-client-ops"][CLIENT_CERT]), ("ops".into(), "admin".into()));
+        assert_eq!(alice[CA_BUNDLE], ca[CA_BUNDLE]);
+        assert!(!alice.contains_key(CA_KEY), "never the CA's key");
+        // Nothing changed: the same certificates.
+        assert_eq!(client_data(&bc, &ca, &first, at + 60), first);
+        // A new role: a new certificate naming it.
+        bc.spec.tls.clients[0].role = "admin".into();
+        let promoted = client_data(&bc, &ca, &first, at + 60);
+        assert_eq!(identity_of(&promoted["demo-client-alice"][CLIENT_CERT]), ("alice".into(), "admin".into()));
+        assert_eq!(promoted["demo-client-ops"], first["demo-client-ops"]);
+        // Another signing CA: issued again; two thirds into its life: renewed.
+        let [other_ca, ..] = make(&bc, &[None, None, None], at);
+        assert_ne!(client_data(&bc, &other_ca, &promoted, at)["demo-client-ops"], promoted["demo-client-ops"]);
+        let later = at + CERTIFICATE_DAYS * 86_400 * 2 / 3 + 60;
+        assert_ne!(client_data(&bc, &ca, &promoted, later)["demo-client-ops"], promoted["demo-client-ops"]);
+    }
+
+    #[test]
+    fn clients_need_the_operators_ca_distinct_valid_names_and_a_known_role() {
+        let mut bc = cluster(1);
+        bc.spec.tls.clients = vec![client("alice", "submit")];
+        assert!(validate(&bc).is_ok());
+        bc.spec.tls.clients.push(client("alice", "admin"));
+        assert!(validate(&bc).unwrap_err().0.contains("alice is listed twice"));
+        bc.spec.tls.clients = vec![client("Alice_1", "submit")];
+        assert!(validate(&bc).unwrap_err().0.contains("\"Alice_1\" is not valid"));
+        bc.spec.tls.clients = vec![client("alice", "root")];
+        assert!(validate(&bc).unwrap_err().0.contains("role \"root\" is not admin or submit"));
+        bc.spec.tls.clients = vec![client("alice", "submit")];
+        bc.spec.tls.enabled = Some(false);
+        assert!(validate(&bc).unwrap_err().0.contains("needs the operator's own CA"));
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub fn validity_window(pem: &[u8]) -> Option<(i64, i64)> {
     Some((cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp()))
 }
 
+/// The (name, role) a PEM certificate names (see [`super::identity`]).
+pub fn identity_of_pem(pem: &[u8]) -> Option<(String, String)> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    super::identity(&pem.contents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
