@@ -29,6 +29,17 @@ pub struct Cli {
     /// The client certificate's key (PEM).
     #[arg(long, global = true, env = "BURST_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A BurstCluster to reach through the Kubernetes API (your kubeconfig; a port-forward to its controller,
+    /// as the client certificate the operator issued for you): instead of --controller and the TLS flags. As
+    /// `kubectl burst` (this binary named kubectl-burst) the namespace's only BurstCluster by default.
+    #[arg(long, global = true, env = "BURST_CLUSTER", conflicts_with_all = ["controller", "tls_ca"])]
+    pub cluster: Option<String>,
+    /// The BurstCluster's namespace [default: your kubeconfig's].
+    #[arg(short = 'n', long, global = true, env = "BURST_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Which of the BurstCluster's spec.tls.clients to act as [default: its only one].
+    #[arg(long, global = true, env = "BURST_IDENTITY")]
+    pub identity: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,7 +50,11 @@ pub struct Cli {
 /// shell's `BURST_OUTPUT` must not stop a server.)
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
-    let command = Cli::command();
+    // As a kubectl plugin, help and errors name the command the user typed.
+    let command = match plugin() {
+        true => Cli::command().name("kubectl burst").bin_name("kubectl burst"),
+        false => Cli::command(),
+    };
     let matches = command.clone().try_get_matches().unwrap_or_else(|e| usage_exit(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage_exit(e));
     if let Some((role @ ("controller" | "worker" | "operator"), sub)) = matches.subcommand()
@@ -49,6 +64,13 @@ pub fn parse() -> Cli {
         usage_exit(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why));
     }
     cli
+}
+
+/// Whether this binary runs as `kubectl burst` (installed as kubectl-burst): its commands then reach a
+/// BurstCluster through the Kubernetes API.
+pub fn plugin() -> bool {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    std::path::Path::new(&argv0).file_name().is_some_and(|n| n == crate::kubectl::PLUGIN_NAME)
 }
 
 /// Help and the version as clap prints them; a mistake as one line, `burst: ...`, and exit code 2 (as every

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod commands;
 pub mod jobfile;
+pub mod kubectl;
 pub mod local;
 pub mod progress;
 pub mod render;
@@ -17,7 +18,8 @@ use client::Ctx;
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let Cli { controller, config, output, token, tls_ca, tls_cert, tls_key, command } = cli;
+    let Cli { controller, config, output, token, tls_ca, tls_cert, tls_key, cluster, namespace, identity, command } =
+        cli;
     match command {
         Command::Controller(args) => {
             burst_controller::run(args.into_config()?).await?;
@@ -48,6 +50,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         _ => {}
     }
     let tls = tls_ca.map(|ca| client::ClientTls { ca, identity: tls_cert.zip(tls_key) });
+    // Through the Kubernetes API: held while the command runs (the port-forward, the credential files).
+    let reached = match cluster.is_some() || args::plugin() {
+        true => Some(kubectl::reach(&kubectl::Target { cluster, namespace, client: identity }).await?),
+        false => None,
+    };
+    let (controller, tls) = match &reached {
+        Some(r) => (Some(r.controller.clone()), r.tls.clone()),
+        None => (controller, tls),
+    };
     let ctx = Ctx::new(controller, config.as_deref(), output, token.as_deref(), tls)?;
     match command {
         Command::Submit(args) => commands::submit::run(&ctx, args).await,

@@ -149,6 +149,60 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     })
     .await;
 
+    // 3c. A client listed in spec.tls.clients gets a Secret with its own certificate (never the CA's key), named
+    // in the status; taken out of the list, its Secret goes.
+    edit(plane, ns, r#"{"spec":{"tls":{"clients":[{"name":"alice","role":"submit"}]}}}"#);
+    let alice = eventually(DEADLINE, "alice's certificate", || async {
+        let listed = clusters.get("demo").await.unwrap().status.map(|s| s.client_secrets);
+        let secret = secrets.get_opt("demo-client-alice").await.unwrap();
+        secret.filter(|_| listed.as_deref() == Some(&["demo-client-alice".to_string()][..]))
+    })
+    .await;
+    assert_eq!(alice.owner_references().iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["demo"]);
+    let data = alice.data.unwrap();
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ca.pem", "client-key.pem", "client.pem", "issuer.pem"]
+    );
+    let identity = burst_proto::tls::issue::identity_of_pem(&data["client.pem"].0);
+    assert_eq!(identity, Some(("alice".to_string(), "submit".to_string())));
+    let ca = secrets.get("demo-tls-ca").await.unwrap().data.unwrap();
+    assert_eq!(data["ca.pem"], ca["ca.pem"]);
+    // As `kubectl burst` (the binary named kubectl-burst), the user's kubeconfig finds the cluster and alice's
+    // Secret; the port-forward is refused here (no kubelet: the pod has no node), and says so in one line.
+    let plugin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_burst"), plugin.path().join("kubectl-burst")).unwrap();
+    let kubectl_burst = |args: &[&str]| {
+        let out = std::process::Command::new(plugin.path().join("kubectl-burst"))
+            .args(args)
+            .env("KUBECONFIG", &plane.admin_kubeconfig)
+            .env_remove("BURST_CONTROLLER")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim().to_string())
+    };
+    let (code, err) = kubectl_burst(&["-n", ns, "workers"]);
+    println!("kubectl burst workers, no kubelet: {err}");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("burst: port-forward to pod demo-controller-0: ") && !err.contains('\n'), "{err}");
+    let (code, err) = kubectl_burst(&["-n", ns, "--identity", "eve", "workers"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "burst: BurstCluster demo has no client eve in spec.tls.clients (it has alice)")
+    );
+    let (code, err) = kubectl_burst(&["-n", "default", "workers"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "burst: no BurstCluster in namespace default (-n NAMESPACE to look elsewhere)")
+    );
+    edit(plane, ns, r#"{"spec":{"tls":{"clients":null}}}"#);
+    eventually(DEADLINE, "alice's Secret gone", || async {
+        let gone = secrets.get_opt("demo-client-alice").await.unwrap().is_none();
+        let listed = clusters.get("demo").await.unwrap().status.map(|s| s.client_secrets.is_empty());
+        (gone && listed == Some(true)).then_some(())
+    })
+    .await;
+
     // 4. Idle: nothing is written, and the cluster is reconciled only by its refresh.
     let settle = eventually(DEADLINE, "the cluster to settle", || async {
         let before = children(&admin, ns).await;
