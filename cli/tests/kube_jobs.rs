@@ -1,6 +1,7 @@
 //! BurstJobs end to end on a real API server (see `apiserver/`): `kubectl apply` of the examples, `kubectl wait`,
-//! cancel on delete, TTL, an invalid spec edited into a valid one, a job the controller lost, and how often a
-//! busy BurstCluster is reconciled.
+//! cancel on delete, TTL, an invalid spec edited into a valid one, a job the controller lost, how often a
+//! busy BurstCluster is reconciled, and `kubectl burst` reaching the controller with an operator-issued client
+//! certificate through a port-forward (a stand-in kubelet carries it).
 //!
 //! The operator runs in this process with the chart's ServiceAccount token ([`burst_operator::run_with`]); the
 //! burst controller and worker run here too, on loopback, over mutual TLS with the certificates the operator
@@ -210,6 +211,40 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
     for i in 0..24 {
         until_phase(&jobs, &format!("busy-{i}"), "Succeeded").await;
     }
+
+    // 5b. `kubectl burst` as a user would run it: a client certificate the operator issued (spec.tls.clients),
+    // the cluster found with the kubeconfig, the controller reached by a port-forward to its pod, which a
+    // stand-in kubelet carries to the controller running here.
+    let kubelet = apiserver::kubelet::FakeKubelet::start(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    kubelet.host(&admin, ns, "demo-controller-0").await;
+    let clients = r#"{"spec":{"tls":{"clients":[{"name":"ops","role":"admin"}]}}}"#;
+    plane.kubectl(&["patch", "bc", "demo", "-n", ns, "--type", "merge", "-p", clients]);
+    eventually(DEADLINE, "ops's certificate", || async {
+        Api::<Secret>::namespaced(admin.clone(), ns).get_opt("demo-client-ops").await.unwrap()
+    })
+    .await;
+    let plugin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_burst"), plugin.path().join("kubectl-burst")).unwrap();
+    let kubectl_burst = |args: &[&str]| {
+        let out = std::process::Command::new(plugin.path().join("kubectl-burst"))
+            .args(args)
+            .env("KUBECONFIG", &plane.admin_kubeconfig)
+            .env_remove("BURST_CONTROLLER")
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, out, err) = kubectl_burst(&["-n", ns, "workers", "-o", "name"]);
+    assert_eq!((code, out.as_str()), (Some(0), "demo-worker-0"), "{err}");
+    let (code, out, err) = kubectl_burst(&["-n", ns, "submit", "--wait", "process", "/bin/echo", "through-kubectl"]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.lines().next().unwrap_or_default().to_string();
+    let (code, logs, err) = kubectl_burst(&["-n", ns, "logs", &id]);
+    assert_eq!((code, logs.as_str()), (Some(0), "through-kubectl"), "{err}");
+    let (spec, _) = burst.controller.lock().job(&id).unwrap();
+    assert_eq!(spec.owner, "ops", "the job is the client's own");
+    drop(kubelet);
 
     // 6. The controller loses its store while a BurstJob runs: deleting the BurstJob still completes.
     apply_yaml(&plane, ns, "orphan", &process_job("orphan", "/bin/sleep", &["60"], ""));

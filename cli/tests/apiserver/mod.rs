@@ -6,7 +6,8 @@
 //! The API server runs RBAC, service-account tokens and the ServiceAccount admission plugin as a cluster does;
 //! the controller manager runs every controller (StatefulSets make pods, the garbage collector follows owner
 //! references, the token controller writes each ServiceAccount's token Secret). There is no scheduler and no
-//! kubelet: pods stay Pending unless a test sets their status as a kubelet would ([`ControlPlane::pod_ready`]).
+//! kubelet: pods stay Pending unless a test sets their status as a kubelet would ([`ControlPlane::pod_ready`]);
+//! for port-forwards a test binds a pod to a Node whose kubelet is a stand-in ([`kubelet::FakeKubelet`]).
 //!
 //! Only 127.0.0.1 is ever addressed. `--service-cluster-ip-range` is a value Services are given, never dialled.
 #![allow(dead_code)]
@@ -509,4 +510,5 @@ pub async fn install_chart(plane: &ControlPlane, extra: &[&str]) -> PathBuf {
 }
 
 // A TCP proxy a test can black-hole, to cut one process off from the API server (cli/tests/kube_leader.rs).
+pub mod kubelet;
 pub mod proxy;
