@@ -32,7 +32,7 @@ pub struct Cli {
     /// A BurstCluster to reach through the Kubernetes API (your kubeconfig; a port-forward to its controller,
     /// as the client certificate the operator issued for you): instead of --controller and the TLS flags. As
     /// `kubectl burst` (this binary named kubectl-burst) the namespace's only BurstCluster by default.
-    #[arg(long, global = true, env = "BURST_CLUSTER", conflicts_with_all = ["controller", "tls_ca"])]
+    #[arg(long, global = true, env = "BURST_CLUSTER")]
     pub cluster: Option<String>,
     /// The BurstCluster's namespace [default: your kubeconfig's].
     #[arg(short = 'n', long, global = true, env = "BURST_NAMESPACE")]
@@ -62,6 +62,22 @@ pub fn parse() -> Cli {
     {
         let why = format!("{unused} means nothing to `burst {role}` (it is for the client commands)");
         usage_exit(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why));
+    }
+    // Through Kubernetes the controller's address and credentials come from the cluster: flags naming others
+    // would be ignored, so they are refused (from the environment they are simply not used).
+    if plugin() || cli.cluster.is_some() {
+        let given = |id: &str| {
+            let here = |m: &clap::ArgMatches| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+            here(&matches) || matches.subcommand().is_some_and(|(_, sub)| here(sub))
+        };
+        if let Some(flag) = ["controller", "tls_ca", "tls_cert", "tls_key"].into_iter().find(|id| given(id)) {
+            let why = format!(
+                "--{} cannot be used with a BurstCluster (kubectl burst, --cluster): its controller and your client \
+                 certificate come from the cluster",
+                flag.replace('_', "-")
+            );
+            usage_exit(command.clone().error(clap::error::ErrorKind::ArgumentConflict, why));
+        }
     }
     cli
 }

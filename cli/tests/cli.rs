@@ -164,6 +164,11 @@ fn the_cli_drives_a_real_controller_and_worker() {
     assert_error(&burst(&url, &["wait", "a/b"]), 2, "is not a job id");
     let o = burst(&url, &["controller", "-o", "json", "--listen", "127.0.0.1:0"]);
     assert_error(&o, 2, "--output means nothing to `burst controller`");
+    // Through Kubernetes the cluster gives the address and credentials: flags naming others are refused.
+    let o = burst(&url, &["--cluster", "demo", "--controller", "http://127.0.0.1:1", "workers"]);
+    assert_error(&o, 2, "--controller cannot be used with a BurstCluster");
+    let o = burst(&url, &["workers", "--cluster", "demo", "--tls-ca", "ca.pem"]);
+    assert_error(&o, 2, "--tls-ca cannot be used with a BurstCluster");
     let o = burst(&url, &["controller", "--router", "fastest"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects an unknown router: {}", stderr(&o));
     assert!(stderr(&o).contains("roundrobin"), "the error lists the routers: {}", stderr(&o));
