@@ -70,7 +70,7 @@ pub fn parse() -> Cli {
             let here = |m: &clap::ArgMatches| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
             here(&matches) || matches.subcommand().is_some_and(|(_, sub)| here(sub))
         };
-        if let Some(flag) = ["controller", "tls_ca", "tls_cert", "tls_key"].into_iter().find(|id| given(id)) {
+        if let Some(flag) = ["controller", "tls_ca", "tls_cert", "tls_key", "token"].into_iter().find(|id| given(id)) {
             let why = format!(
                 "--{} cannot be used with a BurstCluster (kubectl burst, --cluster): its controller and your client \
                  certificate come from the cluster",

@@ -45,15 +45,22 @@ pub struct Ctx {
 /// The CLI's side of TLS: the CA that signed the controller's certificate, and optionally a client certificate
 /// (otherwise the CLI authenticates with its token).
 #[derive(Clone, Debug)]
-pub struct ClientTls {
-    pub ca: PathBuf,
-    pub identity: Option<(PathBuf, PathBuf)>,
+pub enum ClientTls {
+    /// Files, read when connecting (`burst certs init`'s, or a client Secret written out).
+    Files { ca: PathBuf, identity: Option<(PathBuf, PathBuf)> },
+    /// Held in memory only (`kubectl burst`'s, read from the cluster's client Secret: never on disk).
+    Pem(Pem),
 }
 
 impl ClientTls {
     fn live(&self) -> Result<LiveTls, Usage> {
-        let identity = self.identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
-        let pem = Pem::read_paths(&self.ca, identity).map_err(Usage)?;
+        let pem = match self {
+            ClientTls::Files { ca, identity } => {
+                let identity = identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+                Pem::read_paths(ca, identity).map_err(Usage)?
+            }
+            ClientTls::Pem(pem) => pem.clone(),
+        };
         LiveTls::new(pem).map_err(|e| Usage(format!("TLS: {e}")))
     }
 }

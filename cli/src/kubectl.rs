@@ -6,16 +6,13 @@
 //!
 //! # Guarantees
 //! - The credential is never the CA's key: only the client's own certificate, key and the CA bundle are read,
-//!   written for this process alone (a private directory, files mode 0600) and removed when it ends.
+//!   and held in memory only (never written to disk, so nothing is left behind however the command ends).
 //! - Every mistake is one line naming what to do: no such cluster, several to choose from, no client listed, a
 //!   Secret the user may not read, no running controller pod, a port-forward the API server refuses.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-
 use burst_operator::crd::BurstCluster;
 use burst_operator::names;
+use burst_proto::tls::Pem;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
@@ -39,11 +36,10 @@ pub struct Target {
 }
 
 /// A controller reached through a port-forward: its local URL and the TLS to talk to it. Dropping it stops the
-/// forwarding and removes the credential files.
+/// forwarding.
 pub struct Reached {
     pub controller: String,
     pub tls: Option<ClientTls>,
-    _files: Option<tempfile::TempDir>,
     forward: tokio::task::JoinHandle<()>,
 }
 
@@ -60,20 +56,21 @@ pub async fn reach(target: &Target) -> anyhow::Result<Reached> {
     let ns = target.namespace.clone().unwrap_or_else(|| kube.default_namespace().to_string());
     let bc = cluster(&kube, &ns, target.cluster.as_deref()).await?;
     let name = bc.name_any();
-    let (tls, files) = match bc.spec.tls.enabled() {
-        false => (None, None),
+    let tls = match bc.spec.tls.enabled() {
+        false if target.client.is_some() => {
+            return Err(
+                Usage(format!("BurstCluster {name} runs without TLS: it has no clients (drop --identity)")).into()
+            );
+        }
+        false => None,
         true => {
             let client = client_of(&bc, target.client.as_deref())?;
             let secret = names::client_tls(&name, &client);
-            let data = read_secret(&kube, &ns, &secret).await?;
-            let dir = tempfile::Builder::new().prefix("kubectl-burst-").tempdir()?;
-            let mut paths = Vec::new();
-            for (key, file) in [("ca.pem", "ca.pem"), ("client.pem", "cert.pem"), ("client-key.pem", "key.pem")] {
-                let bytes = data.get(key).ok_or_else(|| Usage(format!("Secret {ns}/{secret} has no {key}")))?;
-                paths.push(write_private(dir.path(), file, bytes)?);
-            }
-            let [ca, cert, key] = <[_; 3]>::try_from(paths).expect("three files");
-            (Some(ClientTls { ca, identity: Some((cert, key)) }), Some(dir))
+            let mut data = read_secret(&kube, &ns, &secret).await?;
+            let mut take =
+                |key: &str| data.remove(key).ok_or_else(|| Usage(format!("Secret {ns}/{secret} has no {key}")));
+            let pem = Pem { ca: take("ca.pem")?, identity: Some((take("client.pem")?, take("client-key.pem")?)) };
+            Some(ClientTls::Pem(pem))
         }
     };
     let pods: Api<Pod> = Api::namespaced(kube, &ns);
@@ -85,7 +82,7 @@ pub async fn reach(target: &Target) -> anyhow::Result<Reached> {
     let local = listener.local_addr()?;
     let forward = tokio::spawn(serve(listener, pods, pod, port, first));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    Ok(Reached { controller: format!("{scheme}://{local}"), tls, _files: files, forward })
+    Ok(Reached { controller: format!("{scheme}://{local}"), tls, forward })
 }
 
 /// The BurstCluster named, or the namespace's only one.
@@ -116,6 +113,12 @@ async fn cluster(kube: &Client, ns: &str, name: Option<&str>) -> anyhow::Result<
 /// The client to act as: the one named (it must be listed), or the cluster's only one.
 fn client_of(bc: &BurstCluster, named: Option<&str>) -> Result<String, Usage> {
     let name = bc.name_any();
+    if bc.spec.tls.controller_secret.is_some() {
+        return Err(Usage(format!(
+            "BurstCluster {name} uses its own TLS Secrets, so the operator issues no client certificates: use \
+             --controller with a certificate of your CA (kubectl port-forward svc/{name}-controller 50051)"
+        )));
+    }
     let listed: Vec<&str> = bc.spec.tls.clients.iter().map(|c| c.name.as_str()).collect();
     if let Some(want) = named {
         return match listed.contains(&want) {
@@ -153,34 +156,45 @@ async fn read_secret(
     Ok(secret_data.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
-/// Writes `bytes` to `dir/file`, readable by this user only.
-fn write_private(dir: &Path, file: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
-    let path = dir.join(file);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    f.write_all(bytes)?;
-    Ok(path)
-}
-
-/// A running controller pod of cluster `name`.
+/// A ready controller pod of cluster `name` (running, Ready, not being deleted).
 async fn controller_pod(pods: &Api<Pod>, ns: &str, name: &str) -> anyhow::Result<String> {
     let selector = format!("{}={name},{}=controller", names::CLUSTER_LABEL, names::ROLE_LABEL);
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| kube_error(e, &format!("listing the pods of {ns}/{name}")))?;
-    let running = list.items.iter().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
-    running.map(ResourceExt::name_any).ok_or_else(|| {
-        Usage(format!(
-            "BurstCluster {ns}/{name} has no running controller pod (kubectl get pods -n {ns} -l {selector})"
-        ))
-        .into()
+    let ready = |p: &&Pod| {
+        let status = p.status.as_ref();
+        let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+        p.metadata.deletion_timestamp.is_none()
+            && status.and_then(|s| s.phase.as_deref()) == Some("Running")
+            && conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    };
+    list.items.iter().find(ready).map(ResourceExt::name_any).ok_or_else(|| {
+        let why =
+            format!("BurstCluster {ns}/{name} has no ready controller pod (kubectl get pods -n {ns} -l {selector})");
+        Usage(why).into()
     })
 }
 
+/// One port-forward to `pod`; an error the kubelet reports on it (the port refused, say) is printed.
 async fn forward(pods: &Api<Pod>, pod: &str, port: u16) -> anyhow::Result<tokio::io::DuplexStream> {
     let mut forwarder =
         pods.portforward(pod, &[port]).await.map_err(|e| kube_error(e, &format!("port-forward to pod {pod}")))?;
-    forwarder.take_stream(port).ok_or_else(|| anyhow::anyhow!("port-forward to pod {pod}: no stream for port {port}"))
+    let stream = forwarder
+        .take_stream(port)
+        .ok_or_else(|| anyhow::anyhow!("port-forward to pod {pod}: no stream for port {port}"))?;
+    let errors = forwarder.take_error(port);
+    let pod = pod.to_string();
+    tokio::spawn(async move {
+        if let Some(errors) = errors
+            && let Some(error) = errors.await
+        {
+            warn!(pod, port, error, "port-forward failed");
+        }
+        let _ = forwarder.join().await;
+    });
+    Ok(stream)
 }
 
 /// Carries each local connection over a port-forward of its own (the first over `first`).

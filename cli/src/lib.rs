@@ -49,15 +49,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Simulate(args) => return commands::simulate::run(args, output == Some(args::Format::Json)),
         _ => {}
     }
-    let tls = tls_ca.map(|ca| client::ClientTls { ca, identity: tls_cert.zip(tls_key) });
-    // Through the Kubernetes API: held while the command runs (the port-forward, the credential files).
-    let reached = match cluster.is_some() || args::plugin() {
+    let tls = tls_ca.map(|ca| client::ClientTls::Files { ca, identity: tls_cert.zip(tls_key) });
+    // Through the Kubernetes API, for the commands that talk to a controller (dev and bench run their own): held
+    // while the command runs (the port-forward). The client certificate is the credential there, so a token
+    // from the environment (another cluster's, perhaps) is not sent.
+    let local = matches!(command, Command::Dev(_) | Command::Bench(_));
+    let reached = match (cluster.is_some() || args::plugin()) && !local {
         true => Some(kubectl::reach(&kubectl::Target { cluster, namespace, client: identity }).await?),
         false => None,
     };
-    let (controller, tls) = match &reached {
-        Some(r) => (Some(r.controller.clone()), r.tls.clone()),
-        None => (controller, tls),
+    let (controller, tls, token) = match &reached {
+        Some(r) => (Some(r.controller.clone()), r.tls.clone(), None),
+        None => (controller, tls, token),
     };
     let ctx = Ctx::new(controller, config.as_deref(), output, token.as_deref(), tls)?;
     match command {

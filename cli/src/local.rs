@@ -87,7 +87,10 @@ pub fn make_certs(dir: &Path, workers: &[String]) -> anyhow::Result<()> {
 
 /// How the admin made by [`make_certs`] connects.
 pub fn admin_tls(dir: &Path) -> client::ClientTls {
-    client::ClientTls { ca: dir.join("ca.pem"), identity: Some((dir.join("admin.pem"), dir.join("admin-key.pem"))) }
+    client::ClientTls::Files {
+        ca: dir.join("ca.pem"),
+        identity: Some((dir.join("admin.pem"), dir.join("admin-key.pem"))),
+    }
 }
 
 impl LocalCluster {

@@ -303,7 +303,11 @@ async fn an_elastic_pool_scales_up_with_demand_drains_before_it_shrinks_and_goes
     mount(&admin, ns, "demo-worker-tls", &mounts.join("worker")).await;
     // The controller as its pod runs it: with the pools of the ConfigMap the operator wrote.
     let configmaps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), ns);
-    let file = configmaps.get("demo-config").await.unwrap().data.unwrap()["burst.toml"].clone();
+    // (Written after the certificates, in the same reconcile: waited for, not assumed.)
+    let config =
+        eventually(DEADLINE, "the cluster's ConfigMap", || async { configmaps.get_opt("demo-config").await.unwrap() })
+            .await;
+    let file = config.data.unwrap()["burst.toml"].clone();
     let path = plane.dir.path().join("burst.toml");
     std::fs::write(&path, &file).unwrap();
     let section: burst_controller::config::Section = burst_proto::config::load_section(&path, "controller").unwrap();

@@ -24,7 +24,7 @@ async fn tls_cluster(dir: &Path) -> LocalCluster {
 }
 
 fn with_cert(certs: &Path, name: &str) -> ClientTls {
-    ClientTls {
+    ClientTls::Files {
         ca: certs.join("ca.pem"),
         identity: Some((certs.join(format!("{name}.pem")), certs.join(format!("{name}-key.pem")))),
     }
@@ -77,7 +77,8 @@ async fn foreign_expired_and_missing_client_certificates_are_refused() {
         days: 30,
     };
     certs::init(&plan).unwrap();
-    let foreign = ClientTls { ca: ours.join("ca.pem"), ..with_cert(&other, "admin") };
+    let other_admin = Some((other.join("admin.pem"), other.join("admin-key.pem")));
+    let foreign = ClientTls::Files { ca: ours.join("ca.pem"), identity: other_admin };
     // Refused in the handshake: the call never reaches the service (no Unauthenticated, no answer).
     let at_handshake = |err: &str| !err.starts_with("Unauthenticated") && !err.starts_with("PermissionDenied");
     let err = refused(&c, Some(&foreign)).await;
@@ -88,7 +89,7 @@ async fn foreign_expired_and_missing_client_certificates_are_refused() {
     assert!(at_handshake(&err), "expired: {err}");
 
     // The server is verified but no client certificate and no token: not authenticated.
-    let anonymous = ClientTls { ca: ours.join("ca.pem"), identity: None };
+    let anonymous = ClientTls::Files { ca: ours.join("ca.pem"), identity: None };
     let err = refused(&c, Some(&anonymous)).await;
     assert!(err.starts_with("Unauthenticated"), "{err}");
 

@@ -462,7 +462,6 @@ impl Registry {
         }
     }
 
-    /// Cordons (or uncordons) registered worker `id`; returns whether it is registered.
     /// Sets how many queued jobs worker `id` wants beyond those running (at most its queue capacity); returns
     /// whether its room grew.
     pub fn set_queue_target(&mut self, id: &str, target: u32) -> bool {
@@ -478,6 +477,7 @@ impl Registry {
         grew
     }
 
+    /// Cordons (or uncordons) registered worker `id`; returns whether it is registered.
     pub fn set_cordoned(&mut self, id: &str, cordoned: bool) -> bool {
         let Some(&i) = self.position.get(id) else { return false };
         self.workers[i].cordoned = cordoned;

@@ -191,7 +191,7 @@ impl Scheduler {
         if !self.registry.has_room() {
             let held: usize = self.registry.iter().map(|w| w.held().len()).sum();
             let capacity: u32 = self.registry.iter().map(WorkerEntry::capacity).sum();
-            return format!("every worker is full ({held} of {capacity} jobs held, slots + queue capacity)");
+            return format!("every worker is full ({held} of {capacity} jobs held, slots + the queue each wants)");
         }
         if !self.registry.iter().any(|w| w.fits(&need)) {
             return format!("waiting for resources: no worker with room has {} free", describe(&need));
@@ -250,7 +250,9 @@ impl Scheduler {
         } else if !workers.iter().any(|w| w.room() > 0) {
             let held: usize = workers.iter().map(|w| w.held().len()).sum();
             let capacity: u32 = workers.iter().map(|w| w.capacity()).sum();
-            format!("every worker of pool {pools} is full ({held} of {capacity} jobs held, slots + queue capacity)")
+            format!(
+                "every worker of pool {pools} is full ({held} of {capacity} jobs held, slots + the queue each wants)"
+            )
         } else if !workers.iter().any(|w| w.fits(&need)) {
             format!("no worker of pool {pools} with room has {} free", describe(&need))
         } else {

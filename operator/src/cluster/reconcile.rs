@@ -385,7 +385,14 @@ async fn client_certificates(
             info!(secret = %secret_name, "client certificate written");
         }
     }
+    // Only a client Secret of this cluster's is deleted, whatever the status says.
     for gone in before.iter().filter(|b| !applied.contains(b)) {
+        let Some(secret) = api.get_opt(gone).await? else { continue };
+        let client = secret.labels().get(names::ROLE_LABEL).map(String::as_str) == Some(tls::CLIENT_ROLE);
+        if !client || owned(bc, secret).is_err() {
+            warn!(secret = %gone, "listed as a client Secret in the status but not this cluster's: left alone");
+            continue;
+        }
         info!(secret = %gone, "client no longer in spec.tls.clients: deleting its Secret");
         delete_if_present::<Secret>(ctx, ns, gone, &DeleteParams::background()).await?;
     }

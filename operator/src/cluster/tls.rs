@@ -125,6 +125,14 @@ pub fn validate(bc: &BurstCluster) -> Result<(), SpecError> {
     for client in &tls.clients {
         burst_proto::check_pool(&client.name)
             .map_err(|_| SpecError(format!("spec.tls.clients: name {:?} is not valid: use 1 to {} lowercase letters, digits and '-', starting with a letter", client.name, burst_proto::MAX_POOL_NAME)))?;
+        // The operator's own and the servers' certificates are named burst-*: a client must not pass for one (a
+        // client named burst-operator would own every BurstJob's job).
+        if client.name.starts_with("burst-") {
+            return Err(SpecError(format!(
+                "spec.tls.clients: {} is reserved (names burst-* are burst's own)",
+                client.name
+            )));
+        }
         if !seen.insert(&client.name) {
             return Err(SpecError(format!("spec.tls.clients: {} is listed twice", client.name)));
         }
@@ -408,6 +416,8 @@ mod tests {
         assert!(validate(&bc).unwrap_err().0.contains("alice is listed twice"));
         bc.spec.tls.clients = vec![client("Alice_1", "submit")];
         assert!(validate(&bc).unwrap_err().0.contains("\"Alice_1\" is not valid"));
+        bc.spec.tls.clients = vec![client("burst-operator", "submit")];
+        assert!(validate(&bc).unwrap_err().0.contains("burst-operator is reserved"));
         bc.spec.tls.clients = vec![client("alice", "root")];
         assert!(validate(&bc).unwrap_err().0.contains("role \"root\" is not admin or submit"));
         bc.spec.tls.clients = vec![client("alice", "submit")];

@@ -435,13 +435,13 @@ impl Agent {
         self.steal_wake.notify_one();
     }
 
-    /// Leases taken from the queue: in a slot, or (with short jobs) confirmed ahead of one.
     /// The jobs it wants queued beyond those running now (see [`WorkerConfig::queue_target`]); `None`: all its
     /// queue capacity.
     pub(crate) fn queue_target(&self) -> Option<u32> {
         self.cfg.queue_target(self.slots.short_jobs())
     }
 
+    /// Leases taken from the queue: in a slot, or (with short jobs) confirmed ahead of one.
     pub(crate) fn busy(&self) -> u32 {
         self.runs.busy()
     }

@@ -151,9 +151,9 @@ impl ProcessCluster {
         for var in ["BURST_TLS_CA", "BURST_TLS_CERT", "BURST_TLS_KEY", "BURST_TOKEN"] {
             cmd.env_remove(var);
         }
-        if let Some(tls) = &self.tls {
-            cmd.env("BURST_TLS_CA", &tls.ca);
-            if let Some((cert, key)) = &tls.identity {
+        if let Some(ClientTls::Files { ca, identity }) = &self.tls {
+            cmd.env("BURST_TLS_CA", ca);
+            if let Some((cert, key)) = identity {
                 cmd.env("BURST_TLS_CERT", cert).env("BURST_TLS_KEY", key);
             }
         }
