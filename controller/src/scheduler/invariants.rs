@@ -6,7 +6,7 @@
 //!
 //! The simulated workers behave as real ones do, with what the wire lets them know: they act on an answer only
 //! once its store barrier resolved, have a lease's start confirmed only with a slot free or, as a worker of short
-//! jobs does, up to two leases ahead of each busy slot (so at most three times its slots), start it only after the
+//! jobs does, up to four leases ahead of each busy slot (so at most five times its slots), start it only after the
 //! controller accepted the start, and forget a lease once its result was answered. The store commits on demand; a crash drops
 //! whatever it had not committed, and the controller restarts from the rest.
 
@@ -22,6 +22,10 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::policy::{PolicyKind, WaitBy};
 use crate::store::{MemoryStore, StoreError};
+
+/// Most jobs a simulated worker has counted as running per slot: the slot's own and the starts a worker of short
+/// jobs confirms ahead of it (the worker's `AHEAD_PER_SLOT`, 4).
+const RUNNING_PER_SLOT: u32 = 5;
 
 /// A store that makes writes durable only when told, and can lose what it has not.
 #[derive(Default)]
@@ -297,7 +301,7 @@ impl Sim {
                 let Some(session) = sw.session else { return };
                 let running = sw.leases.iter().filter(|(_, started)| *started).count() as u32;
                 let unstarted: Vec<usize> = (0..sw.leases.len()).filter(|&i| !sw.leases[i].1).collect();
-                if running >= 3 * sw.slots || unstarted.is_empty() {
+                if running >= RUNNING_PER_SLOT * sw.slots || unstarted.is_empty() {
                     return;
                 }
                 let i = unstarted[usize::from(*k) % unstarted.len()];
@@ -570,7 +574,8 @@ impl Sim {
             ensure!(registry == ids, "worker {} holds what its jobs say", w.id());
             let running = jobs.iter().filter(|j| matches!(j.state(), State::Running(_))).count() as u32;
             ensure!(w.running() == running, "worker {}'s running count", w.id());
-            ensure!(w.running() <= 3 * w.info.slots, "worker {} runs more than three times its slots", w.id());
+            let most = RUNNING_PER_SLOT * w.info.slots;
+            ensure!(w.running() <= most, "worker {} counts more than {RUNNING_PER_SLOT} running per slot", w.id());
             ensure!(w.held().len() as u32 <= w.max_capacity(), "worker {} holds more than its capacity", w.id());
             let cpu: u32 = jobs.iter().map(|j| j.spec.resources.unwrap_or_default().cpu_millis).sum();
             ensure!(

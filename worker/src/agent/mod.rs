@@ -7,7 +7,7 @@
 //!    binary: 506 -> 427 µs of burst's CPU per job, 0.58 -> 0.64 of the local spawner).
 //! 2. **run**: takes a lease from the queue whenever a slot is free, has its start confirmed by the controller
 //!    (a stale lease is refused there, and then never run), runs it and hands the result to the reporter. While
-//!    recent jobs are short, the next leases (two per slot) have their starts confirmed while the slots are still
+//!    recent jobs are short, the next leases (four per slot) have their starts confirmed while the slots are still
 //!    busy, and each runs the moment a slot frees, in queue order ([`slots`]).
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
 //!    flight), retrying with backoff until the controller answers. One loop, in order, results of a batch before
