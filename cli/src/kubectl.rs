@@ -142,18 +142,12 @@ fn client_of(bc: &BurstCluster, named: Option<&str>) -> Result<String, Usage> {
     }
 }
 
-async fn read_secret(
-    kube: &Client,
-    ns: &str,
-    secret: &str,
-) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+async fn read_secret(kube: &Client, ns: &str, secret: &str) -> anyhow::Result<burst_operator::cluster::tls::Data> {
     let api: Api<Secret> = Api::namespaced(kube.clone(), ns);
     let found = api.get_opt(secret).await.map_err(|e| kube_error(e, &format!("reading Secret {ns}/{secret}")))?;
-    let secret_data = found
-        .ok_or_else(|| Usage(format!("Secret {ns}/{secret} does not exist (yet): the operator writes it")))?
-        .data
-        .unwrap_or_default();
-    Ok(secret_data.into_iter().map(|(k, v)| (k, v.0)).collect())
+    let found =
+        found.ok_or_else(|| Usage(format!("Secret {ns}/{secret} does not exist (yet): the operator writes it")))?;
+    Ok(burst_operator::cluster::tls::data_of(&found))
 }
 
 /// A ready controller pod of cluster `name` (running, Ready, not being deleted).

@@ -170,16 +170,10 @@ async fn a_cluster_lives_and_goes(plane: &ControlPlane, op: &Operator, ns: &str)
     assert_eq!(data["ca.pem"], ca["ca.pem"]);
     // As `kubectl burst` (the binary named kubectl-burst), the user's kubeconfig finds the cluster and alice's
     // Secret; the port-forward is refused here (no kubelet: the pod has no node), and says so in one line.
-    let plugin = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_burst"), plugin.path().join("kubectl-burst")).unwrap();
+    let plugin = apiserver::KubectlBurst::new(&plane.admin_kubeconfig);
     let kubectl_burst = |args: &[&str]| {
-        let out = std::process::Command::new(plugin.path().join("kubectl-burst"))
-            .args(args)
-            .env("KUBECONFIG", &plane.admin_kubeconfig)
-            .env_remove("BURST_CONTROLLER")
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim().to_string())
+        let (code, _, err) = plugin.run(args);
+        (code, err)
     };
     let (code, err) = kubectl_burst(&["-n", ns, "workers"]);
     println!("kubectl burst workers, no kubelet: {err}");

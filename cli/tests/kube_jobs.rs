@@ -223,18 +223,8 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
         Api::<Secret>::namespaced(admin.clone(), ns).get_opt("demo-client-ops").await.unwrap()
     })
     .await;
-    let plugin = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_burst"), plugin.path().join("kubectl-burst")).unwrap();
-    let kubectl_burst = |args: &[&str]| {
-        let out = std::process::Command::new(plugin.path().join("kubectl-burst"))
-            .args(args)
-            .env("KUBECONFIG", &plane.admin_kubeconfig)
-            .env_remove("BURST_CONTROLLER")
-            .output()
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-        (out.status.code(), text(&out.stdout), text(&out.stderr))
-    };
+    let plugin = apiserver::KubectlBurst::new(&plane.admin_kubeconfig);
+    let kubectl_burst = |args: &[&str]| plugin.run(args);
     let (code, out, err) = kubectl_burst(&["-n", ns, "workers", "-o", "name"]);
     assert_eq!((code, out.as_str()), (Some(0), "demo-worker-0"), "{err}");
     let (code, out, err) = kubectl_burst(&["-n", ns, "submit", "--wait", "process", "/bin/echo", "through-kubectl"]);

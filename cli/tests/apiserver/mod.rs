@@ -381,6 +381,32 @@ impl ControlPlane {
     }
 }
 
+/// The `burst` binary installed as `kubectl-burst` (a symlink, as users install it), run with a kubeconfig.
+pub struct KubectlBurst {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl KubectlBurst {
+    pub fn new(kubeconfig: &Path) -> KubectlBurst {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_burst"), dir.path().join("kubectl-burst")).unwrap();
+        KubectlBurst { dir, kubeconfig: kubeconfig.to_path_buf() }
+    }
+
+    /// `kubectl burst <args>`: its exit code, stdout and stderr (trimmed).
+    pub fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(self.dir.path().join("kubectl-burst"))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("BURST_CONTROLLER")
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+}
+
 /// A kube client for a kubeconfig file.
 pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = Kubeconfig::read_from(kubeconfig).unwrap();

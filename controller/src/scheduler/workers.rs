@@ -218,8 +218,9 @@ impl Scheduler {
         target: Option<u32>,
         now_ms: u64,
     ) -> Result<Option<Durable>, SchedError> {
-        self.live(worker, session)?;
+        // Nothing to set (an older worker): its other calls check the session.
         let Some(target) = target else { return Ok(None) };
+        self.live(worker, session)?;
         if !self.registry.set_queue_target(worker, target) {
             return Ok(None);
         }

@@ -254,12 +254,7 @@ pub fn desired(
     put(&mut ca_data, "operator", operator);
     let mut controller_data = common;
     put(&mut controller_data, "controller", controller);
-    let secret = |name: String, role: &str, data: Data| Secret {
-        metadata: meta(name, ns, names::labels(cluster, role), owner.clone()),
-        type_: Some("Opaque".into()),
-        data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
-        ..Secret::default()
-    };
+    let secret = |name: String, role: &str, data: Data| opaque(name, ns, cluster, role, owner.clone(), data);
     Ok([
         secret(names::tls_ca(cluster), "tls", ca_data),
         secret(names::controller_tls(cluster), "controller", controller_data),
@@ -283,7 +278,8 @@ pub fn clients(
     let signer = ca.get(CA_CERT).ok_or_else(|| fail("the CA Secret has no certificate".into()))?;
     let key = ca.get(CA_KEY).ok_or_else(|| fail("the CA Secret has no key".into()))?;
     let bundle = ca.get(CA_BUNDLE).unwrap_or(signer);
-    let signing = Ca::from_pem(&lossy(signer), &lossy(key)).map_err(fail)?;
+    // Parsed only when a certificate is issued: most reconciles keep every one.
+    let mut signing = None;
     let days = bc.spec.tls.certificate_days.map_or(CERTIFICATE_DAYS, i64::from);
     let mut secrets = Vec::new();
     for client in &bc.spec.tls.clients {
@@ -296,7 +292,13 @@ pub fn clients(
         });
         let issued = match kept {
             Some(issued) => issued,
-            None => signing.issue(&client.name, &client.role, Vec::new(), days, now).map_err(fail)?,
+            None => {
+                let ca = match &mut signing {
+                    Some(ca) => ca,
+                    None => signing.insert(Ca::from_pem(&lossy(signer), &lossy(key)).map_err(fail)?),
+                };
+                ca.issue(&client.name, &client.role, Vec::new(), days, now).map_err(fail)?
+            }
         };
         let data = Data::from([
             (CA_BUNDLE.to_string(), bundle.clone()),
@@ -304,14 +306,19 @@ pub fn clients(
             (CLIENT_CERT.to_string(), issued.cert_pem.into_bytes()),
             (CLIENT_KEY.to_string(), issued.key_pem.into_bytes()),
         ]);
-        secrets.push(Secret {
-            metadata: meta(name, ns, names::labels(cluster, CLIENT_ROLE), owner.clone()),
-            type_: Some("Opaque".into()),
-            data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
-            ..Secret::default()
-        });
+        secrets.push(opaque(name, ns, cluster, CLIENT_ROLE, owner.clone(), data));
     }
     Ok(secrets)
+}
+
+/// An operator-made Secret of cluster `cluster` with `role`'s labels.
+fn opaque(name: String, ns: &str, cluster: &str, role: &str, owner: Option<OwnerReference>, data: Data) -> Secret {
+    Secret {
+        metadata: meta(name, ns, names::labels(cluster, role), owner),
+        type_: Some("Opaque".into()),
+        data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
+        ..Secret::default()
+    }
 }
 
 /// A Secret's data as [`Data`].
@@ -367,8 +374,7 @@ mod tests {
     }
 
     fn identity_of(pem: &[u8]) -> (String, String) {
-        let der = x509_parser::pem::parse_x509_pem(pem).unwrap().1.contents;
-        burst_proto::tls::identity(&der).unwrap()
+        issue::identity_of_pem(pem).expect("a certificate naming its holder")
     }
 
     fn client(name: &str, role: &str) -> crate::crd::TlsClient {
