@@ -200,6 +200,9 @@ pub enum Command {
     Workers,
     /// List the pools: cost, capacity, use, jobs placed and spilled over, and what each has cost so far.
     Pools,
+    /// List the submitters with unfinished jobs: fair-share weight, jobs queued, jobs holding a slot (a submitter
+    /// sees only itself).
+    Shares,
     /// Stop leasing jobs to workers (they finish what they hold), to empty them before they are removed.
     Cordon {
         #[arg(required = true)]
@@ -343,6 +346,10 @@ pub struct SpecOpts {
     /// How long the job is expected to run (e.g. 30s): the wait policy may scale its waiting budget by it.
     #[arg(long, global = true, value_parser = crate::units::parse_duration)]
     pub expected_runtime: Option<std::time::Duration>,
+    /// Priority, -1000 to 1000 [default: 0]: when workers are full the highest goes first, then the submitter
+    /// holding the fewest slots (fair share). Above 0 only as far as your token's max_priority allows.
+    #[arg(long, global = true, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
 }
 
 impl SpecOpts {
@@ -363,6 +370,7 @@ impl SpecOpts {
             && self.pool.is_none()
             && self.pool_selector.is_empty()
             && self.expected_runtime.is_none()
+            && self.priority.is_none()
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs { job, follow, stderr, tail } => commands::logs::run(&ctx, job, follow, stderr, tail).await,
         Command::Workers => commands::read::workers(&ctx).await,
         Command::Pools => commands::read::pools(&ctx).await,
+        Command::Shares => commands::read::shares(&ctx).await,
         Command::Cordon { workers } => commands::read::cordon(&ctx, workers, true).await,
         Command::Uncordon { workers } => commands::read::cordon(&ctx, workers, false).await,
         Command::Cancel { jobs, labels } => commands::read::cancel(&ctx, jobs, labels).await,

@@ -1,7 +1,7 @@
 //! How read commands print: aligned tables for people, JSON (`-o json`) for scripts. One function per thing
 //! shown, so the table and the JSON of a job always agree.
 
-use burst_proto::v1::{GetStatsResponse, JobState, JobStatus, PoolStats, Reason, WorkerStatus};
+use burst_proto::v1::{GetStatsResponse, JobState, JobStatus, PoolStats, Reason, SubmitterStats, WorkerStatus};
 use burst_proto::{reason_name, state_name};
 
 pub use burst_proto::json::to_text;
@@ -216,6 +216,20 @@ pub fn pools_table(pools: &[PoolStats]) -> String {
             format!("{:.1}", p.busy_slot_seconds),
             format!("{:.1}", p.slot_seconds),
             format!("{:.2}", p.cost),
+        ]);
+    }
+    table(&rows)
+}
+
+pub fn shares_table(submitters: &[SubmitterStats]) -> String {
+    let mut rows = vec![["SUBMITTER", "WEIGHT", "QUEUED", "HELD", "HELD/WEIGHT"].map(String::from).to_vec()];
+    for o in submitters {
+        rows.push(vec![
+            o.name.clone(),
+            o.weight.to_string(),
+            o.queued.to_string(),
+            o.held.to_string(),
+            format!("{:.1}", o.held as f64 / f64::from(o.weight.max(1))),
         ]);
     }
     table(&rows)

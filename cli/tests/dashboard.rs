@@ -132,6 +132,8 @@ async fn the_dashboard_shows_a_job_and_follows_it_to_the_end_in_a_browser() {
         browser.until_shows("detail-body", &["running", "worker-00"]);
         browser.until_shows("detail-stdout", &["hello-from-the-job"]);
         browser.until_shows("workers", &["worker-00", "1/1"]);
+        // The fair-share table: the one submitter (no credentials: anonymous) holds the one slot.
+        browser.until_shows("submitters", &["anonymous", "1.0"]);
         std::fs::write(&gate, "").unwrap();
         // Followed to the end without reloading the page.
         browser.until_shows("detail-body", &["succeeded", "exit 0"]);

@@ -14,7 +14,7 @@ use burst_controller::scheduler::Quota;
 use burst_controller::{ControllerConfig, RunningController};
 use burst_proto::auth::Bearer;
 use burst_proto::v1::{
-    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobState, ListJobsRequest,
+    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobSpec, JobState, ListJobsRequest,
     ListWorkersRequest, SubmitJobRequest, SubmitJobsRequest,
 };
 use burst_worker::{RunningWorker, WorkerConfig};
@@ -27,10 +27,15 @@ const BOB: &str = "bob-token-0123456789ab";
 const WORKER: &str = "worker-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
+/// Alice, Bob (fair-share weight 2, may submit up to priority 10), a worker and an admin.
 fn tokens(dir: &Path) -> std::path::PathBuf {
     let entries =
         [("alice", "submit", ALICE), ("bob", "submit", BOB), ("w", "worker", WORKER), ("root", "admin", ADMIN)];
-    common::tokens_file(dir, &entries)
+    let path = common::tokens_file(dir, &entries);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bob = format!("token = \"{BOB}\"\n");
+    std::fs::write(&path, text.replace(&bob, &format!("{bob}weight = 2\nmax_priority = 10\n"))).unwrap();
+    path
 }
 
 /// A controller requiring tokens, with `quota` and `rate`, and one worker (2 slots) authenticated as a worker.
@@ -186,6 +191,61 @@ async fn a_submitter_over_its_rate_is_told_when_to_retry_and_its_retries_complet
     assert_eq!(ended.iter().filter(|s| s.state() == JobState::Succeeded).count(), 11);
     let stats = alice.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert!(stats.rate_limited_total >= 1);
+    worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_does_not_starve_another_submitter_and_priorities_follow_the_tokens_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, worker, url) =
+        secured(dir.path(), Quota::default(), RateLimit { per_second: 0.0, burst: 0.0 }).await;
+    let (mut alice, mut bob, mut admin) =
+        (as_(&url, Some(ALICE)).await, as_(&url, Some(BOB)).await, as_(&url, Some(ADMIN)).await);
+    // Alice may not raise her priority; Bob may, up to 10; an admin to any.
+    let urgent = |priority| SubmitJobsRequest { specs: vec![JobSpec { priority, ..sh("true") }] };
+    let refused = alice.submit_jobs(urgent(1)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().contains("alice may submit at priority 0 at most, not 1"), "{}", refused.message());
+    assert_eq!(bob.submit_jobs(urgent(11)).await.unwrap_err().code(), Code::PermissionDenied);
+    let out_of_range = admin.submit_jobs(urgent(1001)).await.unwrap_err();
+    assert_eq!(out_of_range.code(), Code::InvalidArgument, "{out_of_range:?}");
+    let o = procs::burst(&url, &["--token", ALICE, "submit", "--priority", "5", "process", "/bin/true"]);
+    assert_eq!(o.status.code(), Some(3), "{}", procs::stderr(&o));
+    assert!(procs::stderr(&o).contains("max_priority in the tokens file"), "{}", procs::stderr(&o));
+    let o = procs::burst(&url, &["--token", ALICE, "submit", "--wait", "--priority", "-3", "process", "/bin/true"]);
+    assert!(o.status.success(), "lowering is allowed: {}", procs::stderr(&o));
+
+    // Alice floods first; Bob's few jobs come after all of hers and still run among her first.
+    let job = |n| SubmitJobsRequest { specs: vec![sh("sleep 0.02"); n] };
+    let flood = alice.submit_jobs(job(200)).await.unwrap().into_inner().jobs;
+    let bobs = bob.submit_jobs(job(3)).await.unwrap().into_inner().jobs;
+    let bobs: Vec<String> = bobs.into_iter().map(|j| j.job_id).collect();
+    let ended = wait_all(&mut bob, &bobs, Some(LONG), false).await.unwrap();
+    let bob_started = ended.iter().map(|s| s.started_at_ms).max().unwrap();
+    let mut alice_started = 0;
+    for j in &flood {
+        let s = admin.get_job_status(GetJobStatusRequest { job_id: j.job_id.clone() }).await.unwrap().into_inner();
+        alice_started += usize::from(s.started_at_ms > 0 && s.started_at_ms <= bob_started);
+    }
+    // The worker's 2 slots and 2 queued places were Alice's when Bob came; then the places alternate.
+    assert!(alice_started <= 12, "{alice_started} of Alice's 200 jobs started before Bob's last of 3");
+    // Each sees its own share; an admin sees both, with Bob's weight.
+    let shares = |s: burst_proto::v1::GetStatsResponse| -> Vec<(String, u32)> {
+        s.submitters.into_iter().map(|o| (o.name, o.weight)).collect()
+    };
+    // (Listed while they have unfinished jobs: one each that waits for the gate.)
+    let gated = || SubmitJobsRequest { specs: vec![sh(&gate(dir.path()))] };
+    let _ = (alice.submit_jobs(gated()).await.unwrap(), bob.submit_jobs(gated()).await.unwrap());
+    let mine = shares(bob.get_stats(GetStatsRequest {}).await.unwrap().into_inner());
+    assert_eq!(mine, [("bob".to_string(), 2)]);
+    let all = shares(admin.get_stats(GetStatsRequest {}).await.unwrap().into_inner());
+    assert_eq!(all, [("alice".to_string(), 1), ("bob".to_string(), 2)]);
+    let o = procs::burst(&url, &["--token", ADMIN, "shares"]);
+    assert!(o.status.success(), "{}", procs::stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("SUBMITTER") && text.contains("alice") && text.contains("bob"), "{text}");
+    std::fs::write(dir.path().join("gate"), b"open").unwrap();
     worker.shutdown().await;
     controller.shutdown().await.unwrap();
 }

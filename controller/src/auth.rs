@@ -17,6 +17,8 @@
 //! name = "alice"      # the owner recorded on the jobs this token submits
 //! role = "submit"
 //! token = "a long random string"
+//! weight = 2          # optional: its fair share of the slots against others' (1 unless set)
+//! max_priority = 10   # optional: the highest job priority it may submit at (0 unless set; an admin: any)
 //! ```
 
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use tonic::{Request, Status};
 use tracing::warn;
+
+use crate::validate::MAX_PRIORITY;
 
 /// Tokens shorter than this are refused when the file is loaded: they could be guessed.
 const MIN_TOKEN_LEN: usize = 16;
@@ -46,11 +50,20 @@ pub struct Principal {
     pub role: Role,
     /// Known from a client certificate (its common name is the name, so a worker's is its id).
     pub from_cert: bool,
+    /// The highest job priority it may submit at: [`MAX_PRIORITY`] for an admin, else its token's
+    /// `max_priority` (0 unless set, so a submitter may only lower its jobs' priority).
+    pub max_priority: i32,
 }
 
 impl Principal {
     pub fn anonymous() -> Self {
-        Principal { name: "anonymous".into(), role: Role::Admin, from_cert: false }
+        Principal::new("anonymous".into(), Role::Admin, false, None)
+    }
+
+    /// `max_priority`: what a token allows a submitter (an admin may use any priority).
+    pub fn new(name: String, role: Role, from_cert: bool, max_priority: Option<i32>) -> Self {
+        let max_priority = if role == Role::Admin { MAX_PRIORITY } else { max_priority.unwrap_or(0) };
+        Principal { name, role, from_cert, max_priority }
     }
 
     /// Whether this caller may see or cancel a job submitted by `owner`.
@@ -91,6 +104,11 @@ struct TokenEntry {
     /// When the token stops working: an RFC 3339 time with a zone (`2027-01-31T00:00:00Z`), quoted or not.
     #[serde(default)]
     expires: Option<Expiry>,
+    /// Fair share: this submitter's slots against others' when jobs of equal priority wait.
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    max_priority: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -119,7 +137,12 @@ pub struct Token {
     pub who: Principal,
     /// Milliseconds since the Unix epoch; `None`: never.
     pub expires_ms: Option<u64>,
+    /// Its holder's fair-share weight.
+    pub weight: u32,
 }
+
+/// Most a fair-share weight may be: one submitter getting a thousand slots for another's one is plenty.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// Token -> the caller it names.
 pub type Tokens = HashMap<String, Token>;
@@ -137,8 +160,26 @@ pub fn read_tokens(path: &Path) -> anyhow::Result<Tokens> {
         }
         let expires_ms = e.expires.as_ref().map(Expiry::unix_ms).transpose();
         let expires_ms = expires_ms.map_err(|m| anyhow::anyhow!("token #{} ({}): {m}", i + 1, e.name))?;
-        let who = Principal { name: e.name.clone(), role: e.role, from_cert: false };
-        if tokens.insert(e.token, Token { who, expires_ms }).is_some() {
+        let weight = e.weight.unwrap_or(1);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            bail!("token #{} ({}): weight {weight} is outside 1..={MAX_WEIGHT}", i + 1, e.name);
+        }
+        if let Some(p) = e.max_priority
+            && !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&p)
+        {
+            bail!("token #{} ({}): max_priority {p} is outside -{MAX_PRIORITY}..={MAX_PRIORITY}", i + 1, e.name);
+        }
+        if let Some(other) = tokens.values().find(|t: &&Token| t.who.name == e.name && t.weight != weight) {
+            bail!(
+                "token #{} ({}) gives weight {weight}, another token of {} weight {}: a submitter has one weight",
+                i + 1,
+                e.name,
+                e.name,
+                other.weight
+            );
+        }
+        let who = Principal::new(e.name.clone(), e.role, false, e.max_priority);
+        if tokens.insert(e.token, Token { who, expires_ms, weight }).is_some() {
             bail!("token #{} ({}) repeats another entry's token", i + 1, e.name);
         }
     }
@@ -146,6 +187,11 @@ pub fn read_tokens(path: &Path) -> anyhow::Result<Tokens> {
         bail!("tokens file {} has no [[token]] entries: nobody could call", path.display());
     }
     Ok(tokens)
+}
+
+/// The fair-share weight of each submitter `tokens` weighs other than 1.
+pub fn weights(tokens: &Tokens) -> HashMap<String, u32> {
+    tokens.values().filter(|t| t.weight != 1).map(|t| (t.who.name.clone(), t.weight)).collect()
 }
 
 #[derive(Default)]
@@ -182,6 +228,12 @@ impl Auth {
         }
         *current = tokens;
         true
+    }
+
+    /// The fair-share weight of each submitter the tokens file weighs other than 1.
+    pub fn weights(&self) -> HashMap<String, u32> {
+        let Some(lock) = &self.tokens else { return HashMap::new() };
+        weights(&lock.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn enabled(&self) -> bool {
@@ -231,7 +283,7 @@ impl Auth {
             .and_then(|(t, tokens)| tokens.read().unwrap_or_else(|p| p.into_inner()).get(t).cloned());
         let mut why = if header.is_none() { "no token or client certificate" } else { "unknown token" };
         match known {
-            Some(Token { who, expires_ms: Some(at) }) if at <= burst_proto::now_ms() => {
+            Some(Token { who, expires_ms: Some(at), .. }) if at <= burst_proto::now_ms() => {
                 warn!(caller = %who.name, "call refused: token expired");
                 why = "token expired";
             }
@@ -274,7 +326,7 @@ impl Auth {
                 "worker" => Role::Worker,
                 _ => return None,
             };
-            Some(Principal { name, role, from_cert: true })
+            Some(Principal::new(name, role, true, None))
         });
         if certs.len() >= MAX_REMEMBERED {
             certs.clear();

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use burst_proto::v1::{GetStatsResponse, JobState, PoolStats};
+use burst_proto::v1::{GetStatsResponse, JobState, PoolStats, SubmitterStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -166,6 +166,8 @@ pub fn stats(controller: &Controller, auth: &Auth, admission: &Admission) -> Get
 
 /// A per-pool series: name, help, type, and how to read it from a pool's stats.
 type PoolSeries = (&'static str, &'static str, MetricType, fn(&PoolStats) -> f64);
+/// A per-submitter gauge: name, help, and how to read it from a submitter's stats.
+type SubmitterSeries = (&'static str, &'static str, fn(&SubmitterStats) -> f64);
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(value);
@@ -261,6 +263,17 @@ impl Collector for Live {
         ];
         for (name, help, kind, f) in pool_series {
             family(&mut e, (name, help, kind), "pool", &per_pool(f))?;
+        }
+        let per_submitter = |f: fn(&SubmitterStats) -> f64| -> Vec<(String, f64)> {
+            s.submitters.iter().map(|o| (o.name.clone(), f(o))).collect()
+        };
+        let submitter_series: [SubmitterSeries; 3] = [
+            ("submitter_jobs_queued", "A submitter's jobs waiting for a slot", |o| o.queued as f64),
+            ("submitter_jobs_held", "A submitter's jobs leased or running (its share of the slots)", |o| o.held as f64),
+            ("submitter_weight", "A submitter's fair-share weight", |o| f64::from(o.weight)),
+        ];
+        for (name, help, f) in submitter_series {
+            family(&mut e, (name, help, MetricType::Gauge), "submitter", &per_submitter(f))?;
         }
         counter(&mut e, "steals", "Steals that moved at least one job", s.steals_total)?;
         counter(&mut e, "jobs_stolen", "Jobs moved from one worker to another by stealing", s.jobs_stolen_total)?;

@@ -96,6 +96,7 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     let admission = Arc::new(Admission::new(config.submit_rate));
     let commits = store.commits().map(|c| c.histogram());
     let controller = Controller::new(config.clone(), store).await.context("loading the job store")?;
+    controller.lock().set_weights(auth.weights());
     let service = Arc::new(ControllerService::new(
         controller.clone(),
         auth.clone(),
@@ -126,8 +127,9 @@ pub async fn start_with_store(config: ControllerConfig, store: Arc<dyn JobStore>
     if let Some(path) = config.tokens_file.clone() {
         let what = path.display().to_string();
         let read = move || crate::auth::read_tokens(&path).map_err(|e| format!("{e:#}"));
-        let auth = auth.clone();
+        let (auth, controller) = (auth.clone(), controller.clone());
         background.push(burst_proto::follow::follow(what, burst_proto::follow::EVERY, read, move |tokens| {
+            controller.lock().set_weights(crate::auth::weights(&tokens));
             Ok(auth.replace_tokens(tokens))
         }));
     }

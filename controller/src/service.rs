@@ -59,6 +59,12 @@ impl ControllerService {
                 let at = if i > 0 || spec.owner.is_empty() { format!("spec #{i}: ") } else { String::new() };
                 Status::invalid_argument(format!("{at}{e}"))
             })?;
+            if spec.priority > who.max_priority {
+                return Err(Status::permission_denied(format!(
+                    "spec #{i}: {} may submit at priority {} at most, not {} (max_priority in the tokens file)",
+                    who.name, who.max_priority, spec.priority
+                )));
+            }
             spec.owner = who.name.clone();
         }
         self.admission.take(&who.name, specs.len(), std::time::Instant::now())?;
@@ -302,8 +308,13 @@ impl ControllerRpc for ControllerService {
 
     #[instrument(skip_all)]
     async fn get_stats(&self, req: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
-        self.auth.check(&req, Need::Client)?;
-        Ok(Response::new(crate::metrics::stats(&self.controller, &self.auth, &self.admission)))
+        let who = self.auth.check(&req, Need::Client)?;
+        let mut stats = crate::metrics::stats(&self.controller, &self.auth, &self.admission);
+        // Other submitters' names are theirs: a submitter sees its own share only.
+        if let Some(me) = who.scope() {
+            stats.submitters.retain(|s| s.name == me);
+        }
+        Ok(Response::new(stats))
     }
 
     #[instrument(skip_all, fields(worker))]

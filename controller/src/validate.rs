@@ -23,6 +23,8 @@ pub const MAX_ENV_BYTES: usize = 128 * 1024;
 pub const MAX_LABELS: usize = 64;
 pub const MAX_LABEL_VALUE: usize = 1024;
 
+pub use burst_proto::MAX_PRIORITY;
+
 pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     let size = prost::Message::encoded_len(spec);
     if size > MAX_SPEC_BYTES {
@@ -83,6 +85,9 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     }
     if spec.output_tail_bytes > MAX_OUTPUT_TAIL {
         return Err(format!("output_tail_bytes {} is over the limit of {MAX_OUTPUT_TAIL}", spec.output_tail_bytes));
+    }
+    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&spec.priority) {
+        return Err(format!("priority {} is outside -{MAX_PRIORITY}..={MAX_PRIORITY}", spec.priority));
     }
     if spec.max_attempts > MAX_ATTEMPTS {
         return Err(format!("max_attempts {} is over the limit of {MAX_ATTEMPTS}", spec.max_attempts));

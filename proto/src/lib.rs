@@ -38,6 +38,10 @@ pub mod v1 {
 /// bigger is a mistake or an attack, refused before it is decoded.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// A job's priority is within -MAX_PRIORITY..=MAX_PRIORITY: room for a few levels between and around, not a
+/// number to escalate without end.
+pub const MAX_PRIORITY: i32 = 1000;
+
 /// Milliseconds since the Unix epoch, the unit of every time stamp on the wire.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

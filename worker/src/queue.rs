@@ -1,4 +1,6 @@
-//! The worker's local FIFO of leases received but not yet started.
+//! The worker's local queue of leases received but not yet started: in the order they came, except that a job of
+//! higher priority goes before those of lower priority (the controller orders its queue the same way, so a
+//! higher-priority job leased to a busy worker does not wait behind jobs leased before it).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -14,11 +16,24 @@ pub struct LocalQueue {
     arrived: Notify,
 }
 
+fn priority(lease: &Lease) -> i32 {
+    lease.spec.as_ref().map_or(0, |s| s.priority)
+}
+
 impl LocalQueue {
     pub fn push(&self, leases: impl IntoIterator<Item = Lease>) {
         let mut q = self.lock();
         let before = q.len();
-        q.extend(leases);
+        for lease in leases {
+            let p = priority(&lease);
+            // Usually all of one priority: the back, at once.
+            if q.back().is_none_or(|last| priority(last) >= p) {
+                q.push_back(lease);
+            } else {
+                let at = q.iter().rposition(|l| priority(l) >= p).map_or(0, |i| i + 1);
+                q.insert(at, lease);
+            }
+        }
         if q.len() > before {
             self.arrived.notify_one();
         }
@@ -113,6 +128,19 @@ mod tests {
         assert_eq!(q.pop().await.job_id, "b");
         assert_eq!(q.pop().await.job_id, "c");
         assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_higher_priority_goes_before_lower_ones_and_after_its_equals() {
+        let q = LocalQueue::default();
+        let at = |id: &str, priority| Lease {
+            spec: Some(burst_proto::v1::JobSpec { priority, ..Default::default() }),
+            ..lease(id)
+        };
+        q.push([at("a", 0), at("b", 0), at("low", -1)]);
+        q.push([at("urgent", 5), at("c", 0), at("urgent2", 5)]);
+        assert_eq!(q.ids(), ["urgent", "urgent2", "a", "b", "c", "low"]);
+        assert_eq!(q.pop().await.job_id, "urgent");
     }
 
     #[tokio::test]

@@ -261,6 +261,17 @@ pub async fn pools(ctx: &Ctx) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+pub async fn shares(ctx: &Ctx) -> anyhow::Result<u8> {
+    let mut client = ctx.connect().await?;
+    let stats = client.get_stats(GetStatsRequest {}).await.map_err(anyhow::Error::from)?.into_inner();
+    if ctx.json() {
+        println!("{}", render::to_text(&stats.submitters));
+    } else {
+        print!("{}", render::shares_table(&stats.submitters));
+    }
+    Ok(0)
+}
+
 /// Prints job counts by state every `interval` until Ctrl-C (or once). On a terminal the line is redrawn in
 /// place; otherwise each update is a line of its own.
 pub async fn watch(ctx: &Ctx, once: bool, interval: Duration) -> anyhow::Result<u8> {

@@ -246,7 +246,12 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         ok: (200, Shape::Message("GetStatsResponse")),
-        ..route("get", "/v1/stats", "getStats", "The cluster's counts, and each pool's.")
+        ..route(
+            "get",
+            "/v1/stats",
+            "getStats",
+            "The cluster's counts, each pool's, and each submitter's fair share (a submitter sees only its own).",
+        )
     },
     Route {
         ok: (200, Shape::History),

@@ -14,7 +14,8 @@ impl Scheduler {
     /// - the counts by state;
     /// - the holders: the old one lets go of the job (and of its running slot and resources), the new one holds
     ///   it; a start under the same holder takes a running slot;
-    /// - the queue (a job queued again goes to the front) and the job's timer (a retry backoff; none once it has
+    /// - the queue (a job queued again goes to the front) and the places each submitter holds (fair share);
+    ///   the job's timer (a retry backoff; none once it has
     ///   started or ended);
     /// - per-owner counts, the worker's finished count, and retention, when it ends;
     /// - the store write and the watchers' status.
@@ -50,6 +51,9 @@ impl Scheduler {
                 pool.busy_ms += ran_ms;
             }
         }
+        if before.holder().is_some() != after.holder().is_some() {
+            self.owners.held(&job.spec.owner, after.holder().is_some());
+        }
         match (before.holder(), after.holder()) {
             (Some(old), Some(new)) if old == new => {
                 if !was_running && now_running {
@@ -66,7 +70,7 @@ impl Scheduler {
             }
         }
         match &effect {
-            Effect::Requeue { .. } => self.queue.push_front(id.to_string()),
+            Effect::Requeue { .. } => self.requeue(id.to_string()),
             Effect::Retry { after, .. } => self.set_timer(Instant::now() + *after, id, Timer::Retry),
             Effect::Moved | Effect::Ended { .. } => {}
         }

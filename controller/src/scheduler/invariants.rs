@@ -261,6 +261,9 @@ impl Sim {
                     retry_backoff_ms: 1,
                     resources: cpu.then_some(Resources { cpu_millis: 600, ..Resources::default() }),
                     pool: ["", "", "", "onprem", "cloud"][usize::from(*pool) % 5].into(),
+                    // Submitters and priorities from the same draw: fair share and priority orders in play.
+                    owner: ["ann", "bob"][usize::from(*attempts / 12) % 2].into(),
+                    priority: [0, 0, 1, -1][usize::from(*attempts / 3) % 4],
                     ..JobSpec::default()
                 };
                 let n = usize::from(*n % 4) + 1;
@@ -566,6 +569,16 @@ impl Sim {
                     job.id
                 );
             }
+        }
+        // Each submitter's share counts exactly its jobs that a worker holds.
+        let mut held_by_owner: HashMap<&str, u64> = HashMap::new();
+        for job in s.jobs.live().filter(|j| j.state().holder().is_some()) {
+            *held_by_owner.entry(job.spec.owner.as_str()).or_default() += 1;
+        }
+        for owner in ["ann", "bob"] {
+            let counted = s.owners.share(owner).held;
+            let truth = held_by_owner.get(owner).copied().unwrap_or(0);
+            ensure!(counted == truth, "{owner} is counted holding {counted} places, holds {truth}");
         }
         for w in s.registry.iter() {
             let jobs = held.remove(&(w.id().to_string(), w.session)).unwrap_or_default();

@@ -37,6 +37,7 @@ use crate::router::{Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
 
 mod apply;
+mod line;
 mod owners;
 mod publish;
 mod queries;
@@ -44,6 +45,7 @@ mod table;
 mod timers;
 mod workers;
 
+use line::Line;
 use owners::Owners;
 use publish::Publisher;
 pub use queries::describe;
@@ -141,7 +143,8 @@ pub struct ListFilter {
 pub struct Scheduler {
     jobs: JobTable,
     keys: HashMap<String, JobId>,
-    queue: VecDeque<JobId>,
+    /// Queued jobs by priority, then fair share, then age (see [`line`]).
+    queue: Line,
     /// Queued jobs that no registered worker could ever fit; looked at again when a worker registers.
     parked: Vec<JobId>,
     /// Queued jobs whose waiting budget ran out (the `wait` policy), served before the other lines: each is in
@@ -151,8 +154,8 @@ pub struct Scheduler {
     /// When each waiting job's budget runs out.
     spill_timers: Timers,
     /// Jobs without resource requests held back for full pools, a line per set of pools (a bit each) they wait
-    /// for: served, oldest first, when one of those pools has room. (With several pools only.)
-    held: std::collections::BTreeMap<u64, VecDeque<JobId>>,
+    /// for: served, in the queue's order, when one of those pools has room. (With several pools only.)
+    held: std::collections::BTreeMap<u64, Line>,
     policy: Policy,
     registry: Registry,
     router: Box<dyn Router>,
@@ -194,7 +197,7 @@ impl Scheduler {
         Scheduler {
             jobs: JobTable::default(),
             keys: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: Line::default(),
             parked: Vec::new(),
             spilling: VecDeque::new(),
             spilling_ids: std::collections::HashSet::new(),
@@ -222,6 +225,11 @@ impl Scheduler {
 
     pub fn set_quota(&mut self, quota: Quota) {
         self.owners.set_quota(quota);
+    }
+
+    /// The submitters' fair-share weights from now on (one not named weighs 1); the next dispatch follows them.
+    pub fn set_weights(&mut self, weights: HashMap<String, u32>) {
+        self.owners.set_weights(weights);
     }
 
     /// Sets the configured pools and the placement policy; before any worker registers.
@@ -253,6 +261,7 @@ impl Scheduler {
                 self.owners.add(&job.spec.owner);
             }
             if job.state().holder().is_some() {
+                self.owners.held(&job.spec.owner, true);
                 self.unclaimed.insert(job.id.clone());
             }
             if *job.state() == State::Queued && job.retry_at_ms() > now_ms {
@@ -260,7 +269,7 @@ impl Scheduler {
                 self.set_timer(Instant::now() + wait, &job.id, Timer::Retry);
             } else if *job.state() == State::Queued {
                 job.retry_due();
-                self.queue.push_back(job.id.clone());
+                self.queue.push_back(job.id.clone(), job.spec.priority, &job.spec.owner);
             }
             // A job that never ran keeps its queue deadline across the restart: the time it has left. (One that
             // ran, even without a start report, has none; its timer, if any, is its retry backoff.)
@@ -337,12 +346,12 @@ impl Scheduler {
                 self.set_timer(due, &id, Timer::QueueDeadline);
             }
             self.owners.add(&spec.owner);
+            self.queue.push_back(id.clone(), spec.priority, &spec.owner);
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
             self.counts[JobState::Queued as usize] += 1;
             self.totals.submitted += 1;
             self.jobs.insert(job);
             self.record(&id);
-            self.queue.push_back(id.clone());
             out.push(SubmitJobResponse { job_id: id, existing: false });
         }
         self.dispatch(now_ms);
@@ -350,8 +359,8 @@ impl Scheduler {
     }
 
     /// Leases queued jobs to workers with room while any has room, in three lines: the jobs whose waiting budget
-    /// ran out, then the jobs held back for pools that have room now, then the queue in order. `now_ms` is the
-    /// clock the waiting budgets are read by.
+    /// ran out, then the jobs held back for pools that have room now, then the queue in its order (priority,
+    /// then fair share, then age: see [`line`]). `now_ms` is the clock the waiting budgets are read by.
     ///
     /// A job without resource requests that none of the pools open to it can take now is held back in a line of
     /// its own for those pools (see `held`), so jobs waiting for a full pool never stand in front of jobs for
@@ -381,10 +390,13 @@ impl Scheduler {
             let lines: Vec<u64> = self.held.keys().copied().filter(|m| m & open != 0).collect();
             for mask in lines {
                 while self.registry.has_room() {
-                    let Some(id) = self.held.get_mut(&mask).and_then(VecDeque::pop_front) else { break };
+                    let owners = &self.owners;
+                    let Some(id) = self.held.get_mut(&mask).and_then(|line| line.pop(|o| owners.share(o))) else {
+                        break;
+                    };
                     if let Placed::Skipped { hold } = self.place(&id, false, now_ms, &mut full) {
                         // Its pools are full after all (or its budget ran out meanwhile): back in line.
-                        self.held.entry(hold.unwrap_or(mask)).or_default().push_front(id);
+                        self.hold_back(hold.unwrap_or(mask), id, true);
                         break;
                     }
                 }
@@ -393,16 +405,37 @@ impl Scheduler {
         }
         // 3. The queue.
         while self.registry.has_room() && skipped.len() < MAX_SKIPPED_PER_DISPATCH {
-            let Some(id) = self.queue.pop_front() else { break };
+            let owners = &self.owners;
+            let Some(id) = self.queue.pop(|o| owners.share(o)) else { break };
             match self.place(&id, false, now_ms, &mut full) {
-                Placed::Skipped { hold: Some(mask) } => self.held.entry(mask).or_default().push_back(id),
+                Placed::Skipped { hold: Some(mask) } => self.hold_back(mask, id, false),
                 Placed::Skipped { hold: None } => skipped.push(id),
                 Placed::Leased | Placed::Parked | Placed::Gone => {}
             }
         }
         for id in skipped.into_iter().rev() {
-            self.queue.push_front(id);
+            self.requeue(id);
         }
+    }
+
+    /// Puts queued job `id` back in line at the front of its submitter's jobs of its priority (a job queued again,
+    /// passed over, or no longer parked).
+    fn requeue(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get(&id) {
+            let (priority, owner) = (job.spec.priority, job.spec.owner.clone());
+            drop(job);
+            self.queue.push_front(id, priority, &owner);
+        }
+    }
+
+    /// Puts queued job `id` in the line of jobs held back for the pools in `mask`: at the front of its submitter's
+    /// jobs of its priority when it was taken from there, else at the back.
+    fn hold_back(&mut self, mask: u64, id: JobId, front: bool) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let (priority, owner) = (job.spec.priority, job.spec.owner.clone());
+        drop(job);
+        let line = self.held.entry(mask).or_default();
+        if front { line.push_front(id, priority, &owner) } else { line.push_back(id, priority, &owner) }
     }
 
     /// Tries to place job `id`, taken from one of the lines (`spilling`: from the line of jobs whose budget ran
@@ -593,7 +626,8 @@ impl Scheduler {
                         && let Some(job) = self.jobs.get_mut(&id)
                     {
                         job.retry_due();
-                        self.queue.push_back(id);
+                        let (priority, owner) = (job.spec.priority, job.spec.owner.clone());
+                        self.queue.push_back(id, priority, &owner);
                     }
                 }
                 Timer::QueueDeadline => self.end_job(&id, |job| job.miss_queue_deadline(now_ms)),

@@ -80,6 +80,7 @@ impl Scheduler {
             steals_total: self.totals.steals,
             jobs_stolen_total: self.totals.jobs_stolen,
             pools: self.pool_stats(),
+            submitters: self.owners.stats(),
             ..GetStatsResponse::default()
         }
     }
@@ -124,7 +125,7 @@ impl Scheduler {
             return waiting;
         }
         // A job in `spilling` may have a stale entry in another line: counted once.
-        let elsewhere = self.held.values().flatten().chain(self.queue.iter());
+        let elsewhere = self.held.values().flat_map(Line::iter).chain(self.queue.iter());
         let elsewhere = elsewhere.filter(|id| self.spilling_ids.is_empty() || !self.spilling_ids.contains(*id));
         for id in self.spilling.iter().chain(elsewhere).take(MAX_WAITING_SCANNED) {
             let Some(job) = self.jobs.get(id) else { continue };
@@ -191,7 +192,10 @@ impl Scheduler {
         if !self.registry.has_room() {
             let held: usize = self.registry.iter().map(|w| w.held().len()).sum();
             let capacity: u32 = self.registry.iter().map(WorkerEntry::capacity).sum();
-            return format!("every worker is full ({held} of {capacity} jobs held, slots + the queue each wants)");
+            return format!(
+                "every worker is full ({held} of {capacity} jobs held, slots + the queue each wants); {}",
+                self.turn(job)
+            );
         }
         if !self.registry.iter().any(|w| w.fits(&need)) {
             return format!("waiting for resources: no worker with room has {} free", describe(&need));
@@ -204,6 +208,21 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// Who gets the next free slot before queued `job`, in words: jobs of higher priority, then submitters that
+    /// hold less per unit of weight (fair share).
+    fn turn(&self, job: &Job) -> String {
+        let spec = &job.spec;
+        let ahead = self.queue.ahead_of(spec.priority);
+        let share = self.owners.share(&spec.owner);
+        let first =
+            if ahead > 0 { format!("{ahead} queued jobs of higher priority go first, then ") } else { String::new() };
+        format!(
+            "{first}at priority {} the submitter holding the fewest slots per unit of weight goes first ({} holds {}, \
+             weight {})",
+            spec.priority, spec.owner, share.held, share.weight
+        )
+    }
+
     /// [`Scheduler::why_waiting`] when there are pools to choose from: which the job waits for, until when, and
     /// why none of them takes it.
     fn why_waiting_in_pools(&self, job: &Job) -> String {
@@ -251,7 +270,8 @@ impl Scheduler {
             let held: usize = workers.iter().map(|w| w.held().len()).sum();
             let capacity: u32 = workers.iter().map(|w| w.capacity()).sum();
             format!(
-                "every worker of pool {pools} is full ({held} of {capacity} jobs held, slots + the queue each wants)"
+                "every worker of pool {pools} is full ({held} of {capacity} jobs held, slots + the queue each wants); {}",
+                self.turn(job)
             )
         } else if !workers.iter().any(|w| w.fits(&need)) {
             format!("no worker of pool {pools} with room has {} free", describe(&need))

@@ -570,3 +570,86 @@ fn a_list_by_label_decodes_a_bounded_number_of_finished_jobs_per_call_and_paging
     let mine = ListFilter { owner: Some("bo".into()), ..ListFilter::default() };
     assert_eq!(s.list(&mine).0.len(), 1);
 }
+
+fn submit_as(s: &mut Scheduler, owner: &str, priority: i32, n: usize) -> Vec<JobId> {
+    let spec = JobSpec { owner: owner.into(), priority, ..spec() };
+    let (jobs, durable) = s.submit(vec![spec; n], 1).unwrap();
+    durable.now_or_never().unwrap().unwrap();
+    jobs.into_iter().map(|j| j.job_id).collect()
+}
+
+/// Runs worker w1 one finished job at a time (`held`: what it holds); returns the owners of the jobs leased, in
+/// order.
+fn serve(s: &mut Scheduler, session: u64, held: &mut Vec<Lease>, rounds: usize) -> Vec<String> {
+    let mut order = Vec::new();
+    for _ in 0..rounds {
+        let Some(done) = held.first().map(Lease::to_ref) else { break };
+        held.remove(0);
+        let _ = s.finished("w1", session, vec![ok_result(&done)], 5).unwrap();
+        let new = leases(s, "w1", session);
+        order.extend(new.iter().map(|l| l.spec.as_ref().unwrap().owner.clone()));
+        held.extend(new);
+    }
+    order
+}
+
+#[test]
+fn a_flooding_submitter_does_not_starve_another_and_a_higher_priority_goes_first() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 1, 1));
+    submit_as(&mut s, "ann", 0, 1000);
+    // Bob comes later with 3 jobs: each freed place goes to whoever holds less, so Bob's jobs go at once,
+    // not behind Ann's thousand.
+    submit_as(&mut s, "bob", 0, 3);
+    let mut held = leases(&mut s, "w1", session);
+    let order = serve(&mut s, session, &mut held, 8);
+    assert_eq!(order, ["bob", "ann", "bob", "ann", "bob", "ann", "ann", "ann"]);
+    // The waiting reason of a queued job names its turn.
+    let queued = s.list(&ListFilter { states: vec![JobState::Queued], limit: 1, ..Default::default() }).0;
+    assert!(queued[0].waiting_reason.contains("ann holds 2, weight 1"), "{}", queued[0].waiting_reason);
+    // An urgent job of Ann's goes before anything else of equal weight; a low one after everyone's.
+    submit_as(&mut s, "carl", -1, 1);
+    submit_as(&mut s, "ann", 5, 1);
+    submit_as(&mut s, "bob", 0, 1);
+    let order = serve(&mut s, session, &mut held, 3);
+    assert_eq!(order, ["ann", "bob", "ann"]);
+    let stats = s.stats();
+    let names: Vec<(&str, u64)> = stats.submitters.iter().map(|o| (o.name.as_str(), o.held)).collect();
+    assert_eq!(names, [("ann", 1), ("bob", 1), ("carl", 0)]);
+}
+
+#[test]
+fn weights_share_the_slots_in_proportion() {
+    let mut s = sched(RouterKind::Roundrobin);
+    s.set_weights(HashMap::from([("ann".to_string(), 3)]));
+    // Nothing held by anyone yet: leases go as the shares say from the very first.
+    submit_as(&mut s, "ann", 0, 100);
+    submit_as(&mut s, "bob", 0, 100);
+    let session = register(&mut s, worker("w1", 8, 0));
+    let got = leases(&mut s, "w1", session);
+    let ann = got.iter().filter(|l| l.spec.as_ref().unwrap().owner == "ann").count();
+    assert_eq!((ann, got.len() - ann), (6, 2), "3:1");
+}
+
+#[test]
+fn after_a_restart_the_shares_and_priorities_hold() {
+    let store = Arc::new(MemoryStore::default());
+    let (events, _) = broadcast::channel(16);
+    let mut s = Scheduler::new(RouterKind::Roundrobin, store.clone(), events.clone());
+    let session = register(&mut s, worker("w1", 2, 0));
+    submit_as(&mut s, "ann", 0, 10);
+    assert_eq!(leases(&mut s, "w1", session).len(), 2);
+    submit_as(&mut s, "bob", 0, 2);
+    submit_as(&mut s, "ann", 1, 1);
+    // A new controller on the same store: Ann still holds her two (unclaimed) places, so after her urgent job
+    // Bob's go first.
+    let mut s = Scheduler::new(RouterKind::Roundrobin, store.clone(), events);
+    s.restore(store.load().unwrap(), 2, Instant::now() + Duration::from_secs(60)).now_or_never().unwrap().unwrap();
+    assert_eq!(s.owners.share("ann").held, 2);
+    let session = register(&mut s, worker("w2", 3, 0));
+    let owners: Vec<(String, i32)> = leases(&mut s, "w2", session)
+        .iter()
+        .map(|l| l.spec.as_ref().map(|s| (s.owner.clone(), s.priority)).unwrap())
+        .collect();
+    assert_eq!(owners, [("ann".to_string(), 1), ("bob".to_string(), 0), ("bob".to_string(), 0)]);
+}

@@ -47,8 +47,8 @@ impl Scheduler {
             self.release_all(old, now_ms);
         }
         // A new worker may fit jobs that fit nobody before.
-        for id in self.parked.drain(..).rev() {
-            self.queue.push_front(id);
+        for id in std::mem::take(&mut self.parked).into_iter().rev() {
+            self.requeue(id);
         }
         self.dispatch(now_ms);
         (session, rejected, self.flush())

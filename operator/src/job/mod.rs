@@ -77,6 +77,11 @@ pub fn job_spec(bj: &BurstJob) -> Result<JobSpec, Error> {
     let timeout_ms = non_negative("spec.timeoutSeconds", s.timeout_seconds.unwrap_or(0))? as u64 * 1000;
     let max_attempts = non_negative("spec.maxAttempts", i64::from(s.max_attempts.unwrap_or(1)))? as u32;
     non_negative("spec.ttlSecondsAfterFinished", s.ttl_seconds_after_finished.unwrap_or(0))?;
+    let priority = s.priority.unwrap_or(0);
+    let most = burst_proto::MAX_PRIORITY;
+    if !(-most..=most).contains(&priority) {
+        return bad(format!("spec.priority is {priority}; it must be within -{most}..={most}"));
+    }
     let resources = match &s.resources {
         None => None,
         Some(r) => Some(Resources {
@@ -96,6 +101,7 @@ pub fn job_spec(bj: &BurstJob) -> Result<JobSpec, Error> {
         labels: job_labels(bj),
         idempotency_key: format!("burstjob/{uid}"),
         max_attempts,
+        priority,
         output_tail_bytes: OUTPUT_TAIL_BYTES,
         ..JobSpec::default()
     })

@@ -21,7 +21,7 @@ fn with_spec(spec: BurstJobSpec) -> BurstJob {
 fn a_burstjob_submits_a_job_keyed_by_its_uid_and_labelled_with_its_name() {
     let spec = job_spec(&example()).unwrap();
     assert_eq!(spec.idempotency_key, "burstjob/uid-7");
-    assert_eq!((spec.timeout_ms, spec.max_attempts), (60_000, 2));
+    assert_eq!((spec.timeout_ms, spec.max_attempts, spec.priority), (60_000, 2, 0));
     let Some(job_spec::Kind::Process(p)) = &spec.kind else { panic!("a process job") };
     assert_eq!(p.command, "/bin/sh");
     let status = JobStatus { labels: spec.labels.clone(), ..JobStatus::default() };
@@ -63,6 +63,15 @@ fn bad_specs_are_refused_with_a_readable_message() {
                 ..Default::default()
             },
             "spec.timeoutSeconds is -1",
+        ),
+        (
+            BurstJobSpec {
+                cluster_ref: "c".into(),
+                process: Some(process("true")),
+                priority: Some(5000),
+                ..Default::default()
+            },
+            "spec.priority is 5000",
         ),
         (BurstJobSpec { cluster_ref: "".into(), process: Some(process("true")), ..Default::default() }, "clusterRef"),
     ];
