@@ -350,6 +350,13 @@ pub struct SpecOpts {
     /// holding the fewest slots (fair share). Above 0 only as far as your token's max_priority allows.
     #[arg(long, global = true, allow_negative_numbers = true)]
     pub priority: Option<i32>,
+    /// Run only once these jobs have succeeded (ids, comma-separated or repeated); if one fails or is cancelled
+    /// this job fails with dependency-failed without running.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "ID")]
+    pub after: Vec<String>,
+    /// Run only once these jobs have ended, however they ended.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "ID")]
+    pub after_any: Vec<String>,
 }
 
 impl SpecOpts {
@@ -371,6 +378,8 @@ impl SpecOpts {
             && self.pool_selector.is_empty()
             && self.expected_runtime.is_none()
             && self.priority.is_none()
+            && self.after.is_empty()
+            && self.after_any.is_empty()
     }
 }
 

@@ -129,6 +129,29 @@ fn the_cli_drives_a_real_controller_and_worker() {
     let b = burst(&url, &["submit", "--idempotency-key", "k1", "process", "/bin/true"]);
     assert_eq!(stdout(&a), stdout(&b));
 
+    // Dependencies: a job after another waits for it, saying so; one after a failed job fails without running;
+    // one after any end runs all the same; an unknown id is refused.
+    let gate = dir.path().join("dependency-gate");
+    let waits = format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display());
+    let first = stdout(&burst(&url, &["submit", "process", "/bin/sh", "-c", &waits])).trim().to_string();
+    let second = stdout(&burst(&url, &["submit", "--after", &first, "process", "/bin/true"])).trim().to_string();
+    let s = json(&burst(&url, &["status", &second, "-o", "json"]))[0].clone();
+    assert_eq!(s["state"], "JOB_STATE_QUEUED");
+    let reason = s["waiting_reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("{first} to succeed")), "{reason}");
+    std::fs::write(&gate, "").unwrap();
+    assert!(burst(&url, &["wait", &second]).status.success());
+    let failed = stdout(&burst(&url, &["submit", "--wait", "process", "/bin/false"])).trim().to_string();
+    let o = burst(&url, &["submit", "--wait", "--after", &format!("{first},{failed}"), "process", "/bin/true"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let s = json(&burst(&url, &["status", &id, "-o", "json"]))[0].clone();
+    assert_eq!((s["reason"].as_str(), s["started_at_ms"].as_str()), (Some("REASON_DEPENDENCY_FAILED"), Some("0")));
+    assert!(stdout(&burst(&url, &["status", &id])).contains("dependency-failed"));
+    let o = burst(&url, &["submit", "--wait", "--after-any", &failed, "process", "/bin/true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_error(&burst(&url, &["submit", "--after", "no-such-job", "process", "/bin/true"]), 2, "does not know");
+
     // A job may keep the end of its output in its status.
     let script = "seq 1 1000; echo oops >&2";
     let o = burst(&url, &["submit", "--output-tail", "64", "--wait", "process", "/bin/sh", "-c", script]);

@@ -99,5 +99,28 @@ async fn metrics_parse_and_move_as_jobs_run() {
     for (code, body) in health {
         assert_eq!(code, 200, "{body}");
     }
+
+    // A job waiting on another that runs: one blocked, and the submitter's share (one held, one queued).
+    let gate = dir.path().join("gate");
+    let running =
+        submit(&mut client, vec![sh(&format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display()))]).await;
+    let blocked = burst_proto::v1::JobSpec { after: running.clone(), ..sh("true") };
+    let blocked = submit(&mut client, vec![blocked]).await;
+    common::eventually(Duration::from_secs(30), "the gated job to run", || {
+        let mut client = client.clone();
+        let id = running[0].clone();
+        async move {
+            let s = client.get_job_status(burst_proto::v1::GetJobStatusRequest { job_id: id }).await.ok()?;
+            (s.into_inner().state() == burst_proto::v1::JobState::Running).then_some(())
+        }
+    })
+    .await;
+    let now = tokio::task::spawn_blocking(move || parse(&get(http, "/metrics").1)).await.unwrap();
+    assert_eq!(value(&now, "burst_controller_jobs_blocked"), 1.0);
+    assert_eq!(value(&now, "burst_controller_submitter_jobs_held{submitter=\"anonymous\"}"), 1.0);
+    assert_eq!(value(&now, "burst_controller_submitter_jobs_queued{submitter=\"anonymous\"}"), 1.0);
+    assert_eq!(value(&now, "burst_controller_submitter_weight{submitter=\"anonymous\"}"), 1.0);
+    std::fs::write(&gate, "").unwrap();
+    wait_all(&mut client, &blocked, Some(Duration::from_secs(60)), false).await.unwrap();
     c.shutdown().await.unwrap();
 }

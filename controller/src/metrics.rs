@@ -213,6 +213,8 @@ impl Collector for Live {
         let by_state: Vec<(String, f64)> = states.iter().map(|(k, v)| (k.to_string(), *v as f64)).collect();
         family(&mut e, ("jobs", "Jobs the controller holds, by state", MetricType::Gauge), "state", &by_state)?;
         counter(&mut e, "jobs_submitted", "Jobs accepted", s.submitted_total)?;
+        let blocked = i64::try_from(s.blocked).unwrap_or(i64::MAX);
+        gauge(&mut e, "jobs_blocked", "Queued jobs waiting for the jobs they depend on to end", blocked)?;
         gauge(&mut e, "workers", "Workers registered", i64::from(s.workers))?;
         gauge(&mut e, "slots", "Slots of all registered workers", i64::from(s.slots_total))?;
         gauge(&mut e, "slots_busy", "Slots running a job", i64::from(s.slots_busy))?;

@@ -67,6 +67,15 @@ impl ControllerService {
             }
             spec.owner = who.name.clone();
         }
+        // A submitter's jobs may wait only for its own (a dependency's state is the other job's business).
+        if who.scope().is_some() && specs.iter().any(|s| !s.after.is_empty() || !s.after_any.is_empty()) {
+            let sched = self.controller.lock();
+            for dep in specs.iter().flat_map(|s| s.after.iter().chain(&s.after_any)) {
+                if let Ok((dep_spec, _)) = sched.job(dep) {
+                    self.auth.check_owner(who, dep, &dep_spec.owner)?;
+                }
+            }
+        }
         self.admission.take(&who.name, specs.len(), std::time::Instant::now())?;
         let submitted = self.controller.lock().submit(specs, burst_proto::now_ms());
         let (jobs, durable) = submitted.map_err(|e| match e {

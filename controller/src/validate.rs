@@ -24,6 +24,8 @@ pub const MAX_LABELS: usize = 64;
 pub const MAX_LABEL_VALUE: usize = 1024;
 
 pub use burst_proto::MAX_PRIORITY;
+/// Jobs one job may depend on (after and after_any together).
+pub const MAX_DEPENDENCIES: usize = 1000;
 
 pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     let size = prost::Message::encoded_len(spec);
@@ -88,6 +90,13 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     }
     if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&spec.priority) {
         return Err(format!("priority {} is outside -{MAX_PRIORITY}..={MAX_PRIORITY}", spec.priority));
+    }
+    let deps = spec.after.len() + spec.after_any.len();
+    if deps > MAX_DEPENDENCIES {
+        return Err(format!("{deps} dependencies (after and after_any); at most {MAX_DEPENDENCIES}"));
+    }
+    for id in spec.after.iter().chain(&spec.after_any) {
+        name("dependency", id)?;
     }
     if spec.max_attempts > MAX_ATTEMPTS {
         return Err(format!("max_attempts {} is over the limit of {MAX_ATTEMPTS}", spec.max_attempts));

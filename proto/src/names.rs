@@ -42,6 +42,7 @@ pub fn reason_name(reason: Reason) -> &'static str {
         Reason::WorkerLost => "worker-lost",
         Reason::RejectedInput => "rejected-input",
         Reason::QueueDeadlineExceeded => "queue-deadline-exceeded",
+        Reason::DependencyFailed => "dependency-failed",
     }
 }
 

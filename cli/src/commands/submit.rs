@@ -153,6 +153,8 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         pool_selector,
         expected_runtime,
         priority,
+        after,
+        after_any,
     } = opts;
     let resources = (cpu.is_some() || memory.is_some() || gpus.is_some()).then(|| v1::Resources {
         cpu_millis: cpu.unwrap_or(0),
@@ -177,6 +179,8 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         pool_selector: pool_selector.into_iter().collect(),
         expected_runtime_ms: expected_runtime.map_or(0, |t| t.as_millis().max(1) as u64),
         priority: priority.unwrap_or(0),
+        after,
+        after_any,
     })
 }
 

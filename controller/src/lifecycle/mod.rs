@@ -336,6 +336,14 @@ impl Job {
         self.end(Reason::QueueDeadlineExceeded, format!("waited {waited} ms to start, past its queue timeout"), now_ms)
     }
 
+    /// Queued (waiting for its dependencies) → Failed with `DependencyFailed`: `message` says which and how.
+    pub fn dependency_failed(&mut self, message: String, now_ms: u64) -> Result<Effect, Refused> {
+        if self.state != State::Queued {
+            return Err(Refused::NotQueued(self.state.proto()));
+        }
+        self.end(Reason::DependencyFailed, message, now_ms)
+    }
+
     fn end(&mut self, reason: Reason, message: String, now_ms: u64) -> Result<Effect, Refused> {
         if self.state.is_terminal() {
             return Err(Refused::Terminal(self.state.proto()));

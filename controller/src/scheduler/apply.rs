@@ -17,7 +17,7 @@ impl Scheduler {
     /// - the queue (a job queued again goes to the front) and the places each submitter holds (fair share);
     ///   the job's timer (a retry backoff; none once it has
     ///   started or ended);
-    /// - per-owner counts, the worker's finished count, and retention, when it ends;
+    /// - per-owner counts, the worker's finished count, the jobs that depend on it, and retention, when it ends;
     /// - the store write and the watchers' status.
     pub(super) fn transition(
         &mut self,
@@ -89,6 +89,7 @@ impl Scheduler {
         }
         self.record(id);
         if now_terminal {
+            self.dependency_ended(id);
             self.retention.finished(id.to_string(), Instant::now());
             if self.retention.over_count() {
                 self.forget_expired(Instant::now());
@@ -108,7 +109,11 @@ impl Scheduler {
     }
 
     /// Hands the writes of this operation to the store, in order; watchers hear of them once they are durable.
+    /// Jobs whose dependencies were met in this operation are dispatched first.
     pub(super) fn flush(&mut self) -> Durable {
+        if self.take_released() {
+            self.dispatch(burst_proto::now_ms());
+        }
         let durable = self.store.write(std::mem::take(&mut self.writes));
         self.publisher.after(durable, std::mem::take(&mut self.statuses))
     }

@@ -266,6 +266,16 @@ impl Sim {
                     priority: [0, 0, 1, -1][usize::from(*attempts / 3) % 4],
                     ..JobSpec::default()
                 };
+                // Some depend on an earlier job (until it succeeds, or until it ends), from the same draw.
+                let mut spec = spec;
+                if !self.acked.is_empty() && *attempts % 4 != 0 {
+                    let dep = self.acked[usize::from(*attempts) * 7 % self.acked.len()].clone();
+                    if *attempts % 4 == 1 {
+                        spec.after.push(dep)
+                    } else if *attempts % 4 == 2 {
+                        spec.after_any.push(dep)
+                    }
+                }
                 let n = usize::from(*n % 4) + 1;
                 if let Ok((jobs, d)) = self.sched.submit(vec![spec; n], now_ms)
                     && self.durable(d, crash)
@@ -537,9 +547,27 @@ impl Sim {
             if *job.state() == State::Queued {
                 let in_line = (s.queue.contains(&job.id) || s.held.values().any(|l| l.contains(&job.id)))
                     && !s.spilling_ids.contains(&job.id);
-                let waits =
-                    in_line || s.spilling.contains(&job.id) || s.parked.contains(&job.id) || s.timers.has(&job.id);
+                let waits = in_line
+                    || s.spilling.contains(&job.id)
+                    || s.parked.contains(&job.id)
+                    || s.timers.has(&job.id)
+                    || s.deps.is_blocked(&job.id);
                 ensure!(waits, "queued job {} is on no queue and has no timer: it would wait for ever", job.id);
+            }
+            // A job leased or running has its dependencies met: those in `after` succeeded, those in `after_any`
+            // ended; a blocked job is in no line.
+            if job.state().holder().is_some() {
+                for dep in &job.spec.after {
+                    let state = s.jobs.state(dep);
+                    ensure!(state == Some(JobState::Succeeded), "job {} runs though {dep} is {state:?}", job.id);
+                }
+                for dep in &job.spec.after_any {
+                    let ended = s.jobs.get(dep).is_some_and(|d| d.is_terminal());
+                    ensure!(ended, "job {} runs though {dep} has not ended", job.id);
+                }
+            }
+            if s.deps.is_blocked(&job.id) {
+                ensure!(!s.queue.contains(&job.id), "blocked job {} is in the queue", job.id);
             }
             // A job leased or running was not waiting out a retry backoff.
             if job.state().holder().is_some() {

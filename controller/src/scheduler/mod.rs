@@ -37,6 +37,7 @@ use crate::router::{Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
 
 mod apply;
+mod dependencies;
 mod line;
 mod owners;
 mod publish;
@@ -45,6 +46,7 @@ mod table;
 mod timers;
 mod workers;
 
+use dependencies::Dependencies;
 use line::Line;
 use owners::Owners;
 use publish::Publisher;
@@ -147,6 +149,8 @@ pub struct Scheduler {
     queue: Line,
     /// Queued jobs that no registered worker could ever fit; looked at again when a worker registers.
     parked: Vec<JobId>,
+    /// Queued jobs waiting for the jobs they depend on to end (see [`dependencies`]).
+    deps: Dependencies,
     /// Queued jobs whose waiting budget ran out (the `wait` policy), served before the other lines: each is in
     /// `spilling_ids` too, and its entry in another line, if any, is passed over.
     spilling: VecDeque<JobId>,
@@ -199,6 +203,7 @@ impl Scheduler {
             keys: HashMap::new(),
             queue: Line::default(),
             parked: Vec::new(),
+            deps: Dependencies::default(),
             spilling: VecDeque::new(),
             spilling_ids: std::collections::HashSet::new(),
             spill_timers: Timers::default(),
@@ -253,6 +258,8 @@ impl Scheduler {
     pub fn restore(&mut self, jobs: Vec<Job>, now_ms: u64, claim_deadline: Instant) -> Durable {
         let mut jobs = jobs;
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        // Queued jobs with dependencies: placed once every job is in (see `dependencies`).
+        let mut dependent = Vec::new();
         for mut job in jobs {
             self.counts[job.state().proto() as usize] += 1;
             if job.is_terminal() {
@@ -267,6 +274,9 @@ impl Scheduler {
             if *job.state() == State::Queued && job.retry_at_ms() > now_ms {
                 let wait = std::time::Duration::from_millis(job.retry_at_ms() - now_ms);
                 self.set_timer(Instant::now() + wait, &job.id, Timer::Retry);
+            } else if *job.state() == State::Queued && has_dependencies(&job.spec) {
+                job.retry_due();
+                dependent.push(job.id.clone());
             } else if *job.state() == State::Queued {
                 job.retry_due();
                 self.queue.push_back(job.id.clone(), job.spec.priority, &job.spec.owner);
@@ -282,6 +292,10 @@ impl Scheduler {
                 self.keys.insert(job.spec.idempotency_key.clone(), job.id.clone());
             }
             self.jobs.insert(job);
+        }
+        for id in dependent {
+            // A dependency forgotten since it ended was met: had it failed this job, this job would have ended.
+            self.queue_or_block(id, true, now_ms);
         }
         if !self.unclaimed.is_empty() {
             info!(jobs = self.unclaimed.len(), "leased jobs wait for their workers to claim them");
@@ -299,6 +313,9 @@ impl Scheduler {
     ) -> Result<(Vec<SubmitJobResponse>, Durable), SchedError> {
         // 1. Check the pools and resolve keys first, so a bad spec or a conflict anywhere submits nothing.
         specs.iter().try_for_each(|spec| self.check_pools(spec))?;
+        for (i, spec) in specs.iter().enumerate() {
+            self.check_dependencies(i, spec)?;
+        }
         let mut batch_keys: HashMap<&str, usize> = HashMap::new();
         let mut existing: Vec<Option<JobId>> = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -346,12 +363,18 @@ impl Scheduler {
                 self.set_timer(due, &id, Timer::QueueDeadline);
             }
             self.owners.add(&spec.owner);
-            self.queue.push_back(id.clone(), spec.priority, &spec.owner);
+            let waits = has_dependencies(&spec);
+            if !waits {
+                self.queue.push_back(id.clone(), spec.priority, &spec.owner);
+            }
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
             self.counts[JobState::Queued as usize] += 1;
             self.totals.submitted += 1;
             self.jobs.insert(job);
             self.record(&id);
+            if waits {
+                self.queue_or_block(id.clone(), false, now_ms);
+            }
             out.push(SubmitJobResponse { job_id: id, existing: false });
         }
         self.dispatch(now_ms);
@@ -714,6 +737,10 @@ impl Scheduler {
             w.wake.notify_one();
         }
     }
+}
+
+fn has_dependencies(spec: &JobSpec) -> bool {
+    !spec.after.is_empty() || !spec.after_any.is_empty()
 }
 
 /// Specs of a batch that repeat an earlier spec's idempotency key (they name that spec's job, not a new one).

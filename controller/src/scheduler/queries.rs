@@ -81,6 +81,7 @@ impl Scheduler {
             jobs_stolen_total: self.totals.jobs_stolen,
             pools: self.pool_stats(),
             submitters: self.owners.stats(),
+            blocked: self.deps.blocked() as u64,
             ..GetStatsResponse::default()
         }
     }
@@ -163,6 +164,9 @@ impl Scheduler {
 
     /// Why a queued job has not been leased, in words for its owner.
     fn why_waiting(&self, job: &Job) -> String {
+        if self.deps.is_blocked(&job.id) {
+            return self.why_blocked(job);
+        }
         let spec = &job.spec;
         if self.registry.pools().len() > 1 || !spec.pool.is_empty() || !spec.pool_selector.is_empty() {
             return self.why_waiting_in_pools(job);

@@ -653,3 +653,113 @@ fn after_a_restart_the_shares_and_priorities_hold() {
         .collect();
     assert_eq!(owners, [("ann".to_string(), 1), ("bob".to_string(), 0), ("bob".to_string(), 0)]);
 }
+
+fn after(ids: &[&JobId], any: &[&JobId]) -> JobSpec {
+    JobSpec {
+        after: ids.iter().map(|s| s.to_string()).collect(),
+        after_any: any.iter().map(|s| s.to_string()).collect(),
+        ..spec()
+    }
+}
+
+fn submit_spec(s: &mut Scheduler, spec: JobSpec) -> JobId {
+    let (jobs, durable) = s.submit(vec![spec], 1).unwrap();
+    durable.now_or_never().unwrap().unwrap();
+    jobs[0].job_id.clone()
+}
+
+fn state_of(s: &Scheduler, id: &str) -> (JobState, Reason, String) {
+    let status = s.job(id).unwrap().1;
+    (status.state(), status.reason(), status.message)
+}
+
+/// Finishes the leases `w1` holds for `ids`, with exit code `code`.
+fn finish_as(s: &mut Scheduler, session: u64, held: &[Lease], ids: &[&JobId], code: i32) {
+    let results = held
+        .iter()
+        .filter(|l| ids.iter().any(|id| **id == l.job_id))
+        .map(|l| JobResult { exit_code: Some(code), ..ok_result(&l.to_ref()) })
+        .collect();
+    let (_, _, durable) = s.finished("w1", session, results, 5).unwrap();
+    durable.now_or_never().unwrap().unwrap();
+}
+
+#[test]
+fn dependencies_hold_a_job_until_they_succeed_and_a_failure_fails_the_chain() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 4, 4));
+    let a = submit_spec(&mut s, spec());
+    let b = submit_spec(&mut s, after(&[&a], &[]));
+    let c = submit_spec(&mut s, after(&[&b], &[]));
+    let d = submit_spec(&mut s, after(&[], &[&b]));
+    // Only A is leased though the worker has room; the others are blocked and say what they wait for.
+    let held = leases(&mut s, "w1", session);
+    assert_eq!(held.iter().map(|l| &l.job_id).collect::<Vec<_>>(), [&a]);
+    assert_eq!(s.stats().blocked, 3);
+    let reason = s.job(&c).unwrap().1.waiting_reason;
+    assert_eq!(reason, format!("waits for the jobs it depends on: {b} to succeed (now queued)"));
+    // A succeeds: B is leased; C and D still wait for B.
+    finish_as(&mut s, session, &held, &[&a], 0);
+    let held = leases(&mut s, "w1", session);
+    assert_eq!(held.iter().map(|l| &l.job_id).collect::<Vec<_>>(), [&b]);
+    // B fails: C (after) fails with dependency-failed without running; D (after-any) runs.
+    finish_as(&mut s, session, &held, &[&b], 3);
+    let (state, reason, message) = state_of(&s, &c);
+    assert_eq!((state, reason), (JobState::Failed, Reason::DependencyFailed));
+    assert_eq!(message, format!("job {b} it depends on ended failed"));
+    let held = leases(&mut s, "w1", session);
+    assert_eq!(held.iter().map(|l| &l.job_id).collect::<Vec<_>>(), [&d]);
+    assert_eq!(s.stats().blocked, 0);
+    // A job submitted after its dependency failed fails at once; an unknown id is refused.
+    let e = submit_spec(&mut s, after(&[&b], &[]));
+    assert_eq!(state_of(&s, &e).1, Reason::DependencyFailed);
+    let unknown = s.submit(vec![after(&[&"no-such-job".to_string()], &[])], 1).err().unwrap();
+    assert!(
+        unknown.to_string().contains("depends on job no-such-job, which the controller does not know"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn a_cancelled_dependency_fails_a_long_chain_without_recursion_and_cancelling_a_blocked_job_is_clean() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let root = submit_spec(&mut s, spec());
+    let mut chain = vec![root.clone()];
+    for _ in 0..20_000 {
+        let next = submit_spec(&mut s, after(&[chain.last().unwrap()], &[]));
+        chain.push(next);
+    }
+    let side = submit_spec(&mut s, after(&[&root], &[]));
+    let (cancelled, _, _) = s.cancel(std::slice::from_ref(&side), &HashMap::new(), 2).unwrap();
+    assert_eq!(cancelled, [side]);
+    let _ = s.cancel(&[root], &HashMap::new(), 3).unwrap();
+    let last = chain.last().unwrap();
+    assert_eq!(state_of(&s, last).1, Reason::DependencyFailed);
+    assert_eq!((s.stats().blocked, s.stats().queued, s.stats().failed), (0, 0, 20_000));
+}
+
+#[test]
+fn after_a_restart_blocked_jobs_still_wait_and_their_dependencies_release_them() {
+    let store = Arc::new(MemoryStore::default());
+    let (events, _) = broadcast::channel(16);
+    let mut s = Scheduler::new(RouterKind::Roundrobin, store.clone(), events.clone());
+    let session = register(&mut s, worker("w1", 1, 0));
+    let a = submit_spec(&mut s, spec());
+    let b = submit_spec(&mut s, spec());
+    let c = submit_spec(&mut s, after(&[&a, &b], &[]));
+    let held = leases(&mut s, "w1", session);
+    finish_as(&mut s, session, &held, &[&a], 0);
+    // Restarted with A done, B leased (its worker gone: released once the claim deadline passes), C blocked on
+    // B alone.
+    let mut s = Scheduler::new(RouterKind::Roundrobin, store.clone(), events);
+    s.restore(store.load().unwrap(), 2, Instant::now()).now_or_never().unwrap().unwrap();
+    let _ = s.expire(Instant::now() - Duration::from_secs(60), 3);
+    assert_eq!(s.stats().blocked, 1);
+    assert!(s.job(&c).unwrap().1.waiting_reason.contains(&format!("{b} to succeed")));
+    let session = register(&mut s, worker("w1", 1, 0));
+    let held = leases(&mut s, "w1", session);
+    assert_eq!(held.iter().map(|l| &l.job_id).collect::<Vec<_>>(), [&b]);
+    finish_as(&mut s, session, &held, &[&b], 0);
+    let held = leases(&mut s, "w1", session);
+    assert_eq!(held.iter().map(|l| &l.job_id).collect::<Vec<_>>(), [&c]);
+}
