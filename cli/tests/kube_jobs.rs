@@ -151,6 +151,25 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
     let fixed = until_phase(&jobs, "fixme", "Succeeded").await.status.unwrap();
     assert!(fixed.output_tail.unwrap_or_default().contains("fixed"));
 
+    // 2b. Dependencies by name: `second` is applied before `first` exists and waits (Pending, saying for what);
+    // once `first` is applied both run, `second` after `first` succeeded, at the priority it asks for.
+    let after_first = "  after: [first]\n  priority: 5\n";
+    apply_yaml(&plane, ns, "second", &process_job("second", "/bin/echo", &["second"], after_first));
+    let waiting = eventually(DEADLINE, "second waiting for first", || async {
+        let s = jobs.get("second").await.unwrap().status?;
+        (s.reason.as_deref() == Some("DependencyPending")).then_some(s)
+    })
+    .await;
+    assert_eq!(waiting.phase.as_deref(), Some("Pending"), "{waiting:?}");
+    assert!(waiting.message.unwrap_or_default().contains("BurstJob first"));
+    apply_yaml(&plane, ns, "first", &process_job("first", "/bin/sh", &["-c", "sleep 0.5; echo first"], ""));
+    let second = until_phase(&jobs, "second", "Succeeded").await.status.unwrap();
+    let first = jobs.get("first").await.unwrap().status.unwrap();
+    let (spec, status) = burst.controller.lock().job(second.job_id.as_deref().unwrap()).unwrap();
+    assert_eq!((spec.after.clone(), spec.priority), (vec![first.job_id.clone().unwrap()], 5));
+    let (_, first_status) = burst.controller.lock().job(first.job_id.as_deref().unwrap()).unwrap();
+    assert!(status.started_at_ms >= first_status.finished_at_ms, "second ran after first ended");
+
     // 3. ttlSecondsAfterFinished deletes a finished BurstJob.
     apply_yaml(&plane, ns, "brief", &process_job("brief", "/bin/true", &[], "  ttlSecondsAfterFinished: 1\n"));
     eventually(DEADLINE, "BurstJob brief deleted after its TTL", || async {

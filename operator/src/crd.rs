@@ -416,6 +416,13 @@ pub struct BurstJobSpec {
     /// -1000 to 1000 (0 by default): when the cluster is full the highest priority runs first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// BurstJobs (names, same namespace and cluster) whose jobs must succeed before this one runs; if one fails
+    /// or is cancelled, this one fails with DependencyFailed. Submitted once they all are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// BurstJobs whose jobs must end, however, before this one runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_any: Vec<String>,
     /// Delete the BurstJob this long after it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i64>,

@@ -13,6 +13,10 @@ pub enum Error {
     /// A BurstJob names a BurstCluster that does not exist (yet); retried with backoff.
     #[error("BurstCluster {0:?} not found in this namespace")]
     ClusterNotFound(String),
+    /// A BurstJob depends on BurstJobs (spec.after, spec.afterAny) not yet created or submitted; looked at again
+    /// shortly, not a failure.
+    #[error("waits for BurstJob {0} to be submitted before it can be")]
+    DependencyPending(String),
     /// The burst controller did not answer (not up yet, or down); retried with backoff.
     #[error("controller {endpoint} unreachable: {message}")]
     ControllerUnreachable { endpoint: String, message: String },
@@ -41,6 +45,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::ClusterNotFound(_) => "ClusterNotFound",
+            Error::DependencyPending(_) => "DependencyPending",
             Error::ControllerUnreachable { .. } => "ControllerUnreachable",
             Error::Controller { .. } => "ControllerError",
             Error::TlsSecret(_) => "TlsSecretNotReady",

@@ -77,13 +77,26 @@ async fn apply(bj: &BurstJob, ctx: &Context, api: &Api<BurstJob>) -> Result<Acti
         let phase = prev.phase.clone().unwrap_or_else(|| PENDING.into());
         return Err(refuse(bj, ctx, api, &phase, Error::ClusterNotFound(cluster.clone())).await?);
     };
-    let spec = match job_spec(bj) {
+    let mut spec = match job_spec(bj) {
         Ok(spec) => spec,
         Err(e) => {
             refuse(bj, ctx, api, FAILED, e).await?;
             return Ok(Action::await_change());
         }
     };
+    if prev.job_id.is_none() {
+        match dependencies(bj, api).await? {
+            Ok((after, after_any)) => (spec.after, spec.after_any) = (after, after_any),
+            Err(e @ Error::DependencyPending(_)) => {
+                refuse(bj, ctx, api, PENDING, e).await?;
+                return Ok(Action::requeue(DEPENDENCY_RECHECK));
+            }
+            Err(e) => {
+                refuse(bj, ctx, api, FAILED, e).await?;
+                return Ok(Action::await_change());
+            }
+        }
+    }
     let link = match link_to(ctx, &bc).await {
         Ok(link) => link,
         Err(e) => {
@@ -133,6 +146,30 @@ async fn apply(bj: &BurstJob, ctx: &Context, api: &Api<BurstJob>) -> Result<Acti
         return ttl(bj, &next, api).await;
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// How soon a BurstJob waiting for the BurstJobs it depends on to be submitted looks again.
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(2);
+
+/// The job ids of the BurstJobs `bj` depends on (spec.after, spec.afterAny), or why not yet: one not created or
+/// not submitted yet ([`Error::DependencyPending`]), or one on another cluster ([`Error::InvalidSpec`]).
+async fn dependencies(bj: &BurstJob, api: &Api<BurstJob>) -> Result<Result<(Vec<String>, Vec<String>), Error>> {
+    let mut ids = (Vec::new(), Vec::new());
+    let named = bj.spec.after.iter().map(|n| (n, false)).chain(bj.spec.after_any.iter().map(|n| (n, true)));
+    for (name, any_end) in named {
+        let Some(dep) = api.get_opt(name).await? else { return Ok(Err(Error::DependencyPending(name.clone()))) };
+        if dep.spec.cluster_ref != bj.spec.cluster_ref {
+            return Ok(Err(Error::InvalidSpec(format!(
+                "BurstJob {name} it depends on runs on BurstCluster {}, not {}",
+                dep.spec.cluster_ref, bj.spec.cluster_ref
+            ))));
+        }
+        let Some(id) = dep.status.and_then(|s| s.job_id) else {
+            return Ok(Err(Error::DependencyPending(name.clone())));
+        };
+        if any_end { ids.1.push(id) } else { ids.0.push(id) }
+    }
+    Ok(Ok(ids))
 }
 
 /// Submits the job; `None` when the controller refused the spec (the status says why).
