@@ -357,6 +357,10 @@ pub struct SpecOpts {
     /// Run only once these jobs have ended, however they ended.
     #[arg(long, global = true, value_delimiter = ',', value_name = "ID")]
     pub after_any: Vec<String>,
+    /// A job array: one job of indices FIRST-LAST, each run with BURST_ARRAY_INDEX set, at most P unfinished at
+    /// once with %P (e.g. 0-9999%100); `burst wait` exits 0 only if every index succeeded.
+    #[arg(long, global = true, value_name = "FIRST-LAST[%P]", value_parser = crate::units::parse_array)]
+    pub array: Option<burst_proto::v1::ArraySpec>,
 }
 
 impl SpecOpts {
@@ -380,6 +384,7 @@ impl SpecOpts {
             && self.priority.is_none()
             && self.after.is_empty()
             && self.after_any.is_empty()
+            && self.array.is_none()
     }
 }
 

@@ -99,6 +99,23 @@ pub fn job_details(s: &JobStatus) -> String {
     if !s.stolen_from.is_empty() {
         lines.push(("stolen from", s.stolen_from.clone()));
     }
+    if let Some(a) = &s.array {
+        lines.push((
+            "indices",
+            format!(
+                "{} in all: {} queued, {} leased, {} running, {} succeeded, {} failed, {} cancelled",
+                a.size, a.queued, a.leased, a.running, a.succeeded, a.failed, a.cancelled
+            ),
+        ));
+        if !a.failed_indices.is_empty() {
+            let listed: Vec<String> = a.failed_indices.iter().map(u32::to_string).collect();
+            let more = if a.failed > listed.len() as u64 { ", ..." } else { "" };
+            lines.push(("failed indices", format!("{}{more}", listed.join(","))));
+        }
+        for f in &a.failures {
+            lines.push(("failure", f.clone()));
+        }
+    }
     let times = [("submitted", s.submitted_at_ms), ("started", s.started_at_ms), ("finished", s.finished_at_ms)];
     for (what, ms) in times {
         if ms > 0 {

@@ -58,6 +58,22 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A job array's indices, as Slurm writes them: `FIRST-LAST` or one index, then optionally `%P` (at most P
+/// unfinished at once): `0-9999%100`.
+pub fn parse_array(s: &str) -> Result<burst_proto::v1::ArraySpec, String> {
+    let bad = || format!("{s:?} is not an array: write FIRST-LAST[%P], e.g. 0-9999%100");
+    let (range, parallelism) = match s.split_once('%') {
+        Some((range, p)) => (range, p.parse::<u32>().ok().filter(|&p| p > 0).ok_or_else(bad)?),
+        None => (s, 0),
+    };
+    let (first, last) = range.split_once('-').unwrap_or((range, range));
+    let (first, last) = (first.parse::<u32>().map_err(|_| bad())?, last.parse::<u32>().map_err(|_| bad())?);
+    if last < first {
+        return Err(format!("array {s:?} ends before it starts"));
+    }
+    Ok(burst_proto::v1::ArraySpec { first, last, parallelism })
+}
+
 fn split_unit(s: &str) -> (&str, &str) {
     let at = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     (&s[..at], &s[at..])
@@ -66,6 +82,17 @@ fn split_unit(s: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_parse_as_slurm_writes_them() {
+        let a = |first, last, parallelism| burst_proto::v1::ArraySpec { first, last, parallelism };
+        assert_eq!(parse_array("0-9999%100"), Ok(a(0, 9999, 100)));
+        assert_eq!(parse_array("1-3"), Ok(a(1, 3, 0)));
+        assert_eq!(parse_array("7"), Ok(a(7, 7, 0)));
+        for bad in ["", "-", "a-b", "1-", "3-1", "0-9%0", "0-9%", "0-9%x", "-1-5"] {
+            assert!(parse_array(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations() {

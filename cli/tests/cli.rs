@@ -152,6 +152,22 @@ fn the_cli_drives_a_real_controller_and_worker() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_error(&burst(&url, &["submit", "--after", "no-such-job", "process", "/bin/true"]), 2, "does not know");
 
+    // A job array: one id, each index a job of its own with BURST_ARRAY_INDEX; --wait exits 1 unless all succeed;
+    // the status counts the indices and names the failed ones; an index's output is `logs ARRAY:INDEX`.
+    let script = "echo index=$BURST_ARRAY_INDEX; [ $BURST_ARRAY_INDEX != 7 ]";
+    let o = burst(&url, &["submit", "--array", "0-9%3", "--wait", "process", "/bin/sh", "-c", script]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let array = stdout(&o).trim().to_string();
+    let text = stdout(&burst(&url, &["status", &array]));
+    assert!(text.contains("10 in all: 0 queued, 0 leased, 0 running, 9 succeeded, 1 failed, 0 cancelled"), "{text}");
+    assert!(text.contains("failed indices:  7") || text.contains("failed indices: 7"), "{text}");
+    assert!(text.contains("index 7: exited 1"), "{text}");
+    let o = burst(&url, &["logs", &format!("{array}:3")]);
+    assert_eq!(stdout(&o), "index=3\n", "{}", stderr(&o));
+    let o = burst(&url, &["submit", "--array", "1-5", "--wait", "process", "/bin/true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_error(&burst(&url, &["submit", "--array", "5-1", "process", "/bin/true"]), 2, "ends before it starts");
+
     // A job may keep the end of its output in its status.
     let script = "seq 1 1000; echo oops >&2";
     let o = burst(&url, &["submit", "--output-tail", "64", "--wait", "process", "/bin/sh", "-c", script]);

@@ -170,6 +170,15 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
     let (_, first_status) = burst.controller.lock().job(first.job_id.as_deref().unwrap()).unwrap();
     assert!(status.started_at_ms >= first_status.finished_at_ms, "second ran after first ended");
 
+    // 2c. An array: one BurstJob of ten indices, counted in its status and printer columns.
+    let array = "  array: {first: 0, last: 9, parallelism: 4}\n";
+    apply_yaml(&plane, ns, "many", &process_job("many", "/bin/sh", &["-c", "[ $BURST_ARRAY_INDEX != 3 ]"], array));
+    let many = until_phase(&jobs, "many", "Failed").await.status.unwrap();
+    let counts = many.indices.clone().unwrap();
+    assert_eq!((counts.total, counts.succeeded, counts.failed, counts.failed_indices), (10, 9, 1, vec![3]), "{many:?}");
+    let table = plane.kubectl(&["get", "bj", "many", "-n", ns]);
+    assert!(table.contains("INDICES") && table.contains("SUCCEEDED"), "{table}");
+
     // 3. ttlSecondsAfterFinished deletes a finished BurstJob.
     apply_yaml(&plane, ns, "brief", &process_job("brief", "/bin/true", &[], "  ttlSecondsAfterFinished: 1\n"));
     eventually(DEADLINE, "BurstJob brief deleted after its TTL", || async {

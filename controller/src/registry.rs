@@ -542,6 +542,11 @@ impl Registry {
         !self.with_room.is_empty()
     }
 
+    /// Places free on all workers: jobs they would take now (ignoring resources).
+    pub fn free_places(&self) -> u64 {
+        self.with_room.iter().map(|&i| u64::from(self.workers[i].room())).sum()
+    }
+
     /// The workers as a router sees them for a job that needs `need`.
     pub fn eligible_for<'a>(&'a self, need: &'a Resources) -> Fitting<'a> {
         Fitting { registry: self, need, plain: *need == Resources::default(), pool: None }

@@ -67,16 +67,18 @@ impl ControllerService {
             }
             spec.owner = who.name.clone();
         }
+        self.admission.take(&who.name, specs.len(), std::time::Instant::now())?;
         // A submitter's jobs may wait only for its own (a dependency's state is the other job's business).
         if who.scope().is_some() && specs.iter().any(|s| !s.after.is_empty() || !s.after_any.is_empty()) {
+            let deps: std::collections::BTreeSet<&String> =
+                specs.iter().flat_map(|s| s.after.iter().chain(&s.after_any)).collect();
             let sched = self.controller.lock();
-            for dep in specs.iter().flat_map(|s| s.after.iter().chain(&s.after_any)) {
-                if let Ok((dep_spec, _)) = sched.job(dep) {
-                    self.auth.check_owner(who, dep, &dep_spec.owner)?;
+            for dep in deps {
+                if let Some(owner) = sched.owner_of(dep) {
+                    self.auth.check_owner(who, dep, owner)?;
                 }
             }
         }
-        self.admission.take(&who.name, specs.len(), std::time::Instant::now())?;
         let submitted = self.controller.lock().submit(specs, burst_proto::now_ms());
         let (jobs, durable) = submitted.map_err(|e| match e {
             SchedError::Quota(m) => self.admission.quota_refused(m),
@@ -122,9 +124,10 @@ fn store_status(e: StoreError) -> Status {
 }
 
 /// Ids from a request must be names (no path separators at the start, no `..`, no control characters, at
-/// most 253 bytes) before they are looked up or logged.
+/// most 253 bytes; a job id may end in `:<index>` of an array) before they are looked up or logged.
 fn valid_ids(what: &str, ids: &[String]) -> Result<(), Status> {
-    ids.iter().try_for_each(|id| validate::name(what, id)).map_err(Status::invalid_argument)
+    let check = if what.starts_with("job") { validate::job_id } else { validate::name };
+    ids.iter().try_for_each(|id| check(what, id)).map_err(Status::invalid_argument)
 }
 
 fn ids_of(leases: &[LeaseRef]) -> Vec<String> {

@@ -26,6 +26,8 @@ pub const MAX_LABEL_VALUE: usize = 1024;
 pub use burst_proto::MAX_PRIORITY;
 /// Jobs one job may depend on (after and after_any together).
 pub const MAX_DEPENDENCIES: usize = 1000;
+/// Indices in one job array.
+pub const MAX_ARRAY: u64 = 10_000_000;
 
 pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
     let size = prost::Message::encoded_len(spec);
@@ -96,7 +98,16 @@ pub fn job_spec(spec: &JobSpec) -> Result<(), String> {
         return Err(format!("{deps} dependencies (after and after_any); at most {MAX_DEPENDENCIES}"));
     }
     for id in spec.after.iter().chain(&spec.after_any) {
-        name("dependency", id)?;
+        job_id("dependency", id)?;
+    }
+    if let Some(a) = &spec.array {
+        if a.last < a.first {
+            return Err(format!("array {}-{} ends before it starts", a.first, a.last));
+        }
+        let size = u64::from(a.last) - u64::from(a.first) + 1;
+        if size > MAX_ARRAY {
+            return Err(format!("array {}-{} has {size} indices; at most {MAX_ARRAY}", a.first, a.last));
+        }
     }
     if spec.max_attempts > MAX_ATTEMPTS {
         return Err(format!("max_attempts {} is over the limit of {MAX_ATTEMPTS}", spec.max_attempts));
@@ -130,6 +141,14 @@ pub fn worker_info(info: &WorkerInfo) -> Result<(), String> {
 }
 
 /// Ids, label keys: 1 to 253 characters of letters, digits, `.`, `_`, `-`, `/`; not starting with `.` or `/`.
+/// A job id: a name ([`name`]), or an index of a job array, `<array id>:<index>`.
+pub fn job_id(what: &str, s: &str) -> Result<(), String> {
+    match s.rsplit_once(':') {
+        Some((array, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => name(what, array),
+        _ => name(what, s),
+    }
+}
+
 pub fn name(what: &str, s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= MAX_NAME_LEN

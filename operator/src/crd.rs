@@ -389,6 +389,9 @@ impl PoolSpec {
     printcolumn = r#"{"name":"Worker","type":"string","jsonPath":".status.worker"}"#,
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
     printcolumn = r#"{"name":"Exit","type":"integer","jsonPath":".status.exitCode"}"#,
+    printcolumn = r#"{"name":"Indices","type":"integer","jsonPath":".status.indices.total"}"#,
+    printcolumn = r#"{"name":"Succeeded","type":"integer","jsonPath":".status.indices.succeeded"}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.indices.failed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -423,9 +426,37 @@ pub struct BurstJobSpec {
     /// BurstJobs whose jobs must end, however, before this one runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_any: Vec<String>,
+    /// A job array: indices first..=last, each run as a job of its own with BURST_ARRAY_INDEX set, at most
+    /// `parallelism` unfinished at once (0: no limit). The status counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<JobArray>,
     /// Delete the BurstJob this long after it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobArray {
+    pub first: i64,
+    pub last: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<i64>,
+}
+
+/// A job array's indices by state.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobArrayCounts {
+    pub total: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// The first failed indices (up to 100), in the order they ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_indices: Vec<i64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -504,6 +535,9 @@ pub struct BurstJobStatus {
     /// The last 4 KiB of the job's output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
+    /// For a job array: its indices by state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<JobArrayCounts>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

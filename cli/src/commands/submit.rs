@@ -155,6 +155,7 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         priority,
         after,
         after_any,
+        array,
     } = opts;
     let resources = (cpu.is_some() || memory.is_some() || gpus.is_some()).then(|| v1::Resources {
         cpu_millis: cpu.unwrap_or(0),
@@ -181,6 +182,7 @@ pub fn spec_from(kind: Kind, opts: SpecOpts) -> anyhow::Result<JobSpec> {
         priority: priority.unwrap_or(0),
         after,
         after_any,
+        array,
     })
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use burst_proto::v1::{Attempt, JobResult, JobSpec, JobState, JobStatus, Reason};
+use burst_proto::v1::{ArrayStatus, Attempt, JobResult, JobSpec, JobState, JobStatus, Reason};
 
 use crate::store::JobRecord;
 
@@ -150,13 +150,35 @@ pub struct Job {
     /// The pool of the worker it was last leased to, and whether a cheaper pool could have taken it.
     pool: Option<Arc<str>>,
     spilled: bool,
+    /// A job array's progress (see `crate::scheduler::arrays`).
+    pub array: Option<Box<ArrayProgress>>,
+}
+
+/// Where a job array stands: the next index to make into a job, and its indices by state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrayProgress {
+    pub next: u64,
+    pub last: u64,
+    /// `queued` counts the indices made into jobs and queued; those not yet made are `last + 1 - next`.
+    pub counts: ArrayStatus,
+}
+
+impl ArrayProgress {
+    /// Indices not yet made into jobs.
+    pub fn unmade(&self) -> u64 {
+        (self.last + 1).saturating_sub(self.next)
+    }
+
+    /// Indices made into jobs that have not ended.
+    pub fn unfinished(&self) -> u64 {
+        self.counts.queued + self.counts.leased + self.counts.running
+    }
 }
 
 impl Job {
     pub fn new(id: JobId, spec: Arc<JobSpec>, submitted_at_ms: u64) -> Self {
         Job {
             id,
-            spec,
             state: State::Queued,
             attempt: 1,
             losses: 0,
@@ -170,6 +192,11 @@ impl Job {
             retry_at_ms: 0,
             pool: None,
             spilled: false,
+            array: spec.array.map(|a| {
+                let counts = ArrayStatus { size: u64::from(a.last) - u64::from(a.first) + 1, ..ArrayStatus::default() };
+                Box::new(ArrayProgress { next: u64::from(a.first), last: u64::from(a.last), counts })
+            }),
+            spec,
         }
     }
 
@@ -484,6 +511,9 @@ impl Job {
             retry_at_ms: self.retry_at_ms,
             pool: self.pool.as_deref().unwrap_or_default().to_string(),
             spilled: self.spilled,
+            // Only what has ended is kept: the indices still running are jobs of their own.
+            array: self.array.as_ref().map(|a| ArrayStatus { queued: 0, leased: 0, running: 0, ..a.counts.clone() }),
+            array_next: self.array.as_ref().map_or(0, |a| a.next),
         }
     }
 
@@ -513,9 +543,9 @@ impl Job {
             finished_at_ms: o.finished_at_ms,
             output_tail: o.output_tail,
         });
+        let spec = r.spec?;
         Some(Job {
             id: r.id,
-            spec: Arc::new(r.spec?),
             state,
             attempt: r.attempt.max(1),
             losses: r.losses,
@@ -529,6 +559,13 @@ impl Job {
             retry_at_ms: r.retry_at_ms,
             pool: Some(r.pool).filter(|p| !p.is_empty()).map(Arc::from),
             spilled: r.spilled,
+            array: match (&spec.array, r.array) {
+                (Some(a), Some(counts)) => {
+                    Some(Box::new(ArrayProgress { next: r.array_next, last: u64::from(a.last), counts }))
+                }
+                _ => None,
+            },
+            spec: Arc::new(spec),
         })
     }
 
@@ -562,7 +599,29 @@ impl Job {
             owner: self.spec.owner.clone(),
             pool: self.pool.as_deref().unwrap_or_default().to_string(),
             spilled: self.spilled,
+            array: self
+                .array
+                .as_ref()
+                .map(|a| ArrayStatus { queued: a.counts.queued + a.unmade(), ..a.counts.clone() }),
         }
+    }
+
+    /// A job array whose indices have all ended: Queued → Succeeded if every index succeeded, else Failed.
+    pub fn array_ended(&mut self, now_ms: u64) -> Result<Effect, Refused> {
+        let Some(a) = &self.array else { return Err(Refused::NotQueued(self.state.proto())) };
+        if self.state != State::Queued || a.unmade() > 0 || a.unfinished() > 0 {
+            return Err(Refused::NotQueued(self.state.proto()));
+        }
+        let c = &a.counts;
+        if c.failed == 0 && c.cancelled == 0 {
+            self.state = State::Succeeded;
+            let message = format!("all {} indices succeeded", c.succeeded);
+            self.outcome =
+                Some(Outcome { reason: Reason::Exited, message, finished_at_ms: now_ms, ..Outcome::default() });
+            return Ok(Effect::Ended { from: None });
+        }
+        let message = format!("{} of {} indices failed, {} cancelled", c.failed, c.size, c.cancelled);
+        self.end(Reason::Exited, message, now_ms)
     }
 }
 

@@ -35,6 +35,7 @@ impl Scheduler {
             }
         };
         let after = job.state();
+        let after_state = after.proto();
         let need = job.spec.resources.unwrap_or_default();
         self.timings.transition(job, &before, after.proto(), run_started_ms);
         self.counts[before.proto() as usize] -= 1;
@@ -88,12 +89,14 @@ impl Scheduler {
             }
         }
         self.record(id);
+        if arrays::index_of(id).is_some() {
+            self.index_changed(id, before.proto(), after_state);
+        }
         if now_terminal {
             self.dependency_ended(id);
+            // (Past the count limit the oldest are forgotten when the operation ends, in `flush`: not while a
+            // chain of dependents or an array may still read the job that just ended.)
             self.retention.finished(id.to_string(), Instant::now());
-            if self.retention.over_count() {
-                self.forget_expired(Instant::now());
-            }
         }
         Ok(effect)
     }
@@ -113,6 +116,9 @@ impl Scheduler {
     pub(super) fn flush(&mut self) -> Durable {
         if self.take_released() {
             self.dispatch(burst_proto::now_ms());
+        }
+        if self.retention.over_count() {
+            self.forget_expired(Instant::now());
         }
         let durable = self.store.write(std::mem::take(&mut self.writes));
         self.publisher.after(durable, std::mem::take(&mut self.statuses))

@@ -87,6 +87,7 @@ impl Scheduler {
         let spec = job.spec.clone();
         drop(job);
         match self.dependencies_of(&spec, forgotten_met) {
+            Deps::Met if spec.array.is_some() => self.open_array(id),
             Deps::Met => self.queue.push_back(id, spec.priority, &spec.owner),
             Deps::Waiting(on) => {
                 self.deps.blocked.insert(id.clone(), on.len());
@@ -129,7 +130,11 @@ impl Scheduler {
                     Deps::Waiting(_) => {}
                     Deps::Met => {
                         self.deps.blocked.remove(&dependent);
-                        self.queue.push_back(dependent, spec.priority, &spec.owner);
+                        if spec.array.is_some() {
+                            self.open_array(dependent);
+                        } else {
+                            self.queue.push_back(dependent, spec.priority, &spec.owner);
+                        }
                         self.deps.released = true;
                     }
                     Deps::Failed(why) => {
@@ -153,17 +158,15 @@ impl Scheduler {
         const NAMED: usize = 5;
         let spec = &job.spec;
         let all = spec.after.iter().map(|id| (id, "succeed")).chain(spec.after_any.iter().map(|id| (id, "end")));
-        let waiting: Vec<String> = all
-            .filter_map(|(id, until)| {
-                let state = self
-                    .jobs
-                    .state(id)
-                    .filter(|s| !matches!(s, JobState::Succeeded | JobState::Failed | JobState::Cancelled))?;
-                Some(format!("{id} to {until} (now {})", state_name(state)))
-            })
+        let unended = |s: &JobState| !matches!(s, JobState::Succeeded | JobState::Failed | JobState::Cancelled);
+        let mut waiting = all.filter_map(|(id, until)| Some((id, until, self.jobs.state(id).filter(unended)?)));
+        let named: Vec<String> = waiting
+            .by_ref()
+            .take(NAMED)
+            .map(|(id, until, state)| format!("{id} to {until} (now {})", state_name(state)))
             .collect();
-        let more = waiting.len().saturating_sub(NAMED);
-        let mut text = format!("waits for the jobs it depends on: {}", waiting[..waiting.len().min(NAMED)].join(", "));
+        let more = waiting.count();
+        let mut text = format!("waits for the jobs it depends on: {}", named.join(", "));
         if more > 0 {
             text.push_str(&format!(", and {more} more"));
         }

@@ -276,6 +276,11 @@ impl Sim {
                         spec.after_any.push(dep)
                     }
                 }
+                // Some are arrays of a few indices, some with a parallelism.
+                if *attempts % 5 == 4 {
+                    let last = u32::from(*n % 7);
+                    spec.array = Some(burst_proto::v1::ArraySpec { first: 0, last, parallelism: u32::from(*pool % 3) });
+                }
                 let n = usize::from(*n % 4) + 1;
                 if let Ok((jobs, d)) = self.sched.submit(vec![spec; n], now_ms)
                     && self.durable(d, crash)
@@ -551,7 +556,8 @@ impl Sim {
                     || s.spilling.contains(&job.id)
                     || s.parked.contains(&job.id)
                     || s.timers.has(&job.id)
-                    || s.deps.is_blocked(&job.id);
+                    || s.deps.is_blocked(&job.id)
+                    || s.arrays.is_live(&job.id);
                 ensure!(waits, "queued job {} is on no queue and has no timer: it would wait for ever", job.id);
             }
             // A job leased or running has its dependencies met: those in `after` succeeded, those in `after_any`
@@ -596,6 +602,26 @@ impl Sim {
                     "job {} went to {pool} under first-pool-only",
                     job.id
                 );
+            }
+        }
+        // Each unfinished array counts exactly its unfinished index jobs, by state.
+        let mut by_array: HashMap<&str, [u64; 3]> = HashMap::new();
+        for job in s.jobs.live() {
+            if let Some((array, _)) = super::arrays::index_of(&job.id) {
+                let slot = match job.state() {
+                    State::Queued => 0,
+                    State::Leased(_) => 1,
+                    _ => 2,
+                };
+                by_array.entry(array).or_default()[slot] += 1;
+            }
+        }
+        for job in s.jobs.live() {
+            if let Some(a) = &job.array {
+                let counted = [a.counts.queued, a.counts.leased, a.counts.running];
+                let truth = by_array.get(job.id.as_str()).copied().unwrap_or_default();
+                ensure!(counted == truth, "array {} counts {counted:?} unfinished indices, has {truth:?}", job.id);
+                ensure!(a.unmade() + a.unfinished() > 0, "array {} has no index left to end, yet has not", job.id);
             }
         }
         // Each submitter's share counts exactly its jobs that a worker holds.

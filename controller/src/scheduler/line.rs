@@ -67,34 +67,40 @@ impl Line {
     }
 
     /// The next job to serve: of the highest priority, the submitter whose share `share` says is least (ties: the
-    /// one whose next job is oldest, ids growing with submission time).
-    pub fn pop(&mut self, share: impl Fn(&str) -> Share) -> Option<JobId> {
-        let mut entry = self.levels.first_entry()?;
-        let level = entry.get_mut();
-        // The owner's key (a reference count, not a copy of the name): this runs per job served.
-        let owner = if level.by_owner.len() == 1 {
-            level.by_owner.keys().next().cloned()
-        } else {
-            level
+    /// one whose next job is oldest, ids growing with submission time). Submitters `passed` says are passed over
+    /// are left out (see `Scheduler::dispatch`).
+    pub fn pop(&mut self, share: impl Fn(&str) -> Share, passed: impl Fn(&str) -> bool) -> Option<JobId> {
+        for (&priority, level) in self.levels.iter_mut() {
+            // The owner's key (a reference count, not a copy of the name): this runs per job served.
+            let owner = level
                 .by_owner
                 .iter()
-                .filter_map(|(owner, q)| q.front().map(|head| (owner, share(owner), head)))
-                .min_by(|a, b| a.1.cmp_share(&b.1).then_with(|| a.2.cmp(b.2)))
-                .map(|(owner, ..)| owner.clone())
-        }?;
-        let queue = level.by_owner.get_mut(&owner)?;
-        let id = queue.pop_front();
-        if queue.is_empty() {
-            level.by_owner.remove(&owner);
+                .filter(|(owner, _)| !passed(owner))
+                .filter_map(|(owner, q)| q.front().map(|head| (owner, head)))
+                // (With one submitter, as is common, never called.)
+                .min_by(|a, b| share(a.0).cmp_share(&share(b.0)).then_with(|| a.1.cmp(b.1)))
+                .map(|(owner, _)| owner.clone());
+            let Some(owner) = owner else { continue };
+            let queue = level.by_owner.get_mut(&owner)?;
+            let id = queue.pop_front();
+            if queue.is_empty() {
+                level.by_owner.remove(&owner);
+            }
+            if id.is_some() {
+                self.len -= 1;
+                level.len -= 1;
+            }
+            if level.by_owner.is_empty() {
+                self.levels.remove(&priority);
+            }
+            return id;
         }
-        if id.is_some() {
-            self.len -= 1;
-            level.len -= 1;
-        }
-        if level.by_owner.is_empty() {
-            entry.remove();
-        }
-        id
+        None
+    }
+
+    /// The highest priority in line.
+    pub fn top_priority(&self) -> Option<i32> {
+        self.levels.keys().next().map(|p| p.0)
     }
 
     /// Entries in line at priorities above `priority` (stale ones included: an estimate for a waiting reason).
@@ -132,7 +138,7 @@ mod tests {
                 held: held.get(o).copied().unwrap_or(0),
                 weight: weights.get(o).copied().unwrap_or(1),
             };
-            let Some(id) = line.pop(share) else { break };
+            let Some(id) = line.pop(share, |_| false) else { break };
             // Each job served holds a slot from now on.
             let owner = if id.starts_with('a') { "ann" } else { "bob" };
             *held.entry(owner).or_default() += 1;

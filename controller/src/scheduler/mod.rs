@@ -37,6 +37,7 @@ use crate::router::{Router, RouterKind};
 use crate::store::{Durable, JobStore, Write};
 
 mod apply;
+mod arrays;
 mod dependencies;
 mod line;
 mod owners;
@@ -46,6 +47,7 @@ mod table;
 mod timers;
 mod workers;
 
+use arrays::Arrays;
 use dependencies::Dependencies;
 use line::Line;
 use owners::Owners;
@@ -57,6 +59,9 @@ use timers::{Timer, Timers};
 /// How many jobs with resource requests one dispatch pass may look past while searching for one that fits.
 /// Bounds the cost of a dispatch when many large jobs wait for room.
 const MAX_SKIPPED_PER_DISPATCH: usize = 256;
+/// Of those, how many one submitter's jobs may take before the pass leaves that submitter out (fair share would
+/// otherwise pick its jobs again and again: a skip takes no slot).
+const MAX_SKIPPED_PER_OWNER: usize = 32;
 
 /// Peers named in one heartbeat answer: enough victims to choose from, few enough that a large cluster's
 /// heartbeats stay small.
@@ -151,6 +156,8 @@ pub struct Scheduler {
     parked: Vec<JobId>,
     /// Queued jobs waiting for the jobs they depend on to end (see [`dependencies`]).
     deps: Dependencies,
+    /// Job arrays whose indices may be made into jobs (see [`arrays`]).
+    arrays: Arrays,
     /// Queued jobs whose waiting budget ran out (the `wait` policy), served before the other lines: each is in
     /// `spilling_ids` too, and its entry in another line, if any, is passed over.
     spilling: VecDeque<JobId>,
@@ -204,6 +211,7 @@ impl Scheduler {
             queue: Line::default(),
             parked: Vec::new(),
             deps: Dependencies::default(),
+            arrays: Arrays::default(),
             spilling: VecDeque::new(),
             spilling_ids: std::collections::HashSet::new(),
             spill_timers: Timers::default(),
@@ -258,8 +266,8 @@ impl Scheduler {
     pub fn restore(&mut self, jobs: Vec<Job>, now_ms: u64, claim_deadline: Instant) -> Durable {
         let mut jobs = jobs;
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
-        // Queued jobs with dependencies: placed once every job is in (see `dependencies`).
-        let mut dependent = Vec::new();
+        // Queued jobs with dependencies: placed once every job is in (see `dependencies`); arrays to open.
+        let (mut dependent, mut arrays) = (Vec::new(), Vec::new());
         for mut job in jobs {
             self.counts[job.state().proto() as usize] += 1;
             if job.is_terminal() {
@@ -277,13 +285,15 @@ impl Scheduler {
             } else if *job.state() == State::Queued && has_dependencies(&job.spec) {
                 job.retry_due();
                 dependent.push(job.id.clone());
+            } else if *job.state() == State::Queued && job.array.is_some() {
+                arrays.push(job.id.clone());
             } else if *job.state() == State::Queued {
                 job.retry_due();
                 self.queue.push_back(job.id.clone(), job.spec.priority, &job.spec.owner);
             }
             // A job that never ran keeps its queue deadline across the restart: the time it has left. (One that
             // ran, even without a start report, has none; its timer, if any, is its retry backoff.)
-            if job.awaits_first_run() && job.spec.queue_timeout_ms > 0 {
+            if job.awaits_first_run() && job.spec.queue_timeout_ms > 0 && job.array.is_none() {
                 let due_ms = job.submitted_at_ms().saturating_add(job.spec.queue_timeout_ms);
                 let left = std::time::Duration::from_millis(due_ms.saturating_sub(now_ms));
                 self.set_timer(Instant::now() + left, &job.id, Timer::QueueDeadline);
@@ -291,7 +301,18 @@ impl Scheduler {
             if !job.spec.idempotency_key.is_empty() {
                 self.keys.insert(job.spec.idempotency_key.clone(), job.id.clone());
             }
+            if !job.is_terminal() {
+                // An array's unfinished indices are counted from their jobs; an index's array, sorted before it,
+                // is in already.
+                if let Some(a) = job.array.as_mut() {
+                    (a.counts.queued, a.counts.leased, a.counts.running) = (0, 0, 0);
+                }
+                self.restore_index(&job.id, job.state().proto());
+            }
             self.jobs.insert(job);
+        }
+        for id in arrays {
+            self.open_array(id);
         }
         for id in dependent {
             // A dependency forgotten since it ended was met: had it failed this job, this job would have ended.
@@ -344,6 +365,14 @@ impl Scheduler {
         }
         // 2. Check the quotas for what is new, so an over-quota batch submits nothing.
         let new = existing.iter().filter(|e| e.is_none()).count() as u64 - repeats_in(&specs, &existing);
+        // An array holds as many unfinished jobs as it has indices.
+        let indices: u64 = specs
+            .iter()
+            .zip(&existing)
+            .filter_map(|(s, e)| s.array.as_ref().filter(|_| e.is_none()))
+            .map(|a| u64::from(a.last).saturating_sub(u64::from(a.first)))
+            .sum();
+        let new = new + indices;
         if new > 0 {
             self.owners.admit(&specs[0].owner, self.active(), new)?;
         }
@@ -358,13 +387,15 @@ impl Scheduler {
             if !spec.idempotency_key.is_empty() {
                 self.keys.insert(spec.idempotency_key.clone(), id.clone());
             }
-            if spec.queue_timeout_ms > 0 {
+            // (An array's indices each have the queue deadline; the array itself waits for them.)
+            if spec.queue_timeout_ms > 0 && spec.array.is_none() {
                 let due = Instant::now() + std::time::Duration::from_millis(spec.queue_timeout_ms);
                 self.set_timer(due, &id, Timer::QueueDeadline);
             }
             self.owners.add(&spec.owner);
             let waits = has_dependencies(&spec);
-            if !waits {
+            let array = spec.array.is_some();
+            if !waits && !array {
                 self.queue.push_back(id.clone(), spec.priority, &spec.owner);
             }
             let job = Job::new(id.clone(), Arc::new(spec), now_ms);
@@ -374,6 +405,8 @@ impl Scheduler {
             self.record(&id);
             if waits {
                 self.queue_or_block(id.clone(), false, now_ms);
+            } else if array {
+                self.open_array(id.clone());
             }
             out.push(SubmitJobResponse { job_id: id, existing: false });
         }
@@ -413,10 +446,13 @@ impl Scheduler {
             let lines: Vec<u64> = self.held.keys().copied().filter(|m| m & open != 0).collect();
             for mask in lines {
                 while self.registry.has_room() {
-                    let owners = &self.owners;
-                    let Some(id) = self.held.get_mut(&mask).and_then(|line| line.pop(|o| owners.share(o))) else {
+                    // Not before a job of higher priority in the queue: that one goes first (in step 3).
+                    let queue_top = self.queue.top_priority().unwrap_or(i32::MIN);
+                    let Some(line) = self.held.get_mut(&mask).filter(|l| l.top_priority() >= Some(queue_top)) else {
                         break;
                     };
+                    let owners = &self.owners;
+                    let Some(id) = line.pop(|o| owners.share(o), |_| false) else { break };
                     if let Placed::Skipped { hold } = self.place(&id, false, now_ms, &mut full) {
                         // Its pools are full after all (or its budget ran out meanwhile): back in line.
                         self.hold_back(hold.unwrap_or(mask), id, true);
@@ -426,13 +462,23 @@ impl Scheduler {
             }
             self.held.retain(|_, line| !line.is_empty());
         }
-        // 3. The queue.
+        // 3. The queue, with as many array indices made into jobs as there are places for.
+        self.make_indices(now_ms);
+        // A submitter whose jobs keep not fitting is passed over for the rest of the pass, or its jobs (always
+        // first by share, since a skip takes no slot) would use up every skip while another's would fit.
+        let mut skips_by_owner: HashMap<String, usize> = HashMap::new();
         while self.registry.has_room() && skipped.len() < MAX_SKIPPED_PER_DISPATCH {
-            let owners = &self.owners;
-            let Some(id) = self.queue.pop(|o| owners.share(o)) else { break };
+            let (owners, skips) = (&self.owners, &skips_by_owner);
+            let passed = |o: &str| skips.get(o).is_some_and(|&n| n >= MAX_SKIPPED_PER_OWNER);
+            let Some(id) = self.queue.pop(|o| owners.share(o), passed) else { break };
             match self.place(&id, false, now_ms, &mut full) {
                 Placed::Skipped { hold: Some(mask) } => self.hold_back(mask, id, false),
-                Placed::Skipped { hold: None } => skipped.push(id),
+                Placed::Skipped { hold: None } => {
+                    if let Some(job) = self.jobs.get(&id) {
+                        *skips_by_owner.entry(job.spec.owner.clone()).or_default() += 1;
+                    }
+                    skipped.push(id);
+                }
                 Placed::Leased | Placed::Parked | Placed::Gone => {}
             }
         }
@@ -716,6 +762,13 @@ impl Scheduler {
                     ended.push(id);
                 }
                 continue;
+            }
+            if self.jobs.get(&id).is_some_and(|j| j.array.is_some()) {
+                // An array: none of its indices is made from now on, and those made are cancelled first.
+                self.close_array(&id);
+                for index in self.unfinished_indices(&id) {
+                    self.end_job(&index, |job| job.cancel(now_ms));
+                }
             }
             self.end_job(&id, |job| job.cancel(now_ms));
             cancelled.push(id);

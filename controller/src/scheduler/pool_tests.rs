@@ -365,3 +365,20 @@ fn jobs_held_back_for_a_full_pool_do_not_stand_in_front_of_jobs_for_another() {
     let none = submit(&mut s, vec![spec()], t0);
     assert_eq!(status(&s, &none[0]).pool, "cloud", "no runtime, no budget: it spills at once, past 300 waiting");
 }
+
+#[test]
+fn a_job_held_back_for_a_full_pool_does_not_go_before_a_higher_priority_job() {
+    let t0 = t0();
+    let mut s = two_pools(PolicyKind::Cheapest, 10.0);
+    // Onprem busy; a low-priority job for onprem is held back for it while cloud still has room.
+    let busy = submit(&mut s, vec![JobSpec { pool: "onprem".into(), ..spec() }], t0);
+    let low = submit(&mut s, vec![JobSpec { pool: "onprem".into(), priority: -10, ..spec() }], t0);
+    // Cloud fills; then an urgent job for onprem waits in the queue (nothing has room).
+    let cloud = submit(&mut s, vec![JobSpec { pool: "cloud".into(), ..spec() }], t0);
+    let urgent = submit(&mut s, vec![JobSpec { pool: "onprem".into(), priority: 100, ..spec() }], t0);
+    assert_eq!(status(&s, &cloud[0]).state(), JobState::Leased);
+    // Onprem frees its slot: the urgent job takes it, not the older, lower one.
+    run(&mut s, &busy[0], t0, t0 + 1);
+    assert_eq!(status(&s, &urgent[0]).state(), JobState::Leased);
+    assert_eq!(status(&s, &low[0]).state(), JobState::Queued);
+}

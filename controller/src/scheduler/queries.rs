@@ -6,6 +6,11 @@ use std::ops::Bound;
 use super::*;
 
 impl Scheduler {
+    /// Who submitted job `id` (cheap: nothing is unpacked or described).
+    pub fn owner_of(&self, id: &str) -> Option<&str> {
+        self.jobs.owner(id)
+    }
+
     pub fn job(&self, id: &str) -> Result<(Arc<JobSpec>, JobStatus), SchedError> {
         let job = self.jobs.get(id).ok_or_else(|| SchedError::UnknownJob(id.to_string()))?;
         Ok((job.spec.clone(), self.status_of(&job)))
@@ -166,6 +171,23 @@ impl Scheduler {
     fn why_waiting(&self, job: &Job) -> String {
         if self.deps.is_blocked(&job.id) {
             return self.why_blocked(job);
+        }
+        if let Some(a) = &job.array {
+            let c = &a.counts;
+            return format!(
+                "an array of {} indices: {} not yet made into jobs (as workers have room{}), {} queued, {} on workers, \
+                 {} ended",
+                c.size,
+                a.unmade(),
+                job.spec
+                    .array
+                    .as_ref()
+                    .filter(|s| s.parallelism > 0)
+                    .map_or(String::new(), |s| format!(", at most {} unfinished at once", s.parallelism)),
+                c.queued,
+                c.leased + c.running,
+                c.succeeded + c.failed + c.cancelled
+            );
         }
         let spec = &job.spec;
         if self.registry.pools().len() > 1 || !spec.pool.is_empty() || !spec.pool_selector.is_empty() {

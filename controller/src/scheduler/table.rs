@@ -110,6 +110,14 @@ impl JobTable {
         }
     }
 
+    /// The owner of job `id`, without unpacking it.
+    pub fn owner(&self, id: &str) -> Option<&str> {
+        match self.jobs.get(id)? {
+            Kept::Live(job) => Some(job.spec.owner.as_str()),
+            Kept::Packed(_, owner, _) => self.owners.names.get(*owner as usize).map(String::as_str),
+        }
+    }
+
     /// The state of job `id`, without unpacking it.
     pub fn state(&self, id: &str) -> Option<JobState> {
         match self.jobs.get(id)? {

@@ -1,7 +1,7 @@
 //! The stored form of a job: a protobuf message (prost), so records stay readable across versions that add
 //! fields. Only [`crate::lifecycle`] turns jobs into records and back.
 
-use burst_proto::v1::{Attempt, JobResult, JobSpec};
+use burst_proto::v1::{ArrayStatus, Attempt, JobResult, JobSpec};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct JobRecord {
@@ -45,4 +45,10 @@ pub struct JobRecord {
     pub pool: String,
     #[prost(bool, tag = "18")]
     pub spilled: bool,
+    /// A job array's ended indices (its unfinished ones are jobs of their own, counted again at a restart).
+    #[prost(message, optional, tag = "19")]
+    pub array: Option<ArrayStatus>,
+    /// A job array's next index to make into a job.
+    #[prost(uint64, tag = "20")]
+    pub array_next: u64,
 }

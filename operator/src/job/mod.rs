@@ -17,7 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::conditions::{self, Want};
-use crate::crd::{BurstJob, BurstJobStatus};
+use crate::crd::{BurstJob, BurstJobStatus, JobArrayCounts};
 use crate::error::Error;
 use crate::names;
 
@@ -77,6 +77,21 @@ pub fn job_spec(bj: &BurstJob) -> Result<JobSpec, Error> {
     let timeout_ms = non_negative("spec.timeoutSeconds", s.timeout_seconds.unwrap_or(0))? as u64 * 1000;
     let max_attempts = non_negative("spec.maxAttempts", i64::from(s.max_attempts.unwrap_or(1)))? as u32;
     non_negative("spec.ttlSecondsAfterFinished", s.ttl_seconds_after_finished.unwrap_or(0))?;
+    let array = match &s.array {
+        None => None,
+        Some(a) => {
+            let index = |field: &str, v: i64| {
+                u32::try_from(non_negative(field, v)?)
+                    .map_err(|_| Error::InvalidSpec(format!("{field} is {v}; at most {}", u32::MAX)))
+            };
+            let (first, last) = (index("spec.array.first", a.first)?, index("spec.array.last", a.last)?);
+            if last < first {
+                return bad(format!("spec.array is {first}-{last}: it ends before it starts"));
+            }
+            let parallelism = index("spec.array.parallelism", a.parallelism.unwrap_or(0))?;
+            Some(burst_proto::v1::ArraySpec { first, last, parallelism })
+        }
+    };
     let priority = s.priority.unwrap_or(0);
     let most = burst_proto::MAX_PRIORITY;
     if !(-most..=most).contains(&priority) {
@@ -102,6 +117,7 @@ pub fn job_spec(bj: &BurstJob) -> Result<JobSpec, Error> {
         idempotency_key: format!("burstjob/{uid}"),
         max_attempts,
         priority,
+        array,
         output_tail_bytes: OUTPUT_TAIL_BYTES,
         ..JobSpec::default()
     })
@@ -183,6 +199,15 @@ pub fn mirror(prev: &BurstJobStatus, job: &JobStatus, generation: Option<i64>, n
         start_time: rfc3339(job.started_at_ms),
         completion_time: rfc3339(job.finished_at_ms),
         output_tail: if job.output_tail.is_empty() { prev.output_tail.clone() } else { Some(job.output_tail.clone()) },
+        indices: job.array.as_ref().map(|a| JobArrayCounts {
+            total: a.size as i64,
+            queued: (a.queued + a.leased) as i64,
+            running: a.running as i64,
+            succeeded: a.succeeded as i64,
+            failed: a.failed as i64,
+            cancelled: a.cancelled as i64,
+            failed_indices: a.failed_indices.iter().map(|&i| i64::from(i)).collect(),
+        }),
         conditions: prev.conditions.clone(),
     };
     conditions::set(&mut status.conditions, Want::yes(SUBMITTED, "Accepted", job.job_id.clone()), generation, now);

@@ -1,4 +1,4 @@
-//! `docker` jobs: `docker run --rm --name burst-<job id>` with the job's cpu and memory as limits, its env and
+//! `docker` jobs: `docker run --rm --name burst-<job id>` (an array index's colon a dot) with the job's cpu and memory as limits, its env and
 //! working dir passed in, and `docker kill` to stop it.
 
 use burst_proto::v1::{DockerSpec, JobSpec};
@@ -9,7 +9,8 @@ pub fn invocation(job_id: &str, spec: &JobSpec, d: &DockerSpec, docker: &str) ->
     if d.image.is_empty() || d.image.starts_with('-') {
         return Err(format!("docker image {:?} is not an image reference", d.image));
     }
-    let name = format!("burst-{job_id}");
+    // A container name has no colon: an array index's `<array id>:<index>` becomes `<array id>.<index>`.
+    let name = format!("burst-{}", job_id.replace(':', "."));
     let mut args: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), name.clone()];
     args.extend(["--label".into(), format!("burst.dev/job={job_id}")]);
     let res = spec.resources.unwrap_or_default();

@@ -390,12 +390,13 @@ fn spawn_error(program: &str, dir: &str, e: &std::io::Error) -> String {
     }
 }
 
-/// `<dir>/<job id>.stdout` and `.stderr`, after checking the id cannot point anywhere else.
+/// `<dir>/<job id>.stdout` and `.stderr`, after checking the id cannot point anywhere else (an array index's id,
+/// `<array id>:<index>`, has a colon).
 pub fn output_paths(dir: &Path, job_id: &str) -> Result<(PathBuf, PathBuf), String> {
     let safe = !job_id.is_empty()
         && job_id.len() <= 128
         && !job_id.starts_with('.')
-        && job_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && job_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
     if !safe {
         return Err(format!("job id {job_id:?} cannot name an output file"));
     }
