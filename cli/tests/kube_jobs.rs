@@ -176,7 +176,7 @@ async fn burstjobs_run_end_to_end_against_a_real_api_server() {
     let many = until_phase(&jobs, "many", "Failed").await.status.unwrap();
     let counts = many.indices.clone().unwrap();
     assert_eq!((counts.total, counts.succeeded, counts.failed, counts.failed_indices), (10, 9, 1, vec![3]), "{many:?}");
-    let table = plane.kubectl(&["get", "bj", "many", "-n", ns]);
+    let table = plane.kubectl(&["get", "bj", "many", "-n", ns, "-o", "wide"]);
     assert!(table.contains("INDICES") && table.contains("SUCCEEDED"), "{table}");
 
     // 3. ttlSecondsAfterFinished deletes a finished BurstJob.

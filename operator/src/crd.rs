@@ -389,9 +389,9 @@ impl PoolSpec {
     printcolumn = r#"{"name":"Worker","type":"string","jsonPath":".status.worker"}"#,
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
     printcolumn = r#"{"name":"Exit","type":"integer","jsonPath":".status.exitCode"}"#,
-    printcolumn = r#"{"name":"Indices","type":"integer","jsonPath":".status.indices.total"}"#,
-    printcolumn = r#"{"name":"Succeeded","type":"integer","jsonPath":".status.indices.succeeded"}"#,
-    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.indices.failed"}"#,
+    printcolumn = r#"{"name":"Indices","type":"integer","jsonPath":".status.indices.total","priority":1}"#,
+    printcolumn = r#"{"name":"Succeeded","type":"integer","jsonPath":".status.indices.succeeded","priority":1}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.indices.failed","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
