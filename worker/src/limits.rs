@@ -85,6 +85,26 @@ struct RunDirs {
     memory: Option<PathBuf>,
     /// `None` for the stale cgroups of dead workers, which only get emptied.
     spawner: Option<Spawner>,
+    /// `pids.current`, kept open: read again from its start, it tells whether anything but the spawner thread is
+    /// left, without opening and listing `cgroup.procs` (whose list an open file keeps as first read).
+    current: Option<std::fs::File>,
+    /// The `pids.max` last written (0: none yet), so that a reused cgroup is not written the same value again.
+    pids_max: u64,
+}
+
+impl RunDirs {
+    fn new(pids: PathBuf, memory: Option<PathBuf>, spawner: Option<Spawner>) -> Self {
+        let current = std::fs::File::open(pids.join("pids.current")).ok();
+        RunDirs { pids, memory, spawner, current, pids_max: 0 }
+    }
+
+    /// Tasks in the pids cgroup (threads count, the spawner's among them), if it can be read.
+    fn tasks(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = [0u8; 24];
+        let n = self.current.as_ref()?.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    }
 }
 
 /// What a spawner thread is asked: spawn this, stepping into this memory cgroup (and back home) for it.
@@ -190,7 +210,7 @@ impl Cgroups {
     /// `memory_bytes` of memory (0: no limit).
     pub fn run(&self, max_pids: u64, memory_bytes: u64) -> Option<RunCgroup> {
         let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let dirs = match reused {
+        let mut dirs = match reused {
             Some(dirs) => dirs,
             None => {
                 // Relaxed: a counter that only names directories.
@@ -201,17 +221,27 @@ impl Cgroups {
                 let memory =
                     self.memory.as_ref().map(|m| m.base.join(&run)).filter(|d| std::fs::create_dir_all(d).is_ok());
                 let spawner = Some(Spawner::start(&pids)?);
-                RunDirs { pids, memory, spawner }
+                RunDirs::new(pids, memory, spawner)
             }
         };
+        // A reused cgroup keeps what the last run set: a file is written only when this run needs another value
+        // (three files opened per run cost a fifth of the worker's CPU per job with /bin/true).
         // The spawner thread is one of the cgroup's tasks.
-        std::fs::write(dirs.pids.join("pids.max"), (max_pids + 1).to_string()).ok()?;
-        // No limit while a worker thread is inside for the spawn (see `spawn_in`); the run's is set after.
+        if dirs.pids_max != max_pids + 1 {
+            std::fs::write(dirs.pids.join("pids.max"), (max_pids + 1).to_string()).ok()?;
+            dirs.pids_max = max_pids + 1;
+        }
+        // A run without a memory limit is spawned outside its memory cgroup, so that cgroup is not touched. For
+        // one with a limit, none while a worker thread is inside for the spawn (see `spawn`); the run's is set
+        // after.
         let memory_limit = match &dirs.memory {
-            Some(dir) => set_memory_limit(dir, 0).then_some(memory_bytes).filter(|b| *b > 0),
-            None => None,
+            Some(dir) if memory_bytes > 0 => set_memory_limit(dir, 0).then_some(memory_bytes),
+            _ => None,
         };
-        let ooms_before = dirs.memory.as_deref().map_or(0, oom_kills);
+        let ooms_before = match (&dirs.memory, memory_limit) {
+            (Some(dir), Some(_)) => oom_kills(dir),
+            _ => 0,
+        };
         let memory_home = self.memory.as_ref().map(|m| m.home.clone());
         Some(RunCgroup { dirs: Some(dirs), memory_home, free: self.free.clone(), memory_limit, ooms_before })
     }
@@ -250,7 +280,7 @@ fn clear_dead(home: &Path) {
         let runs = std::fs::read_dir(&base).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect());
         for dir in runs.unwrap_or_else(|_| Vec::new()).into_iter().filter(|p| p.is_dir()) {
             let stale = RunCgroup {
-                dirs: Some(RunDirs { pids: dir.clone(), memory: None, spawner: None }),
+                dirs: Some(RunDirs::new(dir.clone(), None, None)),
                 memory_home: None,
                 free: Default::default(),
                 memory_limit: None,
@@ -312,6 +342,10 @@ impl RunCgroup {
     /// SIGKILLs every process still in the cgroup; says how many there were.
     pub fn kill_all(&self) -> usize {
         let Some(dirs) = &self.dirs else { return 0 };
+        // Usually only the spawner thread is left (none in a dead worker's cgroup): nothing to list.
+        if dirs.tasks().is_some_and(|n| n <= u64::from(dirs.spawner.is_some())) {
+            return 0;
+        }
         let Ok(text) = std::fs::read_to_string(dirs.pids.join("cgroup.procs")) else { return 0 };
         // The worker itself is listed too: its spawner thread lives here.
         let me = std::process::id() as i32;

@@ -260,3 +260,34 @@ async fn the_leader_is_left_unreaped_until_its_group_is_killed() {
     assert_eq!(child.wait().await.unwrap().code(), Some(3), "reaped afterwards, with its status");
     assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "gone once reaped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_cgroup_keeps_nothing_of_the_last_run_and_still_catches_an_escapee() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cfg(dir.path());
+    cfg.cgroups = crate::limits::Cgroups::detect("w-test-reuse");
+    if !cfg.cgroups.as_ref().is_some_and(|c| c.limits_memory()) {
+        // A plain skip even under CI: this is about the host kernel's cgroups, not a tool CI could install.
+        println!("SKIPPED cgroup reuse test: no writable cgroup v1 memory hierarchy on this host");
+        return;
+    }
+    // Runs one after another reuse one cgroup: the first leaves a 64 MiB limit on it, which neither a run with
+    // a larger limit nor one with none inherits (each holds 200 MB).
+    let limit = |bytes: u64| Some(Resources { memory_bytes: bytes, ..Resources::default() });
+    let small = lease("limited", JobSpec { resources: limit(64 << 20), ..process("/bin/true", &[]) });
+    assert_eq!(run(&small, &cfg, never(), None).await.exit_code, Some(0));
+    let holds = process("/bin/sh", &["-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo fits"]);
+    for (id, resources) in [("larger", limit(512 << 20)), ("unlimited", None)] {
+        let r = run(&lease(id, JobSpec { resources, ..holds.clone() }), &cfg, never(), None).await;
+        assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "no limit left from the last run: {r:?}");
+    }
+    // A process that left the job's process group is found in the cgroup and killed when the job ends; so in
+    // a reused cgroup whose spawner thread is its only other task.
+    for id in ["escape-1", "escape-2"] {
+        let escapee = process("/bin/sh", &["-c", "setsid sleep 30 > /dev/null 2>&1 < /dev/null & sleep 0.2"]);
+        let r = run(&lease(id, escapee), &cfg, never(), None).await;
+        assert_eq!(r.exit_code, Some(0), "{r:?}");
+        let token = crate::sweep::run_token("w-test", id, 1);
+        assert_eq!(crate::sweep::processes_of(&token), 0, "the escaped sleep of {id} was killed with its run");
+    }
+}
