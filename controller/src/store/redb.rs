@@ -4,10 +4,14 @@
 //! Writes are group-committed: [`JobStore::write`] only queues a batch (in order) for the writer thread, which
 //! takes every batch waiting and:
 //! 1. appends their records to the log and syncs it (one write, one `fdatasync`): they are durable;
-//! 2. applies them to redb in one transaction committed without a sync (redb keeps it in memory);
-//! 3. resolves each batch's [`Durable`];
-//! 4. once the log passes [`CHECKPOINT_BYTES`], commits redb with a sync (everything so far is then in the redb
-//!    file) and empties the log.
+//! 2. resolves each batch's [`Durable`];
+//! 3. keeps the last record of each job written ([`Pending`]) and applies those to redb in one transaction
+//!    committed without a sync (redb keeps it in memory) every [`APPLY_EVERY`], or once [`APPLY_AT`] jobs wait;
+//!    a job written several times meanwhile (submitted, leased, started, ended) is applied once;
+//! 4. once the log passes [`CHECKPOINT_BYTES`], applies what waits and commits redb with a sync (everything so
+//!    far is then in the redb file), then empties the log.
+//!
+//! Until a checkpoint the log is the record: what waits to be applied is in it, and a restart replays it.
 //!
 //! Under load many submissions share one sync; alone, a submission waits for one. Opening the store replays the
 //! log into redb, checkpoints and empties it, so the log only ever holds what came after the last checkpoint.
@@ -37,6 +41,11 @@ const MAX_BATCHES_PER_COMMIT: usize = 4_096;
 /// The log's size at which redb is checkpointed and the log emptied: large enough that a checkpoint's page
 /// writes serve thousands of jobs' changes, small enough that replaying it at start takes a moment.
 const CHECKPOINT_BYTES: u64 = 32 << 20;
+/// How long durable writes may wait to be applied to redb, and how many jobs' (see [`Pending`]). A redb
+/// transaction per group commit was a quarter of the writer thread's time with short jobs, where a group holds
+/// a job or two.
+const APPLY_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+const APPLY_AT: usize = 4_096;
 
 struct Batch {
     writes: Vec<Write>,
@@ -172,6 +181,7 @@ impl Drop for RedbStore {
 
 fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Receiver<Batch>, commits: &Commits) {
     let mut records = Vec::new();
+    let mut pending = Pending::default();
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BATCHES_PER_COMMIT {
@@ -188,7 +198,7 @@ fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Rec
             continue;
         }
         let began = std::time::Instant::now();
-        let result = commit(db, log, &batches, &mut records);
+        let result = commit(log, &batches, &mut records, &mut pending);
         commits.observe(began.elapsed());
         let result = result.map_err(|e| {
             error!(error = %e, batches = batches.len(), "job store commit failed");
@@ -198,10 +208,18 @@ fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Rec
         for b in batches {
             let _ = b.done.send(result.clone());
         }
-        if ok
-            && log.len() >= checkpoint_bytes
-            && let Err(e) = checkpoint(db, log)
+        if !ok {
+            continue;
+        }
+        let full = log.len() >= checkpoint_bytes;
+        if (full || pending.due())
+            && let Err(e) = pending.apply(db)
         {
+            // Still in the log, which stays the record; the next round tries again.
+            error!(error = %e, jobs = pending.writes.len(), "applying durable writes to the job store failed");
+            continue;
+        }
+        if full && let Err(e) = checkpoint(db, log) {
             // The log keeps growing and stays the record; the next checkpoint tries again.
             error!(error = %e, "job store checkpoint failed");
         }
@@ -209,11 +227,11 @@ fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Rec
     debug!("job store writer stopped");
 }
 
-/// Makes `batches` durable in the log, then applies them to redb without a sync. Each job record is encoded
-/// once, into the log's buffer, and redb takes it from there.
-fn commit(db: &Database, log: &mut Wal, batches: &[Batch], records: &mut Vec<u8>) -> Result<(), String> {
+/// Makes `batches` durable in the log and leaves their writes to be applied to redb. Each job record is
+/// encoded once, into the log's buffer.
+fn commit(log: &mut Wal, batches: &[Batch], records: &mut Vec<u8>, pending: &mut Pending) -> Result<(), String> {
     records.clear();
-    let mut writes = Vec::new();
+    let mut writes: Vec<(&str, Option<Range<usize>>)> = Vec::new();
     for w in batches.iter().flat_map(|b| &b.writes) {
         match w {
             Write::Put(job) => {
@@ -227,29 +245,61 @@ fn commit(db: &Database, log: &mut Wal, batches: &[Batch], records: &mut Vec<u8>
         }
     }
     log.append(records).map_err(|e| format!("appending to the log {}: {e}", log.path().display()))?;
-    apply(db, records, &writes).map_err(|e| e.to_string())
+    for (id, record) in writes {
+        pending.keep(id, record.map(|r| records[r].to_vec()));
+    }
+    Ok(())
 }
 
-/// Puts (the job record at that range of `records`) and deletes, in one redb transaction that is not synced.
-fn apply(db: &Database, records: &[u8], writes: &[(&str, Option<Range<usize>>)]) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    // Durable already, in the log: redb's copy becomes durable at the next checkpoint.
-    txn.set_durability(redb::Durability::None)?;
-    {
-        let mut table = txn.open_table(JOBS)?;
-        for (id, record) in writes {
-            match record {
-                Some(range) => {
-                    table.insert(*id, &records[range.clone()])?;
-                }
-                None => {
-                    table.remove(*id)?;
-                }
+/// Durable writes (in the log) not yet applied to redb: each job's last record, or `None` for a delete.
+#[derive(Default)]
+struct Pending {
+    writes: std::collections::HashMap<String, Option<Vec<u8>>>,
+    /// When the oldest of them was kept.
+    since: Option<std::time::Instant>,
+}
+
+impl Pending {
+    fn keep(&mut self, id: &str, record: Option<Vec<u8>>) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        match self.writes.get_mut(id) {
+            Some(last) => *last = record,
+            None => {
+                self.writes.insert(id.to_string(), record);
             }
         }
     }
-    txn.commit()?;
-    Ok(())
+
+    fn due(&self) -> bool {
+        self.writes.len() >= APPLY_AT || self.since.is_some_and(|t| t.elapsed() >= APPLY_EVERY)
+    }
+
+    /// Puts and deletes them in one redb transaction that is not synced; they are forgotten once it commits.
+    fn apply(&mut self, db: &Database) -> Result<(), redb::Error> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let mut txn = db.begin_write()?;
+        // Durable already, in the log: redb's copy becomes durable at the next checkpoint.
+        txn.set_durability(redb::Durability::None)?;
+        {
+            let mut table = txn.open_table(JOBS)?;
+            for (id, record) in &self.writes {
+                match record {
+                    Some(record) => {
+                        table.insert(id.as_str(), record.as_slice())?;
+                    }
+                    None => {
+                        table.remove(id.as_str())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        self.writes.clear();
+        self.since = None;
+        Ok(())
+    }
 }
 
 /// Commits redb with a sync, which makes every earlier unsynced commit durable in its file, then empties the log.
