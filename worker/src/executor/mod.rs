@@ -215,12 +215,13 @@ async fn execute(
     };
     let group = child.id().map(|pid| pid as i32);
     let mut kill_group_if_dropped = GroupGuard(group);
+    // Both pipes are read within this run's task, beside the wait for the program: no task of their own.
     let cap = cfg.output_cap;
-    let (out, err) = (out.to_path_buf(), err.to_path_buf());
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let out_feed = feed.clone();
-    let stdout =
-        child.stdout.take().map(|p| tokio::spawn(async move { output::capture(p, &out, cap, out_feed).await }));
-    let stderr = child.stderr.take().map(|p| tokio::spawn(async move { output::capture(p, &err, cap, feed).await }));
+    let mut captures =
+        std::pin::pin!(async { tokio::join!(capture(stdout, out, cap, out_feed), capture(stderr, err, cap, feed)) });
+    let mut captured = None;
 
     let timeout = (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms));
     let deadline = async {
@@ -234,25 +235,36 @@ async fn execute(
             std::future::pending::<()>().await;
         }
     };
-    // The leader is waited for without being reaped: while it is a zombie its pid, the group's id, cannot be
-    // given to another process, so the group kill below can only hit this job's own processes.
-    let how = tokio::select! {
-        exited = leader_exited(&mut child, group) => Ok(exited),
-        _ = deadline => Err(Ending::TimedOut),
-        _ = cancelled => Err(Ending::Stopped),
-    };
-    let how = match how {
-        Ok(exited) => exited.map(|()| Ending::Exited),
-        Err(how) => {
-            debug!(job = %lease.job_id, ?how, "stopping the job");
-            stop(&mut child, group, &inv, cfg.kill_grace).await.map(|()| how)
+    let waited = async {
+        // The leader is waited for without being reaped: while it is a zombie its pid, the group's id, cannot be
+        // given to another process, so the group kill below can only hit this job's own processes.
+        let how = tokio::select! {
+            exited = leader_exited(&mut child, group) => Ok(exited),
+            _ = deadline => Err(Ending::TimedOut),
+            _ = cancelled => Err(Ending::Stopped),
+        };
+        let how = match how {
+            Ok(exited) => exited.map(|()| Ending::Exited),
+            Err(how) => {
+                debug!(job = %lease.job_id, ?how, "stopping the job");
+                stop(&mut child, group, &inv, cfg.kill_grace).await.map(|()| how)
+            }
+        };
+        // The program is gone; nothing it started may outlive it or keep its pipes open.
+        signal_group(group, libc::SIGKILL);
+        match how {
+            Ok(how) => (child.wait().await, how),
+            Err(e) => (Err(e), Ending::Exited),
         }
     };
-    // The program is gone; nothing it started may outlive it or keep its pipes open.
-    signal_group(group, libc::SIGKILL);
-    let (status, how) = match how {
-        Ok(how) => (child.wait().await, how),
-        Err(e) => (Err(e), Ending::Exited),
+    let (status, how) = {
+        let mut waited = std::pin::pin!(waited);
+        loop {
+            tokio::select! {
+                ended = &mut waited => break ended,
+                both = &mut captures, if captured.is_none() => captured = Some(both),
+            }
+        }
     };
     // Reaped: from now on its pid may be anyone's, and the group is not signalled again.
     kill_group_if_dropped.0 = None;
@@ -264,13 +276,24 @@ async fn execute(
         Ok(s) => s,
         Err(e) => return Ended::SpawnFailed(format!("waiting for {}: {e}", inv.program)),
     };
-    Ended::Exited {
-        status,
-        stdout: join_capture(stdout).await,
-        stderr: join_capture(stderr).await,
-        how,
-        launch_failures: inv.launch_failures,
-        out_of_memory,
+    // An escaped grandchild may still hold a pipe: its output is read for a moment more, then given up.
+    let (stdout, stderr) = match captured {
+        Some(both) => both,
+        None => tokio::time::timeout(PIPE_DRAIN_LIMIT, captures).await.unwrap_or_default(),
+    };
+    Ended::Exited { status, stdout, stderr, how, launch_failures: inv.launch_failures, out_of_memory }
+}
+
+/// Copies one of the job's pipes into its file (see [`output::capture`]); nothing for a pipe it does not have.
+async fn capture(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    path: &Path,
+    cap: u64,
+    feed: Option<output::Feed>,
+) -> Captured {
+    match pipe {
+        Some(pipe) => output::capture(pipe, path, cap, feed).await,
+        None => Captured::default(),
     }
 }
 
@@ -340,19 +363,6 @@ fn signal_group(group: Option<i32>, signal: i32) {
         // is the job's own (process_group(0) made the child its leader), so nothing else is hit.
         unsafe {
             libc::kill(-pgid, signal);
-        }
-    }
-}
-
-async fn join_capture(task: Option<tokio::task::JoinHandle<Captured>>) -> Captured {
-    let Some(mut task) = task else {
-        return Captured::default();
-    };
-    match tokio::time::timeout(PIPE_DRAIN_LIMIT, &mut task).await {
-        Ok(Ok(captured)) => captured,
-        _ => {
-            task.abort();
-            Captured::default()
         }
     }
 }
