@@ -6,8 +6,10 @@
 //! 1. appends their records to the log and syncs it (one write, one `fdatasync`): they are durable;
 //! 2. resolves each batch's [`Durable`];
 //! 3. keeps the last record of each job written ([`Pending`]) and applies those to redb in one transaction
-//!    committed without a sync (redb keeps it in memory) every [`APPLY_EVERY`], or once [`APPLY_AT`] jobs wait;
-//!    a job written several times meanwhile (submitted, leased, started, ended) is applied once;
+//!    committed without a sync (redb keeps it in memory), after a commit that finds the oldest of them waiting
+//!    for [`APPLY_EVERY`] or [`APPLY_AT`] jobs waiting, and when the writer stops; a job written several times
+//!    meanwhile (submitted, leased, started, ended) is applied once (an idle store may keep a few waiting until
+//!    the next write: they are in the log, which a restart replays);
 //! 4. once the log passes [`CHECKPOINT_BYTES`], applies what waits and commits redb with a sync (everything so
 //!    far is then in the redb file), then empties the log.
 //!
@@ -224,6 +226,10 @@ fn write_loop(db: &Database, log: &mut Wal, checkpoint_bytes: u64, rx: mpsc::Rec
             error!(error = %e, "job store checkpoint failed");
         }
     }
+    if let Err(e) = pending.apply(db) {
+        // Still in the log, which the next start replays.
+        warn!(error = %e, "could not apply the last durable writes to the job store before stopping");
+    }
     debug!("job store writer stopped");
 }
 
@@ -381,8 +387,9 @@ mod tests {
             let store = RedbStore::open_with(dir.path(), 1).unwrap();
             assert_eq!(ids(&store), ["a", "c"]);
             assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "replayed into redb and emptied at open");
-            // Past the threshold after this write: redb is checkpointed and the log emptied.
-            store.write(vec![Write::Put(job("e", 3))]).await.unwrap();
+            // Past the threshold after this write: redb is checkpointed and the log emptied. Of a job written twice
+            // in one group, redb gets the last write.
+            store.write(vec![Write::Put(job("e", 3)), Write::Put(job("e", 4))]).await.unwrap();
             store.write(vec![]).await.unwrap();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while std::fs::metadata(&log).unwrap().len() > 0 {
@@ -390,7 +397,10 @@ mod tests {
                 std::thread::yield_now();
             }
         }
-        assert_eq!(ids(&RedbStore::open(dir.path()).unwrap()), ["a", "c", "e"]);
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(ids(&store), ["a", "c", "e"]);
+        let e = store.load().unwrap().into_iter().find(|j| j.id == "e").unwrap();
+        assert_eq!(e.to_record().submitted_at_ms, 4, "the last write of the job, from redb");
     }
 
     #[tokio::test]

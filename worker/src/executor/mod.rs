@@ -219,9 +219,9 @@ async fn execute(
     let cap = cfg.output_cap;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let out_feed = feed.clone();
-    let mut captures =
-        std::pin::pin!(async { tokio::join!(capture(stdout, out, cap, out_feed), capture(stderr, err, cap, feed)) });
-    let mut captured = None;
+    let mut out_capture = std::pin::pin!(capture(stdout, out, cap, out_feed));
+    let mut err_capture = std::pin::pin!(capture(stderr, err, cap, feed));
+    let (mut out_captured, mut err_captured) = (None, None);
 
     let timeout = (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms));
     let deadline = async {
@@ -262,7 +262,8 @@ async fn execute(
         loop {
             tokio::select! {
                 ended = &mut waited => break ended,
-                both = &mut captures, if captured.is_none() => captured = Some(both),
+                got = &mut out_capture, if out_captured.is_none() => out_captured = Some(got),
+                got = &mut err_capture, if err_captured.is_none() => err_captured = Some(got),
             }
         }
     };
@@ -276,11 +277,17 @@ async fn execute(
         Ok(s) => s,
         Err(e) => return Ended::SpawnFailed(format!("waiting for {}: {e}", inv.program)),
     };
-    // An escaped grandchild may still hold a pipe: its output is read for a moment more, then given up.
-    let (stdout, stderr) = match captured {
-        Some(both) => both,
-        None => tokio::time::timeout(PIPE_DRAIN_LIMIT, captures).await.unwrap_or_default(),
-    };
+    // An escaped grandchild may still hold a pipe: what it writes is read for a moment more, then given up (that
+    // pipe alone: the other's capture is kept).
+    let mut drain = std::pin::pin!(tokio::time::sleep(PIPE_DRAIN_LIMIT));
+    while out_captured.is_none() || err_captured.is_none() {
+        tokio::select! {
+            got = &mut out_capture, if out_captured.is_none() => out_captured = Some(got),
+            got = &mut err_capture, if err_captured.is_none() => err_captured = Some(got),
+            _ = &mut drain => break,
+        }
+    }
+    let (stdout, stderr) = (out_captured.unwrap_or_default(), err_captured.unwrap_or_default());
     Ended::Exited { status, stdout, stderr, how, launch_failures: inv.launch_failures, out_of_memory }
 }
 

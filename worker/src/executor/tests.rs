@@ -277,7 +277,7 @@ async fn a_reused_cgroup_keeps_nothing_of_the_last_run_and_still_catches_an_esca
     let small = lease("limited", JobSpec { resources: limit(64 << 20), ..process("/bin/true", &[]) });
     assert_eq!(run(&small, &cfg, never(), None).await.exit_code, Some(0));
     let holds = process("/bin/sh", &["-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo fits"]);
-    for (id, resources) in [("larger", limit(512 << 20)), ("unlimited", None)] {
+    for (id, resources) in [("unlimited", None), ("larger", limit(512 << 20))] {
         let r = run(&lease(id, JobSpec { resources, ..holds.clone() }), &cfg, never(), None).await;
         assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "no limit left from the last run: {r:?}");
     }
@@ -290,4 +290,16 @@ async fn a_reused_cgroup_keeps_nothing_of_the_last_run_and_still_catches_an_esca
         let token = crate::sweep::run_token("w-test", id, 1);
         assert_eq!(crate::sweep::processes_of(&token), 0, "the escaped sleep of {id} was killed with its run");
     }
+}
+
+#[tokio::test]
+async fn a_pipe_held_open_by_an_escapee_is_given_up_alone_and_the_other_pipe_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(dir.path());
+    // The escaped sleep holds stdout past the job's end (no cgroup here to kill it); stderr closes with the job.
+    let script = "echo to-err >&2; setsid sleep 3 2>/dev/null < /dev/null & sleep 0.2; echo to-out";
+    let r = run(&lease("held", process("/bin/sh", &["-c", script])), &cfg, never(), None).await;
+    assert_eq!(r.exit_code, Some(0), "{r:?}");
+    assert_eq!(std::fs::read_to_string(&r.stderr_path).unwrap(), "to-err\n", "stderr is reported: {r:?}");
+    assert!(r.stdout_path.is_empty(), "stdout, still open at the drain limit, is given up: {r:?}");
 }
