@@ -10,14 +10,8 @@
 set -euo pipefail
 B=$(realpath "${1:-target/release/burst}"); N=${2:-100000}; BIG=${3:-1000000}
 D=$(mktemp -d)
-$B certs init $D/certs --worker w1 >/dev/null
-C=$D/certs
-$B controller --listen 127.0.0.1:0 --data-dir $D/data --tls-cert $C/controller.pem --tls-key $C/controller-key.pem --tls-ca $C/ca.pem > $D/controller.out 2>$D/controller.log &
-CP=$!
-for i in $(seq 100); do [ -s $D/controller.out ] && break; sleep 0.05; done
-ADDR=$(head -1 $D/controller.out)
-$B worker --controller $ADDR --worker-id w1 --slots 2 --output-dir $D/out --listen 127.0.0.1:0 --tls-cert $C/worker-w1.pem --tls-key $C/worker-w1-key.pem --tls-ca $C/ca.pem > $D/worker.out 2>$D/worker.log &
-WP=$!
+. "$(dirname "$0")/cluster.sh"
+start_cluster $B $D
 trap 'kill $CP $WP $SP 2>/dev/null; wait 2>/dev/null; rm -rf $D' EXIT
 export BURST_CONTROLLER=https://$ADDR BURST_TLS_CA=$C/ca.pem BURST_TLS_CERT=$C/admin.pem BURST_TLS_KEY=$C/admin-key.pem
 for i in $(seq 100); do $B workers -o name 2>/dev/null | grep -q w1 && break; sleep 0.05; done

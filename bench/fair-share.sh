@@ -11,14 +11,8 @@ set -euo pipefail
 B=${1:-target/release/burst}; FLOOD=${2:-20000}; SMALL=${3:-30}; WHO=${4:-bob}
 B=$(realpath "$B")
 D=$(mktemp -d)
-$B certs init $D/certs --worker w1 --client alice=submit --client bob=submit --client admin=admin >/dev/null
-C=$D/certs
-$B controller --listen 127.0.0.1:0 --data-dir $D/data --tls-cert $C/controller.pem --tls-key $C/controller-key.pem --tls-ca $C/ca.pem > $D/controller.out 2>$D/controller.log &
-CP=$!
-for i in $(seq 100); do [ -s $D/controller.out ] && break; sleep 0.05; done
-ADDR=$(head -1 $D/controller.out)
-$B worker --controller $ADDR --worker-id w1 --slots 2 --output-dir $D/out --listen 127.0.0.1:0 --tls-cert $C/worker-w1.pem --tls-key $C/worker-w1-key.pem --tls-ca $C/ca.pem > $D/worker.out 2>$D/worker.log &
-WP=$!
+. "$(dirname "$0")/cluster.sh"
+start_cluster $B $D --client alice=submit --client bob=submit --client admin=admin
 trap 'kill $CP $WP 2>/dev/null; wait 2>/dev/null; rm -rf $D' EXIT
 as() { local u=$1; shift; BURST_CONTROLLER=https://$ADDR BURST_TLS_CA=$C/ca.pem BURST_TLS_CERT=$C/$u.pem BURST_TLS_KEY=$C/$u-key.pem $B "$@"; }
 for i in $(seq 100); do as admin workers -o name 2>/dev/null | grep -q w1 && break; sleep 0.05; done

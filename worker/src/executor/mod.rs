@@ -215,13 +215,16 @@ async fn execute(
     };
     let group = child.id().map(|pid| pid as i32);
     let mut kill_group_if_dropped = GroupGuard(group);
-    // Both pipes are read within this run's task, beside the wait for the program: no task of their own.
+    // Both pipes are read within this run's task, beside the wait for the program (no task of their own), until
+    // they close; one that an escaped process holds open is given up alone, PIPE_DRAIN_LIMIT after the program
+    // ended.
     let cap = cfg.output_cap;
+    let (ended, ended_rx) = tokio::sync::watch::channel(false);
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let out_feed = feed.clone();
-    let mut out_capture = std::pin::pin!(capture(stdout, out, cap, out_feed));
-    let mut err_capture = std::pin::pin!(capture(stderr, err, cap, feed));
-    let (mut out_captured, mut err_captured) = (None, None);
+    let captures = async {
+        tokio::join!(capture(stdout, out, cap, out_feed, ended_rx.clone()), capture(stderr, err, cap, feed, ended_rx))
+    };
 
     let timeout = (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms));
     let deadline = async {
@@ -252,55 +255,44 @@ async fn execute(
         };
         // The program is gone; nothing it started may outlive it or keep its pipes open.
         signal_group(group, libc::SIGKILL);
-        match how {
-            Ok(how) => (child.wait().await, how),
-            Err(e) => (Err(e), Ending::Exited),
+        let status = match how {
+            Ok(how) => child.wait().await.map(|status| (status, how)),
+            Err(e) => Err(e),
+        };
+        // Reaped: from now on its pid may be anyone's, and the group is not signalled again.
+        kill_group_if_dropped.0 = None;
+        let out_of_memory = cgroup.as_ref().and_then(|c| c.out_of_memory());
+        if let Some(cgroup) = cgroup {
+            cgroup.finish().await;
         }
+        ended.send_replace(true);
+        (status, out_of_memory)
     };
-    let (status, how) = {
-        let mut waited = std::pin::pin!(waited);
-        loop {
-            tokio::select! {
-                ended = &mut waited => break ended,
-                got = &mut out_capture, if out_captured.is_none() => out_captured = Some(got),
-                got = &mut err_capture, if err_captured.is_none() => err_captured = Some(got),
-            }
-        }
-    };
-    // Reaped: from now on its pid may be anyone's, and the group is not signalled again.
-    kill_group_if_dropped.0 = None;
-    let out_of_memory = cgroup.as_ref().and_then(|c| c.out_of_memory());
-    if let Some(cgroup) = cgroup {
-        cgroup.finish().await;
-    }
-    let status = match status {
-        Ok(s) => s,
+    let ((status, out_of_memory), (stdout, stderr)) = tokio::join!(waited, captures);
+    let (status, how) = match status {
+        Ok(ended) => ended,
         Err(e) => return Ended::SpawnFailed(format!("waiting for {}: {e}", inv.program)),
     };
-    // An escaped grandchild may still hold a pipe: what it writes is read for a moment more, then given up (that
-    // pipe alone: the other's capture is kept).
-    let mut drain = std::pin::pin!(tokio::time::sleep(PIPE_DRAIN_LIMIT));
-    while out_captured.is_none() || err_captured.is_none() {
-        tokio::select! {
-            got = &mut out_capture, if out_captured.is_none() => out_captured = Some(got),
-            got = &mut err_capture, if err_captured.is_none() => err_captured = Some(got),
-            _ = &mut drain => break,
-        }
-    }
-    let (stdout, stderr) = (out_captured.unwrap_or_default(), err_captured.unwrap_or_default());
     Ended::Exited { status, stdout, stderr, how, launch_failures: inv.launch_failures, out_of_memory }
 }
 
-/// Copies one of the job's pipes into its file (see [`output::capture`]); nothing for a pipe it does not have.
+/// Copies one of the job's pipes into its file (see [`output::capture`]), nothing for a pipe it does not have;
+/// gives up [`PIPE_DRAIN_LIMIT`] after `ended` turns true (the program ended) if the pipe is still open then.
 async fn capture(
     pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     path: &Path,
     cap: u64,
     feed: Option<output::Feed>,
+    mut ended: tokio::sync::watch::Receiver<bool>,
 ) -> Captured {
-    match pipe {
-        Some(pipe) => output::capture(pipe, path, cap, feed).await,
-        None => Captured::default(),
+    let Some(pipe) = pipe else { return Captured::default() };
+    let given_up = async move {
+        let _ = ended.wait_for(|ended| *ended).await;
+        tokio::time::sleep(PIPE_DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        captured = output::capture(pipe, path, cap, feed) => captured,
+        () = given_up => Captured::default(),
     }
 }
 
