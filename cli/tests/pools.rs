@@ -83,7 +83,12 @@ fn a_wait_job_takes_the_cheap_pool_inside_its_budget_and_spills_over_to_the_elas
     let long = submit(&url, &["process", "/bin/sleep", "30"]);
     assert_eq!(placed(&url, &long)["pool"], "onprem");
     let spills = submit(&url, &["process", "/bin/true"]);
-    let s = placed(&url, &spills);
+    // Placed is not yet started: a status read while the job is leased has no start time (it read as 0 ms of
+    // waiting on a loaded machine).
+    let s = until(Duration::from_secs(30), "the spilled job to start", || {
+        let s = status(&url, &spills);
+        (num(&s["started_at_ms"]).unwrap_or(0) > 0).then_some(s)
+    });
     assert_eq!(
         (s["pool"].as_str(), s["spilled"].as_bool(), s["worker_id"].as_str()),
         (Some("cloud"), Some(true), Some("cloud"))
