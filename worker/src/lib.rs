@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod resources;
+pub mod runner;
 pub mod runs;
 pub mod service;
 pub mod steal;

@@ -20,15 +20,15 @@
 //! Moving a thread between cgroup v1 cgroups takes a global lock whose writer waits for an RCU grace period,
 //! tens of milliseconds when moves are sparse (26 ms seen with strace here), and blocks the moving thread. With
 //! the spawning thread moving in and out for every job, `burst bench --workload w2` reached 0.80 of its ideal
-//! makespan; without any move, 0.95. So each pooled pids cgroup has its own spawner thread that moved in once
-//! and stays: spawning a job there moves nothing. Only a job with a memory limit costs moves (its spawner
-//! steps into the run's memory cgroup for the spawn).
+//! makespan; without any move, 0.95. So each pooled pids cgroup has its own runner thread ([`Runner`]) that
+//! moved in once and stays: spawning a job there moves nothing, and the runner sees the job to its end. Only a
+//! job with a memory limit costs moves (its runner steps into the run's memory cgroup for the spawn).
 
 use std::path::{Path, PathBuf};
 
-use tokio::process::Child;
-use tokio::sync::oneshot;
 use tracing::{debug, info};
+
+use crate::runner::Runner;
 
 /// Per-job limits; see [`crate::config::Args`] for the flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,14 +78,14 @@ impl Hierarchy {
     }
 }
 
-/// A run's cgroup directories (pids, and memory where the host has it) and the thread that spawns inside them.
+/// A run's cgroup directories (pids, and memory where the host has it) and the thread that runs jobs inside them.
 #[derive(Debug)]
 struct RunDirs {
     pids: PathBuf,
     memory: Option<PathBuf>,
     /// `None` for the stale cgroups of dead workers, which only get emptied.
-    spawner: Option<Spawner>,
-    /// `pids.current`, kept open: read again from its start, it tells whether anything but the spawner thread is
+    runner: Option<Runner>,
+    /// `pids.current`, kept open: read again from its start, it tells whether anything but the runner thread is
     /// left, without opening and listing `cgroup.procs` (whose list an open file keeps as first read).
     current: Option<std::fs::File>,
     /// The `pids.max` last written (0: none yet), so that a reused cgroup is not written the same value again.
@@ -93,82 +93,18 @@ struct RunDirs {
 }
 
 impl RunDirs {
-    fn new(pids: PathBuf, memory: Option<PathBuf>, spawner: Option<Spawner>) -> Self {
+    fn new(pids: PathBuf, memory: Option<PathBuf>, runner: Option<Runner>) -> Self {
         let current = std::fs::File::open(pids.join("pids.current")).ok();
-        RunDirs { pids, memory, spawner, current, pids_max: 0 }
+        RunDirs { pids, memory, runner, current, pids_max: 0 }
     }
 
-    /// Tasks in the pids cgroup (threads count, the spawner's among them), if it can be read.
+    /// Tasks in the pids cgroup (threads count, the runner's among them), if it can be read.
     fn tasks(&self) -> Option<u64> {
         use std::os::unix::fs::FileExt as _;
         let mut buf = [0u8; 24];
         let n = self.current.as_ref()?.read_at(&mut buf, 0).ok()?;
         std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
-}
-
-/// What a spawner thread is asked: spawn this, stepping into this memory cgroup (and back home) for it.
-type SpawnRequest = (tokio::process::Command, Option<(PathBuf, PathBuf)>, oneshot::Sender<std::io::Result<Child>>);
-
-/// A thread living in one run's pids cgroup; ends when this is dropped.
-#[derive(Debug)]
-struct Spawner(std::sync::mpsc::Sender<SpawnRequest>);
-
-impl Spawner {
-    /// Starts the thread and waits until it is inside `pids` (its one cgroup move).
-    fn start(pids: &Path) -> Option<Spawner> {
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
-        let (ready_tx, ready) = std::sync::mpsc::channel();
-        let tasks = pids.join("tasks");
-        std::thread::Builder::new()
-            .name("burst-spawn".into())
-            .spawn(move || {
-                // SAFETY: gettid(2) has no preconditions.
-                let tid = unsafe { libc::gettid() }.to_string();
-                let inside = std::fs::write(&tasks, &tid);
-                let _ = ready_tx.send(inside.is_ok());
-                if let Err(e) = inside {
-                    debug!(cgroup = %tasks.display(), error = %e, "a spawner could not enter its cgroup");
-                    return;
-                }
-                // Children are registered with the runtime's reactor (their exit is awaited there).
-                let _runtime = runtime.enter();
-                while let Ok((mut cmd, memory, reply)) = rx.recv() {
-                    // The run was given up (its job stopped, its worker shutting down): start nothing.
-                    if reply.is_closed() {
-                        continue;
-                    }
-                    // Given up while spawning: nobody will stop what was started, so stop it here.
-                    if let Err(Ok(child)) = reply.send(spawn_here(&tid, &mut cmd, memory))
-                        && let Some(pid) = child.id()
-                    {
-                        // SAFETY: kill(2) on the process group of a child we just spawned; no memory of ours.
-                        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-                    }
-                }
-            })
-            .ok()?;
-        ready.recv().ok()?.then_some(Spawner(tx))
-    }
-}
-
-/// Spawns `cmd` from this thread, inside `memory` (run, home) for the moment of the spawn when given.
-fn spawn_here(
-    tid: &str,
-    cmd: &mut tokio::process::Command,
-    memory: Option<(PathBuf, PathBuf)>,
-) -> std::io::Result<Child> {
-    let Some((run, home)) = memory else { return cmd.spawn() };
-    if let Err(e) = std::fs::write(run.join("tasks"), tid) {
-        debug!(cgroup = %run.display(), error = %e, "could not spawn inside the run's memory cgroup");
-        return cmd.spawn();
-    }
-    let child = cmd.spawn();
-    if let Err(e) = std::fs::write(home.join("tasks"), tid) {
-        tracing::warn!(error = %e, "a spawner thread could not leave a run's memory cgroup");
-    }
-    child
 }
 
 /// Where this worker makes its runs' cgroups, if it can.
@@ -220,19 +156,19 @@ impl Cgroups {
                 std::fs::create_dir_all(&pids).ok()?;
                 let memory =
                     self.memory.as_ref().map(|m| m.base.join(&run)).filter(|d| std::fs::create_dir_all(d).is_ok());
-                let spawner = Some(Spawner::start(&pids)?);
-                RunDirs::new(pids, memory, spawner)
+                let runner = Some(Runner::start(Some(&pids.join("tasks")))?);
+                RunDirs::new(pids, memory, runner)
             }
         };
         // A reused cgroup keeps what the last run set: a file is written only when this run needs another value
         // (three files opened per run cost a fifth of the worker's CPU per job with /bin/true).
-        // The spawner thread is one of the cgroup's tasks.
+        // The runner thread is one of the cgroup's tasks.
         if dirs.pids_max != max_pids + 1 {
             std::fs::write(dirs.pids.join("pids.max"), (max_pids + 1).to_string()).ok()?;
             dirs.pids_max = max_pids + 1;
         }
         // A run without a memory limit is spawned outside its memory cgroup, so that cgroup is not touched. For
-        // one with a limit, none while a worker thread is inside for the spawn (see `spawn`); the run's is set
+        // one with a limit, none while the runner thread is inside for the spawn (see `spawn`); the run's is set
         // after.
         let memory_limit = match &dirs.memory {
             Some(dir) if memory_bytes > 0 => set_memory_limit(dir, 0).then_some(memory_bytes),
@@ -301,7 +237,7 @@ fn clear_dead(home: &Path) {
 pub struct RunCgroup {
     /// `None` once handed back to the pool.
     dirs: Option<RunDirs>,
-    /// The worker's own memory cgroup, where a spawner returns to.
+    /// The worker's own memory cgroup, where a runner returns to.
     memory_home: Option<PathBuf>,
     free: std::sync::Arc<std::sync::Mutex<Vec<RunDirs>>>,
     /// The memory limit set on this run, if any.
@@ -311,21 +247,22 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
-    /// Spawns `cmd` inside the run's cgroups, on the run's spawner thread (see the module docs), and only then
-    /// sets the run's memory limit: a worker thread inside a memory cgroup at its limit could have the whole
-    /// worker chosen by the kernel's out-of-memory killer.
-    pub async fn spawn(&mut self, cmd: tokio::process::Command) -> std::io::Result<Child> {
-        let Some(dirs) = &self.dirs else { return { cmd }.spawn() };
-        let Some(spawner) = &dirs.spawner else { return { cmd }.spawn() };
-        let memory = match (self.memory_limit, &dirs.memory, &self.memory_home) {
-            (Some(_), Some(run), Some(home)) => Some((run.clone(), home.clone())),
-            _ => None,
+    /// The thread this run's job must run on: it lives in the run's pids cgroup.
+    pub fn runner(&self) -> Option<Runner> {
+        self.dirs.as_ref()?.runner.clone()
+    }
+
+    /// Spawns `cmd` inside the run's cgroups. Call it on the run's [`RunCgroup::runner`]: a child starts in the
+    /// cgroup of the thread that spawns it. For a run with a memory limit the runner steps into the run's memory
+    /// cgroup for the spawn and back, and only then is the limit set: a worker thread inside a memory cgroup at
+    /// its limit could have the whole worker chosen by the kernel's out-of-memory killer.
+    pub fn spawn(&mut self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+        let Some(dirs) = &self.dirs else { return cmd.spawn() };
+        let (child, run) = match (self.memory_limit, &dirs.memory, &self.memory_home) {
+            (Some(_), Some(run), Some(home)) => (spawn_inside(run, home, cmd), Some(run)),
+            _ => return cmd.spawn(),
         };
-        let (reply, answer) = oneshot::channel();
-        let gone = || std::io::Error::other("the run's spawner thread is gone");
-        spawner.0.send((cmd, memory, reply)).map_err(|_| gone())?;
-        let child = answer.await.map_err(|_| gone())?;
-        if let (Some(limit), Some(run)) = (self.memory_limit, &dirs.memory)
+        if let (Some(limit), Some(run)) = (self.memory_limit, run)
             && !set_memory_limit(run, limit)
         {
             self.memory_limit = None;
@@ -342,43 +279,49 @@ impl RunCgroup {
     /// SIGKILLs every process still in the cgroup; says how many there were.
     pub fn kill_all(&self) -> usize {
         let Some(dirs) = &self.dirs else { return 0 };
-        // Usually only the spawner thread is left (none in a dead worker's cgroup): nothing to list.
-        if dirs.tasks().is_some_and(|n| n <= u64::from(dirs.spawner.is_some())) {
+        // Usually only the runner thread is left (none in a dead worker's cgroup): nothing to list.
+        if dirs.tasks().is_some_and(|n| n <= u64::from(dirs.runner.is_some())) {
             return 0;
         }
-        let Ok(text) = std::fs::read_to_string(dirs.pids.join("cgroup.procs")) else { return 0 };
-        // The worker itself is listed too: its spawner thread lives here.
-        let me = std::process::id() as i32;
-        let pids: Vec<i32> =
-            text.lines().filter_map(|l| l.trim().parse().ok()).filter(|p| *p > 1 && *p != me).collect();
-        for &pid in &pids {
-            // SAFETY: kill(2) on a pid read from this run's own cgroup; it touches no memory of ours.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-        pids.len()
+        kill_listed(&dirs.pids)
     }
+
+    /// The run's pids cgroup directory, for [`kill_listed`] from another thread.
+    pub fn pids_dir(&self) -> Option<PathBuf> {
+        self.dirs.as_ref().map(|d| d.pids.clone())
+    }
+}
+
+/// SIGKILLs every process listed in the pids cgroup at `dir` but the worker itself; says how many there were.
+pub fn kill_listed(dir: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else { return 0 };
+    // The worker itself is listed too: its runner thread lives here.
+    let me = std::process::id() as i32;
+    let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).filter(|p| *p > 1 && *p != me).collect();
+    for &pid in &pids {
+        // SAFETY: kill(2) on a pid read from this run's own cgroup; it touches no memory of ours.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    pids.len()
 }
 
 impl RunCgroup {
     /// Kills what is left and hands the cgroup back for the next run once it is empty. Usually it already is
-    /// (the job's process group was killed); otherwise waiting for the killed processes to leave happens off the
-    /// async threads.
-    pub async fn finish(mut self) {
-        if self.kill_all() == 0 {
-            return self.recycle();
-        }
-        let _ = tokio::task::spawn_blocking(move || {
-            for _ in 0..100 {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                if self.kill_all() == 0 {
-                    return self.recycle();
-                }
+    /// (the job's process group was killed); otherwise this waits, on the run's thread, for the killed processes
+    /// to leave (half a second at most; a cgroup still busy then is not reused).
+    pub fn finish(mut self) {
+        for tries in 0.. {
+            if self.kill_all() == 0 {
+                return self.recycle();
             }
-            debug!("a run's cgroup is still busy; not reused");
-        })
-        .await;
+            if tries == 100 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        debug!("a run's cgroup is still busy; not reused");
     }
 
     fn recycle(&mut self) {
@@ -433,4 +376,19 @@ fn set(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
     let limit = libc::rlimit { rlim_cur: value, rlim_max: have.rlim_max };
     // SAFETY: setrlimit(2) reads the struct we pass.
     if unsafe { libc::setrlimit(resource, &limit) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Spawns `cmd` from this thread inside the memory cgroup `run`, and steps back `home` after.
+fn spawn_inside(run: &Path, home: &Path, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    // SAFETY: gettid(2) has no preconditions.
+    let tid = unsafe { libc::gettid() }.to_string();
+    if let Err(e) = std::fs::write(run.join("tasks"), &tid) {
+        debug!(cgroup = %run.display(), error = %e, "could not spawn inside the run's memory cgroup");
+        return cmd.spawn();
+    }
+    let child = cmd.spawn();
+    if let Err(e) = std::fs::write(home.join("tasks"), &tid) {
+        tracing::warn!(error = %e, "a runner thread could not leave a run's memory cgroup");
+    }
+    child
 }

@@ -12,7 +12,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,57 +69,62 @@ impl Drop for FeedGuard {
     }
 }
 
-/// Reads `pipe` to its end into the file at `path` (created on the first byte), keeping at most `cap` bytes,
-/// and bumps `feed` (when given) after each write.
+/// One of a job's pipes being copied into the file at `path` (created on the first byte), keeping at most `cap`
+/// bytes and dropping the rest, and bumping `feed` (when given) after each write. The run's thread reads the pipe
+/// and hands each chunk to [`Capture::write`].
 ///
-/// Writes go straight to the file, not through `tokio::fs`: local file writes land in the page cache in
-/// microseconds, and a thread hop per chunk would cost more than it saves. The first read goes into a small
-/// buffer, and the large one is made only for a job that prints: most short jobs print nothing, and a zeroed
-/// 64 KiB per pipe per job showed in the worker's profile (page faults).
-pub async fn capture(mut pipe: impl AsyncRead + Unpin, path: &Path, cap: u64, feed: Option<Feed>) -> Captured {
-    let mut first = [0u8; 512];
-    let mut buf = Vec::new();
-    let mut out = Captured::default();
-    let mut file: Option<File> = None;
-    let mut write_failed = false;
-    loop {
-        let read = match buf.is_empty() {
-            true => pipe.read(&mut first).await,
-            false => pipe.read(&mut buf).await,
-        };
-        let n = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let chunk = if buf.is_empty() { &first[..n] } else { &buf[..n] };
-        let room = cap.saturating_sub(out.written) as usize;
-        let keep = n.min(room);
-        if keep < n {
-            out.truncated = true;
+/// Writes go straight to the file: local file writes land in the page cache in microseconds.
+pub struct Capture<'a> {
+    path: &'a Path,
+    cap: u64,
+    feed: Option<Feed>,
+    file: Option<File>,
+    write_failed: bool,
+    out: Captured,
+}
+
+impl<'a> Capture<'a> {
+    pub fn new(path: &'a Path, cap: u64, feed: Option<Feed>) -> Self {
+        Capture { path, cap, feed, file: None, write_failed: false, out: Captured::default() }
+    }
+
+    /// Keeps what of `chunk` fits under the cap.
+    pub fn write(&mut self, chunk: &[u8]) {
+        let room = self.cap.saturating_sub(self.out.written) as usize;
+        let keep = chunk.len().min(room);
+        if keep < chunk.len() {
+            self.out.truncated = true;
         }
-        if keep > 0 && !write_failed {
-            if file.is_none() {
-                file = create_no_follow(path).ok();
-                out.created = file.is_some();
-            }
-            match file.as_mut().map(|f| f.write_all(&chunk[..keep])) {
-                Some(Ok(())) => {
-                    out.written += keep as u64;
-                    if let Some(feed) = &feed {
-                        feed.send_modify(|n| *n += keep as u64);
-                    }
-                }
-                _ => {
-                    write_failed = true;
-                    out.truncated = true;
+        if keep == 0 || self.write_failed {
+            return;
+        }
+        if self.file.is_none() {
+            self.file = create_no_follow(self.path).ok();
+            self.out.created = self.file.is_some();
+        }
+        match self.file.as_mut().map(|f| f.write_all(&chunk[..keep])) {
+            Some(Ok(())) => {
+                self.out.written += keep as u64;
+                if let Some(feed) = &self.feed {
+                    feed.send_modify(|n| *n += keep as u64);
                 }
             }
-        }
-        if buf.is_empty() {
-            buf = vec![0u8; 64 * 1024];
+            _ => {
+                self.write_failed = true;
+                self.out.truncated = true;
+            }
         }
     }
-    out
+
+    /// The pipe is given up before its end: what was kept is not all the job wrote.
+    pub fn give_up(&mut self) {
+        self.out.truncated = true;
+    }
+
+    /// What was kept.
+    pub fn captured(&self) -> Captured {
+        self.out
+    }
 }
 
 /// Creates (or truncates) the output file, refusing to follow a symlink at its path: a link planted in the output
@@ -167,14 +171,21 @@ fn last_bytes(path: &Path, n: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_symlink_at_the_output_path_is_not_followed() {
+    /// Copies `data` through a [`Capture`] in chunks of `chunk` bytes.
+    fn capture(data: &[u8], path: &Path, cap: u64, chunk: usize) -> Captured {
+        let mut capture = Capture::new(path, cap, None);
+        data.chunks(chunk).for_each(|c| capture.write(c));
+        capture.captured()
+    }
+
+    #[test]
+    fn a_symlink_at_the_output_path_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let outside = dir.path().join("precious");
         std::fs::write(&outside, "keep me").unwrap();
         let path = dir.path().join("job.stdout");
         std::os::unix::fs::symlink(&outside, &path).unwrap();
-        let got = capture(&b"overwrite"[..], &path, 100, None).await;
+        let got = capture(b"overwrite", &path, 100, 4);
         assert!(!got.created && got.truncated, "nothing written through the link: {got:?}");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
     }
@@ -196,31 +207,31 @@ mod tests {
         assert_eq!(t, format!("{}[stderr]\n{}", "a".repeat(21), "b".repeat(20)), "both long: half each");
     }
 
-    #[tokio::test]
-    async fn output_past_the_cap_is_dropped_and_flagged() {
+    #[test]
+    fn output_past_the_cap_is_dropped_and_flagged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o");
         // Bytes that differ along the way, so that a chunk lost or repeated between reads would show.
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let got = capture(&data[..], &path, 150_000, None).await;
+        let got = capture(&data, &path, 150_000, 65_536);
         assert_eq!(got, Captured { written: 150_000, truncated: true, created: true });
         assert!(std::fs::read(&path).unwrap() == data[..150_000], "the first 150,000 bytes, in order");
     }
 
-    #[tokio::test]
-    async fn output_under_the_cap_is_kept_whole() {
+    #[test]
+    fn output_under_the_cap_is_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o");
-        let got = capture(&b"hello\n"[..], &path, 10, None).await;
+        let got = capture(b"hello\n", &path, 10, 2);
         assert_eq!(got, Captured { written: 6, truncated: false, created: true });
         assert_eq!(std::fs::read(&path).unwrap(), b"hello\n");
     }
 
-    #[tokio::test]
-    async fn no_output_leaves_no_file() {
+    #[test]
+    fn no_output_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o");
-        let got = capture(&b""[..], &path, 10, None).await;
+        let got = capture(b"", &path, 10, 4);
         assert_eq!(got, Captured::default());
         assert!(!path.exists());
     }

@@ -1,27 +1,29 @@
 //! Runs one leased job to its end and describes how it ended.
 //!
-//! Each executor only turns a spec into an [`Invocation`] (an argv, never a shell line); running it is shared:
+//! Each executor only turns a spec into an [`Invocation`] (an argv, never a shell line); running it is shared,
+//! and happens on a runner thread ([`crate::runner`], see [`supervise`]) while the job's task waits for the answer:
 //! 1. spawn the program in a process group of its own, stdin closed, stdout and stderr piped through a byte cap
 //!    into `<output_dir>/<job id>.stdout` and `.stderr` (each created only if the job writes to it);
-//! 2. wait for it, or for the timeout: then SIGTERM the group, and SIGKILL it after the grace period;
+//! 2. wait for it, or for the timeout or a stop: then SIGTERM the group, and SIGKILL it after the grace period;
 //! 3. SIGKILL the group once the program has exited, so no grandchild outlives its job (or holds the pipes);
 //! 4. report exit code or signal, output paths and truncation.
 
 mod docker;
 mod process;
 mod python;
+mod supervise;
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::time::Duration;
 
 use burst_proto::v1::job_spec::Kind;
 use burst_proto::v1::{JobResult, JobSpec, Lease, Reason};
-use tokio::process::Command;
 use tokio::sync::oneshot;
-use tracing::debug;
 
 use crate::config::ExecConfig;
+use crate::limits::RunCgroup;
 use crate::output::{self, Captured};
 
 /// After the program exits, how long its output pipes may stay open (held by an escaped grandchild) before the
@@ -185,12 +187,7 @@ async fn execute(
         .env("BURST_JOB_ID", &lease.job_id)
         .env("BURST_ATTEMPT", lease.attempt.to_string())
         .env("BURST_WORKER_ID", &cfg.worker_id)
-        .env(crate::sweep::RUN_VAR, &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .env(crate::sweep::RUN_VAR, &token);
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);
     }
@@ -200,169 +197,58 @@ async fn execute(
         Some(Kind::Docker(_)) => 0,
         _ => spec.resources.as_ref().map_or(0, |r| r.memory_bytes),
     };
-    let mut cgroup = cfg.exec_cgroup(memory);
-    let spawned = match &mut cgroup {
-        Some(cgroup) => cgroup.spawn(cmd).await,
-        None => cmd.spawn(),
+    let cgroup = cfg.exec_cgroup(memory);
+    let control = match supervise::Control::new(cgroup.as_ref().and_then(RunCgroup::pids_dir)) {
+        Ok(control) => Arc::new(control),
+        Err(e) => return Ended::SpawnFailed(format!("cannot start {:?}: {e}", inv.program)),
     };
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            let message = spawn_error(&inv.program, &spec.working_dir, &e);
-            let _ = std::fs::write(err, format!("burst: {message}\n"));
-            return Ended::SpawnFailed(message);
-        }
+    let runner = cgroup.as_ref().and_then(RunCgroup::runner);
+    let plan = supervise::Plan {
+        job_id: lease.job_id.clone(),
+        cmd,
+        inv,
+        working_dir: spec.working_dir.clone(),
+        cgroup,
+        control: control.clone(),
+        out: out.to_path_buf(),
+        err: err.to_path_buf(),
+        cap: cfg.output_cap,
+        feed,
+        timeout: (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms)),
+        kill_grace: cfg.kill_grace,
+        runtime: tokio::runtime::Handle::current(),
     };
-    let group = child.id().map(|pid| pid as i32);
-    let mut kill_group_if_dropped = GroupGuard(group);
-    // Both pipes are read within this run's task, beside the wait for the program (no task of their own), until
-    // they close; one that an escaped process holds open is given up alone, PIPE_DRAIN_LIMIT after the program
-    // ended.
-    let cap = cfg.output_cap;
-    let (ended, ended_rx) = tokio::sync::watch::channel(false);
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let out_feed = feed.clone();
-    let captures = async {
-        tokio::join!(capture(stdout, out, cap, out_feed, ended_rx.clone()), capture(stderr, err, cap, feed, ended_rx))
+    // The whole run happens on its runner thread: the cgroup's own, or a pooled one.
+    let work = move || supervise::run(plan);
+    let answer = match runner {
+        Some(runner) => Some(runner.run(work)),
+        None => crate::runner::pooled(work),
     };
-
-    let timeout = (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms));
-    let deadline = async {
-        match timeout {
-            Some(limit) => tokio::time::sleep(limit).await,
-            None => std::future::pending().await,
-        }
+    let Some(mut answer) = answer else {
+        return Ended::SpawnFailed("no thread could be started to run the job".into());
     };
+    // Dropped before the run ends (the worker is shutting down): the job's group is killed at once.
+    let _abandon_if_dropped = Abandon(control.clone());
+    let gone = |_| Ended::SpawnFailed("the job's run thread is gone".into());
     let cancelled = async {
         if stop_signal.await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    let waited = async {
-        // The leader is waited for without being reaped: while it is a zombie its pid, the group's id, cannot be
-        // given to another process, so the group kill below can only hit this job's own processes.
-        let how = tokio::select! {
-            exited = leader_exited(&mut child, group) => Ok(exited),
-            _ = deadline => Err(Ending::TimedOut),
-            _ = cancelled => Err(Ending::Stopped),
-        };
-        let how = match how {
-            Ok(exited) => exited.map(|()| Ending::Exited),
-            Err(how) => {
-                debug!(job = %lease.job_id, ?how, "stopping the job");
-                stop(&mut child, group, &inv, cfg.kill_grace).await.map(|()| how)
-            }
-        };
-        // The program is gone; nothing it started may outlive it or keep its pipes open.
-        signal_group(group, libc::SIGKILL);
-        let status = match how {
-            Ok(how) => child.wait().await.map(|status| (status, how)),
-            Err(e) => Err(e),
-        };
-        // Reaped: from now on its pid may be anyone's, and the group is not signalled again.
-        kill_group_if_dropped.0 = None;
-        let out_of_memory = cgroup.as_ref().and_then(|c| c.out_of_memory());
-        if let Some(cgroup) = cgroup {
-            cgroup.finish().await;
-        }
-        ended.send_replace(true);
-        (status, out_of_memory)
-    };
-    let ((status, out_of_memory), (stdout, stderr)) = tokio::join!(waited, captures);
-    let (status, how) = match status {
-        Ok(ended) => ended,
-        Err(e) => return Ended::SpawnFailed(format!("waiting for {}: {e}", inv.program)),
-    };
-    Ended::Exited { status, stdout, stderr, how, launch_failures: inv.launch_failures, out_of_memory }
-}
-
-/// Copies one of the job's pipes into its file (see [`output::capture`]), nothing for a pipe it does not have;
-/// gives up [`PIPE_DRAIN_LIMIT`] after `ended` turns true (the program ended) if the pipe is still open then.
-async fn capture(
-    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
-    path: &Path,
-    cap: u64,
-    feed: Option<output::Feed>,
-    mut ended: tokio::sync::watch::Receiver<bool>,
-) -> Captured {
-    let Some(pipe) = pipe else { return Captured::default() };
-    let given_up = async move {
-        let _ = ended.wait_for(|ended| *ended).await;
-        tokio::time::sleep(PIPE_DRAIN_LIMIT).await;
-    };
     tokio::select! {
-        captured = output::capture(pipe, path, cap, feed) => captured,
-        () = given_up => Captured::default(),
+        ended = &mut answer => return ended.unwrap_or_else(gone),
+        () = cancelled => control.stop(),
     }
+    answer.await.unwrap_or_else(gone)
 }
 
-/// SIGTERM the job's group (and its stop command), then SIGKILL after `grace`; returns once the leader has
-/// exited, not reaped (see [`leader_exited`]).
-async fn stop(
-    child: &mut tokio::process::Child,
-    group: Option<i32>,
-    inv: &Invocation,
-    grace: Duration,
-) -> std::io::Result<()> {
-    if let Some(stop) = &inv.stop
-        && let Some((program, args)) = stop.split_first()
-    {
-        let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
-    }
-    signal_group(group, libc::SIGTERM);
-    match tokio::time::timeout(grace, leader_exited(child, group)).await {
-        Ok(exited) => exited,
-        Err(_) => {
-            signal_group(group, libc::SIGKILL);
-            leader_exited(child, group).await
-        }
-    }
-}
+/// Kills the job's process group if the run's task is dropped before the run ends, so that a job whose worker
+/// is stopping leaves no process behind; on the normal path the group is reaped by then and nothing happens.
+struct Abandon(Arc<supervise::Control>);
 
-/// Waits until the job's leader (`pid`) has exited, leaving it unreaped: a zombie keeps its pid, so the job's
-/// process-group id cannot be reused by another process until [`tokio::process::Child::wait`] reaps it. Uses a
-/// pidfd (Linux 5.3+); where there is none, falls back to reaping, which leaves a short window for reuse.
-async fn leader_exited(child: &mut tokio::process::Child, pid: Option<i32>) -> std::io::Result<()> {
-    if let Some(pid) = pid
-        && let Ok(fd) = pidfd(pid)
-    {
-        // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, so it stays open and the same until it is dropped.
-        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
-        let _ready = fd.readable().await?;
-        return Ok(());
-    }
-    child.wait().await.map(|_| ())
-}
-
-fn pidfd(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1; it reads no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a descriptor the kernel just created for us; nothing else owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Kills the job's process group when dropped, so a job whose worker task is stopped (worker shutdown) does not
-/// leave processes behind. On the normal path the group is already gone and the signal finds nobody.
-struct GroupGuard(Option<i32>);
-
-impl Drop for GroupGuard {
+impl Drop for Abandon {
     fn drop(&mut self) {
-        signal_group(self.0, libc::SIGKILL);
-    }
-}
-
-fn signal_group(group: Option<i32>, signal: i32) {
-    if let Some(pgid) = group.filter(|&p| p > 0) {
-        // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory of ours. The group
-        // is the job's own (process_group(0) made the child its leader), so nothing else is hit.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
+        self.0.abandon();
     }
 }
 
@@ -381,21 +267,6 @@ fn describe_exit(result: &mut JobResult, status: ExitStatus, how: Ending, timeou
         result.message = format!("killed by signal {sig}");
     } else {
         result.reason = Reason::Exited as i32;
-    }
-}
-
-fn spawn_error(program: &str, dir: &str, e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound if !dir.is_empty() && !Path::new(dir).is_dir() => {
-            format!("working directory {dir:?} does not exist")
-        }
-        std::io::ErrorKind::NotFound => {
-            format!("cannot start {program:?}: no such file or command")
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            format!("cannot start {program:?}: permission denied")
-        }
-        _ => format!("cannot start {program:?}: {e}"),
     }
 }
 

@@ -2,6 +2,8 @@ use std::collections::HashMap;
 
 use burst_proto::v1::{DockerSpec, ProcessSpec, PythonSpec, Resources, python_spec::Entry};
 
+use std::os::unix::process::CommandExt as _;
+
 use super::*;
 
 fn cfg(dir: &Path) -> ExecConfig {
@@ -247,17 +249,21 @@ async fn a_gibibyte_of_output_is_capped_and_the_job_still_ends_normally() {
     assert_eq!(std::fs::metadata(&r.stdout_path).unwrap().len(), 1 << 20, "capped at the configured limit");
 }
 
-#[tokio::test]
-async fn the_leader_is_left_unreaped_until_its_group_is_killed() {
+#[test]
+fn the_leader_is_left_unreaped_until_its_group_is_killed() {
     // While the leader is a zombie its pid (the group's id) cannot go to another process, so the group kill
     // after a job ends can only reach the job's own processes.
-    let mut child = tokio::process::Command::new("/bin/sh").args(["-c", "exit 3"]).process_group(0).spawn().unwrap();
-    let pid = child.id().unwrap() as i32;
-    super::leader_exited(&mut child, Some(pid)).await.unwrap();
+    let mut child = Command::new("/bin/sh").args(["-c", "exit 3"]).process_group(0).spawn().unwrap();
+    let pid = child.id() as i32;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while supervise::exit_state(pid) == supervise::Exit::Running {
+        assert!(std::time::Instant::now() < deadline, "sh -c 'exit 3' never exited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there: not reaped");
     let state = stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
     assert_eq!(state, "Z", "exited, not reaped: {stat}");
-    assert_eq!(child.wait().await.unwrap().code(), Some(3), "reaped afterwards, with its status");
+    assert_eq!(child.wait().unwrap().code(), Some(3), "reaped afterwards, with its status");
     assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "gone once reaped");
 }
 
@@ -282,7 +288,7 @@ async fn a_reused_cgroup_keeps_nothing_of_the_last_run_and_still_catches_an_esca
         assert_eq!((r.reason(), r.exit_code), (Reason::Exited, Some(0)), "no limit left from the last run: {r:?}");
     }
     // A process that left the job's process group is found in the cgroup and killed when the job ends; so in
-    // a reused cgroup whose spawner thread is its only other task.
+    // a reused cgroup whose runner thread is its only other task.
     for id in ["escape-1", "escape-2"] {
         let escapee = process("/bin/sh", &["-c", "setsid sleep 30 > /dev/null 2>&1 < /dev/null & sleep 0.2"]);
         let r = run(&lease(id, escapee), &cfg, never(), None).await;
@@ -293,13 +299,52 @@ async fn a_reused_cgroup_keeps_nothing_of_the_last_run_and_still_catches_an_esca
 }
 
 #[tokio::test]
-async fn a_pipe_held_open_by_an_escapee_is_given_up_alone_and_the_other_pipe_is_reported() {
+async fn a_pipe_held_open_by_an_escapee_is_given_up_at_the_drain_limit_keeping_what_it_read() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg(dir.path());
     // The escaped sleep holds stdout past the job's end (no cgroup here to kill it); stderr closes with the job.
-    let script = "echo to-err >&2; setsid sleep 3 2>/dev/null < /dev/null & sleep 0.2; echo to-out";
+    let script = "echo to-err >&2; setsid sleep 6 2>/dev/null < /dev/null & sleep 0.2; echo to-out";
+    let began = std::time::Instant::now();
     let r = run(&lease("held", process("/bin/sh", &["-c", script])), &cfg, never(), None).await;
+    let took = began.elapsed();
     assert_eq!(r.exit_code, Some(0), "{r:?}");
+    assert!(took < Duration::from_secs(5), "the run waited for the escapee's pipe ({took:?}): {r:?}");
+    assert!(took >= PIPE_DRAIN_LIMIT, "the open pipe was given up before the drain limit ({took:?})");
     assert_eq!(std::fs::read_to_string(&r.stderr_path).unwrap(), "to-err\n", "stderr is reported: {r:?}");
-    assert!(r.stdout_path.is_empty(), "stdout, still open at the drain limit, is given up: {r:?}");
+    assert_eq!(std::fs::read_to_string(&r.stdout_path).unwrap(), "to-out\n", "what stdout gave is kept: {r:?}");
+    assert!(r.stdout_truncated && !r.stderr_truncated, "the stdout given up is marked incomplete: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_dropped_midway_kills_its_group_and_what_escaped_it_in_its_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cfg(dir.path());
+    cfg.cgroups = crate::limits::Cgroups::detect("w-test-abandon");
+    if cfg.cgroups.is_none() {
+        // A plain skip even under CI: this is about the host kernel's cgroups, not a tool CI could install.
+        println!("SKIPPED abandoned-run test: no writable cgroup v1 pids hierarchy on this host");
+        return;
+    }
+    // The worker stopping drops the run's task while the job runs: its process group and the process that left
+    // the group (but not the cgroup) are killed then, not when the run's thread gets to it.
+    let started = dir.path().join("started");
+    let script = format!("setsid sleep 30 > /dev/null 2>&1 < /dev/null & touch {}; sleep 30", started.display());
+    let job = lease("dropped", process("/bin/sh", &["-c", &script]));
+    let task = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { run(&job, &cfg, never(), None).await }
+    });
+    let token = crate::sweep::run_token("w-test", "dropped", 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !started.exists() || crate::sweep::processes_of(&token) < 3 {
+        assert!(std::time::Instant::now() < deadline, "the job never started its three processes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while crate::sweep::processes_of(&token) > 0 {
+        assert!(std::time::Instant::now() < deadline, "a process of the dropped run is still alive");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
