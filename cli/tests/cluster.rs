@@ -306,8 +306,14 @@ async fn docker_jobs_run_for_real() {
         max_attempts: 3,
         ..JobSpec::default()
     };
-    let specs =
-        vec![docker(&["-c", "echo $GREETING from the container; exit 3"]), docker(&["-c", "true"]), missing_image];
+    // Past its timeout a container is stopped with `docker kill` (started outside the job's cgroup) and removed.
+    let too_long = JobSpec { timeout_ms: 1_500, ..docker(&["-c", "sleep 60"]) };
+    let specs = vec![
+        docker(&["-c", "echo $GREETING from the container; exit 3"]),
+        docker(&["-c", "true"]),
+        missing_image,
+        too_long,
+    ];
     let ids = submit(&mut client, specs).await;
     let s = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
     assert_eq!(s[0].exit_code, Some(3), "{:?}", s[0]);
@@ -316,6 +322,19 @@ async fn docker_jobs_run_for_real() {
     // An image that cannot be had fails at once, as a spawn error, without retries.
     assert_eq!((s[2].state(), s[2].reason(), s[2].attempt), (JobState::Failed, Reason::SpawnError, 1), "{:?}", s[2]);
     assert!(s[2].message.contains("docker run exited 125"), "{}", s[2].message);
+    assert_eq!((s[3].state(), s[3].reason()), (JobState::Failed, Reason::Timeout), "{:?}", s[3]);
+    let ran_ms = s[3].finished_at_ms - s[3].started_at_ms;
+    assert!(ran_ms < 30_000, "stopped at its timeout, not at the end of its sleep: {ran_ms} ms");
+    let filter = format!("label=burst.dev/job={}", ids[3]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output().unwrap();
+        if String::from_utf8_lossy(&left.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stopped container is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.shutdown().await.unwrap();
 }
 
