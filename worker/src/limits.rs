@@ -314,7 +314,7 @@ impl RunCgroup {
     pub fn finish(mut self) {
         for tries in 0.. {
             if self.kill_all() == 0 {
-                return self.recycle();
+                return self.give_back();
             }
             if tries == 100 {
                 break;
@@ -324,7 +324,12 @@ impl RunCgroup {
         debug!("a run's cgroup is still busy; not reused");
     }
 
-    fn recycle(&mut self) {
+    /// Hands the cgroup back for the next run; call it only once it is empty (see [`RunCgroup::kill_all`]).
+    pub fn recycle(mut self) {
+        self.give_back();
+    }
+
+    fn give_back(&mut self) {
         if let Some(dirs) = self.dirs.take() {
             self.free.lock().unwrap_or_else(|p| p.into_inner()).push(dirs);
         }

@@ -173,6 +173,8 @@ pub(super) fn run(plan: Plan) -> Ended {
     let mut deadline = timeout.map(|t| Instant::now() + t);
     let mut stopping = false;
     let mut ended: Option<(std::io::Result<ExitStatus>, Option<u64>)> = None;
+    // Processes of the job's cgroup found (and killed) when the program ended; none: the cgroup is empty for good.
+    let mut left_in_cgroup = 0;
     loop {
         if ended.is_some() && pipes.iter().all(|p| p.fd.is_none()) {
             break;
@@ -195,8 +197,9 @@ pub(super) fn run(plan: Plan) -> Ended {
         let wait_ms = wait.map_or(-1, |w| w.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32);
         // SAFETY: poll(2) on an array of pollfds we own, whose length we pass; descriptors of -1 are ignored.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
-        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            debug!(job = %job_id, error = %std::io::Error::last_os_error(), "poll failed");
+        let failed = (ready < 0).then(std::io::Error::last_os_error);
+        if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::Interrupted) {
+            debug!(job = %job_id, error = %e, "poll failed");
             std::thread::sleep(Duration::from_millis(1));
         }
         for (slot, pipe) in fds.iter().zip(&mut pipes) {
@@ -252,15 +255,16 @@ pub(super) fn run(plan: Plan) -> Ended {
             let out_of_memory = cgroup.as_ref().and_then(RunCgroup::out_of_memory);
             // What escaped the group but not the cgroup is killed now, so its pipes close; the cgroup goes back
             // to the pool once they are read.
-            if let Some(cgroup) = &cgroup {
-                cgroup.kill_all();
-            }
+            left_in_cgroup = cgroup.as_ref().map_or(0, RunCgroup::kill_all);
             ended = Some((status, out_of_memory));
             deadline = Some(Instant::now() + PIPE_DRAIN_LIMIT);
         }
     }
-    if let Some(cgroup) = cgroup {
-        cgroup.finish();
+    match cgroup {
+        // Nothing was left when the program ended, and nothing outside can start a process inside.
+        Some(cgroup) if left_in_cgroup == 0 => cgroup.recycle(),
+        Some(cgroup) => cgroup.finish(),
+        None => {}
     }
     let [stdout, stderr] = pipes.map(|p| p.capture.captured());
     // The loop ends only once the program has.
