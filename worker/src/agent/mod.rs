@@ -10,8 +10,9 @@
 //!    recent jobs are short, the next leases (four per slot) have their starts confirmed while the slots are still
 //!    busy, and each runs the moment a slot frees, in queue order ([`slots`]).
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
-//!    flight), retrying with backoff until the controller answers. One loop, in order, results of a batch before
-//!    its starts (in one call when there are both).
+//!    flight; while short runs keep ending, results wait up to 2 ms for more: see [`report`]), retrying with
+//!    backoff until the controller answers. One loop, in order, results of a batch before its starts (in one call
+//!    when there are both).
 //! 4. **heartbeat**: tells the controller the worker is alive and which jobs it has, and learns which peers
 //!    have jobs queued.
 //! 5. **steal** ([`crate::steal`]): while a slot is free and the local queue is empty, takes queued jobs from a
@@ -93,8 +94,13 @@ pub struct Agent {
 
 /// What the run loop tells the reporter.
 enum Report {
-    /// Ask to start a lease; the answer says whether the controller still holds it for this worker.
-    Start(LeaseRef, oneshot::Sender<bool>),
+    /// Ask to start a lease; the answer says whether the controller still holds it for this worker. `waiting`:
+    /// the lease holds a free slot already, which stays idle until the answer comes (see [`report`]).
+    Start {
+        lease: LeaseRef,
+        reply: oneshot::Sender<bool>,
+        waiting: bool,
+    },
     Finished(JobResult),
     /// Answered once every report queued before it has been sent.
     Flush(oneshot::Sender<()>),
@@ -402,8 +408,10 @@ impl Agent {
         // Open before the start is confirmed: a reader sent here once the controller shows the job running finds
         // it to follow.
         let feed = self.feeds.open(&lease.job_id);
-        let (confirmed, confirmation) = oneshot::channel();
-        let accepted = self.reports.send(Report::Start(lease_ref, confirmed)).is_ok() && confirmation.await == Ok(true);
+        let (reply, confirmation) = oneshot::channel();
+        let waiting = ticket.has_slot();
+        let accepted = self.reports.send(Report::Start { lease: lease_ref, reply, waiting }).is_ok()
+            && confirmation.await == Ok(true);
         let stop = match accepted {
             true => run.confirmed(),
             false => None,

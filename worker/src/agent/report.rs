@@ -1,16 +1,59 @@
 //! The report loop: starts and results, sent in batches in order (results before the starts after them), each
 //! retried until the controller answers; and what its answers mean for the runs table.
+//!
+//! # Lingering
+//! Each call costs both sides far more than each result in it (TLS records, HTTP/2 frames, the controller's lock
+//! and a durable commit). So a batch of results waits a little ([`LINGER`] at most) for more to go with it, up to
+//! [`batch_target`] of them, while more are due within that time: other runs are going (those confirmed ahead of a
+//! slot included) and, at the recent run time, at least one of them ends within the linger. It never waits when
+//! that could delay work: starts alone go at once (their answers feed the slots), and so does a batch with a start
+//! that holds a free slot (the slot would stay idle) or a flush (a drain). A job alone is reported at once. The
+//! next jobs do not wait meanwhile: with short jobs their starts are confirmed ahead of the slots
+//! ([`super::slots`]), and a start that comes to hold a free slot ends the wait.
 
 use super::*;
+
+/// The longest a batch of results waits for more: while a worker is busy with short jobs, their results reach the
+/// controller (and users) up to this much later.
+pub(super) const LINGER: Duration = Duration::from_millis(2);
+
+/// Results a lingering batch waits for at most: as many as the starts a worker may confirm ahead of its slots.
+pub(super) fn batch_target(slots: u32) -> usize {
+    (slots.max(1) * slots::AHEAD_PER_SLOT) as usize
+}
+
+/// Whether a batch waits for more (see the module docs): `running` runs are confirmed and not ended (those whose
+/// results are in the batch may still be counted), and recent runs took `recent_run` on average.
+fn lingers(batch: &[Report], running: u32, recent_run: Duration, slots: u32) -> bool {
+    let mut results = 0u32;
+    for report in batch {
+        match report {
+            Report::Start { waiting: true, .. } | Report::Flush(_) => return false,
+            Report::Start { .. } => {}
+            Report::Finished(_) => results += 1,
+        }
+    }
+    // Starts alone go at once: their answers feed the slots. Results wait while the runs still going, at one
+    // result per `recent_run` each, bring at least one more within the linger.
+    let others = running.saturating_sub(results);
+    results > 0 && (results as usize) < batch_target(slots) && others > 0 && LINGER * others >= recent_run
+}
 
 impl Agent {
     pub(super) async fn report_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Report>) {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, MAX_REPORT_BATCH).await > 0 {
+            let until = tokio::time::Instant::now() + LINGER;
+            while lingers(&batch, self.runs.running(), self.slots.recent_run(), self.cfg.slots) {
+                match tokio::time::timeout_at(until, rx.recv_many(&mut batch, MAX_REPORT_BATCH)).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
             let (mut starts, mut results, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
             for report in batch.drain(..) {
                 match report {
-                    Report::Start(lease, reply) => starts.push((lease, reply)),
+                    Report::Start { lease, reply, .. } => starts.push((lease, reply)),
                     Report::Finished(result) => results.push(result),
                     Report::Flush(reply) => flushes.push(reply),
                 }
@@ -113,6 +156,41 @@ mod tests {
 
     fn r(id: &str, epoch: u64) -> LeaseRef {
         LeaseRef { job_id: id.into(), epoch }
+    }
+
+    fn finished() -> Report {
+        Report::Finished(JobResult::default())
+    }
+
+    fn start(waiting: bool) -> Report {
+        Report::Start { lease: r("s", 1), reply: oneshot::channel().0, waiting }
+    }
+
+    #[test]
+    fn a_result_waits_for_more_only_while_other_short_runs_will_bring_them() {
+        let short = Duration::from_micros(600);
+        // A job alone (its own run may still be counted): its result goes at once.
+        assert!(!lingers(&[finished()], 0, short, 2));
+        assert!(!lingers(&[finished()], 1, short, 2));
+        // Another run is going and ends within the linger: wait for it, starts ahead of the slots too.
+        assert!(lingers(&[finished()], 2, short, 2));
+        assert!(lingers(&[finished(), start(false)], 2, short, 2));
+        assert!(!lingers(&[start(false)], 2, short, 2), "starts alone go at once: their answers feed the slots");
+        // Up to as many results as the starts confirmed ahead of the slots.
+        let full: Vec<Report> = (0..batch_target(2)).map(|_| finished()).collect();
+        assert!(!lingers(&full, 20, short, 2));
+        // Runs too long to end within the linger: nothing to wait for, unless there are enough of them.
+        let long = Duration::from_millis(50);
+        assert!(!lingers(&[finished()], 8, long, 8), "7 runs of 50 ms: one ends every ~7 ms");
+        assert!(lingers(&[finished()], 32, long, 32), "31 runs of 50 ms: one ends every ~1.6 ms");
+    }
+
+    #[test]
+    fn a_start_holding_a_free_slot_or_a_flush_goes_at_once() {
+        let short = Duration::from_micros(600);
+        assert!(!lingers(&[finished(), start(true)], 4, short, 2), "its slot would stay idle");
+        assert!(!lingers(&[start(true)], 4, short, 2));
+        assert!(!lingers(&[finished(), Report::Flush(oneshot::channel().0)], 4, short, 2), "a drain waits on it");
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub enum Ticket {
 }
 
 impl Ticket {
+    /// Whether it holds its slot already (rather than a place in line for one).
+    pub fn has_slot(&self) -> bool {
+        matches!(self, Ticket::Slot(_))
+    }
+
     /// The slot: at once, or once the leases in line before this one have theirs and one frees. `None` only if
     /// the line is gone.
     pub async fn slot(self) -> Option<Slot> {
@@ -155,6 +160,11 @@ impl Slots {
         // Relaxed: an estimate; a lost update between two runs ending at once changes nothing that matters.
         let before = self.recent_run_us.load(Ordering::Relaxed);
         self.recent_run_us.store(before - before / 8 + took / 8, Ordering::Relaxed);
+    }
+
+    /// How long recent runs took, on average.
+    pub fn recent_run(&self) -> Duration {
+        Duration::from_micros(self.recent_run_us.load(Ordering::Relaxed))
     }
 
     /// Whether recent jobs were short enough to confirm starts ahead of a free slot.
