@@ -10,7 +10,7 @@
 //!    recent jobs are short, the next leases (four per slot) have their starts confirmed while the slots are still
 //!    busy, and each runs the moment a slot frees, in queue order ([`slots`]).
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
-//!    flight; while short runs keep ending, results wait up to 2 ms for more: see [`report`]), retrying with
+//!    flight; while confirmed starts wait for the slots, results wait ~2 ms for more: see [`report`]), retrying with
 //!    backoff until the controller answers. One loop, in order, results of a batch before its starts (in one call
 //!    when there are both).
 //! 4. **heartbeat**: tells the controller the worker is alive and which jobs it has, and learns which peers
@@ -423,6 +423,7 @@ impl Agent {
             self.steal_wake.notify_one();
             return;
         };
+        ticket.confirmed();
         // Confirmed ahead of a free slot, it waits for one; stopped meanwhile, it never runs.
         let Some(_slot) = ticket.slot().await else { return };
         let began = std::time::Instant::now();

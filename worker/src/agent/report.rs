@@ -3,28 +3,27 @@
 //!
 //! # Lingering
 //! Each call costs both sides far more than each result in it (TLS records, HTTP/2 frames, the controller's lock
-//! and a durable commit). So a batch of results waits a little ([`LINGER`] at most) for more to go with it, up to
-//! [`batch_target`] of them, while more are due within that time: other runs are going (those confirmed ahead of a
-//! slot included) and, at the recent run time, at least one of them ends within the linger. It never waits when
-//! that could delay work: starts alone go at once (their answers feed the slots), and so does a batch with a start
-//! that holds a free slot (the slot would stay idle) or a flush (a drain). A job alone is reported at once. The
-//! next jobs do not wait meanwhile: with short jobs their starts are confirmed ahead of the slots
-//! ([`super::slots`]), and a start that comes to hold a free slot ends the wait.
+//! and a durable commit). So while a worker's slots are all busy and leases whose starts are confirmed wait in
+//! line for them (short jobs, [`super::slots`]), a batch of results waits a little ([`LINGER`]) for more to go with
+//! it, up to [`batch_target`] of them. Meanwhile every slot that frees goes to a lease that runs at once: the wait
+//! ends before the confirmed leases in line could run out (each result in the batch may still free a slot), and at
+//! once when a start in the batch holds a free slot, or for a flush (a drain). Starts alone never wait (their
+//! answers feed the slots); nor does a job alone, or a worker of long jobs (no starts are confirmed ahead then).
 
 use super::*;
 
-/// The longest a batch of results waits for more: while a worker is busy with short jobs, their results reach the
-/// controller (and users) up to this much later.
+/// About the longest a batch of results waits for more (the runtime's timers tick in milliseconds): while a
+/// worker is busy with short jobs, their results reach the controller (and users) up to this much later.
 pub(super) const LINGER: Duration = Duration::from_millis(2);
 
 /// Results a lingering batch waits for at most: as many as the starts a worker may confirm ahead of its slots.
 pub(super) fn batch_target(slots: u32) -> usize {
-    (slots.max(1) * slots::AHEAD_PER_SLOT) as usize
+    slots.max(1).saturating_mul(slots::AHEAD_PER_SLOT) as usize
 }
 
-/// Whether a batch waits for more (see the module docs): `running` runs are confirmed and not ended (those whose
-/// results are in the batch may still be counted), and recent runs took `recent_run` on average.
-fn lingers(batch: &[Report], running: u32, recent_run: Duration, slots: u32) -> bool {
+/// Whether a batch waits for more (see the module docs): `confirmed_in_line` leases with confirmed starts wait in
+/// line for a slot.
+fn lingers(batch: &[Report], confirmed_in_line: u32, slots: u32) -> bool {
     let mut results = 0u32;
     for report in batch {
         match report {
@@ -33,10 +32,23 @@ fn lingers(batch: &[Report], running: u32, recent_run: Duration, slots: u32) -> 
             Report::Finished(_) => results += 1,
         }
     }
-    // Starts alone go at once: their answers feed the slots. Results wait while the runs still going, at one
-    // result per `recent_run` each, bring at least one more within the linger.
-    let others = running.saturating_sub(results);
-    results > 0 && (results as usize) < batch_target(slots) && others > 0 && LINGER * others >= recent_run
+    results > 0 && (results as usize) < batch_target(slots) && confirmed_in_line > results
+}
+
+/// Adds to `batch` what arrives on `rx` while `lingers` says so, until `until`; returns when the batch is done.
+async fn gather(
+    rx: &mut mpsc::UnboundedReceiver<Report>,
+    batch: &mut Vec<Report>,
+    until: tokio::time::Instant,
+    mut lingers: impl FnMut(&[Report]) -> bool,
+) {
+    while lingers(batch) {
+        let room = MAX_REPORT_BATCH.saturating_sub(batch.len());
+        match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 impl Agent {
@@ -44,12 +56,7 @@ impl Agent {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, MAX_REPORT_BATCH).await > 0 {
             let until = tokio::time::Instant::now() + LINGER;
-            while lingers(&batch, self.runs.running(), self.slots.recent_run(), self.cfg.slots) {
-                match tokio::time::timeout_at(until, rx.recv_many(&mut batch, MAX_REPORT_BATCH)).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
+            gather(&mut rx, &mut batch, until, |b| lingers(b, self.slots.confirmed_in_line(), self.cfg.slots)).await;
             let (mut starts, mut results, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
             for report in batch.drain(..) {
                 match report {
@@ -167,30 +174,62 @@ mod tests {
     }
 
     #[test]
-    fn a_result_waits_for_more_only_while_other_short_runs_will_bring_them() {
-        let short = Duration::from_micros(600);
-        // A job alone (its own run may still be counted): its result goes at once.
-        assert!(!lingers(&[finished()], 0, short, 2));
-        assert!(!lingers(&[finished()], 1, short, 2));
-        // Another run is going and ends within the linger: wait for it, starts ahead of the slots too.
-        assert!(lingers(&[finished()], 2, short, 2));
-        assert!(lingers(&[finished(), start(false)], 2, short, 2));
-        assert!(!lingers(&[start(false)], 2, short, 2), "starts alone go at once: their answers feed the slots");
+    fn results_wait_for_more_only_while_confirmed_leases_will_take_every_slot_that_frees() {
+        // A job alone, or a worker with nothing confirmed in line (long jobs, or the line ran dry): at once.
+        assert!(!lingers(&[finished()], 0, 2));
+        // Each result may still free a slot: the confirmed leases in line must outnumber them.
+        assert!(lingers(&[finished()], 2, 2));
+        assert!(lingers(&[finished(), start(false), finished()], 3, 2));
+        assert!(!lingers(&[finished(), finished()], 2, 2), "the second freed slot could go to an unconfirmed lease");
+        assert!(!lingers(&[start(false)], 8, 2), "starts alone go at once: their answers feed the slots");
         // Up to as many results as the starts confirmed ahead of the slots.
         let full: Vec<Report> = (0..batch_target(2)).map(|_| finished()).collect();
-        assert!(!lingers(&full, 20, short, 2));
-        // Runs too long to end within the linger: nothing to wait for, unless there are enough of them.
-        let long = Duration::from_millis(50);
-        assert!(!lingers(&[finished()], 8, long, 8), "7 runs of 50 ms: one ends every ~7 ms");
-        assert!(lingers(&[finished()], 32, long, 32), "31 runs of 50 ms: one ends every ~1.6 ms");
+        assert!(!lingers(&full, 20, 2));
     }
 
     #[test]
     fn a_start_holding_a_free_slot_or_a_flush_goes_at_once() {
-        let short = Duration::from_micros(600);
-        assert!(!lingers(&[finished(), start(true)], 4, short, 2), "its slot would stay idle");
-        assert!(!lingers(&[start(true)], 4, short, 2));
-        assert!(!lingers(&[finished(), Report::Flush(oneshot::channel().0)], 4, short, 2), "a drain waits on it");
+        assert!(!lingers(&[finished(), start(true)], 8, 2), "its slot would stay idle");
+        assert!(!lingers(&[start(true)], 8, 2));
+        assert!(!lingers(&[finished(), Report::Flush(oneshot::channel().0)], 8, 2), "a drain waits on it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_batch_takes_what_comes_until_its_deadline_or_a_report_that_must_go() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let wants_more = |b: &[Report]| lingers(b, 8, 2);
+        // Results that arrive within the linger join the batch; then the deadline sends it.
+        let (mut batch, began) = (vec![finished()], tokio::time::Instant::now());
+        tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+                let _ = tx.send(finished());
+            }
+        });
+        gather(&mut rx, &mut batch, began + LINGER, wants_more).await;
+        assert_eq!(batch.len(), 2);
+        assert_eq!(began.elapsed(), LINGER, "it waited out the linger for a third");
+        // A start that holds a free slot ends the wait when it comes.
+        let (mut batch, began) = (vec![finished()], tokio::time::Instant::now());
+        tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                tokio::time::sleep(Duration::from_micros(300)).await;
+                let _ = tx.send(start(true));
+            }
+        });
+        gather(&mut rx, &mut batch, began + LINGER, wants_more).await;
+        assert_eq!(batch.len(), 2);
+        assert!(began.elapsed() < LINGER, "{:?}", began.elapsed());
+        // Never past the most reports one call carries.
+        let mut batch: Vec<Report> = (0..MAX_REPORT_BATCH - 1).map(|_| start(false)).collect();
+        batch.push(finished());
+        for _ in 0..5 {
+            let _ = tx.send(start(false));
+        }
+        gather(&mut rx, &mut batch, tokio::time::Instant::now() + LINGER, |_| true).await;
+        assert_eq!(batch.len(), MAX_REPORT_BATCH);
     }
 
     #[test]

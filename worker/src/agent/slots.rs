@@ -40,15 +40,32 @@ pub struct Slots {
 
 /// The free slots and the leases waiting for one, first come first served.
 #[derive(Default)]
-struct Line {
+pub struct Line {
     state: Mutex<LineState>,
 }
 
 #[derive(Default)]
 struct LineState {
     free: u32,
-    waiting: VecDeque<oneshot::Sender<Slot>>,
+    waiting: VecDeque<Waiter>,
+    /// Waiters whose start is confirmed: the next this many slots to free go to leases that run at once (starts
+    /// are confirmed in line order, so these are at the front).
+    confirmed: u32,
 }
+
+/// A lease's place in line.
+struct Waiter {
+    turn: oneshot::Sender<Slot>,
+    place: Arc<Place>,
+}
+
+/// Where a place in line stands, changed only under the line's lock.
+#[derive(Default)]
+pub struct Place(std::sync::atomic::AtomicU8);
+
+const IN_LINE: u8 = 0;
+const CONFIRMED: u8 = 1;
+const SERVED: u8 = 2;
 
 impl Line {
     fn lock(&self) -> std::sync::MutexGuard<'_, LineState> {
@@ -56,15 +73,46 @@ impl Line {
     }
 
     /// A slot now, or a place in line for the next one.
-    fn join(self: &Arc<Self>) -> Result<Slot, oneshot::Receiver<Slot>> {
+    fn join(self: &Arc<Self>) -> Result<Slot, (oneshot::Receiver<Slot>, Arc<Place>)> {
         let mut state = self.lock();
         if state.free > 0 {
             state.free -= 1;
             return Ok(Slot(Some(self.clone())));
         }
-        let (tx, rx) = oneshot::channel();
-        state.waiting.push_back(tx);
-        Err(rx)
+        let (turn, rx) = oneshot::channel();
+        let place = Arc::new(Place::default());
+        state.waiting.push_back(Waiter { turn, place: place.clone() });
+        Err((rx, place))
+    }
+
+    /// The lease at `place` had its start confirmed: counted among those that run once they have a slot, while
+    /// it is still in line.
+    fn confirmed(&self, place: &Place) {
+        let mut state = self.lock();
+        if place.0.load(Ordering::Relaxed) == IN_LINE {
+            place.0.store(CONFIRMED, Ordering::Relaxed);
+            state.confirmed += 1;
+        }
+    }
+
+    /// The lease at `place` left the line without its slot (its run was given up): no longer counted.
+    fn left(&self, place: &Place) {
+        let mut state = self.lock();
+        if place.0.swap(SERVED, Ordering::Relaxed) == CONFIRMED {
+            state.confirmed -= 1;
+        }
+    }
+}
+
+/// A lease's place in line, held until its slot reaches it or it leaves the line.
+pub struct InLine {
+    place: Arc<Place>,
+    line: Arc<Line>,
+}
+
+impl Drop for InLine {
+    fn drop(&mut self) {
+        self.line.left(&self.place);
     }
 }
 
@@ -75,8 +123,11 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let Some(line) = self.0.take() else { return };
         let mut state = line.lock();
-        while let Some(next) = state.waiting.pop_front() {
-            match next.send(Slot(Some(line.clone()))) {
+        while let Some(Waiter { turn, place }) = state.waiting.pop_front() {
+            if place.0.swap(SERVED, Ordering::Relaxed) == CONFIRMED {
+                state.confirmed -= 1;
+            }
+            match turn.send(Slot(Some(line.clone()))) {
                 Ok(()) => return,
                 // That lease is gone (its run was given up): the slot goes to the one after it.
                 Err(mut unwanted) => unwanted.0 = None,
@@ -96,7 +147,7 @@ pub enum Gate {
 /// the slot).
 pub enum Ticket {
     Slot(Slot),
-    InLine(oneshot::Receiver<Slot>, OwnedSemaphorePermit),
+    InLine { turn: oneshot::Receiver<Slot>, place: InLine, _ahead: OwnedSemaphorePermit },
 }
 
 impl Ticket {
@@ -105,12 +156,19 @@ impl Ticket {
         matches!(self, Ticket::Slot(_))
     }
 
+    /// Its lease's start is confirmed: once it has its slot it runs at once (see [`Slots::confirmed_in_line`]).
+    pub fn confirmed(&self) {
+        if let Ticket::InLine { place, .. } = self {
+            place.line.confirmed(&place.place);
+        }
+    }
+
     /// The slot: at once, or once the leases in line before this one have theirs and one frees. `None` only if
     /// the line is gone.
     pub async fn slot(self) -> Option<Slot> {
         match self {
             Ticket::Slot(slot) => Some(slot),
-            Ticket::InLine(turn, _place) => turn.await.ok(),
+            Ticket::InLine { turn, .. } => turn.await.ok(),
         }
     }
 }
@@ -119,7 +177,7 @@ impl Slots {
     pub fn new(slots: u32) -> Self {
         Slots {
             count: slots,
-            line: Arc::new(Line { state: Mutex::new(LineState { free: slots, waiting: VecDeque::new() }) }),
+            line: Arc::new(Line { state: Mutex::new(LineState { free: slots, ..LineState::default() }) }),
             ahead: Arc::new(Semaphore::new((slots * AHEAD_PER_SLOT) as usize)),
             recent_run_us: AtomicU64::new(8 * SHORT_JOB.as_micros() as u64),
         }
@@ -132,7 +190,7 @@ impl Slots {
             true => self.ahead.clone().acquire_owned().await.ok().map(Gate::Ahead),
             false => match self.line.join() {
                 Ok(slot) => Some(Gate::Slot(slot)),
-                Err(turn) => turn.await.ok().map(Gate::Slot),
+                Err((turn, _)) => turn.await.ok().map(Gate::Slot),
             },
         }
     }
@@ -142,9 +200,11 @@ impl Slots {
     pub fn line_up(&self, gate: Gate) -> Ticket {
         match gate {
             Gate::Slot(slot) => Ticket::Slot(slot),
-            Gate::Ahead(place) => match self.line.join() {
+            Gate::Ahead(ahead) => match self.line.join() {
                 Ok(slot) => Ticket::Slot(slot),
-                Err(turn) => Ticket::InLine(turn, place),
+                Err((turn, place)) => {
+                    Ticket::InLine { turn, place: InLine { place, line: self.line.clone() }, _ahead: ahead }
+                }
             },
         }
     }
@@ -154,17 +214,17 @@ impl Slots {
         self.count.saturating_sub(self.line.lock().free)
     }
 
+    /// Leases in line whose start is confirmed: the next this many slots to free run a job at once.
+    pub fn confirmed_in_line(&self) -> u32 {
+        self.line.lock().confirmed
+    }
+
     /// Notes how long a run took.
     pub fn ran(&self, took: Duration) {
         let took = took.as_micros().min(u128::from(u64::MAX / 16)) as u64;
         // Relaxed: an estimate; a lost update between two runs ending at once changes nothing that matters.
         let before = self.recent_run_us.load(Ordering::Relaxed);
         self.recent_run_us.store(before - before / 8 + took / 8, Ordering::Relaxed);
-    }
-
-    /// How long recent runs took, on average.
-    pub fn recent_run(&self) -> Duration {
-        Duration::from_micros(self.recent_run_us.load(Ordering::Relaxed))
     }
 
     /// Whether recent jobs were short enough to confirm starts ahead of a free slot.
@@ -241,6 +301,38 @@ mod tests {
         assert_eq!((a, b), (Some(2), Some(3)));
         second.await.unwrap();
         third.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn confirmed_leases_are_counted_while_they_wait_in_line() {
+        let (slots, first, second, third) = one_busy_slot_and_two_in_line().await;
+        assert_eq!(slots.confirmed_in_line(), 0, "nothing confirmed yet");
+        second.confirmed();
+        second.confirmed();
+        assert_eq!(slots.confirmed_in_line(), 1, "confirmed twice, counted once");
+        // The freed slot reaches the second: no longer in line.
+        drop(first);
+        let slot = second.slot().await.expect("its turn");
+        assert_eq!(slots.confirmed_in_line(), 0);
+        // One confirmed and given up leaves the count at once, before its turn would have come.
+        third.confirmed();
+        assert_eq!(slots.confirmed_in_line(), 1);
+        drop(third);
+        assert_eq!(slots.confirmed_in_line(), 0);
+        drop(slot);
+        // Confirmed once its slot reached it (a lease that got a free slot at once): never counted.
+        let fourth = slots.line_up(slots.gate().await.unwrap());
+        assert!(fourth.has_slot());
+        fourth.confirmed();
+        assert_eq!(slots.confirmed_in_line(), 0);
+        // A place whose slot came before its start was confirmed is not counted either.
+        let busy = fourth.slot().await.expect("held");
+        let fifth = slots.line_up(slots.gate().await.unwrap());
+        drop(busy);
+        fifth.confirmed();
+        let got = fifth.slot().await;
+        assert!(got.is_some());
+        assert_eq!(slots.confirmed_in_line(), 0);
     }
 
     #[tokio::test]
