@@ -6,7 +6,7 @@
 //!
 //! The simulated workers behave as real ones do, with what the wire lets them know: they act on an answer only
 //! once its store barrier resolved, have a lease's start confirmed only with a slot free or, as a worker of short
-//! jobs does, up to four leases ahead of each busy slot (so at most five times its slots), start it only after the
+//! jobs does, up to eight leases ahead of each busy slot (so at most nine times its slots), start it only after the
 //! controller accepted the start, and forget a lease once its result was answered. The store commits on demand; a crash drops
 //! whatever it had not committed, and the controller restarts from the rest.
 
@@ -24,8 +24,8 @@ use crate::policy::{PolicyKind, WaitBy};
 use crate::store::{MemoryStore, StoreError};
 
 /// Most jobs a simulated worker has counted as running per slot: the slot's own and the starts a worker of short
-/// jobs confirms ahead of it (the worker's `AHEAD_PER_SLOT`, 4).
-const RUNNING_PER_SLOT: u32 = 5;
+/// jobs confirms ahead of it (the worker's `MAX_AHEAD_PER_SLOT`, 8).
+const RUNNING_PER_SLOT: u32 = 9;
 
 /// A store that makes writes durable only when told, and can lose what it has not.
 #[derive(Default)]
@@ -540,7 +540,7 @@ impl Sim {
             ensure!(starts <= status.attempt, "job {id} started {starts} times in {} attempts", status.attempt);
         }
         // Holders: each worker holds exactly the live jobs whose holder it is, with their running slots and
-        // resources; never more running than its slots and two confirmed ahead of each, never more held than
+        // resources; never more running than its slots and eight confirmed ahead of each, never more held than
         // capacity.
         let mut held: HashMap<(String, u64), Vec<&Job>> = HashMap::new();
         let mut by_state = [0u64; 7];

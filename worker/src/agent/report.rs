@@ -18,7 +18,7 @@ pub(super) const LINGER: Duration = Duration::from_millis(2);
 
 /// Results a lingering batch waits for at most: as many as the starts a worker may confirm ahead of its slots.
 pub(super) fn batch_target(slots: u32) -> usize {
-    slots.max(1).saturating_mul(slots::AHEAD_PER_SLOT) as usize
+    slots.max(1).saturating_mul(slots::MAX_AHEAD_PER_SLOT) as usize
 }
 
 /// Whether a batch waits for more (see the module docs): `confirmed_in_line` leases with confirmed starts wait in

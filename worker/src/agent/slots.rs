@@ -4,11 +4,12 @@
 //! A lease runs only once the controller has confirmed its start (a stale lease is refused there). That answer
 //! takes a round trip and a durable write; for a job of a millisecond, waiting for it after the slot frees left
 //! the slot idle half the time (w1 as users run it, 2 slots: 1.2-1.4 ms waiting for the answer, 1.3 ms running).
-//! So on a worker whose recent jobs were short, the next leases ([`AHEAD_PER_SLOT`] per slot) have their starts
-//! confirmed while the slots are still busy, and each runs the moment a slot frees. The controller counts such a
-//! lease as running from its confirmation (its start time is then), so it may count up to five times as many
-//! running jobs as the worker has slots, for about the length of four short jobs. Once jobs are long the worker goes back to
-//! confirming a start only when its slot is free, so a job is not shown running while it waits behind long ones.
+//! So on a worker whose recent jobs were short, the next leases ([`ahead_per_slot`] per slot: enough to cover
+//! [`AHEAD_COVERS`] of running, from one to [`MAX_AHEAD_PER_SLOT`]) have their starts confirmed while the slots
+//! are still busy, and each runs the moment a slot frees. The controller counts such a lease as running from its
+//! confirmation (its start time is then), so it may count up to nine times as many running jobs as the worker has
+//! slots, for a few milliseconds. Once jobs are long the worker goes back to confirming a start only when its slot
+//! is free, so a job is not shown running while it waits behind long ones.
 //!
 //! Answers to starts confirmed together arrive together; the slots still go to their leases in queue order,
 //! because each lease takes its place in the line for a slot as it leaves the queue ([`Slots::line_up`]).
@@ -22,16 +23,30 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Jobs shorter than this on average have their next starts confirmed ahead of a free slot.
 pub const SHORT_JOB: Duration = Duration::from_millis(100);
-/// Leases per slot whose start may be confirmed ahead of it. One hides the answer's wait only when it is shorter
-/// than a run; two hid more of it (w1, 2 slots, 3 runs each in one binary: 809 -> 898 jobs/s median); with the
-/// deeper queue of short jobs, four more still (w1 as users run it, 2 slots, 4 runs each alternating: 909-964 ->
-/// 1,016-1,058 jobs/s, controller 326-350 -> 278-290 us of CPU per job).
-pub const AHEAD_PER_SLOT: u32 = 4;
+/// Most leases per slot whose start may be confirmed ahead of it (with runs of 1 ms or less). One hides the answer's
+/// wait only when it is shorter than a run; two hid more of it (w1, 2 slots, 3 runs each in one binary: 809 -> 898
+/// jobs/s median); with the deeper queue of short jobs, four more still (w1 as users run it, 2 slots, 4 runs each
+/// alternating: 909-964 -> 1,016-1,058 jobs/s); with results waiting for company ([`super::report`]), eight more
+/// still at 2 slots (3 runs each alternating: 1,469-1,766 -> 1,649-1,883 jobs/s) and as much at 4.
+pub const MAX_AHEAD_PER_SLOT: u32 = 8;
+
+/// How much running the leases confirmed ahead of a slot cover: a report's round trip and its linger, with room
+/// to spare (a run of `/bin/true` takes ~1 ms on a busy 2-core machine: eight of them). Longer jobs need fewer
+/// leases ahead, and show fewer jobs running before they run.
+pub const AHEAD_COVERS: Duration = Duration::from_millis(8);
+
+/// Leases per slot whose start may be confirmed ahead of it after runs of `recent_run`: as many as cover
+/// [`AHEAD_COVERS`], rounded up to a power of two (1, 2, 4 or [`MAX_AHEAD_PER_SLOT`]).
+pub fn ahead_per_slot(recent_run: Duration) -> u32 {
+    let needed = AHEAD_COVERS.as_micros().div_ceil(recent_run.as_micros().max(1));
+    (needed.min(u128::from(MAX_AHEAD_PER_SLOT)) as u32).next_power_of_two().min(MAX_AHEAD_PER_SLOT)
+}
 
 pub struct Slots {
     count: u32,
     line: Arc<Line>,
-    /// Places for leases confirmed ahead of a free slot: [`AHEAD_PER_SLOT`] per slot.
+    /// Places for leases confirmed ahead of a free slot: [`MAX_AHEAD_PER_SLOT`] per slot, each lease taking
+    /// `MAX_AHEAD_PER_SLOT / ahead_per_slot` of them.
     ahead: Arc<Semaphore>,
     /// A moving average of recent run times (µs), each new run weighing 1/8. It starts at the threshold's
     /// eight-fold, so that it takes a few short runs before any start is confirmed ahead.
@@ -178,7 +193,7 @@ impl Slots {
         Slots {
             count: slots,
             line: Arc::new(Line { state: Mutex::new(LineState { free: slots, ..LineState::default() }) }),
-            ahead: Arc::new(Semaphore::new((slots * AHEAD_PER_SLOT) as usize)),
+            ahead: Arc::new(Semaphore::new(slots.saturating_mul(MAX_AHEAD_PER_SLOT) as usize)),
             recent_run_us: AtomicU64::new(8 * SHORT_JOB.as_micros() as u64),
         }
     }
@@ -187,7 +202,10 @@ impl Slots {
     /// the slots are gone.
     pub async fn gate(&self) -> Option<Gate> {
         match self.short_jobs() {
-            true => self.ahead.clone().acquire_owned().await.ok().map(Gate::Ahead),
+            true => {
+                let share = MAX_AHEAD_PER_SLOT / ahead_per_slot(self.recent_run());
+                self.ahead.clone().acquire_many_owned(share).await.ok().map(Gate::Ahead)
+            }
             false => match self.line.join() {
                 Ok(slot) => Some(Gate::Slot(slot)),
                 Err((turn, _)) => turn.await.ok().map(Gate::Slot),
@@ -227,6 +245,11 @@ impl Slots {
         self.recent_run_us.store(before - before / 8 + took / 8, Ordering::Relaxed);
     }
 
+    /// How long recent runs took, on average.
+    fn recent_run(&self) -> Duration {
+        Duration::from_micros(self.recent_run_us.load(Ordering::Relaxed))
+    }
+
     /// Whether recent jobs were short enough to confirm starts ahead of a free slot.
     pub fn short_jobs(&self) -> bool {
         self.recent_run_us.load(Ordering::Relaxed) < SHORT_JOB.as_micros() as u64
@@ -237,12 +260,36 @@ impl Slots {
 mod tests {
     use super::*;
 
+    /// Slots after runs of half a millisecond: the most leases wait ahead of each.
     fn short(slots: u32) -> Slots {
         let slots = Slots::new(slots);
-        while !slots.short_jobs() {
-            slots.ran(Duration::from_millis(1));
+        for _ in 0..200 {
+            slots.ran(Duration::from_micros(500));
         }
+        assert_eq!(ahead_per_slot(slots.recent_run()), MAX_AHEAD_PER_SLOT);
         slots
+    }
+
+    #[test]
+    fn the_leases_ahead_of_a_slot_cover_a_few_milliseconds_of_runs() {
+        let ahead = |us| ahead_per_slot(Duration::from_micros(us));
+        assert_eq!([ahead(300), ahead(600), ahead(1_000)], [8, 8, 8]);
+        assert_eq!([ahead(1_500), ahead(2_000)], [8, 4]);
+        assert_eq!([ahead(3_000), ahead(4_000)], [4, 2]);
+        assert_eq!([ahead(5_000), ahead(8_000), ahead(50_000), ahead(0)], [2, 1, 1, 8]);
+    }
+
+    #[tokio::test]
+    async fn longer_short_jobs_have_fewer_leases_ahead() {
+        let slots = Slots::new(1);
+        for _ in 0..200 {
+            slots.ran(Duration::from_millis(50));
+        }
+        assert!(slots.short_jobs());
+        let _running = slots.line_up(slots.gate().await.unwrap()).slot().await.expect("the free slot");
+        let _ahead = slots.line_up(slots.gate().await.unwrap());
+        let second = tokio::time::timeout(Duration::from_millis(20), slots.gate()).await;
+        assert!(second.is_err(), "one lease ahead of a slot of 50 ms jobs");
     }
 
     /// One slot, short jobs: the first lease runs in it, two more wait ahead (`Ticket`s, in line).
@@ -274,11 +321,11 @@ mod tests {
         let (slots, first, second, third) = one_busy_slot_and_two_in_line().await;
         assert_eq!(slots.in_use(), 1, "leases waiting ahead hold no slot");
         let mut more = Vec::new();
-        for _ in 2..AHEAD_PER_SLOT {
+        for _ in 2..MAX_AHEAD_PER_SLOT {
             more.push(slots.line_up(slots.gate().await.unwrap()));
         }
         let one_too_many = tokio::time::timeout(Duration::from_millis(20), slots.gate()).await;
-        assert!(one_too_many.is_err(), "{AHEAD_PER_SLOT} leases at most wait ahead of one slot");
+        assert!(one_too_many.is_err(), "{MAX_AHEAD_PER_SLOT} leases at most wait ahead of one slot");
         // The third asks for its slot before the second does; the second still gets it first.
         let (tx, mut order) = tokio::sync::mpsc::unbounded_channel();
         let third = tokio::spawn({
