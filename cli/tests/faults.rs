@@ -131,8 +131,9 @@ fn a_worker_killed_mid_run_loses_no_job_and_only_its_running_jobs_run_again() {
     let runs = runs(&markers);
     assert_eq!(runs.len(), 5000, "none lost");
     // Only runs lost with the worker run again: those the controller had as running on it, whose results it never
-    // got (started, or finished but not yet reported when the worker died). A worker of short jobs has up to
-    // five times its slots counted as running (its run and four starts confirmed ahead per slot), so at most 10.
+    // got (started, or finished but not yet reported when the worker died). A worker of short jobs has its runs
+    // and the starts it confirmed ahead counted as running: with these jobs of 10 ms or more, one ahead per slot
+    // (they cover 8 ms of runs; see the worker's `ahead_per_slot`), so at most 4 here, well within 10.
     let lost_ids: std::collections::HashSet<&str> = statuses
         .iter()
         .filter(|s| s["attempts"].as_array().is_some_and(|a| a.iter().any(|a| a["reason"] == "REASON_WORKER_LOST")))

@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Jobs shorter than this on average have their next starts confirmed ahead of a free slot.
 pub const SHORT_JOB: Duration = Duration::from_millis(100);
-/// Most leases per slot whose start may be confirmed ahead of it (with runs of 1 ms or less). One hides the answer's
+/// Most leases per slot whose start may be confirmed ahead of it (with runs under 2 ms). One hides the answer's
 /// wait only when it is shorter than a run; two hid more of it (w1, 2 slots, 3 runs each in one binary: 809 -> 898
 /// jobs/s median); with the deeper queue of short jobs, four more still (w1 as users run it, 2 slots, 4 runs each
 /// alternating: 909-964 -> 1,016-1,058 jobs/s); with results waiting for company ([`super::report`]), eight more
@@ -63,9 +63,6 @@ pub struct Line {
 struct LineState {
     free: u32,
     waiting: VecDeque<Waiter>,
-    /// Waiters whose start is confirmed: the next this many slots to free go to leases that run at once (starts
-    /// are confirmed in line order, so these are at the front).
-    confirmed: u32,
 }
 
 /// A lease's place in line.
@@ -74,7 +71,8 @@ struct Waiter {
     place: Arc<Place>,
 }
 
-/// Where a place in line stands, changed only under the line's lock.
+/// Where a place in line stands (in line, in line with its start confirmed, or out of it), changed only under the
+/// line's lock.
 #[derive(Default)]
 pub struct Place(std::sync::atomic::AtomicU8);
 
@@ -100,22 +98,18 @@ impl Line {
         Err((rx, place))
     }
 
-    /// The lease at `place` had its start confirmed: counted among those that run once they have a slot, while
-    /// it is still in line.
+    /// The lease at `place` had its start confirmed: it runs as soon as its slot reaches it.
     fn confirmed(&self, place: &Place) {
-        let mut state = self.lock();
+        let _state = self.lock();
         if place.0.load(Ordering::Relaxed) == IN_LINE {
             place.0.store(CONFIRMED, Ordering::Relaxed);
-            state.confirmed += 1;
         }
     }
 
-    /// The lease at `place` left the line without its slot (its run was given up): no longer counted.
+    /// The lease at `place` left the line without its slot (its run was given up).
     fn left(&self, place: &Place) {
-        let mut state = self.lock();
-        if place.0.swap(SERVED, Ordering::Relaxed) == CONFIRMED {
-            state.confirmed -= 1;
-        }
+        let _state = self.lock();
+        place.0.store(SERVED, Ordering::Relaxed);
     }
 }
 
@@ -139,9 +133,7 @@ impl Drop for Slot {
         let Some(line) = self.0.take() else { return };
         let mut state = line.lock();
         while let Some(Waiter { turn, place }) = state.waiting.pop_front() {
-            if place.0.swap(SERVED, Ordering::Relaxed) == CONFIRMED {
-                state.confirmed -= 1;
-            }
+            place.0.store(SERVED, Ordering::Relaxed);
             match turn.send(Slot(Some(line.clone()))) {
                 Ok(()) => return,
                 // That lease is gone (its run was given up): the slot goes to the one after it.
@@ -232,9 +224,20 @@ impl Slots {
         self.count.saturating_sub(self.line.lock().free)
     }
 
-    /// Leases in line whose start is confirmed: the next this many slots to free run a job at once.
+    /// Leases at the front of the line whose starts are confirmed: the next this many slots to free run a job at
+    /// once. Counted from the front up to the first lease whose start is not confirmed yet (the leases' tasks may
+    /// send their starts in another order than they lined up in).
     pub fn confirmed_in_line(&self) -> u32 {
-        self.line.lock().confirmed
+        let state = self.line.lock();
+        let mut confirmed = 0;
+        for waiter in &state.waiting {
+            match waiter.place.0.load(Ordering::Relaxed) {
+                CONFIRMED => confirmed += 1,
+                SERVED => {}
+                _ => break,
+            }
+        }
+        confirmed
     }
 
     /// Notes how long a run took.
@@ -354,16 +357,17 @@ mod tests {
     async fn confirmed_leases_are_counted_while_they_wait_in_line() {
         let (slots, first, second, third) = one_busy_slot_and_two_in_line().await;
         assert_eq!(slots.confirmed_in_line(), 0, "nothing confirmed yet");
+        // A confirmed lease behind one not yet confirmed is not counted: the next slot goes to the one in front.
+        third.confirmed();
+        assert_eq!(slots.confirmed_in_line(), 0);
         second.confirmed();
         second.confirmed();
-        assert_eq!(slots.confirmed_in_line(), 1, "confirmed twice, counted once");
+        assert_eq!(slots.confirmed_in_line(), 2, "both, each once");
         // The freed slot reaches the second: no longer in line.
         drop(first);
         let slot = second.slot().await.expect("its turn");
-        assert_eq!(slots.confirmed_in_line(), 0);
-        // One confirmed and given up leaves the count at once, before its turn would have come.
-        third.confirmed();
         assert_eq!(slots.confirmed_in_line(), 1);
+        // One confirmed and given up leaves the count at once, before its turn would have come.
         drop(third);
         assert_eq!(slots.confirmed_in_line(), 0);
         drop(slot);
@@ -380,6 +384,13 @@ mod tests {
         let got = fifth.slot().await;
         assert!(got.is_some());
         assert_eq!(slots.confirmed_in_line(), 0);
+        // A place given up before its start was confirmed does not stop the count behind it.
+        let _held = got;
+        let (gone, next) = (slots.line_up(slots.gate().await.unwrap()), slots.line_up(slots.gate().await.unwrap()));
+        next.confirmed();
+        assert_eq!(slots.confirmed_in_line(), 0);
+        drop(gone);
+        assert_eq!(slots.confirmed_in_line(), 1);
     }
 
     #[tokio::test]
