@@ -55,7 +55,7 @@ pub struct Slots {
 
 /// The free slots and the leases waiting for one, first come first served.
 #[derive(Default)]
-pub struct Line {
+struct Line {
     state: Mutex<LineState>,
 }
 
@@ -71,8 +71,9 @@ struct Waiter {
     place: Arc<Place>,
 }
 
-/// Where a place in line stands (in line, in line with its start confirmed, or out of it), changed only under the
-/// line's lock.
+/// Where a place in line stands: in line, in line with its start confirmed, or out of it (served or given up).
+/// Only [`Slots::confirmed_in_line`] reads it, over the places still in the line, so a place confirmed just as it
+/// leaves the line changes no count.
 #[derive(Default)]
 pub struct Place(std::sync::atomic::AtomicU8);
 
@@ -97,31 +98,26 @@ impl Line {
         state.waiting.push_back(Waiter { turn, place: place.clone() });
         Err((rx, place))
     }
+}
 
-    /// The lease at `place` had its start confirmed: it runs as soon as its slot reaches it.
-    fn confirmed(&self, place: &Place) {
-        let _state = self.lock();
-        if place.0.load(Ordering::Relaxed) == IN_LINE {
-            place.0.store(CONFIRMED, Ordering::Relaxed);
-        }
+impl Place {
+    /// Its lease's start was confirmed: it runs as soon as its slot reaches it.
+    fn confirm(&self) {
+        let _ = self.0.compare_exchange(IN_LINE, CONFIRMED, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// The lease at `place` left the line without its slot (its run was given up).
-    fn left(&self, place: &Place) {
-        let _state = self.lock();
-        place.0.store(SERVED, Ordering::Relaxed);
+    /// It is out of the line: served, or its run was given up.
+    fn leave(&self) {
+        self.0.store(SERVED, Ordering::Relaxed);
     }
 }
 
 /// A lease's place in line, held until its slot reaches it or it leaves the line.
-pub struct InLine {
-    place: Arc<Place>,
-    line: Arc<Line>,
-}
+pub struct InLine(Arc<Place>);
 
 impl Drop for InLine {
     fn drop(&mut self) {
-        self.line.left(&self.place);
+        self.0.leave();
     }
 }
 
@@ -133,7 +129,7 @@ impl Drop for Slot {
         let Some(line) = self.0.take() else { return };
         let mut state = line.lock();
         while let Some(Waiter { turn, place }) = state.waiting.pop_front() {
-            place.0.store(SERVED, Ordering::Relaxed);
+            place.leave();
             match turn.send(Slot(Some(line.clone()))) {
                 Ok(()) => return,
                 // That lease is gone (its run was given up): the slot goes to the one after it.
@@ -166,7 +162,7 @@ impl Ticket {
     /// Its lease's start is confirmed: once it has its slot it runs at once (see [`Slots::confirmed_in_line`]).
     pub fn confirmed(&self) {
         if let Ticket::InLine { place, .. } = self {
-            place.line.confirmed(&place.place);
+            place.0.confirm();
         }
     }
 
@@ -212,9 +208,7 @@ impl Slots {
             Gate::Slot(slot) => Ticket::Slot(slot),
             Gate::Ahead(ahead) => match self.line.join() {
                 Ok(slot) => Ticket::Slot(slot),
-                Err((turn, place)) => {
-                    Ticket::InLine { turn, place: InLine { place, line: self.line.clone() }, _ahead: ahead }
-                }
+                Err((turn, place)) => Ticket::InLine { turn, place: InLine(place), _ahead: ahead },
             },
         }
     }
