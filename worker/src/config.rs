@@ -202,11 +202,12 @@ pub struct ExecConfig {
 }
 
 impl ExecConfig {
-    /// A cgroup for one run, when this worker can make them; its memory limit is what the job requested, else
-    /// the worker's per-job maximum (a job reserves its request on this worker, and docker jobs get the same).
-    pub fn exec_cgroup(&self, memory_request: u64) -> Option<crate::limits::RunCgroup> {
+    /// Where a run takes its cgroup from when it starts, when this worker can make them; its memory limit is what
+    /// the job requested, else the worker's per-job maximum (a job reserves its request on this worker, and docker
+    /// jobs get the same).
+    pub fn run_cgroup(&self, memory_request: u64) -> Option<crate::limits::CgroupOrder> {
         let memory = if memory_request > 0 { memory_request } else { self.limits.max_memory_bytes };
-        self.cgroups.as_ref()?.run(self.limits.max_processes, memory)
+        Some(self.cgroups.as_ref()?.order(self.limits.max_processes, memory))
     }
 }
 

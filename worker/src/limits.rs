@@ -142,12 +142,23 @@ impl Cgroups {
         self.memory.is_some()
     }
 
+    /// A cgroup for one run, to take when it starts (see [`CgroupOrder::take`]).
+    pub fn order(&self, max_pids: u64, memory_bytes: u64) -> CgroupOrder {
+        CgroupOrder { cgroups: self.clone(), max_pids, memory_bytes }
+    }
+
     /// A cgroup for one run, holding at most `max_pids` processes and, where the host has a memory cgroup,
     /// `memory_bytes` of memory (0: no limit).
     pub fn run(&self, max_pids: u64, memory_bytes: u64) -> Option<RunCgroup> {
+        self.run_in(max_pids, memory_bytes, true)
+    }
+
+    /// [`Cgroups::run`]; with `make` false, only a cgroup that is free already (none is made).
+    fn run_in(&self, max_pids: u64, memory_bytes: u64, make: bool) -> Option<RunCgroup> {
         let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut dirs = match reused {
             Some(dirs) => dirs,
+            None if !make => return None,
             None => {
                 // Relaxed: a counter that only names directories.
                 let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -180,6 +191,27 @@ impl Cgroups {
         };
         let memory_home = self.memory.as_ref().map(|m| m.home.clone());
         Some(RunCgroup { dirs: Some(dirs), memory_home, free: self.free.clone(), memory_limit, ooms_before })
+    }
+}
+
+/// A run's cgroup, to take from the worker's pool when the run starts.
+#[derive(Clone, Debug)]
+pub struct CgroupOrder {
+    cgroups: Cgroups,
+    max_pids: u64,
+    memory_bytes: u64,
+}
+
+impl CgroupOrder {
+    /// The cgroup, the last one handed back first (on the thread that just ended a run, its own); `None` if none
+    /// can be had. Call it off the runners: making a cgroup starts its runner thread.
+    pub fn take(&self) -> Option<RunCgroup> {
+        self.cgroups.run(self.max_pids, self.memory_bytes)
+    }
+
+    /// The cgroup if one is free already; `None` if a new one would have to be made (or none can be had).
+    pub fn take_free(&self) -> Option<RunCgroup> {
+        self.cgroups.run_in(self.max_pids, self.memory_bytes, false)
     }
 }
 

@@ -9,7 +9,7 @@
 //!    (a stale lease is refused there, and then never run), runs it and hands the result to the reporter. While
 //!    recent jobs are short, the next leases (up to eight per slot, as many as cover ~8 ms of runs) have their
 //!    starts confirmed while the slots are still busy, and each runs the moment a slot frees, in queue order
-//!    ([`slots`]).
+//!    ([`slots`]), started by the run that freed the slot from its own thread (see [`crate::runner`]).
 //! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
 //!    flight; while confirmed starts wait for the slots, results wait ~2 ms for more: see [`report`]), retrying with
 //!    backoff until the controller answers. One loop, in order, results of a batch before its starts (in one call
@@ -417,7 +417,7 @@ impl Agent {
             true => run.confirmed(),
             false => None,
         };
-        let Some(mut stop) = stop else {
+        let Some(stop) = stop else {
             debug!(job = %lease.job_id, epoch = lease.epoch, accepted, "start refused or stopped first; not running");
             self.counters.starts_refused.inc();
             drop(run);
@@ -425,18 +425,15 @@ impl Agent {
             return;
         };
         ticket.confirmed();
-        // Confirmed ahead of a free slot, it waits for one; stopped meanwhile, it never runs.
-        let Some(_slot) = ticket.slot().await else { return };
-        let began = std::time::Instant::now();
-        let result = match stop.try_recv() {
-            Ok(()) => executor::stopped_before_start(&lease),
-            Err(_) => {
-                let result = executor::run(&lease, &self.cfg.exec, stop, Some(feed.feed.clone())).await;
-                // Only what ran: a burst of cancelled leases says nothing of how long jobs take.
-                self.slots.ran(began.elapsed());
-                result
-            }
-        };
+        // Confirmed ahead of a free slot, it waits in line for one, ready: the job that frees the slot starts it
+        // from its own runner thread. Stopped meanwhile, it never runs.
+        let (launch, pending) = executor::prepare(&lease, &self.cfg.exec, Some(feed.feed.clone()));
+        ticket.start(Box::new(move |slot| launch.start(slot)));
+        let (result, took) = pending.finish(stop).await;
+        // Only what ran: a burst of cancelled leases says nothing of how long jobs take.
+        if let Some(took) = took {
+            self.slots.ran(took);
+        }
         drop(feed);
         self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &lease.job_id, lease.epoch));
         debug!(job = %lease.job_id, reason = ?result.reason(), exit_code = ?result.exit_code, "job ended");

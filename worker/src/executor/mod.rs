@@ -1,7 +1,8 @@
 //! Runs one leased job to its end and describes how it ended.
 //!
-//! Each executor only turns a spec into an [`Invocation`] (an argv, never a shell line); running it is shared,
-//! and happens on a runner thread ([`crate::runner`], see [`supervise`]) while the job's task waits for the answer:
+//! Each executor only turns a spec into an [`Invocation`] (an argv, never a shell line); running it is shared:
+//! [`prepare`] makes it ready while its lease waits for a slot, [`Launch::start`] starts it on a runner thread
+//! ([`crate::runner`], see [`supervise`]) where the slot frees, and [`Pending::finish`] waits for the answer:
 //! 1. spawn the program in a process group of its own, stdin closed, stdout and stderr piped through a byte cap
 //!    into `<output_dir>/<job id>.stdout` and `.stderr` (each created only if the job writes to it);
 //! 2. wait for it, or for the timeout or a stop: then SIGTERM the group, and SIGKILL it after the grace period;
@@ -69,26 +70,174 @@ pub async fn run(
     stop: oneshot::Receiver<()>,
     feed: Option<output::Feed>,
 ) -> JobResult {
-    let started_at_ms = burst_proto::now_ms();
-    let mut result = JobResult { lease: Some(lease.to_ref()), started_at_ms, ..JobResult::default() };
-    if cfg.noop {
-        result.reason = Reason::Exited as i32;
-        result.exit_code = Some(0);
-        result.finished_at_ms = burst_proto::now_ms();
-        return result;
-    }
+    let (launch, pending) = prepare(lease, cfg, feed);
+    let _ = launch.start(());
+    pending.finish(stop).await.0
+}
+
+/// Makes `lease`'s job ready to run: the [`Launch`] starts it (where its slot frees), the [`Pending`] waits for it
+/// and describes how it ended. Dropping the `Pending` gives the run up: its job is killed, or never started.
+pub fn prepare(lease: &Lease, cfg: &ExecConfig, feed: Option<output::Feed>) -> (Launch, Pending) {
+    let (answer, answered) = oneshot::channel();
     let spec = lease.spec.clone().unwrap_or_default();
     let paths = output_paths(&cfg.output_dir, &lease.job_id);
-    let outcome = match &paths {
-        Ok((out, err)) => execute(lease, &spec, cfg, (out, err), stop, feed).await,
-        Err(message) => Ended::Rejected(message.clone()),
+    let (how, control) = match (&paths, cfg.noop) {
+        (_, true) => (How::Known(Ended::Noop), None),
+        (Ok((out, err)), false) => match plan(lease, &spec, cfg, (out, err), feed) {
+            Ok((plan, cgroups)) => {
+                let control = plan.control.clone();
+                (How::Run { plan: Box::new(plan), cgroups }, Some(control))
+            }
+            Err(ended) => (How::Known(ended), None),
+        },
+        (Err(message), false) => (How::Known(Ended::Rejected(message.clone())), None),
     };
+    let pending = Pending { answered, abandon: control.map(Abandon), lease: lease.to_ref(), spec, paths };
+    (Launch { how, answer }, pending)
+}
+
+/// A job ready to start, or a job whose end is known without running it.
+pub struct Launch {
+    how: How,
+    answer: oneshot::Sender<Answer>,
+}
+
+enum How {
+    Known(Ended),
+    Run { plan: Box<supervise::Plan>, cgroups: Option<crate::limits::CgroupOrder> },
+}
+
+/// What a run's thread answers.
+struct Answer {
+    ended: Ended,
+    started_at_ms: u64,
+    /// Taken on the run's thread before its slot goes to the next run, so that two runs of a slot never overlap
+    /// in what they report.
+    finished_at_ms: u64,
+    /// How long the program ran; `None` if it never started.
+    took: Option<Duration>,
+}
+
+impl Launch {
+    /// Starts the run on its runner thread (its cgroup's, or a pooled one); `hold` is dropped on that thread the
+    /// moment the job is over (its process reaped, its output read, its cgroup emptied), before the answer is
+    /// sent. A slot held this way goes to the next run at once, and that run may start on this very thread.
+    /// Returns `hold` if the run did not keep it: its end was known without running anything.
+    pub fn start<H: Send + 'static>(self, hold: H) -> Option<H> {
+        let Launch { how, answer } = self;
+        let (mut plan, cgroups) = match how {
+            How::Known(ended) => {
+                let now = burst_proto::now_ms();
+                let took = Some(Duration::ZERO);
+                let _ = answer.send(Answer { ended, started_at_ms: now, finished_at_ms: now, took });
+                return Some(hold);
+            }
+            How::Run { plan, cgroups } => (plan, cgroups),
+        };
+        // Taken now, where the slot freed. On a runner (whose run just ended) only what exists is used: the
+        // cgroup that run gave back (the first one free, whose runner is this thread) or this pooled runner. A
+        // thread started here would be born in this runner's cgroup, so when one is needed the runtime's threads
+        // start the run.
+        let here = crate::runner::on_runner();
+        let (cgroup, idle) = match &cgroups {
+            Some(order) if here => (order.take_free(), None),
+            Some(order) => (order.take(), None),
+            None => (None, crate::runner::idle_runner()),
+        };
+        if here && cgroup.is_none() && idle.is_none() {
+            let runtime = plan.runtime.clone();
+            let launch = Launch { how: How::Run { plan, cgroups }, answer };
+            // A runtime shut down drops the launch, and `hold` with it.
+            runtime.spawn(async move { launch.start(hold) });
+            return None;
+        }
+        plan.cgroup = cgroup;
+        plan.control.set_cgroup(plan.cgroup.as_ref().and_then(RunCgroup::pids_dir));
+        let runner = plan.cgroup.as_ref().and_then(RunCgroup::runner);
+        let work = move || {
+            let started_at_ms = burst_proto::now_ms();
+            let began = std::time::Instant::now();
+            let ended = supervise::run(*plan);
+            let took = (!matches!(ended, Ended::NotStarted)).then(|| began.elapsed());
+            let finished_at_ms = burst_proto::now_ms();
+            crate::runner::idle_from_now();
+            drop(hold);
+            let _ = answer.send(Answer { ended, started_at_ms, finished_at_ms, took });
+        };
+        // On failure `work` is dropped unrun: its answer is never sent, and the `Pending` says so.
+        let _ = match (runner, idle) {
+            (Some(runner), _) => runner.run(work),
+            (None, Some(idle)) => crate::runner::run_pooled(idle, work),
+            (None, None) => crate::runner::pooled(work),
+        };
+        None
+    }
+}
+
+/// A run on its way: waits for its end and describes it.
+pub struct Pending {
+    answered: oneshot::Receiver<Answer>,
+    /// Dropped before the run ends (the worker is shutting down): the job's group is killed at once.
+    abandon: Option<Abandon>,
+    lease: burst_proto::v1::LeaseRef,
+    spec: JobSpec,
+    paths: Result<(PathBuf, PathBuf), String>,
+}
+
+impl Pending {
+    /// Waits for the run to end (stopping it if `stop` fires first) and returns its result, with how long the
+    /// program ran (`None` if it never started).
+    pub async fn finish(self, stop: oneshot::Receiver<()>) -> (JobResult, Option<Duration>) {
+        let Pending { mut answered, abandon, lease, spec, paths } = self;
+        let cancelled = async {
+            if stop.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let answer = tokio::select! {
+            answer = &mut answered => answer,
+            () = cancelled => match &abandon {
+                Some(Abandon(control)) => {
+                    control.stop();
+                    answered.await
+                }
+                // Nothing to run (its end is known): it ends as cancelled, whenever its slot would have come.
+                None => {
+                    let now = burst_proto::now_ms();
+                    Ok(Answer { ended: Ended::NotStarted, started_at_ms: now, finished_at_ms: now, took: None })
+                }
+            },
+        };
+        drop(abandon);
+        let Answer { ended, started_at_ms, finished_at_ms, took } = answer.unwrap_or_else(|_| {
+            let now = burst_proto::now_ms();
+            let ended = Ended::SpawnFailed("no thread could run the job".into());
+            Answer { ended, started_at_ms: now, finished_at_ms: now, took: None }
+        });
+        let mut result = JobResult { lease: Some(lease), started_at_ms, finished_at_ms, ..JobResult::default() };
+        describe(&mut result, ended, &spec, &paths);
+        (result, took)
+    }
+}
+
+/// Fills in how the run ended.
+fn describe(result: &mut JobResult, ended: Ended, spec: &JobSpec, paths: &Result<(PathBuf, PathBuf), String>) {
     // A path is reported only for a file that exists: one the job wrote to (or burst's own spawn error).
-    let (stdout_path, stderr_path) = match &paths {
+    let (stdout_path, stderr_path) = match paths {
         Ok((out, err)) => (out.display().to_string(), err.display().to_string()),
         Err(_) => Default::default(),
     };
-    match outcome {
+    match ended {
+        Ended::Noop => {
+            result.reason = Reason::Exited as i32;
+            result.exit_code = Some(0);
+            return;
+        }
+        Ended::NotStarted => {
+            result.reason = Reason::Cancelled as i32;
+            result.message = CANCELLED_BEFORE_START.into();
+            return;
+        }
         Ended::Exited { status, stdout, stderr, how, launch_failures, out_of_memory } => {
             result.stdout_truncated = stdout.truncated;
             result.stderr_truncated = stderr.truncated;
@@ -98,7 +247,7 @@ pub async fn run(
             if stderr.created {
                 result.stderr_path = stderr_path;
             }
-            describe_exit(&mut result, status, how, spec.timeout_ms);
+            describe_exit(result, status, how, spec.timeout_ms);
             if let Some(limit) = out_of_memory.filter(|_| result.reason() == Reason::Signaled) {
                 result.message = format!("{}: out of memory (its limit is {limit} bytes)", result.message);
             }
@@ -118,26 +267,13 @@ pub async fn run(
             result.message = message;
         }
     }
-    if let (Ok((out, err)), n @ 1..) = (&paths, spec.output_tail_bytes) {
+    if let (Ok((out, err)), n @ 1..) = (paths, spec.output_tail_bytes) {
         result.output_tail = crate::output::tail(out, err, n as usize);
     }
-    result.finished_at_ms = burst_proto::now_ms();
-    result
 }
 
-/// The result of a lease whose job was cancelled after its start was confirmed but before it was spawned (it
-/// waited for a slot): it never ran.
-pub fn stopped_before_start(lease: &Lease) -> JobResult {
-    let now = burst_proto::now_ms();
-    JobResult {
-        lease: Some(lease.to_ref()),
-        started_at_ms: now,
-        finished_at_ms: now,
-        reason: Reason::Cancelled as i32,
-        message: "the job was cancelled before it started".into(),
-        ..JobResult::default()
-    }
-}
+/// Why a lease whose start was confirmed never ran: cancelled while it waited for a slot.
+const CANCELLED_BEFORE_START: &str = "the job was cancelled before it started";
 
 enum Ended {
     Exited {
@@ -151,6 +287,10 @@ enum Ended {
     },
     SpawnFailed(String),
     Rejected(String),
+    /// Stopped before it was spawned (it waited for a slot).
+    NotStarted,
+    /// The no-op executor's (`ExecConfig::noop`): a success, with nothing run.
+    Noop,
 }
 
 /// Why a started job's process ended.
@@ -164,18 +304,16 @@ enum Ending {
     Stopped,
 }
 
-async fn execute(
+/// The run of `lease`'s job, and where to take its cgroup from (the worker's cgroups, the job's process and
+/// memory limits); or how it ended without running.
+fn plan(
     lease: &Lease,
     spec: &JobSpec,
     cfg: &ExecConfig,
     (out, err): (&Path, &Path),
-    stop_signal: oneshot::Receiver<()>,
     feed: Option<output::Feed>,
-) -> Ended {
-    let inv = match invocation(&lease.job_id, spec, cfg) {
-        Ok(inv) => inv,
-        Err(message) => return Ended::Rejected(message),
-    };
+) -> Result<(supervise::Plan, Option<crate::limits::CgroupOrder>), Ended> {
+    let inv = invocation(&lease.job_id, spec, cfg).map_err(Ended::Rejected)?;
     let token = crate::sweep::run_token(&cfg.worker_id, &lease.job_id, lease.epoch);
     let mut cmd = Command::new(&inv.program);
     // The worker's own settings (its token, certificate paths) are not the job's business.
@@ -197,19 +335,15 @@ async fn execute(
         Some(Kind::Docker(_)) => 0,
         _ => spec.resources.as_ref().map_or(0, |r| r.memory_bytes),
     };
-    let cgroup = cfg.exec_cgroup(memory);
-    let control = match supervise::Control::new(cgroup.as_ref().and_then(RunCgroup::pids_dir)) {
-        Ok(control) => Arc::new(control),
-        Err(e) => return Ended::SpawnFailed(format!("cannot start {:?}: {e}", inv.program)),
-    };
-    let runner = cgroup.as_ref().and_then(RunCgroup::runner);
+    let control =
+        supervise::Control::new().map_err(|e| Ended::SpawnFailed(format!("cannot start {:?}: {e}", inv.program)))?;
     let plan = supervise::Plan {
         job_id: lease.job_id.clone(),
         cmd,
         inv,
         working_dir: spec.working_dir.clone(),
-        cgroup,
-        control: control.clone(),
+        cgroup: None,
+        control: Arc::new(control),
         out: out.to_path_buf(),
         err: err.to_path_buf(),
         cap: cfg.output_cap,
@@ -218,28 +352,7 @@ async fn execute(
         kill_grace: cfg.kill_grace,
         runtime: tokio::runtime::Handle::current(),
     };
-    // The whole run happens on its runner thread: the cgroup's own, or a pooled one.
-    let work = move || supervise::run(plan);
-    let answer = match runner {
-        Some(runner) => Some(runner.run(work)),
-        None => crate::runner::pooled(work),
-    };
-    let Some(mut answer) = answer else {
-        return Ended::SpawnFailed("no thread could be started to run the job".into());
-    };
-    // Dropped before the run ends (the worker is shutting down): the job's group is killed at once.
-    let _abandon_if_dropped = Abandon(control.clone());
-    let gone = |_| Ended::SpawnFailed("the job's run thread is gone".into());
-    let cancelled = async {
-        if stop_signal.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        ended = &mut answer => return ended.unwrap_or_else(gone),
-        () = cancelled => control.stop(),
-    }
-    answer.await.unwrap_or_else(gone)
+    Ok((plan, cfg.run_cgroup(memory)))
 }
 
 /// Kills the job's process group if the run's task is dropped before the run ends, so that a job whose worker

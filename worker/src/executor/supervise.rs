@@ -46,8 +46,8 @@ pub(super) struct Control {
     /// An eventfd: the task writes to it to stop the run.
     stop: OwnedFd,
     group: Mutex<Group>,
-    /// The run's pids cgroup, emptied too when the task is gone.
-    cgroup: Option<PathBuf>,
+    /// The run's pids cgroup, emptied too when the task is gone; set when the run starts.
+    cgroup: std::sync::OnceLock<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ enum Group {
 }
 
 impl Control {
-    pub fn new(cgroup: Option<PathBuf>) -> std::io::Result<Self> {
+    pub fn new() -> std::io::Result<Self> {
         // SAFETY: eventfd(2) takes a count and flags and returns a new descriptor or -1; it reads no memory of ours.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
@@ -69,7 +69,21 @@ impl Control {
         }
         // SAFETY: a descriptor the kernel just created for us; nothing else owns it.
         let stop = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Control { stop, group: Mutex::new(Group::NotYet), cgroup })
+        Ok(Control { stop, group: Mutex::new(Group::NotYet), cgroup: std::sync::OnceLock::new() })
+    }
+
+    /// The run's pids cgroup, once it has one.
+    pub fn set_cgroup(&self, cgroup: Option<PathBuf>) {
+        if let Some(cgroup) = cgroup {
+            let _ = self.cgroup.set(cgroup);
+        }
+    }
+
+    /// Whether a stop was asked for (and not read yet).
+    fn stop_asked(&self) -> bool {
+        let mut count = [0u8; 8];
+        // SAFETY: read(2) of at most 8 bytes into a buffer we own, from the non-blocking eventfd we own.
+        unsafe { libc::read(self.stop.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) == 8 }
     }
 
     /// Asks the run to stop its job as at a timeout: its stop command, SIGTERM, SIGKILL after the grace.
@@ -86,7 +100,7 @@ impl Control {
         match *group {
             Group::Running(pid) => {
                 signal_group(pid, libc::SIGKILL);
-                if let Some(cgroup) = &self.cgroup {
+                if let Some(cgroup) = self.cgroup.get() {
                     crate::limits::kill_listed(cgroup);
                 }
                 *group = Group::Abandoned;
@@ -130,6 +144,13 @@ pub(super) fn run(plan: Plan) -> Ended {
             cgroup.finish();
         }
         return Ended::SpawnFailed("the run was given up before its job started".into());
+    }
+    // Cancelled while it waited for its slot: it never starts.
+    if control.stop_asked() {
+        if let Some(cgroup) = cgroup {
+            cgroup.recycle();
+        }
+        return Ended::NotStarted;
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let spawned = match &mut cgroup {

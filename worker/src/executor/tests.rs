@@ -166,12 +166,41 @@ async fn a_stop_signal_kills_the_job_and_reports_it_cancelled() {
     let (stop, stopped) = oneshot::channel();
     let job = tokio::spawn({
         let cfg = cfg(dir.path());
-        async move { run(&lease("j7", process("/bin/sleep", &["30"])), &cfg, stopped, None).await }
+        let spec = process("/bin/sh", &["-c", "echo up; exec sleep 30"]);
+        async move { run(&lease("j7", spec), &cfg, stopped, None).await }
     });
+    // Stopped once it runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(dir.path().join("j7.stdout")).unwrap_or_default() != "up\n" {
+        assert!(std::time::Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     stop.send(()).unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), job).await.unwrap().unwrap();
     assert_eq!(r.reason(), Reason::Cancelled);
     assert_eq!(r.signal, Some(libc::SIGTERM));
+}
+
+#[tokio::test]
+async fn a_run_stopped_before_its_slot_came_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let spec = process("/bin/touch", &[marker.to_str().unwrap()]);
+    let (launch, pending) = prepare(&lease("j8", spec), &cfg(dir.path()), None);
+    let (stop, stopped) = oneshot::channel();
+    stop.send(()).unwrap();
+    let mut finished = std::pin::pin!(pending.finish(stopped));
+    // Polled once, it sees the stop before the run starts, and waits for the answer.
+    tokio::select! {
+        biased;
+        _ = &mut finished => panic!("answered before the run started"),
+        () = std::future::ready(()) => {}
+    }
+    assert!(launch.start(()).is_none(), "the run keeps what it holds");
+    let (r, took) = tokio::time::timeout(Duration::from_secs(10), finished).await.unwrap();
+    assert_eq!((r.reason(), r.message.as_str()), (Reason::Cancelled, "the job was cancelled before it started"));
+    assert_eq!((r.exit_code, r.signal, took), (None, None, None));
+    assert!(!marker.exists(), "it never ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,4 +376,20 @@ async fn a_run_dropped_midway_kills_its_group_and_what_escaped_it_in_its_cgroup(
         assert!(std::time::Instant::now() < deadline, "a process of the dropped run is still alive");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test]
+async fn a_run_with_nothing_to_run_hands_its_slot_back_and_may_be_cancelled_while_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let noop = ExecConfig { noop: true, ..cfg(dir.path()) };
+    let (launch, pending) = prepare(&lease("n1", process("/bin/true", &[])), &noop, None);
+    assert_eq!(launch.start("the slot"), Some("the slot"), "nothing ran that could keep it");
+    let (r, took) = pending.finish(oneshot::channel().1).await;
+    assert_eq!((r.reason(), r.exit_code, took), (Reason::Exited, Some(0), Some(Duration::ZERO)));
+    // Cancelled before its slot came: it ends as cancelled without waiting for the slot.
+    let (_launch, pending) = prepare(&lease("n2", process("/bin/true", &[])), &noop, None);
+    let (stop, stopped) = oneshot::channel();
+    stop.send(()).unwrap();
+    let (r, took) = tokio::time::timeout(Duration::from_secs(10), pending.finish(stopped)).await.unwrap();
+    assert_eq!((r.reason(), took), (Reason::Cancelled, None));
 }
