@@ -14,8 +14,8 @@
 //! Answers to starts confirmed together arrive together; the slots still go to their leases in queue order,
 //! because each lease takes its place in the line for a slot as it leaves the queue ([`Slots::line_up`]). A lease
 //! whose run is ready waits there with it ([`Ticket::start`]): the slot's last run starts it as it ends, on its own
-//! thread, without a round through the async runtime (w1 as users run it, 2 slots, 4 runs each alternating:
-//! 1,374-1,640 -> 1,598-1,771 jobs/s, the worker's CPU per job 272-322 -> 250-276 µs).
+//! thread, without a round through the async runtime (w1 as users run it, 2 slots, 8 runs each alternating:
+//! medians 1,561 -> 1,694 jobs/s, the worker's CPU per job 280 -> 258 µs).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
