@@ -110,8 +110,9 @@ impl RunDirs {
 /// Where this worker makes its runs' cgroups, if it can.
 #[derive(Clone, Debug)]
 pub struct Cgroups {
-    pids: Hierarchy,
-    memory: Option<Hierarchy>,
+    /// Shared: a run's [`CgroupOrder`] carries a copy of this, once per job.
+    pids: std::sync::Arc<Hierarchy>,
+    memory: Option<std::sync::Arc<Hierarchy>>,
     /// Empty cgroups from finished runs, reused: creating and removing a cgroup per job costs more than the job
     /// (`burst dev`: 0.39-0.50x the local spawner with a cgroup made and removed per run). Held only to push or
     /// pop.
@@ -134,6 +135,7 @@ impl Cgroups {
         };
         let memory = Hierarchy::find("memory", "memory.limit_in_bytes", &name);
         info!(cgroup = %pids.base.display(), memory = memory.is_some(), "jobs run in their own cgroups");
+        let (pids, memory) = (std::sync::Arc::new(pids), memory.map(std::sync::Arc::new));
         Some(Cgroups { pids, memory, free: Default::default(), made: Default::default() })
     }
 

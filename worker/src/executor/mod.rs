@@ -79,11 +79,12 @@ pub async fn run(
 /// and describes how it ended. Dropping the `Pending` gives the run up: its job is killed, or never started.
 pub fn prepare(lease: &Lease, cfg: &ExecConfig, feed: Option<output::Feed>) -> (Launch, Pending) {
     let (answer, answered) = oneshot::channel();
-    let spec = lease.spec.clone().unwrap_or_default();
+    let no_spec = JobSpec::default();
+    let spec = lease.spec.as_ref().unwrap_or(&no_spec);
     let paths = output_paths(&cfg.output_dir, &lease.job_id);
     let (how, control) = match (&paths, cfg.noop) {
         (_, true) => (How::Known(Ended::Noop), None),
-        (Ok((out, err)), false) => match plan(lease, &spec, cfg, (out, err), feed) {
+        (Ok((out, err)), false) => match plan(lease, spec, cfg, (out, err), feed) {
             Ok((plan, cgroups)) => {
                 let control = plan.control.clone();
                 (How::Run { plan: Box::new(plan), cgroups }, Some(control))
@@ -92,7 +93,14 @@ pub fn prepare(lease: &Lease, cfg: &ExecConfig, feed: Option<output::Feed>) -> (
         },
         (Err(message), false) => (How::Known(Ended::Rejected(message.clone())), None),
     };
-    let pending = Pending { answered, abandon: control.map(Abandon), lease: lease.to_ref(), spec, paths };
+    let pending = Pending {
+        answered,
+        abandon: control.map(Abandon),
+        lease: lease.to_ref(),
+        timeout_ms: spec.timeout_ms,
+        output_tail_bytes: spec.output_tail_bytes,
+        paths,
+    };
     (Launch { how, answer }, pending)
 }
 
@@ -118,6 +126,14 @@ struct Answer {
     took: Option<Duration>,
 }
 
+impl Answer {
+    /// An end known without running anything, answered now.
+    fn now(ended: Ended, took: Option<Duration>) -> Self {
+        let now = burst_proto::now_ms();
+        Answer { ended, started_at_ms: now, finished_at_ms: now, took }
+    }
+}
+
 impl Launch {
     /// Starts the run on its runner thread (its cgroup's, or a pooled one); `hold` is dropped on that thread the
     /// moment the job is over (its process reaped, its output read, its cgroup emptied), before the answer is
@@ -127,9 +143,7 @@ impl Launch {
         let Launch { how, answer } = self;
         let (mut plan, cgroups) = match how {
             How::Known(ended) => {
-                let now = burst_proto::now_ms();
-                let took = Some(Duration::ZERO);
-                let _ = answer.send(Answer { ended, started_at_ms: now, finished_at_ms: now, took });
+                let _ = answer.send(Answer::now(ended, Some(Duration::ZERO)));
                 return Some(hold);
             }
             How::Run { plan, cgroups } => (plan, cgroups),
@@ -180,7 +194,9 @@ pub struct Pending {
     /// Dropped before the run ends (the worker is shutting down): the job's group is killed at once.
     abandon: Option<Abandon>,
     lease: burst_proto::v1::LeaseRef,
-    spec: JobSpec,
+    /// What of the job's spec describing its end needs.
+    timeout_ms: u64,
+    output_tail_bytes: u32,
     paths: Result<(PathBuf, PathBuf), String>,
 }
 
@@ -188,7 +204,7 @@ impl Pending {
     /// Waits for the run to end (stopping it if `stop` fires first) and returns its result, with how long the
     /// program ran (`None` if it never started).
     pub async fn finish(self, stop: oneshot::Receiver<()>) -> (JobResult, Option<Duration>) {
-        let Pending { mut answered, abandon, lease, spec, paths } = self;
+        let Pending { mut answered, abandon, lease, timeout_ms, output_tail_bytes, paths } = self;
         let cancelled = async {
             if stop.await.is_err() {
                 std::future::pending::<()>().await;
@@ -202,26 +218,25 @@ impl Pending {
                     answered.await
                 }
                 // Nothing to run (its end is known): it ends as cancelled, whenever its slot would have come.
-                None => {
-                    let now = burst_proto::now_ms();
-                    Ok(Answer { ended: Ended::NotStarted, started_at_ms: now, finished_at_ms: now, took: None })
-                }
+                None => Ok(Answer::now(Ended::NotStarted, None)),
             },
         };
         drop(abandon);
-        let Answer { ended, started_at_ms, finished_at_ms, took } = answer.unwrap_or_else(|_| {
-            let now = burst_proto::now_ms();
-            let ended = Ended::SpawnFailed("no thread could run the job".into());
-            Answer { ended, started_at_ms: now, finished_at_ms: now, took: None }
-        });
+        let Answer { ended, started_at_ms, finished_at_ms, took } =
+            answer.unwrap_or_else(|_| Answer::now(Ended::SpawnFailed("no thread could run the job".into()), None));
         let mut result = JobResult { lease: Some(lease), started_at_ms, finished_at_ms, ..JobResult::default() };
-        describe(&mut result, ended, &spec, &paths);
+        describe(&mut result, ended, (timeout_ms, output_tail_bytes), &paths);
         (result, took)
     }
 }
 
 /// Fills in how the run ended.
-fn describe(result: &mut JobResult, ended: Ended, spec: &JobSpec, paths: &Result<(PathBuf, PathBuf), String>) {
+fn describe(
+    result: &mut JobResult,
+    ended: Ended,
+    (timeout_ms, output_tail_bytes): (u64, u32),
+    paths: &Result<(PathBuf, PathBuf), String>,
+) {
     // A path is reported only for a file that exists: one the job wrote to (or burst's own spawn error).
     let (stdout_path, stderr_path) = match paths {
         Ok((out, err)) => (out.display().to_string(), err.display().to_string()),
@@ -247,7 +262,7 @@ fn describe(result: &mut JobResult, ended: Ended, spec: &JobSpec, paths: &Result
             if stderr.created {
                 result.stderr_path = stderr_path;
             }
-            describe_exit(result, status, how, spec.timeout_ms);
+            describe_exit(result, status, how, timeout_ms);
             if let Some(limit) = out_of_memory.filter(|_| result.reason() == Reason::Signaled) {
                 result.message = format!("{}: out of memory (its limit is {limit} bytes)", result.message);
             }
@@ -267,7 +282,7 @@ fn describe(result: &mut JobResult, ended: Ended, spec: &JobSpec, paths: &Result
             result.message = message;
         }
     }
-    if let (Ok((out, err)), n @ 1..) = (paths, spec.output_tail_bytes) {
+    if let (Ok((out, err)), n @ 1..) = (paths, output_tail_bytes) {
         result.output_tail = crate::output::tail(out, err, n as usize);
     }
 }

@@ -45,6 +45,8 @@ pub(super) struct Plan {
 pub(super) struct Control {
     /// An eventfd: the task writes to it to stop the run.
     stop: OwnedFd,
+    /// Set with the write: read before the spawn without a system call.
+    stop_asked: std::sync::atomic::AtomicBool,
     group: Mutex<Group>,
     /// The run's pids cgroup, emptied too when the task is gone; set when the run starts.
     cgroup: std::sync::OnceLock<PathBuf>,
@@ -69,7 +71,8 @@ impl Control {
         }
         // SAFETY: a descriptor the kernel just created for us; nothing else owns it.
         let stop = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Control { stop, group: Mutex::new(Group::NotYet), cgroup: std::sync::OnceLock::new() })
+        let stop_asked = std::sync::atomic::AtomicBool::new(false);
+        Ok(Control { stop, stop_asked, group: Mutex::new(Group::NotYet), cgroup: std::sync::OnceLock::new() })
     }
 
     /// The run's pids cgroup, once it has one.
@@ -79,15 +82,14 @@ impl Control {
         }
     }
 
-    /// Whether a stop was asked for (and not read yet).
+    /// Whether a stop was asked for.
     fn stop_asked(&self) -> bool {
-        let mut count = [0u8; 8];
-        // SAFETY: read(2) of at most 8 bytes into a buffer we own, from the non-blocking eventfd we own.
-        unsafe { libc::read(self.stop.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) == 8 }
+        self.stop_asked.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Asks the run to stop its job as at a timeout: its stop command, SIGTERM, SIGKILL after the grace.
     pub fn stop(&self) {
+        self.stop_asked.store(true, std::sync::atomic::Ordering::Release);
         let one = 1u64.to_ne_bytes();
         // SAFETY: write(2) of 8 bytes we own to the eventfd we own.
         unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
