@@ -352,6 +352,49 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
     c.shutdown().await.unwrap();
 }
 
+/// The report stream answers each report, in order, exactly as a `ReportJobResult` call would (starts alone are
+/// confirmed or refused as `ReportJobStarted` would), and an error ends it with the status the call would return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let (mut raw, session) = fake_worker(&c).await;
+    submit(&mut client, vec![process("/bin/true", &[]), process("/bin/true", &[])]).await;
+    let refs = two_leases_first_started(&mut raw, session).await;
+    let (reports, rx) = tokio::sync::mpsc::channel(1);
+    let mut answers = raw.reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut ask = async |req: ReportJobResultRequest| {
+        reports.send(req).await.unwrap();
+        tokio::time::timeout(LONG, answers.message()).await.unwrap()
+    };
+    let first = ask(result_then_start(session, &refs[0], &refs[1], false)).await.unwrap().unwrap();
+    assert_eq!((first.accepted, first.refused_starts.len()), (1, 0), "{first:?}");
+    // Starts alone: the first job has ended, so its start is refused (by id and by lease); nothing is finished.
+    let starts = ReportJobResultRequest {
+        worker_id: "fake".into(),
+        session,
+        started: vec![refs[0].clone()],
+        ..Default::default()
+    };
+    let refused = ask(starts).await.unwrap().unwrap();
+    assert_eq!(refused.accepted, 0, "{refused:?}");
+    assert_eq!(refused.refused_starts, vec![refs[0].job_id.clone()]);
+    assert_eq!(refused.refused_start_leases, vec![refs[0].clone()]);
+    let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
+    // A session the controller does not know ends the stream with NotFound, as the call would answer it.
+    let stale =
+        ReportJobResultRequest { session: session + 100, ..result_then_start(session, &refs[1], &refs[1], false) };
+    let err = ask(stale).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(tokio::time::timeout(LONG, answers.message()).await.unwrap().unwrap().is_none(), "the stream ended");
+    // Nothing of the refused report was applied.
+    let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
+    c.shutdown().await.unwrap();
+}
+
 /// A worker "fake" registered over raw gRPC with one slot and room for two jobs: its client and session.
 async fn fake_worker(c: &LocalCluster) -> (ControllerRpcClient<tonic::transport::Channel>, u64) {
     let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();

@@ -14,8 +14,9 @@ use burst_controller::scheduler::Quota;
 use burst_controller::{ControllerConfig, RunningController};
 use burst_proto::auth::Bearer;
 use burst_proto::v1::{
-    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, JobSpec, JobState, ListJobsRequest,
-    ListWorkersRequest, SubmitJobRequest, SubmitJobsRequest,
+    CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, HeartbeatRequest, JobSpec, JobState,
+    ListJobsRequest, ListWorkersRequest, ReportJobResultRequest, ReportJobResultResponse, SubmitJobRequest,
+    SubmitJobsRequest,
 };
 use burst_worker::{RunningWorker, WorkerConfig};
 use common::{eventually, sh};
@@ -92,6 +93,45 @@ async fn calls_without_a_valid_token_are_unauthenticated_and_counted() {
     let stats = as_(&url, Some(ADMIN)).await.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.unauthenticated_total, stats.permission_denied_total), (3, 1));
     worker.shutdown().await;
+    controller.shutdown().await.unwrap();
+}
+
+/// A report stream is held to the token it was opened with, report by report: the first report after the token
+/// expires is refused as a call with it would be, and ends the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_stream_is_refused_once_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::tokens_file(dir.path(), &[("w", "worker", WORKER), ("root", "admin", ADMIN)]);
+    let expires = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3));
+    let line = format!("token = \"{WORKER}\"\n");
+    let text = std::fs::read_to_string(&path).unwrap().replace(&line, &format!("{line}expires = \"{expires}\"\n"));
+    std::fs::write(&path, text).unwrap();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let config = ControllerConfig { listen, tokens_file: Some(path), ..ControllerConfig::default() };
+    let controller = burst_controller::start(config).await.unwrap();
+    let url = format!("http://{}", controller.addr);
+    let mut worker = as_(&url, Some(WORKER)).await;
+    let (reports, rx) = tokio::sync::mpsc::channel(1);
+    let stream = worker.reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    let mut answers = stream.unwrap().into_inner();
+    // A report of nothing (nothing finished, started or taken) is answered with nothing.
+    let empty = ReportJobResultRequest { worker_id: "w-1".into(), ..Default::default() };
+    reports.send(empty.clone()).await.unwrap();
+    assert_eq!(answers.message().await.unwrap(), Some(ReportJobResultResponse::default()));
+    eventually(LONG, "a call with the worker token refused as expired", || {
+        let mut worker = worker.clone();
+        async move {
+            let beat = HeartbeatRequest { worker_id: "w-1".into(), ..Default::default() };
+            let err = worker.heartbeat(beat).await.err()?;
+            (err.code() == Code::Unauthenticated).then_some(())
+        }
+    })
+    .await;
+    reports.send(empty).await.unwrap();
+    let err = answers.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("token expired"), "{}", err.message());
+    assert!(answers.message().await.unwrap().is_none(), "the stream ended");
     controller.shutdown().await.unwrap();
 }
 

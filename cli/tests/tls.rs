@@ -12,7 +12,8 @@ use burst_cli::commands::wait::wait_all;
 use burst_cli::local::{ClusterOptions, LocalCluster};
 use burst_proto::auth::Bearer;
 use burst_proto::v1::{
-    GetJobStatusRequest, GetStatsRequest, JobState, ListWorkersRequest, RegisterWorkerRequest, WorkerInfo,
+    GetJobStatusRequest, GetStatsRequest, JobState, ListWorkersRequest, RegisterWorkerRequest, ReportJobResultRequest,
+    WorkerInfo,
 };
 use tonic::Code;
 
@@ -113,6 +114,12 @@ async fn a_worker_certificate_cannot_act_for_another_worker() {
         ..RegisterWorkerRequest::default()
     };
     let err = as_worker.register_worker(req("worker-01")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("cannot act for worker-01"), "{}", err.message());
+    // Nor on the report stream, opened with its own certificate: a report naming another worker ends it.
+    let report = ReportJobResultRequest { worker_id: "worker-01".into(), ..Default::default() };
+    let mut answers = as_worker.reports(tokio_stream::iter([report])).await.unwrap().into_inner();
+    let err = answers.message().await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("cannot act for worker-01"), "{}", err.message());
     // Workers may not make client calls either.

@@ -26,6 +26,7 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
 /// Most specs one `SubmitJobs` call may carry; bigger batches are split by the client.
 pub const MAX_BATCH: usize = 10_000;
 
+#[derive(Clone)]
 pub struct ControllerService {
     controller: Arc<Controller>,
     /// Shared with the task that follows the tokens file.
@@ -88,16 +89,77 @@ impl ControllerService {
         Ok(jobs)
     }
 
-    /// A worker call's request, once its caller may act for the worker it names: a worker (or admin) credential
-    /// (a worker certificate only for its own id) and a valid id, recorded on the call's span.
+    /// A worker call's request, once its caller may act for the worker it names (see [`Self::may_act_for`]).
     fn worker_call<T>(&self, req: Request<T>, worker_id: fn(&T) -> &String) -> Result<T, Status> {
-        let who = self.auth.check(&req, Need::Worker)?;
-        let req = req.into_inner();
-        let id = worker_id(&req);
-        tracing::Span::current().record("worker", id.as_str());
-        valid_ids("worker_id", std::slice::from_ref(id))?;
-        self.auth.check_worker_id(&who, id)?;
-        Ok(req)
+        self.may_act_for(&req, worker_id(req.get_ref()))?;
+        Ok(req.into_inner())
+    }
+
+    /// Whether `caller` may act for worker `id`: a worker (or admin) credential (a worker certificate only for
+    /// its own id) and a valid id, recorded on the call's span.
+    fn may_act_for<T>(&self, caller: &Request<T>, id: &str) -> Result<(), Status> {
+        let who = self.auth.check(caller, Need::Worker)?;
+        tracing::Span::current().record("worker", id);
+        validate::name("worker_id", id).map_err(Status::invalid_argument)?;
+        self.auth.check_worker_id(&who, id)
+    }
+
+    /// Results, then the starts after them (one lock, one commit), then the leases the freed places took: what a
+    /// `ReportJobResult` call or a message of the `Reports` stream answers.
+    async fn report(&self, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
+        let now = burst_proto::now_ms();
+        // One lock for both, results first: a start never counts against a slot its result has not freed.
+        let (grew, accepted, refused, refused_starts, done, started, taken) = {
+            let mut sched = self.controller.lock();
+            // Before the results, so that the places they free are filled up to the new target.
+            let grew =
+                sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?;
+            // Starts alone (a stream's confirmation of starts) finish nothing.
+            let (accepted, refused, done) = match req.results.is_empty() {
+                true => (0, Vec::new(), None),
+                false => {
+                    let (accepted, refused, d) =
+                        sched.finished(&req.worker_id, req.session, req.results, now).map_err(sched_status)?;
+                    (accepted, refused, Some(d))
+                }
+            };
+            let (refused_starts, started) = match req.started.is_empty() {
+                true => (Vec::new(), None),
+                false => {
+                    let (refused, d) =
+                        sched.started(&req.worker_id, req.session, &req.started, now).map_err(sched_status)?;
+                    (refused, Some(d))
+                }
+            };
+            // The results may have freed places that were filled at once: hand those leases over now.
+            let taken = match req.take_leases {
+                true => Some(sched.take_leases(&req.worker_id, req.session).map_err(sched_status)?),
+                false => None,
+            };
+            (grew, accepted, refused, refused_starts, done, started, taken)
+        };
+        if let Some(d) = grew {
+            durable(d).await?;
+        }
+        // All were handed to the store together, so they share its next commit.
+        for d in [done, started].into_iter().flatten() {
+            durable(d).await?;
+        }
+        let (leases, stop) = match taken {
+            Some((Poll::Ready { leases, stop }, barrier)) => {
+                durable(barrier).await?;
+                (leases, stop)
+            }
+            _ => Default::default(),
+        };
+        Ok(ReportJobResultResponse {
+            accepted,
+            refused,
+            refused_starts: ids_of(&refused_starts),
+            refused_start_leases: refused_starts,
+            leases,
+            stop,
+        })
     }
 
     /// The job `id` for a caller who must own it (or be an admin).
@@ -139,6 +201,7 @@ async fn durable(d: Durable) -> Result<(), Status> {
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<JobStatus, Status>> + Send>>;
+type AnswerStream = Pin<Box<dyn Stream<Item = Result<ReportJobResultResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ControllerRpc for ControllerService {
@@ -413,53 +476,44 @@ impl ControllerRpc for ControllerService {
         req: Request<ReportJobResultRequest>,
     ) -> Result<Response<ReportJobResultResponse>, Status> {
         let req = self.worker_call(req, |r| &r.worker_id)?;
-        let now = burst_proto::now_ms();
-        // One lock for both, results first: a start never counts against a slot its result has not freed.
-        let (grew, accepted, refused, refused_starts, done, started, taken) = {
-            let mut sched = self.controller.lock();
-            // Before the results, so that the places they free are filled up to the new target.
-            let grew =
-                sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?;
-            let (accepted, refused, done) =
-                sched.finished(&req.worker_id, req.session, req.results, now).map_err(sched_status)?;
-            let (refused_starts, started) = match req.started.is_empty() {
-                true => (Vec::new(), None),
-                false => {
-                    let (refused, d) =
-                        sched.started(&req.worker_id, req.session, &req.started, now).map_err(sched_status)?;
-                    (refused, Some(d))
-                }
+        self.report(req).await.map(Response::new)
+    }
+
+    type ReportsStream = AnswerStream;
+
+    /// Answers each report on the stream as `report_job_result` would, in order, one at a time; an error ends
+    /// the stream with it. Each report is checked as a call would be, against the credentials the stream was
+    /// opened with (a token revoked or expired since is refused). The answers are made as the response is read
+    /// (no task or channel between).
+    #[instrument(skip_all)]
+    async fn reports(
+        &self,
+        req: Request<tonic::Streaming<ReportJobResultRequest>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        let (metadata, extensions, reports) = req.into_parts();
+        let caller = Request::from_parts(metadata, extensions, ());
+        self.auth.check(&caller, Need::Worker)?;
+        let state = Some((self.clone(), caller, reports, self.controller.stopping()));
+        let answers = futures::stream::unfold(state, |state| async move {
+            let (service, caller, mut reports, mut stopping) = state?;
+            let next = tokio::select! {
+                next = reports.message() => next,
+                _ = stopping.wait_for(|s| *s) => return None,
             };
-            // The results may have freed places that were filled at once: hand those leases over now.
-            let taken = match req.take_leases {
-                true => Some(sched.take_leases(&req.worker_id, req.session).map_err(sched_status)?),
-                false => None,
+            let answer = match next {
+                Ok(Some(req)) => match service.may_act_for(&caller, &req.worker_id) {
+                    Ok(()) => service.report(req).await,
+                    Err(status) => Err(status),
+                },
+                Ok(None) => return None,
+                Err(status) => Err(status),
             };
-            (grew, accepted, refused, refused_starts, done, started, taken)
-        };
-        if let Some(d) = grew {
-            durable(d).await?;
-        }
-        // All were handed to the store together, so they share its next commit.
-        durable(done).await?;
-        if let Some(d) = started {
-            durable(d).await?;
-        }
-        let (leases, stop) = match taken {
-            Some((Poll::Ready { leases, stop }, barrier)) => {
-                durable(barrier).await?;
-                (leases, stop)
+            match answer {
+                Ok(answer) => Some((Ok(answer), Some((service, caller, reports, stopping)))),
+                Err(status) => Some((Err(status), None)),
             }
-            _ => Default::default(),
-        };
-        Ok(Response::new(ReportJobResultResponse {
-            accepted,
-            refused,
-            refused_starts: ids_of(&refused_starts),
-            refused_start_leases: refused_starts,
-            leases,
-            stop,
-        }))
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     #[instrument(skip_all, fields(worker))]

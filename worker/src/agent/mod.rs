@@ -10,10 +10,10 @@
 //!    recent jobs are short, the next leases (up to eight per slot, as many as cover ~8 ms of runs) have their
 //!    starts confirmed while the slots are still busy, and each runs the moment a slot frees, in queue order
 //!    ([`slots`]), started by the run that freed the slot from its own thread (see [`crate::runner`]).
-//! 3. **report**: sends starts and results in batches (whatever accumulated while the previous call was in
+//! 3. **report**: sends starts and results in batches (whatever accumulated while the previous report was in
 //!    flight; while confirmed starts wait for the slots, results wait ~2 ms for more: see [`report`]), retrying with
-//!    backoff until the controller answers. One loop, in order, results of a batch before its starts (in one call
-//!    when there are both).
+//!    backoff until the controller answers. One loop, in order, results of a batch before its starts (in one
+//!    report), on one long-lived `Reports` stream (or `ReportJobResult` calls to a controller without it).
 //! 4. **heartbeat**: tells the controller the worker is alive and which jobs it has, and learns which peers
 //!    have jobs queued.
 //! 5. **steal** ([`crate::steal`]): while a slot is free and the local queue is empty, takes queued jobs from a
@@ -52,7 +52,7 @@ mod slots;
 
 /// How long each `PollJob` may wait at the controller for a lease before the worker asks again.
 const POLL_WAIT: Duration = Duration::from_secs(25);
-/// Most reports sent in one call.
+/// Most starts and results sent in one report.
 const MAX_REPORT_BATCH: usize = 1_000;
 
 pub struct Agent {

@@ -2,13 +2,14 @@
 //! retried until the controller answers; and what its answers mean for the runs table.
 //!
 //! # Lingering
-//! Each call costs both sides far more than each result in it (TLS records, HTTP/2 frames, the controller's lock
-//! and a durable commit). So while a worker's slots are all busy and leases whose starts are confirmed wait in
-//! line for them (short jobs, [`super::slots`]), a batch of results waits a little ([`LINGER`]) for more to go with
-//! it, up to [`batch_target`] of them. Meanwhile every slot that frees goes to a lease that runs at once: the wait
-//! ends before the confirmed leases in line could run out (each result in the batch may still free a slot), and at
-//! once when a start in the batch holds a free slot, or for a flush (a drain). Starts alone never wait (their
-//! answers feed the slots); nor does a job alone, or a worker of long jobs (no starts are confirmed ahead then).
+//! Each report costs both sides far more than each result in it (TLS records, HTTP/2 frames, the controller's lock and
+//! a durable commit; a call's headers and HTTP/2 stream too, which the `Reports` stream saves). So while a worker's
+//! slots are all busy and leases whose starts are confirmed wait in line for them (short jobs, [`super::slots`]), a
+//! batch of results waits a little ([`LINGER`]) for more to go with it, up to [`batch_target`] of them. Meanwhile every
+//! slot that frees goes to a lease that runs at once: the wait ends before the confirmed leases in line could run out
+//! (each result in the batch may still free a slot), and at once when a start in the batch holds a free slot, or for a
+//! flush (a drain). Starts alone never wait (their answers feed the slots); nor does a job alone, or a worker of long
+//! jobs (no starts are confirmed ahead then).
 
 use super::*;
 
@@ -54,6 +55,7 @@ async fn gather(
 impl Agent {
     pub(super) async fn report_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Report>) {
         let mut batch = Vec::new();
+        let mut link = Link::Closed;
         while rx.recv_many(&mut batch, MAX_REPORT_BATCH).await > 0 {
             let until = tokio::time::Instant::now() + LINGER;
             gather(&mut rx, &mut batch, until, |b| lingers(b, self.slots.confirmed_in_line(), self.cfg.slots)).await;
@@ -66,12 +68,10 @@ impl Agent {
                 }
             }
             let (refs, replies): (Vec<LeaseRef>, Vec<_>) = starts.into_iter().unzip();
-            // Results and the starts after them go in one call when there are results (one round trip, one
-            // commit), the starts alone otherwise.
-            let refused = match (results.is_empty(), refs.is_empty()) {
-                (false, _) => self.report_results(results, refs.clone()).await,
-                (true, false) => self.report_started(refs.clone()).await,
-                (true, true) => Refusals::default(),
+            // Results and the starts after them go in one report (one round trip, one commit).
+            let refused = match results.is_empty() && refs.is_empty() {
+                true => Refusals::default(),
+                false => self.report(&mut link, results, refs.clone()).await,
             };
             for (r, reply) in refs.iter().zip(replies) {
                 let _ = reply.send(!refused.refuses(r));
@@ -82,27 +82,9 @@ impl Agent {
         }
     }
 
-    /// Sends start reports until the controller answers; returns the starts it refused.
-    async fn report_started(&self, started: Vec<LeaseRef>) -> Refusals {
-        let mut delays = backoff();
-        loop {
-            let session = self.current();
-            let req =
-                ReportJobStartedRequest { worker_id: self.cfg.worker_id.clone(), session, started: started.clone() };
-            match self.client.clone().report_job_started(req).await {
-                Ok(resp) => {
-                    let resp = resp.into_inner();
-                    return Refusals { ids: resp.refused, leases: resp.refused_leases };
-                }
-                // On NotFound this registers again, claiming these leases; then they are sent again.
-                Err(status) => self.on_error("report starts", status, session, &mut delays).await,
-            }
-        }
-    }
-
     /// Sends results, and the starts that follow them, until the controller answers; returns the starts it
     /// refused. Results of a session it forgot are dropped: it has released those jobs already.
-    async fn report_results(&self, results: Vec<JobResult>, started: Vec<LeaseRef>) -> Refusals {
+    async fn report(&self, link: &mut Link, results: Vec<JobResult>, started: Vec<LeaseRef>) -> Refusals {
         let mut delays = backoff();
         loop {
             let session = self.current();
@@ -111,13 +93,14 @@ impl Agent {
                 session,
                 results: results.clone(),
                 started: started.clone(),
-                take_leases: self.intake.load(Ordering::Relaxed),
+                // Starts alone take none: they go at once, and their answers feed the slots.
+                take_leases: !results.is_empty() && self.intake.load(Ordering::Relaxed),
                 queue_target: self.queue_target(),
             };
-            match self.client.clone().report_job_result(req).await {
-                Ok(resp) => {
+            match self.send(link, req).await {
+                Ok(answer) => {
                     let ReportJobResultResponse { refused, refused_starts, refused_start_leases, leases, stop, .. } =
-                        resp.into_inner();
+                        answer;
                     self.take(session, leases, &stop);
                     // A stopped job's result is refused because the job was cancelled: expected, not stale.
                     let stale = results
@@ -135,10 +118,53 @@ impl Agent {
                 }
                 // On NotFound this registers again (claiming what it holds), then sends them again: results of
                 // jobs it still holds are accepted, the others refused.
-                Err(status) => self.on_error("report results", status, session, &mut delays).await,
+                Err(status) => self.on_error("report", status, session, &mut delays).await,
             }
         }
     }
+
+    /// One report and its answer: over the `Reports` stream (opened now if it is not), or as a `ReportJobResult`
+    /// call to a controller without it. An error closes the stream; the next report opens another.
+    async fn send(&self, link: &mut Link, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
+        if let Link::Closed = link {
+            let (requests, rx) = mpsc::channel(1);
+            match self.client.clone().reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+                Ok(answers) => *link = Link::Open { requests, answers: Box::new(answers.into_inner()) },
+                Err(status) if status.code() == Code::Unimplemented => {
+                    info!(worker = %self.cfg.worker_id, "the controller has no report stream (an older version); reporting by calls");
+                    *link = Link::Calls;
+                }
+                Err(status) => return Err(status),
+            }
+        }
+        let Link::Open { requests, answers } = link else {
+            return self.client.clone().report_job_result(req).await.map(tonic::Response::into_inner);
+        };
+        // A stream that has ended refuses the request; its end then says why.
+        let _ = requests.send(req).await;
+        let answer = answers.message().await;
+        match answer {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => {
+                *link = Link::Closed;
+                Err(Status::unavailable("the controller ended the report stream"))
+            }
+            Err(status) => {
+                *link = Link::Closed;
+                Err(status)
+            }
+        }
+    }
+}
+
+/// The report loop's way to the controller.
+enum Link {
+    /// Opened by the next report.
+    Closed,
+    /// The `Reports` stream: one answer per report, in order.
+    Open { requests: mpsc::Sender<ReportJobResultRequest>, answers: Box<tonic::Streaming<ReportJobResultResponse>> },
+    /// The controller has no `Reports` stream: each report is a call.
+    Calls,
 }
 
 /// Starts the controller refused, by lease (by job id from a controller that names only ids).
@@ -222,7 +248,7 @@ mod tests {
         gather(&mut rx, &mut batch, began + LINGER, wants_more).await;
         assert_eq!(batch.len(), 2);
         assert!(began.elapsed() < LINGER, "{:?}", began.elapsed());
-        // Never past the most reports one call carries.
+        // Never past the most one report carries.
         let mut batch: Vec<Report> = (0..MAX_REPORT_BATCH - 1).map(|_| start(false)).collect();
         batch.push(finished());
         for _ in 0..5 {
@@ -230,6 +256,25 @@ mod tests {
         }
         gather(&mut rx, &mut batch, tokio::time::Instant::now() + LINGER, |_| true).await;
         assert_eq!(batch.len(), MAX_REPORT_BATCH);
+    }
+
+    /// A controller from before the `Reports` stream answers it `Unimplemented`: the worker then sends each report
+    /// as a `ReportJobResult` call. Here no service answers anything, so the call is refused too.
+    #[tokio::test]
+    async fn a_controller_without_the_report_stream_gets_reports_as_calls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tonic::transport::Server::builder().add_routes(tonic::service::Routes::default());
+        tokio::spawn(server.serve_with_incoming(incoming));
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WorkerConfig::local(&url, "w", 1, 1, dir.path().to_path_buf());
+        let channel = burst_proto::tls::lazy(&burst_proto::tls::endpoint(&url).unwrap(), None, "controller");
+        let (agent, _reports) = Agent::new(cfg, url, channel, None);
+        let mut link = Link::Closed;
+        let err = agent.send(&mut link, ReportJobResultRequest::default()).await.unwrap_err();
+        assert!(matches!(link, Link::Calls), "the stream is not tried again");
+        assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
     }
 
     #[test]
