@@ -360,7 +360,7 @@ async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_
     let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
     let mut client = c.client().await.unwrap();
     let (mut raw, session) = fake_worker(&c).await;
-    submit(&mut client, vec![process("/bin/true", &[]), process("/bin/true", &[])]).await;
+    let ids = submit(&mut client, vec![process("/bin/true", &[]); 3]).await;
     let refs = two_leases_first_started(&mut raw, session).await;
     let (reports, rx) = tokio::sync::mpsc::channel(1);
     let mut answers = raw.reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
@@ -368,8 +368,10 @@ async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_
         reports.send(req).await.unwrap();
         tokio::time::timeout(LONG, answers.message()).await.unwrap()
     };
-    let first = ask(result_then_start(session, &refs[0], &refs[1], false)).await.unwrap().unwrap();
+    // The first result frees a place; the third job is leased into it and handed over in the answer.
+    let first = ask(result_then_start(session, &refs[0], &refs[1], true)).await.unwrap().unwrap();
     assert_eq!((first.accepted, first.refused_starts.len()), (1, 0), "{first:?}");
+    assert_eq!(first.leases.iter().map(|l| l.job_id.clone()).collect::<Vec<_>>(), vec![ids[2].clone()]);
     // Starts alone: the first job has ended, so its start is refused (by id and by lease); nothing is finished.
     let starts = ReportJobResultRequest {
         worker_id: "fake".into(),
@@ -383,12 +385,15 @@ async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_
     assert_eq!(refused.refused_start_leases, vec![refs[0].clone()]);
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
-    // A session the controller does not know ends the stream with NotFound, as the call would answer it.
+    // A session the controller does not know is refused NotFound, even in a report of nothing; on the stream that
+    // ends it.
+    let nothing = ReportJobResultRequest { worker_id: "fake".into(), session: session + 100, ..Default::default() };
+    let err = raw.report_job_result(nothing).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     let stale =
         ReportJobResultRequest { session: session + 100, ..result_then_start(session, &refs[1], &refs[1], false) };
     let err = ask(stale).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
-    assert!(tokio::time::timeout(LONG, answers.message()).await.unwrap().unwrap().is_none(), "the stream ended");
     // Nothing of the refused report was applied.
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");

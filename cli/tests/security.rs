@@ -15,8 +15,8 @@ use burst_controller::{ControllerConfig, RunningController};
 use burst_proto::auth::Bearer;
 use burst_proto::v1::{
     CancelJobRequest, CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, HeartbeatRequest, JobSpec, JobState,
-    ListJobsRequest, ListWorkersRequest, ReportJobResultRequest, ReportJobResultResponse, SubmitJobRequest,
-    SubmitJobsRequest,
+    ListJobsRequest, ListWorkersRequest, RegisterWorkerRequest, ReportJobResultRequest, ReportJobResultResponse,
+    SubmitJobRequest, SubmitJobsRequest, WorkerInfo,
 };
 use burst_worker::{RunningWorker, WorkerConfig};
 use common::{eventually, sh};
@@ -102,7 +102,8 @@ async fn calls_without_a_valid_token_are_unauthenticated_and_counted() {
 async fn a_report_stream_is_refused_once_its_token_expires() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::tokens_file(dir.path(), &[("w", "worker", WORKER), ("root", "admin", ADMIN)]);
-    let expires = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3));
+    // Whole seconds: it expires 4 to 5 s from now.
+    let expires = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(5));
     let line = format!("token = \"{WORKER}\"\n");
     let text = std::fs::read_to_string(&path).unwrap().replace(&line, &format!("{line}expires = \"{expires}\"\n"));
     std::fs::write(&path, text).unwrap();
@@ -111,27 +112,30 @@ async fn a_report_stream_is_refused_once_its_token_expires() {
     let controller = burst_controller::start(config).await.unwrap();
     let url = format!("http://{}", controller.addr);
     let mut worker = as_(&url, Some(WORKER)).await;
+    let info = WorkerInfo { worker_id: "w-1".into(), slots: 1, ..Default::default() };
+    let registration = RegisterWorkerRequest { info: Some(info), ..Default::default() };
+    let session = worker.register_worker(registration).await.unwrap().into_inner().session;
     let (reports, rx) = tokio::sync::mpsc::channel(1);
     let stream = worker.reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
     let mut answers = stream.unwrap().into_inner();
     // A report of nothing (nothing finished, started or taken) is answered with nothing.
-    let empty = ReportJobResultRequest { worker_id: "w-1".into(), ..Default::default() };
+    let empty = ReportJobResultRequest { worker_id: "w-1".into(), session, ..Default::default() };
     reports.send(empty.clone()).await.unwrap();
-    assert_eq!(answers.message().await.unwrap(), Some(ReportJobResultResponse::default()));
+    let answer = tokio::time::timeout(LONG, answers.message()).await.unwrap();
+    assert_eq!(answer.unwrap(), Some(ReportJobResultResponse::default()));
     eventually(LONG, "a call with the worker token refused as expired", || {
         let mut worker = worker.clone();
         async move {
-            let beat = HeartbeatRequest { worker_id: "w-1".into(), ..Default::default() };
+            let beat = HeartbeatRequest { worker_id: "w-1".into(), session, ..Default::default() };
             let err = worker.heartbeat(beat).await.err()?;
             (err.code() == Code::Unauthenticated).then_some(())
         }
     })
     .await;
     reports.send(empty).await.unwrap();
-    let err = answers.message().await.unwrap_err();
+    let err = tokio::time::timeout(LONG, answers.message()).await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert!(err.message().contains("token expired"), "{}", err.message());
-    assert!(answers.message().await.unwrap().is_none(), "the stream ended");
     controller.shutdown().await.unwrap();
 }
 

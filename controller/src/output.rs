@@ -19,9 +19,6 @@ use crate::Controller;
 
 /// How long a worker may take to answer before the read fails.
 const WORKER_ANSWER: Duration = Duration::from_secs(5);
-/// Pings on an open relay, and how long a ping may go unanswered before the worker counts as gone.
-const KEEPALIVE: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the controller saw a followed run end (or its lease move), how long the worker may take to finish
 /// sending before the relay gives up on it.
 const END_GRACE: Duration = Duration::from_secs(5);
@@ -63,11 +60,8 @@ impl OutputRelay {
                  output directory and is readable again if the worker comes back"
             ))
         })?;
-        let endpoint = burst_proto::tls::endpoint(&address)
-            .map_err(Status::internal)?
-            .http2_keep_alive_interval(KEEPALIVE)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+        let endpoint =
+            burst_proto::tls::endpoint(&address).map(burst_proto::tls::keep_alive).map_err(Status::internal)?;
         let follow = req.follow;
         let run = (status.job_id.clone(), worker.clone(), status.epoch);
         let channel = burst_proto::tls::lazy(&endpoint, self.tls.as_ref(), burst_proto::tls::WORKER_NAME);

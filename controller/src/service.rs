@@ -11,7 +11,7 @@ use burst_proto::v1::*;
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
-use tracing::{info, instrument};
+use tracing::{Instrument, info, instrument};
 
 use crate::Controller;
 use crate::admission::Admission;
@@ -114,9 +114,13 @@ impl ControllerService {
             // Before the results, so that the places they free are filled up to the new target.
             let grew =
                 sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?;
-            // Starts alone (a stream's confirmation of starts) finish nothing.
+            // Starts alone (a stream's confirmation of starts) finish nothing; their session is checked all the
+            // same, as `finished` would (a report of nothing is refused for a stale session too).
             let (accepted, refused, done) = match req.results.is_empty() {
-                true => (0, Vec::new(), None),
+                true => {
+                    sched.check_session(&req.worker_id, req.session).map_err(sched_status)?;
+                    (0, Vec::new(), None)
+                }
                 false => {
                     let (accepted, refused, d) =
                         sched.finished(&req.worker_id, req.session, req.results, now).map_err(sched_status)?;
@@ -501,10 +505,15 @@ impl ControllerRpc for ControllerService {
                 _ = stopping.wait_for(|s| *s) => return None,
             };
             let answer = match next {
-                Ok(Some(req)) => match service.may_act_for(&caller, &req.worker_id) {
-                    Ok(()) => service.report(req).await,
-                    Err(status) => Err(status),
-                },
+                Ok(Some(req)) => {
+                    // Each report in a span of its own, as each call has (`may_act_for` records the worker).
+                    let span = tracing::info_span!("report", worker = tracing::field::Empty);
+                    let answer = async {
+                        service.may_act_for(&caller, &req.worker_id)?;
+                        service.report(req).await
+                    };
+                    answer.instrument(span).await
+                }
                 Ok(None) => return None,
                 Err(status) => Err(status),
             };

@@ -110,7 +110,9 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     if tls.is_none() {
         tracing::warn!(worker = %cfg.worker_id, "plaintext gRPC (no TLS) to the controller and between workers");
     }
+    // Pinged: the report stream and the long poll stay open for long, and must fail if the controller vanishes.
     let endpoint = burst_proto::tls::endpoint(&cfg.controller).map_err(|e| anyhow::anyhow!("controller: {e}"))?;
+    let endpoint = burst_proto::tls::keep_alive(endpoint);
     let channel = burst_proto::tls::lazy(&endpoint, tls.as_ref(), burst_proto::tls::CONTROLLER_NAME);
     let files = cfg.tls.clone();
     let (agent, reports) = Agent::new(cfg, advertise, channel, tls.clone());

@@ -322,6 +322,11 @@ impl Scheduler {
         Ok((refused, self.flush()))
     }
 
+    /// Fails unless `session` is `worker`'s current registration (which is then seen alive).
+    pub fn check_session(&mut self, worker: &str, session: u64) -> Result<(), SchedError> {
+        self.live(worker, session).map(drop)
+    }
+
     /// Records results; returns how many were accepted and the ids refused as stale.
     pub fn finished(
         &mut self,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub mod issue;
 pub mod live;
 
-pub use live::{Accept, LiveTls, Pem, connect, endpoint, incoming, lazy, serve};
+pub use live::{Accept, LiveTls, Pem, connect, endpoint, incoming, keep_alive, lazy, serve};
 
 /// The name a controller's certificate carries and clients verify.
 pub const CONTROLLER_NAME: &str = "burst-controller";

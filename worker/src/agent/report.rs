@@ -123,23 +123,32 @@ impl Agent {
         }
     }
 
-    /// One report and its answer: over the `Reports` stream (opened now if it is not), or as a `ReportJobResult`
-    /// call to a controller without it. An error closes the stream; the next report opens another.
+    /// One report and its answer: over the `Reports` stream (opened now if it is not), or as a call to a controller
+    /// without it. An error closes the stream; the next report opens another.
     async fn send(&self, link: &mut Link, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
+        if let Link::Calls(since) = link
+            && since.elapsed() >= STREAM_RETRY
+        {
+            *link = Link::Closed;
+        }
         if let Link::Closed = link {
             let (requests, rx) = mpsc::channel(1);
-            match self.client.clone().reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
-                Ok(answers) => *link = Link::Open { requests, answers: Box::new(answers.into_inner()) },
-                Err(status) if status.code() == Code::Unimplemented => {
-                    info!(worker = %self.cfg.worker_id, "the controller has no report stream (an older version); reporting by calls");
-                    *link = Link::Calls;
+            let mut client = self.client.clone();
+            let open = client.reports(tokio_stream::wrappers::ReceiverStream::new(rx));
+            match tokio::time::timeout(STREAM_OPEN, open).await {
+                Ok(Ok(answers)) => *link = Link::Open { requests, answers: Box::new(answers.into_inner()) },
+                Ok(Err(status)) if status.code() != Code::Unimplemented => return Err(status),
+                why => {
+                    let why = match why {
+                        Ok(Err(_)) => "the controller has no report stream (an older version)",
+                        _ => "the report stream did not open in time (a proxy that holds streams back?)",
+                    };
+                    warn!(worker = %self.cfg.worker_id, why, "reporting by calls; the stream is tried again later");
+                    *link = Link::Calls(tokio::time::Instant::now());
                 }
-                Err(status) => return Err(status),
             }
         }
-        let Link::Open { requests, answers } = link else {
-            return self.client.clone().report_job_result(req).await.map(tonic::Response::into_inner);
-        };
+        let Link::Open { requests, answers } = link else { return self.call(req).await };
         // A stream that has ended refuses the request; its end then says why.
         let _ = requests.send(req).await;
         let answer = answers.message().await;
@@ -155,7 +164,29 @@ impl Agent {
             }
         }
     }
+
+    /// A report as a call: starts alone as `ReportJobStarted` (which every controller has), the rest as
+    /// `ReportJobResult`.
+    async fn call(&self, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
+        let mut client = self.client.clone();
+        if !req.results.is_empty() {
+            return client.report_job_result(req).await.map(tonic::Response::into_inner);
+        }
+        let starts = ReportJobStartedRequest { worker_id: req.worker_id, session: req.session, started: req.started };
+        let answer = client.report_job_started(starts).await?.into_inner();
+        Ok(ReportJobResultResponse {
+            refused_starts: answer.refused,
+            refused_start_leases: answer.refused_leases,
+            ..Default::default()
+        })
+    }
 }
+
+/// How long the `Reports` stream may take to open before the worker reports by calls instead.
+const STREAM_OPEN: Duration = Duration::from_secs(10);
+/// How long a worker that fell back to calls waits before it tries the stream again (the controller may have been
+/// upgraded).
+const STREAM_RETRY: Duration = Duration::from_secs(300);
 
 /// The report loop's way to the controller.
 enum Link {
@@ -163,8 +194,8 @@ enum Link {
     Closed,
     /// The `Reports` stream: one answer per report, in order.
     Open { requests: mpsc::Sender<ReportJobResultRequest>, answers: Box<tonic::Streaming<ReportJobResultResponse>> },
-    /// The controller has no `Reports` stream: each report is a call.
-    Calls,
+    /// Each report is a call, since then: the controller has no `Reports` stream, or it did not open.
+    Calls(tokio::time::Instant),
 }
 
 /// Starts the controller refused, by lease (by job id from a controller that names only ids).
@@ -258,22 +289,34 @@ mod tests {
         assert_eq!(batch.len(), MAX_REPORT_BATCH);
     }
 
+    /// An agent reporting to `url`.
+    fn agent_for(url: &str, dir: &std::path::Path) -> Arc<Agent> {
+        let cfg = WorkerConfig::local(url, "w", 1, 1, dir.to_path_buf());
+        let channel = burst_proto::tls::lazy(&burst_proto::tls::endpoint(url).unwrap(), None, "controller");
+        Agent::new(cfg, url.to_string(), channel, None).0
+    }
+
     /// A controller from before the `Reports` stream answers it `Unimplemented`: the worker then sends each report
-    /// as a `ReportJobResult` call. Here no service answers anything, so the call is refused too.
+    /// as a call (starts alone as `ReportJobStarted`). Here no service answers anything, so the call is refused
+    /// too. A controller that cannot be reached is no reason to give up the stream.
     #[tokio::test]
     async fn a_controller_without_the_report_stream_gets_reports_as_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let mut link = Link::Closed;
+        let err = agent_for(&url, dir.path()).send(&mut link, ReportJobResultRequest::default()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(matches!(link, Link::Closed), "the stream is opened again by the next report");
+
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let server = tonic::transport::Server::builder().add_routes(tonic::service::Routes::default());
         tokio::spawn(server.serve_with_incoming(incoming));
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = WorkerConfig::local(&url, "w", 1, 1, dir.path().to_path_buf());
-        let channel = burst_proto::tls::lazy(&burst_proto::tls::endpoint(&url).unwrap(), None, "controller");
-        let (agent, _reports) = Agent::new(cfg, url, channel, None);
-        let mut link = Link::Closed;
-        let err = agent.send(&mut link, ReportJobResultRequest::default()).await.unwrap_err();
-        assert!(matches!(link, Link::Calls), "the stream is not tried again");
+        let err = agent_for(&url, dir.path()).send(&mut link, ReportJobResultRequest::default()).await.unwrap_err();
+        assert!(matches!(link, Link::Calls(_)), "the stream is not tried again for a while");
         assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
     }
 
