@@ -385,14 +385,14 @@ async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_
     assert_eq!(refused.refused_start_leases, vec![refs[0].clone()]);
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
-    // A session the controller does not know is refused NotFound, even in a report of nothing; on the stream that
-    // ends it.
-    let nothing = ReportJobResultRequest { worker_id: "fake".into(), session: session + 100, ..Default::default() };
-    let err = raw.report_job_result(nothing).await.unwrap_err();
+    // A session the controller does not know is refused NotFound, as by a call, even in a report of nothing; on
+    // the stream that ends it.
+    let stale = session.wrapping_add(100);
+    let report = ReportJobResultRequest { session: stale, ..result_then_start(session, &refs[1], &refs[1], false) };
+    let err = raw.report_job_result(report).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
-    let stale =
-        ReportJobResultRequest { session: session + 100, ..result_then_start(session, &refs[1], &refs[1], false) };
-    let err = ask(stale).await.unwrap_err();
+    let nothing = ReportJobResultRequest { worker_id: "fake".into(), session: stale, ..Default::default() };
+    let err = ask(nothing).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     // Nothing of the refused report was applied.
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();

@@ -311,13 +311,13 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
         .map_err(|_| format!("address {addr:?} is not a URL or host:port"))
 }
 
-/// `endpoint` pinging its connection every 10 s, failing it when a ping goes 5 s unanswered: a long-lived call or
-/// stream on a connection whose peer vanished without a reset (a node lost, a cable pulled) fails, and is made again,
-/// instead of waiting for ever.
+/// `endpoint` pinging its connection every 10 s, failing it when a ping goes 20 s unanswered (gRPC's default; a
+/// busy peer's runtime may take seconds to answer): a long-lived call or stream on a connection whose peer vanished
+/// without a reset (a node lost, a cable pulled) fails, and is made again, instead of waiting for ever.
 pub fn keep_alive(endpoint: Endpoint) -> Endpoint {
     endpoint
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true)
 }
 

@@ -126,8 +126,8 @@ impl Agent {
     /// One report and its answer: over the `Reports` stream (opened now if it is not), or as a call to a controller
     /// without it. An error closes the stream; the next report opens another.
     async fn send(&self, link: &mut Link, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
-        if let Link::Calls(since) = link
-            && since.elapsed() >= STREAM_RETRY
+        if let Link::Calls(until) = link
+            && tokio::time::Instant::now() >= *until
         {
             *link = Link::Closed;
         }
@@ -137,14 +137,18 @@ impl Agent {
             let open = client.reports(tokio_stream::wrappers::ReceiverStream::new(rx));
             match tokio::time::timeout(STREAM_OPEN, open).await {
                 Ok(Ok(answers)) => *link = Link::Open { requests, answers: Box::new(answers.into_inner()) },
-                Ok(Err(status)) if status.code() != Code::Unimplemented => return Err(status),
-                why => {
-                    let why = match why {
-                        Ok(Err(_)) => "the controller has no report stream (an older version)",
-                        _ => "the report stream did not open in time (a proxy that holds streams back?)",
-                    };
-                    warn!(worker = %self.cfg.worker_id, why, "reporting by calls; the stream is tried again later");
-                    *link = Link::Calls(tokio::time::Instant::now());
+                Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                    info!(worker = %self.cfg.worker_id, "the controller has no report stream (an older version); reporting by calls");
+                    *link = Link::Calls(tokio::time::Instant::now() + RETRY_AFTER_UNIMPLEMENTED);
+                }
+                Ok(Err(status)) => return Err(status),
+                // Not open in time: a controller still starting, a network that drops packets, or a proxy that
+                // holds streams back. Only the last lets a call through: then calls it is, for a long while.
+                Err(_) => {
+                    let answer = self.call(req).await?;
+                    warn!(worker = %self.cfg.worker_id, "the report stream did not open in time but a call went through (a proxy that holds streams back?); reporting by calls");
+                    *link = Link::Calls(tokio::time::Instant::now() + RETRY_AFTER_TIMEOUT);
+                    return Ok(answer);
                 }
             }
         }
@@ -182,11 +186,12 @@ impl Agent {
     }
 }
 
-/// How long the `Reports` stream may take to open before the worker reports by calls instead.
+/// How long the `Reports` stream may take to open before the report goes as a call.
 const STREAM_OPEN: Duration = Duration::from_secs(10);
-/// How long a worker that fell back to calls waits before it tries the stream again (the controller may have been
-/// upgraded).
-const STREAM_RETRY: Duration = Duration::from_secs(300);
+/// When a worker reporting by calls tries the stream again: a controller without it may be upgraded meanwhile; a
+/// stream that did not open while calls went through costs its report [`STREAM_OPEN`] each time it is tried.
+const RETRY_AFTER_UNIMPLEMENTED: Duration = Duration::from_secs(300);
+const RETRY_AFTER_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// The report loop's way to the controller.
 enum Link {
@@ -194,7 +199,7 @@ enum Link {
     Closed,
     /// The `Reports` stream: one answer per report, in order.
     Open { requests: mpsc::Sender<ReportJobResultRequest>, answers: Box<tonic::Streaming<ReportJobResultResponse>> },
-    /// Each report is a call, since then: the controller has no `Reports` stream, or it did not open.
+    /// Each report is a call, until then: the controller has no `Reports` stream, or it did not open.
     Calls(tokio::time::Instant),
 }
 
@@ -297,8 +302,9 @@ mod tests {
     }
 
     /// A controller from before the `Reports` stream answers it `Unimplemented`: the worker then sends each report
-    /// as a call (starts alone as `ReportJobStarted`). Here no service answers anything, so the call is refused
-    /// too. A controller that cannot be reached is no reason to give up the stream.
+    /// as a call, starts alone as `ReportJobStarted` (which every controller has), the rest as `ReportJobResult`.
+    /// Here a server answers every path `Unimplemented` and notes which were asked for. A controller that cannot be
+    /// reached is no reason to give up the stream.
     #[tokio::test]
     async fn a_controller_without_the_report_stream_gets_reports_as_calls() {
         let dir = tempfile::tempdir().unwrap();
@@ -310,14 +316,27 @@ mod tests {
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
         assert!(matches!(link, Link::Closed), "the stream is opened again by the next report");
 
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let note = {
+            let asked = asked.clone();
+            move |uri: axum::http::Uri| async move {
+                asked.lock().unwrap().push(uri.path().rsplit('/').next().unwrap_or_default().to_string());
+                [("content-type", "application/grpc"), ("grpc-status", "12")]
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let server = tonic::transport::Server::builder().add_routes(tonic::service::Routes::default());
-        tokio::spawn(server.serve_with_incoming(incoming));
-        let err = agent_for(&url, dir.path()).send(&mut link, ReportJobResultRequest::default()).await.unwrap_err();
-        assert!(matches!(link, Link::Calls(_)), "the stream is not tried again for a while");
+        let routes = tonic::service::Routes::from(axum::Router::new().fallback(note));
+        tokio::spawn(tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(incoming));
+        let agent = agent_for(&url, dir.path());
+        let starts = ReportJobResultRequest { started: vec![r("s", 1)], ..Default::default() };
+        let err = agent.send(&mut link, starts).await.unwrap_err();
         assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+        assert!(matches!(link, Link::Calls(_)), "the stream is not tried again for a while");
+        let results = ReportJobResultRequest { results: vec![JobResult::default()], ..Default::default() };
+        assert_eq!(agent.send(&mut link, results).await.unwrap_err().code(), Code::Unimplemented);
+        assert_eq!(*asked.lock().unwrap(), ["Reports", "ReportJobStarted", "ReportJobResult"]);
     }
 
     #[test]
