@@ -291,7 +291,12 @@ fn bench_workloads_print_their_figures_as_json() {
             "w1",
             "40",
             &["--processes"][..],
-            &[&throughput[..], &["controller_cpu_us_per_job", "workers_cpu_us_per_job"]].concat()[..],
+            &[
+                &throughput[..],
+                &["controller_cpu_us_per_job", "workers_cpu_us_per_job"],
+                &["controller_sleeps_per_job", "workers_sleeps_per_job"],
+            ]
+            .concat()[..],
         ),
         (
             "w2",

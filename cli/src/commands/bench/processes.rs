@@ -3,7 +3,10 @@
 //! a third process. In-process clusters share one runtime and one allocator, which users' clusters do not.
 //!
 //! CPU is read per process: the controller's and the workers' own from `/proc/<pid>/stat` (utime + stime), the
-//! jobs' from the workers' reaped children (cutime + cstime), the CLI's from this process's reaped children.
+//! jobs' from the workers' reaped children (cutime + cstime), the CLI's from this process's reaped children. So are
+//! the controller's and the workers' sleeps: how often their threads blocked and were woken again (each thread's
+//! `voluntary_ctxt_switches`, of the threads alive before and after), which is what most of their CPU per job now
+//! goes to on a 2-core VM.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,6 +42,9 @@ pub struct Ran {
     pub workers_cpu: f64,
     pub jobs_cpu: f64,
     pub cli_cpu: f64,
+    /// Times a thread of the controller, or of the workers, blocked and was woken again.
+    pub controller_sleeps: u64,
+    pub workers_sleeps: u64,
 }
 
 /// A child killed when dropped, so a failed bench leaves no server behind.
@@ -176,18 +182,22 @@ impl ProcessCluster {
             workers_cpu: after.workers - before.workers,
             jobs_cpu: after.jobs - before.jobs,
             cli_cpu,
+            controller_sleeps: after.controller_sleeps.saturating_sub(before.controller_sleeps),
+            workers_sleeps: after.workers_sleeps.saturating_sub(before.workers_sleeps),
         })
     }
 
     fn cpu(&self) -> anyhow::Result<ProcessCpu> {
         let (controller, _) = process_cpu(self.controller.0.id())?;
-        let (mut workers, mut jobs) = (0.0, 0.0);
+        let controller_sleeps = process_sleeps(self.controller.0.id());
+        let (mut workers, mut jobs, mut workers_sleeps) = (0.0, 0.0, 0);
         for w in &self.workers {
             let (own, children) = process_cpu(w.0.id())?;
             workers += own;
             jobs += children;
+            workers_sleeps += process_sleeps(w.0.id());
         }
-        Ok(ProcessCpu { controller, workers, jobs })
+        Ok(ProcessCpu { controller, workers, jobs, controller_sleeps, workers_sleeps })
     }
 
     /// Stops the workers, then the controller, with SIGTERM, waiting for each to exit.
@@ -204,6 +214,8 @@ struct ProcessCpu {
     controller: f64,
     workers: f64,
     jobs: f64,
+    controller_sleeps: u64,
+    workers_sleeps: u64,
 }
 
 fn quiet(cmd: &mut Command) -> &mut Command {
@@ -229,6 +241,17 @@ fn process_cpu(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok(((ticks(11) + ticks(12)) / hz, (ticks(13) + ticks(14)) / hz))
 }
 
+/// How often the threads of process `pid` blocked and were woken again so far: the sum of their
+/// `voluntary_ctxt_switches` (`/proc/<pid>/task/*/status`). A thread that ended is no longer counted.
+fn process_sleeps(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let sleeps = |status: String| {
+        let line = status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?;
+        line.trim().parse::<u64>().ok()
+    };
+    tasks.flatten().filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok()).filter_map(sleeps).sum()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -237,5 +260,42 @@ mod tests {
         while spin.elapsed() < std::time::Duration::from_millis(30) {}
         let (own, children) = super::process_cpu(std::process::id()).unwrap();
         assert!(own > 0.0 && children >= 0.0, "{own} {children}");
+    }
+
+    #[test]
+    fn process_sleeps_counts_the_sleeps_of_every_thread() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::{Duration, Instant};
+        let before = super::process_sleeps(std::process::id());
+        // Another thread blocks on a channel for each of 20 messages; this one never blocks (it spins), so only
+        // that thread's sleeps can make the count grow.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let taken = std::sync::Arc::new(AtomicUsize::new(0));
+        let sleeper = std::thread::spawn({
+            let taken = taken.clone();
+            move || {
+                while rx.recv().is_ok() {
+                    taken.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let spin = |d: Duration| {
+            let from = Instant::now();
+            while from.elapsed() < d {
+                std::hint::spin_loop();
+            }
+        };
+        for sent in 1..=20 {
+            tx.send(()).unwrap();
+            while taken.load(Ordering::SeqCst) < sent {
+                std::hint::spin_loop();
+            }
+            // Time for it to block again before the next message.
+            spin(Duration::from_micros(500));
+        }
+        let during = super::process_sleeps(std::process::id());
+        drop(tx);
+        sleeper.join().unwrap();
+        assert!(during >= before + 10, "{before} -> {during}: another thread's sleeps are counted");
     }
 }

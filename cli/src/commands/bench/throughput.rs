@@ -99,6 +99,8 @@ struct Line {
     jobs_cpu: f64,
     /// With `--processes`: the controller's, the workers' and the submitting CLI's share of `own_cpu`.
     split: Option<[f64; 3]>,
+    /// With `--processes`: per job, how often a thread of the controller, and of the workers, slept and woke.
+    sleeps: Option<[f64; 2]>,
 }
 
 impl Line {
@@ -125,12 +127,16 @@ impl Line {
         json
     }
 
-    /// The per-process CPU, where there is one, into `json`.
+    /// The per-process CPU and sleeps, where there are, into `json`.
     fn put_split(&self, json: &mut Value) {
         if let Some([controller, workers, cli]) = self.split {
             json["controller_cpu_us_per_job"] = json!(controller);
             json["workers_cpu_us_per_job"] = json!(workers);
             json["cli_cpu_us_per_job"] = json!(cli);
+        }
+        if let Some([controller, workers]) = self.sleeps {
+            json["controller_sleeps_per_job"] = json!(controller);
+            json["workers_sleeps_per_job"] = json!(workers);
         }
     }
 }
@@ -147,20 +153,29 @@ async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Resu
         tls: setup.tls,
         dir: &scratch.0,
     };
-    let (elapsed, failed, own_cpu, jobs_cpu, split) = match AnyCluster::start(args.processes, &shape).await? {
+    let (elapsed, failed, own_cpu, jobs_cpu, split, sleeps) = match AnyCluster::start(args.processes, &shape).await? {
         AnyCluster::Processes(cluster) => {
             let ran = cluster.run(&plan.argv, plan.jobs).await;
             cluster.shutdown();
             let ran = ran?;
             let split = [per_job(ran.controller_cpu), per_job(ran.workers_cpu), per_job(ran.cli_cpu)];
-            (ran.elapsed.as_secs_f64(), ran.failed, split.iter().sum(), per_job(ran.jobs_cpu), Some(split))
+            let each = |n: u64| n as f64 / plan.jobs.max(1) as f64;
+            let sleeps = [each(ran.controller_sleeps), each(ran.workers_sleeps)];
+            (
+                ran.elapsed.as_secs_f64(),
+                ran.failed,
+                split.iter().sum(),
+                per_job(ran.jobs_cpu),
+                Some(split),
+                Some(sleeps),
+            )
         }
         AnyCluster::Local(cluster) => {
             let before = cpu_seconds();
             let report = run_specs(&cluster, &vec![plan.argv.clone(); plan.jobs]).await?;
             let (own, jobs) = cpu_per_job(before, cpu_seconds(), plan.jobs);
             cluster.shutdown().await?;
-            (report.elapsed.as_secs_f64(), report.failed().len() as u64, own, jobs, None)
+            (report.elapsed.as_secs_f64(), report.failed().len() as u64, own, jobs, None, None)
         }
     };
     Ok(Line {
@@ -172,6 +187,7 @@ async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Resu
         own_cpu,
         jobs_cpu,
         split,
+        sleeps,
     })
 }
 
@@ -194,7 +210,7 @@ async fn spawner_line(plan: &Plan, threads: bool) -> anyhow::Result<Line> {
     };
     let (own_cpu, jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
     let elapsed = time.as_secs_f64();
-    Ok(Line { label, setup: None, jobs: plan.jobs, elapsed, failed, own_cpu, jobs_cpu, split: None })
+    Ok(Line { label, setup: None, jobs: plan.jobs, elapsed, failed, own_cpu, jobs_cpu, split: None, sleeps: None })
 }
 
 async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
@@ -268,10 +284,13 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
         "JOBS' CPU/JOB".into(),
     ]];
     for line in burst.iter().chain([&threads, &tokio]) {
-        let own = match line.split {
+        let mut own = match line.split {
             Some([c, w, cli]) => format!("{:.0} µs (controller {c:.0}, workers {w:.0}, cli {cli:.0})", line.own_cpu),
             None => format!("{:.0} µs", line.own_cpu),
         };
+        if let Some([c, w]) = line.sleeps {
+            own += &format!("; sleeps controller {c:.1}, workers {w:.1}");
+        }
         rows.push(vec![
             line.label.clone(),
             format!("{:.2} s", line.elapsed),
