@@ -305,11 +305,7 @@ async fn a_grandchild_that_escaped_with_setsid_does_not_survive_its_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_and_the_next_start_go_in_one_call() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
-    let mut client = c.client().await.unwrap();
-    let (mut raw, session) = fake_worker(&c).await;
-    submit(&mut client, vec![process("/bin/true", &[]), process("/bin/true", &[])]).await;
-    let refs = two_leases_first_started(&mut raw, session).await;
+    let Leased { c, mut client, mut raw, session, refs, .. } = two_leased(dir.path(), 2).await;
     // The result of `done` and the start of `next`, in one call.
     let result_then_start = |done: &LeaseRef, next: &LeaseRef| result_then_start(session, done, next, false);
     let resp = raw.report_job_result(result_then_start(&refs[0], &refs[1])).await.unwrap().into_inner();
@@ -327,11 +323,7 @@ async fn a_result_and_the_next_start_go_in_one_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_report_takes_the_leases_its_results_made_room_for() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
-    let mut client = c.client().await.unwrap();
-    let (mut raw, session) = fake_worker(&c).await;
-    let ids = submit(&mut client, vec![process("/bin/true", &[]); 3]).await;
-    let refs = two_leases_first_started(&mut raw, session).await;
+    let Leased { c, mut client, mut raw, session, ids, refs } = two_leased(dir.path(), 3).await;
     let waiting = tokio::spawn({
         let mut raw = raw.clone();
         let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 10_000, queue_target: None };
@@ -357,11 +349,7 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cluster(ClusterOptions::new(0, 1, dir.path().to_path_buf())).await;
-    let mut client = c.client().await.unwrap();
-    let (mut raw, session) = fake_worker(&c).await;
-    let ids = submit(&mut client, vec![process("/bin/true", &[]); 3]).await;
-    let refs = two_leases_first_started(&mut raw, session).await;
+    let Leased { c, mut client, mut raw, session, ids, refs } = two_leased(dir.path(), 3).await;
     let (reports, rx) = tokio::sync::mpsc::channel(1);
     let mut answers = raw.reports(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
     let mut ask = async |req: ReportJobResultRequest| {
@@ -398,6 +386,26 @@ async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_
     let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.succeeded, stats.running), (1, 1), "{stats:?}");
     c.shutdown().await.unwrap();
+}
+
+/// A cluster whose only worker is the fake one, with `jobs` × `/bin/true` submitted: the fake worker holds two
+/// leases, the first one's start confirmed.
+struct Leased {
+    c: LocalCluster,
+    client: burst_cli::client::Client,
+    raw: ControllerRpcClient<tonic::transport::Channel>,
+    session: u64,
+    ids: Vec<String>,
+    refs: Vec<LeaseRef>,
+}
+
+async fn two_leased(dir: &Path, jobs: usize) -> Leased {
+    let c = cluster(ClusterOptions::new(0, 1, dir.to_path_buf())).await;
+    let mut client = c.client().await.unwrap();
+    let (mut raw, session) = fake_worker(&c).await;
+    let ids = submit(&mut client, vec![process("/bin/true", &[]); jobs]).await;
+    let refs = two_leases_first_started(&mut raw, session).await;
+    Leased { c, client, raw, session, ids, refs }
 }
 
 /// A worker "fake" registered over raw gRPC with one slot and room for two jobs: its client and session.

@@ -143,7 +143,9 @@ impl Agent {
                 }
                 Ok(Err(status)) => return Err(status),
                 // Not open in time: a controller still starting, a network that drops packets, or a proxy that
-                // holds streams back. Only the last lets a call through: then calls it is, for a long while.
+                // holds streams back. A lost network fails the call too, and the stream is tried again; a call
+                // that goes through makes it calls for a long while (after a controller that took over 10 s to
+                // start as well: slower by a few percent, not wrong).
                 Err(_) => {
                     let answer = self.call(req).await?;
                     warn!(worker = %self.cfg.worker_id, "the report stream did not open in time but a call went through (a proxy that holds streams back?); reporting by calls");
