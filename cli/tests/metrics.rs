@@ -92,6 +92,9 @@ async fn metrics_parse_and_move_as_jobs_run() {
     assert!(value(&after, "burst_controller_pool_busy_slot_seconds_total{pool=\"default\"}") > 0.0);
     let runs: f64 = per_worker.iter().map(|s| value(s, "burst_worker_runs_total{reason=\"exited\"}")).sum();
     assert_eq!(runs, 20.0, "the workers' run counts add up to the jobs");
+    // At least each worker's first two found their slots free: started with their leases, no start report.
+    let with_lease: f64 = per_worker.iter().map(|s| value(s, "burst_worker_started_with_lease_total")).sum();
+    assert!((4.0..=20.0).contains(&with_lease), "{with_lease}");
     for s in &per_worker {
         assert_eq!(value(s, "burst_worker_registered"), 1.0);
         assert_eq!(value(s, "burst_worker_slots"), 2.0);

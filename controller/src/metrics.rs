@@ -65,14 +65,15 @@ impl Timings {
     /// started, if it ran).
     pub fn transition(&self, job: &Job, before: &State, after: JobState, started_ms: u64) {
         let seconds = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1000.0;
-        match (before, after) {
-            (State::Queued, JobState::Leased) => {
-                self.leased.inc();
-                if job.epoch() == 1 {
-                    self.dispatch.observe(seconds(job.submitted_at_ms(), burst_proto::now_ms()));
-                }
+        // A lease to a worker with a free slot starts the job at once: Queued -> Running is a lease and a start.
+        if matches!(before, State::Queued) && matches!(after, JobState::Leased | JobState::Running) {
+            self.leased.inc();
+            if job.epoch() == 1 {
+                self.dispatch.observe(seconds(job.submitted_at_ms(), burst_proto::now_ms()));
             }
-            (State::Leased(_), JobState::Running) if job.attempt() == 1 => {
+        }
+        match (before, after) {
+            (State::Queued | State::Leased(_), JobState::Running) if job.attempt() == 1 => {
                 self.queue_wait.observe(seconds(job.submitted_at_ms(), job.started_at_ms()));
             }
             (State::Running(_), after) if after != JobState::Running => {

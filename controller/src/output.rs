@@ -62,6 +62,9 @@ impl OutputRelay {
         })?;
         let endpoint =
             burst_proto::tls::endpoint(&address).map(burst_proto::tls::keep_alive).map_err(Status::internal)?;
+        // A run that is over has nothing more to follow: the worker sends what it wrote at once.
+        let mut req = req;
+        req.follow &= status.state() == JobState::Running;
         let follow = req.follow;
         let run = (status.job_id.clone(), worker.clone(), status.epoch);
         let channel = burst_proto::tls::lazy(&endpoint, self.tls.as_ref(), burst_proto::tls::WORKER_NAME);

@@ -15,6 +15,10 @@ use crate::agent::Agent;
 
 /// Bytes per chunk sent.
 const CHUNK: usize = 64 * 1024;
+/// How long a follower of a job with no run here waits for its run to begin: its lease may be on its way, or
+/// waiting for a slot a stopped job still holds (up to its kill grace). The controller asks to follow only a
+/// job it sees running; one that has just ended is sent as it is after this.
+const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub type Chunks = ReceiverStream<Result<JobOutputChunk, Status>>;
 
@@ -27,11 +31,16 @@ pub fn read(agent: &Agent, req: JobOutputRequest) -> Result<Chunks, Status> {
         OutputStream::Stdout => stdout,
         OutputStream::Stderr => stderr,
     };
-    let feed = if req.follow { agent.feeds.follow(&req.job_id) } else { None };
     let (tx, rx) = mpsc::channel(4);
-    let job = req.job_id;
-    let tail_lines = req.tail_lines;
+    let (job, follow, tail_lines) = (req.job_id, req.follow, req.tail_lines);
+    let feeds = agent.feeds.clone();
     tokio::spawn(async move {
+        // Followed, the job runs as far as the controller knows, but may not have begun here yet (see
+        // `Feeds::follow_soon`).
+        let feed = match follow {
+            true => feeds.follow_soon(&job, FOLLOW_WAIT).await,
+            false => None,
+        };
         if let Err(e) = send(&path, tail_lines, feed, &tx).await {
             debug!(%job, error = %e, "output read ended early");
         }

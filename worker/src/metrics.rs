@@ -27,6 +27,8 @@ pub struct Counters {
     pub given: Counter,
     /// Starts the controller refused (the lease had moved on: stale epoch).
     pub starts_refused: Counter,
+    /// Jobs the controller started with their lease (a slot was free): run without a start report.
+    pub started_with_lease: Counter,
 }
 
 impl Default for Counters {
@@ -38,6 +40,7 @@ impl Default for Counters {
             stolen: Counter::default(),
             given: Counter::default(),
             starts_refused: Counter::default(),
+            started_with_lease: Counter::default(),
         }
     }
 }
@@ -56,6 +59,8 @@ impl Metrics {
         registry.register("jobs_stolen", "Queued jobs this worker took from busy peers", c.stolen);
         registry.register("jobs_given", "Queued jobs this worker handed to idle peers", c.given);
         registry.register("starts_refused", "Starts the controller refused (stale leases)", c.starts_refused);
+        let with_lease = "Jobs the controller started with their lease (a slot was free): run without a start report";
+        registry.register("started_with_lease", with_lease, c.started_with_lease);
         registry.register_collector(Box::new(Live(agent)));
         Metrics { registry }
     }

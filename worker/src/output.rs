@@ -12,7 +12,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Captured {
@@ -29,6 +31,8 @@ pub struct Captured {
 pub struct Feeds {
     /// Guards only an insert, a remove or a lookup.
     runs: Mutex<HashMap<String, watch::Receiver<u64>>>,
+    /// Woken when a feed opens, for readers waiting for a run that has not begun here yet.
+    opened: Notify,
 }
 
 /// What a run's captures bump; shared by the run and its two captures.
@@ -39,12 +43,27 @@ impl Feeds {
     pub fn open(self: &Arc<Self>, job_id: &str) -> FeedGuard {
         let (tx, rx) = watch::channel(0);
         self.lock().insert(job_id.to_string(), rx);
+        self.opened.notify_waiters();
         FeedGuard { feed: Arc::new(tx), job_id: job_id.to_string(), feeds: self.clone() }
     }
 
     /// The feed of `job_id`'s run, if it is running here now.
     pub fn follow(&self, job_id: &str) -> Option<watch::Receiver<u64>> {
         self.lock().get(job_id).cloned()
+    }
+
+    /// The feed of `job_id`'s run, waiting up to `within` for it to open: a job the controller started with its
+    /// lease shows running there before the lease has reached this worker.
+    pub async fn follow_soon(&self, job_id: &str, within: Duration) -> Option<watch::Receiver<u64>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Registered before the look, so an open in between is not missed.
+            let opened = self.opened.notified();
+            if let Some(feed) = self.follow(job_id) {
+                return Some(feed);
+            }
+            tokio::time::timeout_at(deadline, opened).await.ok()?;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<u64>>> {
@@ -176,6 +195,22 @@ mod tests {
         let mut capture = Capture::new(path, cap, None);
         data.chunks(chunk).for_each(|c| capture.write(c));
         capture.captured()
+    }
+
+    #[tokio::test]
+    async fn a_follower_waits_a_while_for_a_run_that_has_not_begun_here() {
+        let feeds = Arc::new(Feeds::default());
+        assert!(feeds.follow_soon("j", Duration::from_millis(20)).await.is_none(), "none opened: none after the wait");
+        let opener = feeds.clone();
+        let open = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            opener.open("j")
+        });
+        let feed = feeds.follow_soon("j", Duration::from_secs(30)).await;
+        assert!(feed.is_some(), "the run that begins while the reader waits is followed");
+        let guard = open.await.unwrap();
+        drop(guard);
+        assert!(feeds.follow("j").is_none(), "gone once the run is over");
     }
 
     #[test]

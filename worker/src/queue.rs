@@ -58,13 +58,31 @@ impl LocalQueue {
         self.len() == 0
     }
 
-    /// Takes up to `count(len)` of the newest leases (the last to be started), oldest of them first. `count` sees
-    /// the queue's length under the same lock, so the decision and the taking are one step.
+    /// Takes up to `count(len)` of the newest leases that may move to another worker (the last to be started),
+    /// oldest of them first: not those the controller started with their lease (`Lease.started`), which stay.
+    /// `count` sees how many may move under the same lock, so the decision and the taking are one step.
     pub fn take_newest(&self, count: impl FnOnce(usize) -> usize) -> Vec<Lease> {
         let mut q = self.lock();
-        let n = count(q.len()).min(q.len());
-        let at = q.len() - n;
-        q.drain(at..).collect()
+        let movable = q.iter().filter(|l| !l.started).count();
+        let mut n = count(movable).min(movable);
+        let mut taken = Vec::with_capacity(n);
+        let mut at = q.len();
+        while n > 0 && at > 0 {
+            at -= 1;
+            if !q[at].started
+                && let Some(lease) = q.remove(at)
+            {
+                taken.push(lease);
+                n -= 1;
+            }
+        }
+        taken.reverse();
+        taken
+    }
+
+    /// Takes every lease, oldest first.
+    pub fn take_all(&self) -> Vec<Lease> {
+        self.lock().drain(..).collect()
     }
 
     /// Puts back leases taken with [`LocalQueue::take_newest`] that did not move, at the end where they were.
@@ -154,6 +172,22 @@ mod tests {
         assert_eq!(q.ids(), ["a", "b", "c", "d"]);
         assert!(q.take_newest(|_| 0).is_empty());
         assert_eq!(q.take_newest(|_| 99).len(), 4, "never more than there is");
+    }
+
+    #[tokio::test]
+    async fn leases_started_with_their_lease_never_move() {
+        let q = LocalQueue::default();
+        let started = |id: &str| Lease { started: true, ..lease(id) };
+        q.push([lease("a"), started("b"), lease("c"), started("d")]);
+        let mut seen = 0;
+        let taken = q.take_newest(|movable| {
+            seen = movable;
+            movable
+        });
+        assert_eq!(seen, 2, "only those that may move are counted");
+        assert_eq!(taken.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(q.ids(), ["b", "d"]);
+        assert_eq!(q.take_all().len(), 2, "a drain hands them all back");
     }
 
     #[tokio::test]

@@ -9,24 +9,38 @@
 //!   stale by construction. Every operation is one map lookup.
 //! - A stop that arrives while a run's start is still being confirmed is kept: that run never starts. So a
 //!   cancel the controller sends right after accepting a start is never lost.
+//! - A stop for a lease not in hand yet (its lease and its stop came by different answers, the stop first) is
+//!   kept too ([`EARLY_STOPS`] of them): the lease, once taken, never starts. A lease the controller started
+//!   with its lease (`Lease.started`) has no start to confirm that would catch it otherwise.
 //! - The slot and running counts and the entry itself are held by a [`Run`] guard: a task aborted at any await
 //!   (a fence, a shutdown) gives them back when it is dropped, so the counts never stay high.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use burst_proto::v1::{Lease, LeaseRef};
 use tokio::sync::oneshot;
 
+/// Stops kept for leases not in hand yet, at most; the oldest are forgotten first (a stop for a lease that ended
+/// long ago is kept for nothing).
+pub const EARLY_STOPS: usize = 1024;
+
 #[derive(Default)]
 pub struct Runs {
-    /// Each job's lease in hand, by job id, with its epoch. Guards an insert, a remove or a lookup, never an await.
-    table: Mutex<HashMap<String, (u64, Entry)>>,
+    /// Each job's lease in hand, by job id, with its epoch, and the stops that came before their leases. Guards an
+    /// insert, a remove or a lookup, never an await.
+    table: Mutex<Table>,
     /// Leases taken from the queue: in a slot (starting or running), or confirmed ahead of one.
     busy: AtomicU32,
     /// Runs whose start the controller confirmed and that have not ended.
     running: AtomicU32,
+}
+
+#[derive(Default)]
+struct Table {
+    leases: HashMap<String, (u64, Entry)>,
+    early_stops: VecDeque<LeaseRef>,
 }
 
 #[derive(Debug)]
@@ -45,10 +59,14 @@ impl Runs {
     /// Takes `lease` into a slot: it is in hand from now on, until the returned guard is dropped (or hands the
     /// lease to the reporter). A lease of the same job at an older epoch is stale by construction: it is stopped.
     pub fn take(&self, lease: &Lease) -> Run<'_> {
-        let fresh = (lease.epoch, Entry::Starting { stopped: false });
-        if let Some((_, mut older)) = self.lock().insert(lease.job_id.clone(), fresh) {
+        let mut table = self.lock();
+        let early = table.early_stops.iter().position(|r| r.job_id == lease.job_id && r.epoch == lease.epoch);
+        let stopped = early.and_then(|at| table.early_stops.remove(at)).is_some();
+        let fresh = (lease.epoch, Entry::Starting { stopped });
+        if let Some((_, mut older)) = table.leases.insert(lease.job_id.clone(), fresh) {
             stop_entry(&mut older);
         }
+        drop(table);
         self.busy.fetch_add(1, Ordering::Relaxed);
         Run { runs: self, job: lease.job_id.clone(), epoch: lease.epoch, running: false, reporting: false }
     }
@@ -58,20 +76,27 @@ impl Runs {
         let refs: Vec<LeaseRef> = leases.iter().map(Lease::to_ref).collect();
         let mut table = self.lock();
         for r in &refs {
-            table.insert(r.job_id.clone(), (r.epoch, Entry::Moving));
+            table.leases.insert(r.job_id.clone(), (r.epoch, Entry::Moving));
         }
         Moving { runs: self, refs }
     }
 
-    /// Stops the run of lease `r`: a running one is signalled, a starting one will not start. Says whether the
-    /// lease was in hand.
+    /// Stops the run of lease `r`: a running one is signalled, a starting one will not start, one not in hand
+    /// yet will not start once taken. Says whether the lease was in hand.
     pub fn stop(&self, r: &LeaseRef) -> bool {
-        match self.lock().get_mut(&r.job_id) {
+        let mut table = self.lock();
+        match table.leases.get_mut(&r.job_id) {
             Some((epoch, entry)) if *epoch == r.epoch => {
                 stop_entry(entry);
                 true
             }
-            _ => false,
+            _ => {
+                if table.early_stops.len() >= EARLY_STOPS {
+                    table.early_stops.pop_front();
+                }
+                table.early_stops.push_back(r.clone());
+                false
+            }
         }
     }
 
@@ -83,25 +108,26 @@ impl Runs {
     /// Removes job `id`'s entry if it is the lease at `epoch`.
     fn remove(&self, id: &str, epoch: u64) {
         let mut table = self.lock();
-        if table.get(id).is_some_and(|(e, _)| *e == epoch) {
-            table.remove(id);
+        if table.leases.get(id).is_some_and(|(e, _)| *e == epoch) {
+            table.leases.remove(id);
         }
     }
 
     /// Every lease in hand, with its epoch.
     pub fn claims(&self) -> Vec<LeaseRef> {
-        self.lock().iter().map(|(id, (epoch, _))| LeaseRef { job_id: id.clone(), epoch: *epoch }).collect()
+        self.lock().leases.iter().map(|(id, (epoch, _))| LeaseRef { job_id: id.clone(), epoch: *epoch }).collect()
     }
 
     /// The jobs in hand.
     pub fn known(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.lock().leases.keys().cloned().collect()
     }
 
     /// Stops every run and forgets every lease in hand (the worker lost them all); returns them.
     pub fn clear(&self) -> Vec<LeaseRef> {
         let mut table = self.lock();
         table
+            .leases
             .drain()
             .map(|(id, (epoch, mut entry))| {
                 stop_entry(&mut entry);
@@ -119,7 +145,7 @@ impl Runs {
         self.running.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Entry)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -151,7 +177,7 @@ impl Run<'_> {
     /// when a stop came first (or the lease is no longer in hand): it must not run.
     pub fn confirmed(&mut self) -> Option<oneshot::Receiver<()>> {
         let mut table = self.runs.lock();
-        let entry = match table.get_mut(&self.job) {
+        let entry = match table.leases.get_mut(&self.job) {
             Some((epoch, entry)) if *epoch == self.epoch => entry,
             _ => return None,
         };
@@ -169,7 +195,7 @@ impl Run<'_> {
     /// The run ended and its result goes to the reporter: the slot is free, the lease stays in hand until the
     /// controller answers (see [`Runs::answered`]).
     pub fn reporting(mut self) {
-        if let Some((epoch, entry)) = self.runs.lock().get_mut(&self.job)
+        if let Some((epoch, entry)) = self.runs.lock().leases.get_mut(&self.job)
             && *epoch == self.epoch
         {
             *entry = Entry::Reporting;
@@ -200,8 +226,8 @@ impl Drop for Moving<'_> {
     fn drop(&mut self) {
         let mut table = self.runs.lock();
         for r in &self.refs {
-            if matches!(table.get(&r.job_id), Some((epoch, Entry::Moving)) if *epoch == r.epoch) {
-                table.remove(&r.job_id);
+            if matches!(table.leases.get(&r.job_id), Some((epoch, Entry::Moving)) if *epoch == r.epoch) {
+                table.leases.remove(&r.job_id);
             }
         }
     }
@@ -217,6 +243,26 @@ mod tests {
 
     fn r(id: &str, epoch: u64) -> LeaseRef {
         LeaseRef { job_id: id.into(), epoch }
+    }
+
+    #[test]
+    fn a_stop_that_comes_before_its_lease_keeps_the_run_from_starting() {
+        let runs = Runs::default();
+        assert!(!runs.stop(&r("a", 2)), "not in hand yet");
+        let mut other = runs.take(&lease("a", 3));
+        assert!(other.confirmed().is_some(), "a stop of another epoch stops nothing");
+        drop(other);
+        let mut run = runs.take(&lease("a", 2));
+        assert!(run.confirmed().is_none(), "its stop came first: it must not run");
+        drop(run);
+        let mut again = runs.take(&lease("a", 2));
+        assert!(again.confirmed().is_some(), "a kept stop is spent once");
+        drop(again);
+        for i in 0..EARLY_STOPS as u64 + 1 {
+            runs.stop(&r("b", i));
+        }
+        assert!(runs.take(&lease("b", 0)).confirmed().is_some(), "the oldest kept stop is forgotten past the bound");
+        assert!(runs.take(&lease("b", 1)).confirmed().is_none());
     }
 
     #[test]
@@ -314,7 +360,7 @@ mod tests {
                     2 if !guards.is_empty() => {
                         let i = rng.random_range(0..guards.len());
                         let (g, confirmed, stopped) = &mut guards[i];
-                        let superseded = runs.lock().get(&g.job).is_none_or(|(e, _)| *e != g.epoch);
+                        let superseded = runs.lock().leases.get(&g.job).is_none_or(|(e, _)| *e != g.epoch);
                         log.push(format!("confirm {}@{}", g.job, g.epoch));
                         if !*confirmed {
                             let got = g.confirmed().is_some();
@@ -335,7 +381,7 @@ mod tests {
                         let (g, _, _) = guards.remove(rng.random_range(0..guards.len()));
                         log.push(format!("report {}@{}", g.job, g.epoch));
                         let r = r(&g.job, g.epoch);
-                        let current = runs.lock().get(&g.job).is_some_and(|(e, _)| *e == g.epoch);
+                        let current = runs.lock().leases.get(&g.job).is_some_and(|(e, _)| *e == g.epoch);
                         g.reporting();
                         if current {
                             reporting.push(r);

@@ -122,6 +122,9 @@ pub enum Effect {
     Moved,
     /// The job left its holder and is queued again: put it back on the queue.
     Requeue { from: WorkerId },
+    /// The holder gave back a lease it never ran ([`Job::hand_back`]): queued again as if never leased, even
+    /// one recorded as running with its lease (no run to account for, its queue deadline still on).
+    HandedBack { from: WorkerId },
     /// The job failed, has attempts left, and is queued again: put it back on the queue after `after`.
     Retry { from: WorkerId, after: Duration },
     /// The job reached a terminal state; `from` (if any) no longer holds it.
@@ -414,6 +417,20 @@ impl Job {
     /// A queued job's retry wait is over.
     pub fn retry_due(&mut self) {
         self.retry_at_ms = 0;
+    }
+
+    /// The holder gives back a lease it never ran: one it returns from its queue when it drains, or one that never
+    /// left the controller. The job is queued again as it was, no run lost, even one recorded as running with
+    /// its lease (see `Lease.started`). Fenced by the holder's registration and the lease's epoch.
+    pub fn hand_back(&mut self, by: &Holder) -> Result<Effect, Refused> {
+        match &self.state {
+            State::Leased(h) | State::Running(h) if h == by => {
+                self.state = State::Queued;
+                self.started_at_ms = 0;
+                Ok(Effect::HandedBack { from: by.worker.clone() })
+            }
+            _ => Err(self.refusal(by)),
+        }
     }
 
     /// The holder lost its lease (its worker died or registered again). A job that never started is queued again

@@ -37,13 +37,17 @@ impl Scheduler {
         let after = job.state();
         let after_state = after.proto();
         let need = job.spec.resources.unwrap_or_default();
-        self.timings.transition(job, &before, after.proto(), run_started_ms);
+        // A lease handed back unrun was no run: nothing to time, no busy slot to account for.
+        let ran = !matches!(effect, Effect::HandedBack { .. });
+        if ran {
+            self.timings.transition(job, &before, after.proto(), run_started_ms);
+        }
         self.counts[before.proto() as usize] -= 1;
         self.counts[after.proto() as usize] += 1;
         let (now_running, now_terminal) = (matches!(after, State::Running(_)), after.is_terminal());
 
         let was_running = matches!(before, State::Running(_));
-        if was_running && !now_running {
+        if was_running && !now_running && ran {
             // The run ended (or was lost): its pool's slot was busy for it.
             let ran_ms = job.last_run_ms();
             if let Some(p) = job.pool().and_then(|name| self.registry.pool_id(name))
@@ -72,6 +76,13 @@ impl Scheduler {
         }
         match &effect {
             Effect::Requeue { .. } => self.requeue(id.to_string()),
+            Effect::HandedBack { .. } => {
+                self.requeue(id.to_string());
+                let left = self.jobs.get(id).and_then(|job| queue_deadline_left(&job, burst_proto::now_ms()));
+                if let Some(left) = left {
+                    self.set_timer(Instant::now() + left, id, Timer::QueueDeadline);
+                }
+            }
             Effect::Retry { after, .. } => self.set_timer(Instant::now() + *after, id, Timer::Retry),
             Effect::Moved | Effect::Ended { .. } => {}
         }

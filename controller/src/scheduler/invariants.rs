@@ -308,8 +308,15 @@ impl Sim {
                 if let Poll::Ready { leases, stop } = poll
                     && self.durable(d, crash)
                 {
+                    // A lease started with its lease runs as it arrives (unless stopped in the same answer).
+                    for l in leases.iter().filter(|l| l.started && !stop.contains(&l.to_ref())) {
+                        self.starts.entry(l.job_id.clone()).or_default().insert(l.epoch);
+                    }
                     let sw = &mut self.workers[w];
-                    sw.leases.extend(leases.into_iter().map(|l| (l, false)));
+                    sw.leases.extend(leases.into_iter().map(|l| {
+                        let started = l.started;
+                        (l, started)
+                    }));
                     sw.leases.retain(|(l, _)| !stop.contains(&l.to_ref()));
                 }
             }

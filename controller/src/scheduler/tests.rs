@@ -101,8 +101,13 @@ fn a_stale_transfer_is_refused_and_the_victims_late_reports_are_refused_and_coun
     let v = register(&mut s, worker("a-victim", 1, 4));
     let t = register(&mut s, worker("b-thief", 1, 4));
     submit(&mut s, 4);
-    let got = refs(&leases(&mut s, "a-victim", v));
-    assert_eq!(got.len(), 4);
+    let leased = leases(&mut s, "a-victim", v);
+    assert_eq!(leased.len(), 4);
+    // The first took the free slot with its lease: it runs, and never moves.
+    assert_eq!(leased.iter().map(|l| l.started).collect::<Vec<_>>(), [true, false, false, false]);
+    let (moved, refused, _) = s.transfer("a-victim", v, "b-thief", &refs(&leased[..1])).unwrap();
+    assert!(moved.is_empty() && refused == [leased[0].job_id.clone()]);
+    let got = refs(&leased[1..]);
     // A stale epoch moves nothing.
     let stale = vec![LeaseRef { job_id: got[0].job_id.clone(), epoch: got[0].epoch + 7 }];
     let (moved, refused, _) = s.transfer("a-victim", v, "b-thief", &stale).unwrap();
@@ -120,7 +125,7 @@ fn a_stale_transfer_is_refused_and_the_victims_late_reports_are_refused_and_coun
     assert_eq!((accepted, refused.len()), (0, 1));
     assert_eq!(s.stats().stale_reports_total, before + 2);
     let (refused, _) = s.started("b-thief", t, &moved[..1], 2).unwrap();
-    assert!(refused.is_empty());
+    assert!(refused.is_empty(), "a stolen lease is never started with its transfer: its start is confirmed");
     let (accepted, _, _) = s.finished("b-thief", t, vec![ok_result(&moved[0])], 9).unwrap();
     assert_eq!(accepted, 1);
     let (_, status) = s.job(&moved[0].job_id).unwrap();
@@ -154,7 +159,8 @@ fn a_lease_the_worker_never_received_is_queued_again_after_the_grace_period() {
     // The worker knows the first job only (the answer carrying the second was lost, say).
     let known = vec![ids[0].clone()];
     let (_, _) = s.heartbeat("w1", session, &known, 0, Duration::from_secs(3600), 5).unwrap();
-    assert_eq!(s.stats().leased, 2, "within the grace period nothing moves");
+    let stats = s.stats();
+    assert_eq!((stats.running, stats.leased), (1, 1), "within the grace period nothing moves");
     let (_, _) = s.heartbeat("w1", session, &known, 0, Duration::ZERO, 5).unwrap();
     // Released and leased again at once (the worker has room), under a new epoch.
     let again = leases(&mut s, "w1", session);
@@ -172,14 +178,77 @@ fn heartbeats_name_the_peers_with_jobs_queued_deepest_first() {
     let c = register(&mut s, worker("c", 1, 8));
     submit(&mut s, 10);
     // The biased router fills a and b (the first half of three, rounded up); start one of a's jobs.
+    // Each one's first job started with its lease (a slot was free); start another of a's.
     let got = refs(&leases(&mut s, "a", a));
-    let _ = s.started("a", a, &got[..1], 1).unwrap();
+    let _ = s.started("a", a, &got[1..2], 1).unwrap();
     let (peers, _) = s.heartbeat("c", c, &[], 3, Duration::from_secs(60), 1).unwrap();
     let named: Vec<(&str, u32)> = peers.iter().map(|p| (p.worker_id.as_str(), p.queued)).collect();
-    assert_eq!(named, [("b", 5), ("a", 4)], "deepest first, never the asker");
+    assert_eq!(named, [("b", 4), ("a", 3)], "deepest first, never the asker");
     assert_eq!(peers[1].address, "a:1");
     assert_eq!(peers[1].free_slots, 0);
     assert_eq!(s.stats().steal_attempts_total, 3);
+}
+
+#[test]
+fn a_lease_to_a_worker_with_a_free_slot_starts_the_job_and_one_past_its_slots_waits_for_its_start() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 2, 4));
+    let ids = submit(&mut s, 3);
+    let got = leases(&mut s, "w1", session);
+    assert_eq!(got.iter().map(|l| l.started).collect::<Vec<_>>(), [true, true, false], "two slots free, then none");
+    let states: Vec<_> = ids.iter().map(|id| s.job(id).unwrap().1.state()).collect();
+    assert_eq!(states, [JobState::Running, JobState::Running, JobState::Leased]);
+    let w = &s.workers()[0];
+    assert_eq!((w.held, w.running), (3, 2));
+    // A worker that does not know the field reports the start anyway: accepted, nothing changes.
+    let (refused, _) = s.started("w1", session, &refs(&got[..1]), 2).unwrap();
+    assert!(refused.is_empty());
+    assert_eq!(s.workers()[0].running, 2);
+    // A slot frees while the third still waits for its start: the next lease is not started, the worker holds
+    // as many jobs as it has slots.
+    let _ = s.finished("w1", session, vec![ok_result(&got[0].to_ref())], 3).unwrap();
+    let more = submit(&mut s, 1);
+    let next = leases(&mut s, "w1", session);
+    assert_eq!((next.len(), next[0].started), (1, false));
+    assert_eq!(s.job(&more[0]).unwrap().1.state(), JobState::Leased);
+}
+
+#[test]
+fn a_job_started_with_a_lease_that_never_reached_its_worker_loses_no_run() {
+    // Drained before the lease left the controller, or handed back from the worker's queue unrun: queued
+    // again as it was.
+    let mut s = sched(RouterKind::Roundrobin);
+    let a = register(&mut s, worker("a", 1, 1));
+    let deadline = JobSpec { queue_timeout_ms: 3_600_000, ..spec() };
+    let (jobs, _) = s.submit(vec![deadline; 2], 1).unwrap();
+    let ids: Vec<JobId> = jobs.into_iter().map(|j| j.job_id).collect();
+    assert_eq!(s.job(&ids[0]).unwrap().1.state(), JobState::Running);
+    assert_eq!(s.timers.len(), 1, "a started job has no queue deadline left");
+    let returned = refs(&leases(&mut s, "a", a));
+    let (requeued, _) = s.drain("a", a, &returned, 2).unwrap();
+    assert_eq!(requeued, 2);
+    for id in &ids {
+        let (_, st) = s.job(id).unwrap();
+        let seen = (st.state(), st.attempt, st.attempts.len(), st.started_at_ms);
+        assert_eq!(seen, (JobState::Queued, 1, 0, 0), "{id}: no run lost, none started");
+    }
+    assert_eq!(s.timers.len(), 2, "both wait for their first run again, under their queue deadline");
+    assert_eq!(s.stats().pools[0].busy_slot_seconds, 0.0, "no slot was busy");
+    // A worker that dies with such a lease still in its outbox: the same.
+    let b = register(&mut s, worker("b", 1, 0));
+    let st = s.job(&ids[0]).unwrap().1;
+    assert_eq!((st.state(), st.worker_id.as_str()), (JobState::Running, "b"));
+    let _ = s.expire(Instant::now() + Duration::from_secs(3600), 3);
+    let st = s.job(&ids[0]).unwrap().1;
+    assert_eq!((st.state(), st.attempt, st.attempts.len()), (JobState::Queued, 1, 0), "never delivered: no run lost");
+    // Delivered, it is a run like any other: lost with its worker.
+    let c = register(&mut s, worker("c", 1, 0));
+    let got = leases(&mut s, "c", c);
+    assert!(got[0].started);
+    let _ = s.expire(Instant::now() + Duration::from_secs(3600), 4);
+    let st = s.job(&got[0].job_id).unwrap().1;
+    assert_eq!((st.state(), st.attempt), (JobState::Queued, 2), "a lost run is spent");
+    let _ = b;
 }
 
 #[test]
@@ -353,7 +422,9 @@ fn after_a_restart_workers_claim_their_leases_and_only_unclaimed_ones_are_requeu
     assert_eq!(accepted, 1);
     // b never claimed its leases: after the deadline they are queued again.
     let _ = after.expire(Instant::now() - Duration::from_secs(3600), 6);
-    assert_eq!(after.job(&on_b[0].job_id).unwrap().1.state(), JobState::Leased, "before the deadline, kept");
+    // (Its first started with its lease: b had a free slot.)
+    assert_eq!(after.job(&on_b[0].job_id).unwrap().1.state(), JobState::Running, "before the deadline, kept");
+    assert_eq!(after.job(&on_b[1].job_id).unwrap().1.state(), JobState::Leased, "before the deadline, kept");
     after.claim_deadline = Some(Instant::now());
     let _ = after.expire(Instant::now() - Duration::from_secs(3600), 7);
     let states: Vec<_> = on_b.iter().map(|r| after.job(&r.job_id).unwrap().1.state()).collect();
@@ -487,7 +558,7 @@ fn a_running_job_its_worker_no_longer_has_is_released_by_its_heartbeat() {
     assert_eq!(status.attempts.last().map(|a| a.reason()), Some(Reason::WorkerLost), "{status:?}");
     assert_eq!(status.attempt, 2, "a lost run is spent");
     let w = &s.workers()[0];
-    assert_eq!((w.held, w.running), (2, 1), "leased again at once: one running, one leased");
+    assert_eq!((w.held, w.running), (2, 2), "leased again at once, and started with it: a slot was free");
 }
 
 #[test]
@@ -525,12 +596,12 @@ fn a_registration_taken_over_by_a_second_process_is_told_so_not_forgotten() {
 #[test]
 fn finished_jobs_leave_no_timers_behind() {
     let mut s = sched(RouterKind::Roundrobin);
-    let session = register(&mut s, worker("w1", 100, 0));
+    let session = register(&mut s, worker("w1", 1, 99));
     let deadline = JobSpec { queue_timeout_ms: 3_600_000, ..spec() };
     let (jobs, _) = s.submit(vec![deadline; 100], 1).unwrap();
-    assert_eq!(s.timers.len(), 100);
+    assert_eq!(s.timers.len(), 99, "the first started with its lease (the slot was free): no queue deadline left");
     let got = refs(&leases(&mut s, "w1", session));
-    let _ = s.started("w1", session, &got[..50], 2).unwrap();
+    let _ = s.started("w1", session, &got[1..50], 2).unwrap();
     assert_eq!(s.timers.len(), 50, "a started job has no queue deadline left");
     let results = got[50..].iter().map(ok_result).collect();
     let _ = s.finished("w1", session, results, 3).unwrap();

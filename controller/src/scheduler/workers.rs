@@ -154,16 +154,15 @@ impl Scheduler {
         let w = self.live(worker, session)?;
         let outbox = std::mem::take(&mut w.outbox);
         self.registry.set_draining(worker);
-        let mut give_back: Vec<LeaseRef> =
-            outbox.into_iter().map(|l| LeaseRef { job_id: l.job_id, epoch: l.epoch }).collect();
-        give_back.extend(returned.iter().cloned());
+        // Oldest first (the worker's queue, then what it has not received yet); each goes to the front of the
+        // queue, so in reverse.
+        let mut give_back = returned.to_vec();
+        give_back.extend(outbox.iter().map(Lease::to_ref));
         let mut requeued = 0;
-        for r in give_back {
-            let holds = self.jobs.get(&r.job_id).is_some_and(|j| {
-                matches!(j.state(),
-                State::Leased(h) if h.worker == worker && h.session == session && h.epoch == r.epoch)
-            });
-            if holds && self.transition(&r.job_id, |job| job.release(worker, session, now_ms)).is_ok() {
+        for r in give_back.into_iter().rev() {
+            // Never ran: queued again as it was, even one recorded as running with its lease.
+            let by = holder(worker, session, r.epoch);
+            if self.transition(&r.job_id, |job| job.hand_back(&by)).is_ok() {
                 requeued += 1;
             }
         }
@@ -357,6 +356,12 @@ impl Scheduler {
     /// Releases every job a removed (or replaced) worker entry still held: those its session holds, not those a
     /// new registration of the same worker claimed (the release is fenced by holder).
     pub(super) fn release_all(&mut self, entry: WorkerEntry, now_ms: u64) {
+        // Leases still in the outbox never reached the worker: no run of theirs is lost, even of one recorded as
+        // running with its lease.
+        for lease in entry.outbox.iter().rev() {
+            let by = holder(entry.id(), entry.session, lease.epoch);
+            let _ = self.transition(&lease.job_id, |job| job.hand_back(&by));
+        }
         let mut held: Vec<&JobId> = entry.held().keys().collect();
         held.sort();
         for id in held.into_iter().rev() {

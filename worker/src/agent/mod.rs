@@ -228,8 +228,9 @@ impl Agent {
     /// `Cancelled`), a starting one will not start. Other leases of the same jobs are left alone.
     fn stop_jobs(&self, stop: &[LeaseRef]) {
         for r in stop {
+            // Not in the queue: in hand, or (its lease still on its way) kept so that it never starts.
             let dropped = self.queue.remove(&r.job_id, r.epoch);
-            let stopped = self.runs.stop(r);
+            let stopped = !dropped && self.runs.stop(r);
             info!(worker = %self.cfg.worker_id, job = %r.job_id, epoch = r.epoch, dropped, stopped, "stop requested");
         }
     }
@@ -409,10 +410,16 @@ impl Agent {
         // Open before the start is confirmed: a reader sent here once the controller shows the job running finds
         // it to follow.
         let feed = self.feeds.open(&lease.job_id);
-        let (reply, confirmation) = oneshot::channel();
-        let waiting = ticket.has_slot();
-        let accepted = self.reports.send(Report::Start { lease: lease_ref, reply, waiting }).is_ok()
-            && confirmation.await == Ok(true);
+        // A job the controller started with its lease (a slot was free for it) needs no confirmation.
+        if lease.started {
+            self.counters.started_with_lease.inc();
+        }
+        let accepted = lease.started || {
+            let (reply, confirmation) = oneshot::channel();
+            let waiting = ticket.has_slot();
+            self.reports.send(Report::Start { lease: lease_ref, reply, waiting }).is_ok()
+                && confirmation.await == Ok(true)
+        };
         let stop = match accepted {
             true => run.confirmed(),
             false => None,
@@ -471,7 +478,7 @@ impl Agent {
     /// Returns (jobs handed back, jobs that finished during the drain, jobs stopped at the deadline).
     pub async fn drain(&self, deadline: tokio::time::Instant) -> (u32, usize, usize) {
         self.intake.store(false, Ordering::Relaxed);
-        let queued = self.queue.take_newest(|len| len);
+        let queued = self.queue.take_all();
         let returned = queued.iter().map(Lease::to_ref).collect();
         let req = DrainWorkerRequest { worker_id: self.cfg.worker_id.clone(), session: self.current(), returned };
         let handed_back = match tokio::time::timeout_at(deadline, self.client.clone().drain_worker(req)).await {
@@ -561,6 +568,10 @@ impl Agent {
     /// controller answers). The new registration makes the controller release whatever the old session held at
     /// once: it never counts a stopped job as running beside the new ones this worker takes.
     async fn fence(&self) {
+        // Session 0 until registered again: leases or answers for the old session are dropped from now on (one
+        // taken while the jobs are stopped would stay queued, and one the controller started with its lease
+        // would run).
+        let old = self.session.send_replace(0);
         let dropped = self.queue.clear();
         self.kill_jobs().await;
         let in_hand = self.runs.clear();
@@ -568,8 +579,6 @@ impl Agent {
             self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &r.job_id, r.epoch));
         }
         let stopped = in_hand.len();
-        // Session 0 until registered again: leases or answers for the old session are dropped meanwhile.
-        let old = self.session.send_replace(0);
         warn!(worker = %self.cfg.worker_id, dropped, stopped, session = old, "cut off from the controller for a lease timeout; stopped every job");
         if let Err(error) = self.renew(0).await {
             warn!(worker = %self.cfg.worker_id, %error, "registration refused after a fence");

@@ -26,7 +26,7 @@ fn never() -> oneshot::Receiver<()> {
 }
 
 fn lease(id: &str, spec: JobSpec) -> Lease {
-    Lease { job_id: id.into(), epoch: 1, attempt: 1, spec: Some(spec) }
+    Lease { job_id: id.into(), epoch: 1, attempt: 1, spec: Some(spec), started: false }
 }
 
 fn process(cmd: &str, args: &[&str]) -> JobSpec {
