@@ -164,7 +164,12 @@ async fn bad_input_gets_a_clear_status_and_nothing_is_stored() {
     // A worker with zero slots is refused at registration.
     let mut raw = burst_proto::v1::controller_rpc_client::ControllerRpcClient::connect(c.url()).await.unwrap();
     let info = burst_proto::v1::WorkerInfo { worker_id: "zero".into(), slots: 0, ..Default::default() };
-    let req = burst_proto::v1::RegisterWorkerRequest { info: Some(info), held: vec![], queue_target: None };
+    let req = burst_proto::v1::RegisterWorkerRequest {
+        info: Some(info),
+        held: vec![],
+        queue_target: None,
+        start_ahead: None,
+    };
     let err = raw.register_worker(req).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("slots"), "{}", err.message());

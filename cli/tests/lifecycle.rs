@@ -151,7 +151,12 @@ async fn a_result_reported_three_times_is_applied_once() {
     let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
     let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
     let reg = raw
-        .register_worker(RegisterWorkerRequest { info: Some(info), held: vec![], queue_target: None })
+        .register_worker(RegisterWorkerRequest {
+            info: Some(info),
+            held: vec![],
+            queue_target: None,
+            start_ahead: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -161,7 +166,13 @@ async fn a_result_reported_three_times_is_applied_once() {
         ids.extend(submit(&mut client, vec![spec.clone()]).await);
     }
     assert!(ids.iter().all(|id| *id == ids[0]), "one job for one key");
-    let poll = PollJobRequest { worker_id: "fake".into(), session: reg.session, wait_ms: 5_000, queue_target: None };
+    let poll = PollJobRequest {
+        worker_id: "fake".into(),
+        session: reg.session,
+        wait_ms: 5_000,
+        queue_target: None,
+        start_ahead: None,
+    };
     let lease = raw.poll_job(poll).await.unwrap().into_inner().leases.remove(0);
     let lease_ref = lease.to_ref();
     let result =
@@ -175,6 +186,7 @@ async fn a_result_reported_three_times_is_applied_once() {
             started: vec![],
             take_leases: false,
             queue_target: None,
+            start_ahead: None,
         };
         accepted += raw.report_job_result(req).await.unwrap().into_inner().accepted;
     }
@@ -326,7 +338,13 @@ async fn a_result_report_takes_the_leases_its_results_made_room_for() {
     let Leased { c, mut client, mut raw, session, ids, refs } = two_leased(dir.path(), 3).await;
     let waiting = tokio::spawn({
         let mut raw = raw.clone();
-        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 10_000, queue_target: None };
+        let poll = PollJobRequest {
+            worker_id: "fake".into(),
+            session,
+            wait_ms: 10_000,
+            queue_target: None,
+            start_ahead: None,
+        };
         async move { raw.poll_job(poll).await.map(|r| r.into_inner().leases) }
     });
     let report =
@@ -413,7 +431,12 @@ async fn fake_worker(c: &LocalCluster) -> (ControllerRpcClient<tonic::transport:
     let mut raw = ControllerRpcClient::connect(c.url()).await.unwrap();
     let info = WorkerInfo { worker_id: "fake".into(), slots: 1, queue_capacity: 1, ..Default::default() };
     let reg = raw
-        .register_worker(RegisterWorkerRequest { info: Some(info), held: vec![], queue_target: None })
+        .register_worker(RegisterWorkerRequest {
+            info: Some(info),
+            held: vec![],
+            queue_target: None,
+            start_ahead: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -427,7 +450,8 @@ async fn two_leases_first_started(
 ) -> Vec<LeaseRef> {
     let mut leases = Vec::new();
     while leases.len() < 2 {
-        let poll = PollJobRequest { worker_id: "fake".into(), session, wait_ms: 5_000, queue_target: None };
+        let poll =
+            PollJobRequest { worker_id: "fake".into(), session, wait_ms: 5_000, queue_target: None, start_ahead: None };
         leases.extend(raw.poll_job(poll).await.unwrap().into_inner().leases);
     }
     let refs: Vec<LeaseRef> = leases.iter().map(Lease::to_ref).collect();
@@ -450,5 +474,6 @@ fn result_then_start(session: u64, done: &LeaseRef, next: &LeaseRef, take_leases
         started: vec![next.clone()],
         take_leases,
         queue_target: None,
+        start_ahead: None,
     }
 }

@@ -29,6 +29,18 @@ use crate::router::Eligible;
 /// A pool's index in the registry's pools.
 pub type PoolId = usize;
 
+/// Most leases per slot a worker may say it takes ahead of a free slot (`HeartbeatRequest.start_ahead`).
+pub const MAX_START_AHEAD: u32 = 8;
+
+/// What a worker asks for with each registration, poll, report and heartbeat; `None`: as before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// `HeartbeatRequest.queue_target`.
+    pub queue_target: Option<u32>,
+    /// `HeartbeatRequest.start_ahead`.
+    pub start_ahead: Option<u32>,
+}
+
 pub struct WorkerEntry {
     pub info: WorkerInfo,
     pub session: u64,
@@ -46,6 +58,9 @@ pub struct WorkerEntry {
     /// The queued jobs it wants now beyond those running, at most its `queue_capacity` (see
     /// `HeartbeatRequest.queue_target`).
     queue_target: u32,
+    /// The leases per slot it takes in hand ahead of a free slot now, at most [`MAX_START_AHEAD`] (see
+    /// `HeartbeatRequest.start_ahead`).
+    start_ahead: u32,
     /// Until then it gets no new leases: it died [`QUARANTINE_AFTER`] times within [`DEATH_WINDOW`]. Lifted by
     /// [`Registry::lift_quarantines`], so that reading a worker's room never reads the clock.
     quarantined_until: Option<Instant>,
@@ -75,6 +90,7 @@ impl WorkerEntry {
             draining: false,
             cordoned: false,
             queue_target,
+            start_ahead: 0,
             quarantined_until: None,
             steal_attempts: 0,
             outbox: Vec::new(),
@@ -102,6 +118,13 @@ impl WorkerEntry {
 
     pub fn quarantined(&self) -> bool {
         self.quarantined_until.is_some()
+    }
+
+    /// Whether a job leased to it now is started with its lease: it holds fewer jobs than it has places for,
+    /// its slots and the leases it takes ahead of them.
+    pub fn starts_with_lease(&self) -> bool {
+        let places = self.info.slots.saturating_mul(1 + self.start_ahead);
+        (self.held.len() as u32) < places
     }
 
     /// Jobs this worker may hold at once: those it runs plus those it wants waiting in its queue.
@@ -475,6 +498,13 @@ impl Registry {
         w.queue_target = target;
         self.refresh(i);
         grew
+    }
+
+    /// Sets how many leases per slot worker `id` takes ahead of a free slot (at most [`MAX_START_AHEAD`]).
+    pub fn set_start_ahead(&mut self, id: &str, per_slot: u32) {
+        if let Some(&i) = self.position.get(id) {
+            self.workers[i].start_ahead = per_slot.min(MAX_START_AHEAD);
+        }
     }
 
     /// Cordons (or uncordons) registered worker `id`; returns whether it is registered.

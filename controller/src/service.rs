@@ -17,7 +17,7 @@ use crate::Controller;
 use crate::admission::Admission;
 use crate::auth::{Auth, Need, Principal};
 use crate::output::OutputRelay;
-use crate::scheduler::{ListFilter, Poll, SchedError};
+use crate::scheduler::{ListFilter, Poll, SchedError, Wants};
 use crate::store::{Durable, StoreError};
 use crate::validate;
 
@@ -112,8 +112,8 @@ impl ControllerService {
         let (grew, accepted, refused, refused_starts, done, started, taken) = {
             let mut sched = self.controller.lock();
             // Before the results, so that the places they free are filled up to the new target.
-            let grew =
-                sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?;
+            let grew = sched.set_wants(&req.worker_id, req.session, wants(req.queue_target, req.start_ahead), now);
+            let grew = grew.map_err(sched_status)?;
             // Starts alone (a stream's confirmation of starts) finish nothing; their session is checked all the
             // same, as `finished` would (a report of nothing is refused for a stale session too).
             let (accepted, refused, done) = match req.results.is_empty() {
@@ -194,6 +194,11 @@ fn store_status(e: StoreError) -> Status {
 fn valid_ids(what: &str, ids: &[String]) -> Result<(), Status> {
     let check = if what.starts_with("job") { validate::job_id } else { validate::name };
     ids.iter().try_for_each(|id| check(what, id)).map_err(Status::invalid_argument)
+}
+
+/// What a worker's request asks for (see [`Wants`]).
+fn wants(queue_target: Option<u32>, start_ahead: Option<u32>) -> Wants {
+    Wants { queue_target, start_ahead }
 }
 
 fn ids_of(leases: &[LeaseRef]) -> Vec<String> {
@@ -413,7 +418,7 @@ impl ControllerRpc for ControllerService {
         let (session, rejected, d) = {
             let mut controller = self.controller.lock();
             controller.admits_pool(&info.pool).map_err(sched_status)?;
-            controller.register(info, &req.held, req.queue_target, burst_proto::now_ms())
+            controller.register(info, &req.held, wants(req.queue_target, req.start_ahead), burst_proto::now_ms())
         };
         durable(d).await?;
         let config = self.controller.config();
@@ -435,7 +440,7 @@ impl ControllerRpc for ControllerService {
         let grew = self
             .controller
             .lock()
-            .set_queue_target(&req.worker_id, req.session, req.queue_target, now)
+            .set_wants(&req.worker_id, req.session, wants(req.queue_target, req.start_ahead), now)
             .map_err(sched_status)?;
         if let Some(d) = grew {
             durable(d).await?;
@@ -534,7 +539,8 @@ impl ControllerRpc for ControllerService {
         let (peers, d) = {
             let mut sched = self.controller.lock();
             // Leases a grown target makes are durable with the heartbeat's own writes (flushed after them).
-            drop(sched.set_queue_target(&req.worker_id, req.session, req.queue_target, now).map_err(sched_status)?);
+            let wants = wants(req.queue_target, req.start_ahead);
+            drop(sched.set_wants(&req.worker_id, req.session, wants, now).map_err(sched_status)?);
             sched
                 .heartbeat(&req.worker_id, req.session, &req.known, req.steal_attempts, grace, now)
                 .map_err(sched_status)?

@@ -294,7 +294,7 @@ impl Sim {
                     self.workers[w].leases.clear();
                 }
                 let claims: Vec<LeaseRef> = self.workers[w].leases.iter().map(|(l, _)| l.to_ref()).collect();
-                let (session, rejected, d) = self.sched.register(self.info(w), &claims, None, now_ms);
+                let (session, rejected, d) = self.sched.register(self.info(w), &claims, Wants::default(), now_ms);
                 if self.durable(d, crash) {
                     let sw = &mut self.workers[w];
                     sw.session = Some(session);
@@ -448,8 +448,12 @@ impl Sim {
             Op::QueueTarget { w, target } => {
                 let sw = &self.workers[usize::from(*w) % WORKERS];
                 let Some(session) = sw.session else { return };
-                let target = u32::from(*target) % (sw.queue + 2);
-                if let Ok(Some(d)) = self.sched.set_queue_target(&sw.id, session, Some(target), now_ms) {
+                // And leases ahead of its slots, 0-9 per slot (9: past the most, taken as the most).
+                let wants = Wants {
+                    queue_target: Some(u32::from(*target) % (sw.queue + 2)),
+                    start_ahead: Some(u32::from(*target) % 10),
+                };
+                if let Ok(Some(d)) = self.sched.set_wants(&sw.id, session, wants, now_ms) {
                     self.durable(d, crash);
                 }
             }

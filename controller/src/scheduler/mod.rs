@@ -31,6 +31,7 @@ use tracing::{debug, info};
 use crate::lifecycle::{Effect, Holder, Job, JobId, Outcome, Refused, State, WorkerId};
 use crate::metrics::Timings;
 use crate::policy::{JobView, Placement, Policy, PoolConfig};
+pub use crate::registry::Wants;
 use crate::registry::{PoolId, Registry, WorkerEntry, covers};
 use crate::retention::{Limits, Retention};
 use crate::router::{Router, RouterKind};
@@ -639,14 +640,16 @@ impl Scheduler {
 
     /// Leases job `id` to the `index`-th worker (in id order) and puts the lease in its outbox.
     ///
-    /// A worker holding fewer jobs than its slots has one free for this job (a job keeps its slot there until its
-    /// result reaches the controller), so the job is recorded as running with the lease, in the same write, and
-    /// the worker runs it without a start report: on an idle cluster a job then spawns after one durable write and
-    /// one message instead of two and three. Past that, every lease waits for its start to be confirmed.
+    /// A worker holding fewer jobs than its slots and the leases it takes ahead of them (START_AHEAD) has a place
+    /// for this job (a job keeps its place there until its result reaches the controller), so the job is
+    /// recorded as running with the lease, in the same write, and the worker runs it as a slot frees, without a
+    /// start report: on an idle cluster a job then spawns after one durable write and one message instead of two
+    /// and three, and under load each job costs one record, one status and one start fewer. Past that, a lease
+    /// waits for its start to be confirmed.
     fn lease_to(&mut self, id: &str, index: usize, spilled: bool, now_ms: u64) {
         let Some(w) = self.registry.at(index) else { return };
         let (worker, session, pool) = (w.info.worker_id.clone(), w.session, w.pool);
-        let started = (w.held().len() as u32) < w.info.slots;
+        let started = w.starts_with_lease();
         let Some(pool_name) = self.registry.pools().get(pool).map(|p| p.name_arc.clone()) else { return };
         let mut lease = None;
         let leased = self.transition(id, |job| {

@@ -25,8 +25,8 @@ fn two_pools(kind: PolicyKind, wait_s: f64) -> Scheduler {
         PoolConfig { labels: [("site".into(), "here".into())].into(), ..PoolConfig::parse_flag("onprem=0").unwrap() },
     ];
     s.set_pools(pools, Policy { kind, wait_by: WaitBy::Constant, factor: wait_s });
-    let _ = s.register(worker("a", "onprem"), &[], None, t0());
-    let _ = s.register(worker("b", "cloud"), &[], None, t0());
+    let _ = s.register(worker("a", "onprem"), &[], Wants::default(), t0());
+    let _ = s.register(worker("b", "cloud"), &[], Wants::default(), t0());
     s
 }
 
@@ -192,11 +192,11 @@ fn a_pool_without_workers_is_a_waiting_reason_and_a_new_worker_ends_the_wait() {
     let (events, _) = broadcast::channel(16);
     let mut s = Scheduler::new(RouterKind::Roundrobin, Arc::new(MemoryStore::default()), events);
     s.set_pools(vec![PoolConfig::parse_flag("gpu=5:elastic").unwrap()], Policy::default());
-    let _ = s.register(worker("a", ""), &[], None, t0);
+    let _ = s.register(worker("a", ""), &[], Wants::default(), t0);
     let ids = submit(&mut s, vec![JobSpec { pool: "gpu".into(), ..spec() }], t0);
     assert_eq!(status(&s, &ids[0]).waiting_reason, "no worker of pool gpu is registered");
     assert_eq!(pool(&s.stats(), "gpu").jobs_waiting, 1, "the demand an autoscaler reads");
-    let _ = s.register(worker("g", "gpu"), &[], None, t0);
+    let _ = s.register(worker("g", "gpu"), &[], Wants::default(), t0);
     assert_eq!(status(&s, &ids[0]).worker_id, "g");
 }
 
@@ -210,9 +210,9 @@ fn steals_stay_inside_a_pool() {
         Policy::default(),
     );
     let busy = WorkerInfo { queue_capacity: 4, ..worker("a", "onprem") };
-    let a = s.register(busy, &[], None, t0).0;
-    let b = s.register(worker("b", "cloud"), &[], None, t0).0;
-    let _ = s.register(worker("c", "onprem"), &[], None, t0);
+    let a = s.register(busy, &[], Wants::default(), t0).0;
+    let b = s.register(worker("b", "cloud"), &[], Wants::default(), t0).0;
+    let _ = s.register(worker("c", "onprem"), &[], Wants::default(), t0);
     // Fill c, then a holds the rest in its queue.
     let ids = submit(&mut s, vec![JobSpec { pool: "onprem".into(), ..spec() }; 4], t0);
     assert!(ids.iter().all(|id| status(&s, id).pool == "onprem"));
@@ -253,7 +253,7 @@ fn a_single_pool_keeps_the_old_waiting_reasons() {
     let mut s = Scheduler::new(RouterKind::Roundrobin, Arc::new(MemoryStore::default()), events);
     let ids = submit(&mut s, vec![spec()], t0);
     assert_eq!(status(&s, &ids[0]).waiting_reason, "no worker is registered");
-    let _ = s.register(worker("a", ""), &[], None, t0);
+    let _ = s.register(worker("a", ""), &[], Wants::default(), t0);
     assert_eq!(status(&s, &ids[0]).pool, "default");
     assert_eq!(s.stats().pools.len(), 1);
 }
@@ -306,7 +306,7 @@ fn a_cordoned_worker_gets_no_new_jobs_keeps_its_cordon_across_a_registration_and
     assert_eq!(s.registry.get("a").unwrap().held().len(), 0, "empty: safe to remove");
 
     // Registering again (a restart of its process) does not lift the cordon; uncordoning does, and it gets work.
-    let _ = s.register(worker("a", "onprem"), &[], None, t0 + 6);
+    let _ = s.register(worker("a", "onprem"), &[], Wants::default(), t0 + 6);
     assert!(s.registry.get("a").unwrap().cordoned());
     assert_eq!(status(&s, &more[1]).state(), JobState::Queued);
     let _ = s.cordon(&["a".into()], false, t0 + 7).unwrap();
@@ -316,7 +316,7 @@ fn a_cordoned_worker_gets_no_new_jobs_keeps_its_cordon_across_a_registration_and
     let _ = s.cordon(&["b".into()], true, t0 + 8).unwrap();
     let session = s.registry.get("b").unwrap().session;
     let _ = s.deregister("b", session, t0 + 9).unwrap();
-    let _ = s.register(worker("b", "cloud"), &[], None, t0 + 10);
+    let _ = s.register(worker("b", "cloud"), &[], Wants::default(), t0 + 10);
     assert!(!s.registry.get("b").unwrap().cordoned());
 }
 

@@ -31,6 +31,10 @@ fn worker(id: &str, slots: u32, queue_capacity: u32) -> WorkerInfo {
     }
 }
 
+fn target(queue_target: Option<u32>) -> Wants {
+    Wants { queue_target, ..Wants::default() }
+}
+
 fn submit(s: &mut Scheduler, n: usize) -> Vec<JobId> {
     let (jobs, durable) = s.submit(vec![spec(); n], 1).unwrap();
     durable.now_or_never().unwrap().unwrap();
@@ -38,7 +42,7 @@ fn submit(s: &mut Scheduler, n: usize) -> Vec<JobId> {
 }
 
 fn register(s: &mut Scheduler, info: WorkerInfo) -> u64 {
-    s.register(info, &[], None, 1).0
+    s.register(info, &[], Wants::default(), 1).0
 }
 
 fn leases(s: &mut Scheduler, w: &str, session: u64) -> Vec<Lease> {
@@ -74,25 +78,25 @@ fn dispatch_never_leases_past_slots_plus_queue_capacity() {
 fn a_worker_gets_leases_up_to_the_queue_it_wants_and_a_lower_target_takes_nothing_away() {
     let mut s = sched(RouterKind::Roundrobin);
     // Room for 1 + 8, but it wants 2 queued (its jobs are long, say).
-    let session = s.register(worker("w1", 1, 8), &[], Some(2), 1).0;
+    let session = s.register(worker("w1", 1, 8), &[], target(Some(2)), 1).0;
     submit(&mut s, 20);
     let first = leases(&mut s, "w1", session);
     assert_eq!(first.len(), 3, "slots + the target, not slots + capacity");
     // Short jobs now: it wants all of its queue; the places are filled at once.
-    assert!(s.set_queue_target("w1", session, Some(8), 2).unwrap().is_some(), "a grown target makes leases");
+    assert!(s.set_wants("w1", session, target(Some(8)), 2).unwrap().is_some(), "a grown target makes leases");
     assert_eq!(leases(&mut s, "w1", session).len(), 6);
     // A target above the capacity is the capacity.
-    assert!(s.set_queue_target("w1", session, Some(100), 3).unwrap().is_none());
+    assert!(s.set_wants("w1", session, target(Some(100)), 3).unwrap().is_none());
     assert!(leases(&mut s, "w1", session).is_empty());
     // Long jobs again: it keeps the 9 it holds, and gets nothing until it holds fewer than 1 + 1.
-    assert!(s.set_queue_target("w1", session, Some(1), 4).unwrap().is_none());
+    assert!(s.set_wants("w1", session, target(Some(1)), 4).unwrap().is_none());
     assert_eq!(s.stats().queued, 11);
     let done: Vec<JobResult> = refs(&first).iter().map(ok_result).collect();
     let _ = s.finished("w1", session, done, 5).unwrap();
     assert!(leases(&mut s, "w1", session).is_empty(), "9 - 3 = 6 held, still over 2");
     // Unset: no change; an unknown session: refused.
-    assert!(s.set_queue_target("w1", session, None, 6).unwrap().is_none());
-    assert!(s.set_queue_target("w1", session + 1, Some(8), 6).is_err());
+    assert!(s.set_wants("w1", session, target(None), 6).unwrap().is_none());
+    assert!(s.set_wants("w1", session + 1, target(Some(8)), 6).is_err());
 }
 
 #[test]
@@ -211,6 +215,29 @@ fn a_lease_to_a_worker_with_a_free_slot_starts_the_job_and_one_past_its_slots_wa
     let next = leases(&mut s, "w1", session);
     assert_eq!((next.len(), next[0].started), (1, false));
     assert_eq!(s.job(&more[0]).unwrap().1.state(), JobState::Leased);
+}
+
+#[test]
+fn a_worker_that_takes_leases_ahead_of_its_slots_gets_that_many_more_started_with_their_leases() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let session = register(&mut s, worker("w1", 1, 8));
+    // Two per slot ahead: 1 + 2 places; a claim above the most a worker may ask for is the most.
+    assert!(s.set_wants("w1", session, Wants { start_ahead: Some(2), ..Wants::default() }, 1).unwrap().is_none());
+    submit(&mut s, 5);
+    let got = leases(&mut s, "w1", session);
+    assert_eq!(got.iter().map(|l| l.started).collect::<Vec<_>>(), [true, true, true, false, false]);
+    assert_eq!(s.workers()[0].running, 3);
+    // Its jobs grew long: none ahead any more; what it holds stays as it is.
+    let _ = s.set_wants("w1", session, Wants { start_ahead: Some(0), ..Wants::default() }, 2).unwrap();
+    let done: Vec<JobResult> = refs(&got[..3]).iter().map(ok_result).collect();
+    let _ = s.finished("w1", session, done, 3).unwrap();
+    submit(&mut s, 1);
+    let next = leases(&mut s, "w1", session);
+    assert_eq!(next.iter().map(|l| l.started).collect::<Vec<_>>(), [false], "2 held, 1 place: not started");
+    let _ = s.set_wants("w1", session, Wants { start_ahead: Some(99), ..Wants::default() }, 4).unwrap();
+    assert!(s.set_wants("w1", session + 1, Wants { start_ahead: Some(1), ..Wants::default() }, 4).is_err());
+    let cap = crate::registry::MAX_START_AHEAD;
+    assert!(s.registry.get("w1").unwrap().starts_with_lease(), "5 held, {} places", 1 + cap);
 }
 
 #[test]
@@ -393,8 +420,8 @@ fn after_a_restart_workers_claim_their_leases_and_only_unclaimed_ones_are_requeu
     let store = Arc::new(MemoryStore::default());
     let (events, _) = broadcast::channel(16);
     let mut before = Scheduler::new(RouterKind::Roundrobin, store.clone(), events.clone());
-    let a = before.register(worker("a", 1, 1), &[], None, 1).0;
-    let b = before.register(worker("b", 1, 1), &[], None, 1).0;
+    let a = before.register(worker("a", 1, 1), &[], Wants::default(), 1).0;
+    let b = before.register(worker("b", 1, 1), &[], Wants::default(), 1).0;
     let ids = {
         let (jobs, d) = before.submit(vec![spec(); 5], 1).unwrap();
         d.now_or_never().unwrap().unwrap();
@@ -413,7 +440,7 @@ fn after_a_restart_workers_claim_their_leases_and_only_unclaimed_ones_are_requeu
     assert_eq!(after.stats().queued, 1, "only the never-leased job is queued");
     let mut claims = on_a.clone();
     claims.push(LeaseRef { job_id: on_b[0].job_id.clone(), epoch: on_b[0].epoch }); // not a's
-    let (a2, rejected, _) = after.register(worker("a", 1, 1), &claims, None, 4);
+    let (a2, rejected, _) = after.register(worker("a", 1, 1), &claims, Wants::default(), 4);
     assert_eq!(rejected, vec![on_b[0].job_id.clone()]);
     let w = after.workers().into_iter().find(|w| w.info.as_ref().unwrap().worker_id == "a").unwrap();
     assert_eq!((w.held, w.running), (2, 1), "a holds its two jobs again, one running");

@@ -18,13 +18,16 @@ impl Scheduler {
         &mut self,
         info: WorkerInfo,
         claims: &[LeaseRef],
-        queue_target: Option<u32>,
+        wants: Wants,
         now_ms: u64,
     ) -> (u64, Vec<JobId>, Durable) {
         let worker = info.worker_id.clone();
         let (session, old) = self.registry.insert(info, now_ms);
-        if let Some(target) = queue_target {
+        if let Some(target) = wants.queue_target {
             self.registry.set_queue_target(&worker, target);
+        }
+        if let Some(per_slot) = wants.start_ahead {
+            self.registry.set_start_ahead(&worker, per_slot);
         }
         let mut rejected = Vec::new();
         for c in claims {
@@ -207,19 +210,26 @@ impl Scheduler {
         Ok((statuses, self.flush()))
     }
 
-    /// Records how many queued jobs the worker wants now beyond those running (`None`: unchanged), at most its
-    /// queue capacity. A target that grew gives it leases at once: then the answer says when they are durable
-    /// (`None` otherwise, which costs the store nothing).
-    pub fn set_queue_target(
+    /// Records what the worker wants now (`None`s: unchanged): how many queued jobs beyond those running, at most
+    /// its queue capacity, and how many leases per slot it takes ahead of a free slot. A target that grew gives
+    /// it leases at once: then the answer says when they are durable (`None` otherwise, which costs the store
+    /// nothing).
+    pub fn set_wants(
         &mut self,
         worker: &str,
         session: u64,
-        target: Option<u32>,
+        wants: Wants,
         now_ms: u64,
     ) -> Result<Option<Durable>, SchedError> {
         // Nothing to set (an older worker): its other calls check the session.
-        let Some(target) = target else { return Ok(None) };
+        if wants == Wants::default() {
+            return Ok(None);
+        }
         self.live(worker, session)?;
+        if let Some(per_slot) = wants.start_ahead {
+            self.registry.set_start_ahead(worker, per_slot);
+        }
+        let Some(target) = wants.queue_target else { return Ok(None) };
         if !self.registry.set_queue_target(worker, target) {
             return Ok(None);
         }

@@ -276,6 +276,7 @@ impl Agent {
                 info: Some(info.clone()),
                 held: claims.clone(),
                 queue_target: self.queue_target(),
+                start_ahead: Some(self.slots.start_ahead()),
             };
             match self.client.clone().register_worker(req).await {
                 Ok(resp) => {
@@ -346,6 +347,7 @@ impl Agent {
                 session,
                 wait_ms: POLL_WAIT.as_millis() as u64,
                 queue_target: self.queue_target(),
+                start_ahead: Some(self.slots.start_ahead()),
             };
             match self.client.clone().poll_job(req).await {
                 Ok(resp) => {
@@ -542,6 +544,7 @@ impl Agent {
                 known: self.known(),
                 steal_attempts: self.steal_attempts.load(Ordering::Relaxed),
                 queue_target: self.queue_target(),
+                start_ahead: Some(self.slots.start_ahead()),
             };
             // An unreachable controller must not stall the loop: bound each call by the interval (at least 1 s).
             let mut client = self.client.clone();

@@ -96,6 +96,7 @@ impl Agent {
                 // Starts alone take none: they go at once, and their answers feed the slots.
                 take_leases: !results.is_empty() && self.intake.load(Ordering::Relaxed),
                 queue_target: self.queue_target(),
+                start_ahead: Some(self.slots.start_ahead()),
             };
             match self.send(link, req).await {
                 Ok(answer) => {

@@ -300,6 +300,15 @@ impl Slots {
         Duration::from_micros(self.recent_run_us.load(Ordering::Relaxed))
     }
 
+    /// Leases per slot [`Slots::gate`] lets past ahead of a free slot now (`HeartbeatRequest.start_ahead`): the
+    /// controller starts that many more with their leases.
+    pub fn start_ahead(&self) -> u32 {
+        match self.short_jobs() {
+            true => ahead_per_slot(self.recent_run()),
+            false => 0,
+        }
+    }
+
     /// Whether recent jobs were short enough to confirm starts ahead of a free slot.
     pub fn short_jobs(&self) -> bool {
         self.recent_run_us.load(Ordering::Relaxed) < SHORT_JOB.as_micros() as u64
@@ -350,6 +359,23 @@ mod tests {
         let _ahead = slots.line_up(slots.gate().await.unwrap());
         let second = tokio::time::timeout(Duration::from_millis(20), slots.gate()).await;
         assert!(second.is_err(), "one lease ahead of a slot of 50 ms jobs");
+        assert_eq!(slots.start_ahead(), 1, "what it tells the controller");
+    }
+
+    #[tokio::test]
+    async fn the_controller_is_told_as_many_leases_ahead_as_the_gate_lets_past() {
+        // Two slots of 1 ms jobs: 2 in the slots, 16 in line; the 19th waits.
+        let slots = short(2);
+        assert_eq!(slots.start_ahead(), MAX_AHEAD_PER_SLOT);
+        let mut tickets = Vec::new();
+        for _ in 0..2 * (1 + slots.start_ahead()) {
+            tickets.push(slots.line_up(slots.gate().await.unwrap()));
+        }
+        assert!(tokio::time::timeout(Duration::from_millis(20), slots.gate()).await.is_err(), "no place for more");
+        // Long jobs: none ahead.
+        slots.ran(Duration::from_secs(10));
+        assert_eq!(slots.start_ahead(), 0);
+        assert_eq!(Slots::new(2).start_ahead(), 0, "nor before any run");
     }
 
     /// One slot, short jobs: the first lease runs in it, two more wait ahead (`Ticket`s, in line).

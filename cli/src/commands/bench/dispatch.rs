@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burst_controller::router::RouterKind;
-use burst_controller::scheduler::{Poll, Scheduler};
+use burst_controller::scheduler::{Poll, Scheduler, Wants};
 use burst_controller::store::MemoryStore;
 use burst_proto::v1::job_spec::Kind;
 use burst_proto::v1::{JobResult, JobSpec, Lease, LeaseRef, ProcessSpec, Reason, Resources, WorkerInfo};
@@ -37,7 +37,7 @@ fn run(jobs: usize, workers: u32) -> anyhow::Result<f64> {
             labels: Default::default(),
             pool: String::new(),
         };
-        let (session, _, _) = s.register(info.clone(), &[], None, 0);
+        let (session, _, _) = s.register(info.clone(), &[], Wants::default(), 0);
         sessions.push((info.worker_id, session));
     }
     let spec = JobSpec {
