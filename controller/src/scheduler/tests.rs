@@ -234,10 +234,14 @@ fn a_worker_that_takes_leases_ahead_of_its_slots_gets_that_many_more_started_wit
     submit(&mut s, 1);
     let next = leases(&mut s, "w1", session);
     assert_eq!(next.iter().map(|l| l.started).collect::<Vec<_>>(), [false], "2 held, 1 place: not started");
-    let _ = s.set_wants("w1", session, Wants { start_ahead: Some(99), ..Wants::default() }, 4).unwrap();
     assert!(s.set_wants("w1", session + 1, Wants { start_ahead: Some(1), ..Wants::default() }, 4).is_err());
-    let cap = crate::registry::MAX_START_AHEAD;
-    assert!(s.registry.get("w1").unwrap().starts_with_lease(), "5 held, {} places", 1 + cap);
+    // More than the most a worker may take ahead is the most: 1 + 8 places, all held.
+    let _ = s.set_wants("w1", session, Wants { start_ahead: Some(99), ..Wants::default() }, 4).unwrap();
+    submit(&mut s, 6);
+    let more = leases(&mut s, "w1", session);
+    assert_eq!(more.iter().filter(|l| l.started).count(), 6, "3 held: 6 more places");
+    assert_eq!(s.workers()[0].held, 1 + crate::registry::MAX_START_AHEAD);
+    assert!(!s.registry.get("w1").unwrap().starts_with_lease(), "every place is taken");
 }
 
 #[test]
@@ -586,6 +590,10 @@ fn a_running_job_its_worker_no_longer_has_is_released_by_its_heartbeat() {
     assert_eq!(status.attempt, 2, "a lost run is spent");
     let w = &s.workers()[0];
     assert_eq!((w.held, w.running), (2, 2), "leased again at once, and started with it: a slot was free");
+    // The worker is told to stop the lease it left out: one started with its lease may still be on its way, and
+    // must not run if it arrives.
+    let Poll::Ready { stop, .. } = s.take_leases("w1", session).unwrap().0 else { panic!("a stop to hand over") };
+    assert_eq!(stop, vec![got[1].clone()]);
 }
 
 #[test]

@@ -108,7 +108,9 @@ impl Scheduler {
     ///   job over): it is queued again. That is safe even if the lease was merely slow: the worker's start
     ///   report for it would be refused.
     /// - a running one was stopped without a result (the worker was cut off for a lease timeout and fenced
-    ///   itself, but its session lived on): it is released like a dead worker's, spending a lost run.
+    ///   itself, but its session lived on): it is released like a dead worker's, spending a lost run. One started
+    ///   with its lease may instead be on its way still (it has no start report to be refused): the worker is
+    ///   told to stop it, so that if it does arrive it never starts (see `Runs` on the worker).
     pub fn heartbeat(
         &mut self,
         worker: &str,
@@ -139,7 +141,13 @@ impl Scheduler {
                 Some(JobState::Running) => warn!(job = %id, worker, "running job is gone from its worker; released"),
                 _ => continue,
             }
-            let _ = self.transition(&id, |job| job.release(worker, session, now_ms));
+            let epoch = self.jobs.get(&id).and_then(|j| j.state().holder().map(|h| h.epoch));
+            if self.transition(&id, |job| job.release(worker, session, now_ms)).is_ok()
+                && let (Some(epoch), Some(w)) = (epoch, self.registry.session_mut(worker, session))
+            {
+                w.stops.push(LeaseRef { job_id: id, epoch });
+                w.wake.notify_one();
+            }
         }
         self.dispatch(now_ms);
         Ok((self.peers(worker), self.flush()))
