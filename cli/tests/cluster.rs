@@ -188,15 +188,16 @@ async fn a_worker_that_vanishes_loses_its_jobs_to_the_others_and_the_controller_
     let mut client = c.client().await.unwrap();
     // Fill both workers with jobs that wait for a file, so they are all running when one worker goes.
     let gate = dir.path().join("gate");
-    let script = format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display());
+    let ran = dir.path().join("ran");
+    std::fs::create_dir(&ran).unwrap();
+    let script =
+        format!("touch {}/$BURST_JOB_ID; while [ ! -e {} ]; do sleep 0.01; done", ran.display(), gate.display());
     let specs = vec![sh(&script); 4];
     let ids = submit(&mut client, specs).await;
+    // Their processes, not only their status: a job started with its lease shows running before its worker has it.
     eventually(LONG, "4 jobs running", || {
-        let mut client = client.clone();
-        async move {
-            let s = client.get_stats(burst_proto::v1::GetStatsRequest {}).await.ok()?.into_inner();
-            (s.running == 4).then_some(())
-        }
+        let ran = ran.clone();
+        async move { (std::fs::read_dir(&ran).ok()?.count() == 4).then_some(()) }
     })
     .await;
     // The second worker disappears mid-long-poll, taking its running jobs with it.

@@ -220,14 +220,16 @@ async fn a_draining_worker_hands_back_its_queue_finishes_what_runs_and_leaves() 
     let opts = ClusterOptions { steal: false, ..ClusterOptions::new(1, 1, dir.path().to_path_buf()) };
     let mut c = cluster(opts).await;
     let mut client = c.client().await.unwrap();
-    let gate = dir.path().join("gate");
-    let running = sh(&format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display()));
+    let (gate, ran) = (dir.path().join("gate"), dir.path().join("ran"));
+    let running = sh(&format!("touch {}; while [ ! -e {} ]; do sleep 0.01; done", ran.display(), gate.display()));
     let ids = submit(&mut client, vec![running, process("/bin/true", &[]), process("/bin/true", &[])]).await;
     eventually(LONG, "one running, two queued on the worker", || {
         let mut client = client.clone();
+        let ran = ran.clone();
         async move {
             let w = client.list_workers(ListWorkersRequest {}).await.ok()?.into_inner().workers;
-            (w.first()?.held == 3 && w[0].running == 1).then_some(())
+            // Its process, not only its status (a job started with its lease shows running before it runs).
+            (w.first()?.held == 3 && w[0].running == 1 && ran.exists()).then_some(())
         }
     })
     .await;
@@ -266,9 +268,11 @@ async fn a_job_still_running_when_the_drain_grace_ends_is_stopped_and_runs_again
     let marker = dir.path().join("runs");
     let script = format!("echo run >> {}; [ \"$BURST_ATTEMPT\" -ge 2 ] || sleep 30", marker.display());
     let ids = submit(&mut client, vec![sh(&script)]).await;
-    eventually(LONG, "the job running", || {
-        let mut client = client.clone();
-        async move { (client.get_stats(GetStatsRequest {}).await.ok()?.into_inner().running == 1).then_some(()) }
+    // Its process, not only its status: a job started with its lease shows running before its worker has it.
+    let ran = marker.clone();
+    eventually(LONG, "the job's process running", || {
+        let ran = ran.clone();
+        async move { ran.exists().then_some(()) }
     })
     .await;
     let first = c.workers.remove(0);

@@ -68,6 +68,9 @@ pub struct Agent {
     heartbeat_ms: AtomicU64,
     /// The controller's lease timeout, from the last registration.
     lease_timeout_ms: AtomicU64,
+    /// When the last request the controller answered (a registration or heartbeat) was sent, in ms since `born`.
+    heard_ms: AtomicU64,
+    born: std::time::Instant,
     pub(crate) queue: LocalQueue,
     slots: slots::Slots,
     /// Every lease taken out of the queue, until its result is answered.
@@ -162,6 +165,8 @@ impl Agent {
             renewing: tokio::sync::Mutex::new(()),
             heartbeat_ms: AtomicU64::new(1_000),
             lease_timeout_ms: AtomicU64::new(10_000),
+            heard_ms: AtomicU64::new(0),
+            born: std::time::Instant::now(),
             queue: LocalQueue::default(),
             runs: Runs::default(),
             sweeper: Arc::new(crate::sweep::Sweeper::default()),
@@ -271,6 +276,7 @@ impl Agent {
         };
         let mut delays = backoff();
         loop {
+            let sent_at = std::time::Instant::now();
             let claims = self.claims();
             let req = RegisterWorkerRequest {
                 info: Some(info.clone()),
@@ -283,6 +289,7 @@ impl Agent {
                     let resp = resp.into_inner();
                     self.heartbeat_ms.store(resp.heartbeat_interval_ms.max(10), Ordering::Relaxed);
                     self.lease_timeout_ms.store(resp.lease_timeout_ms, Ordering::Relaxed);
+                    self.heard(sent_at);
                     // Claims that are no longer ours, at the epochs claimed (a newer lease of the same job that
                     // came meanwhile is not touched): never start the queued ones, stop the running ones.
                     let rejected: std::collections::HashSet<&str> = resp.rejected.iter().map(String::as_str).collect();
@@ -412,11 +419,14 @@ impl Agent {
         // Open before the start is confirmed: a reader sent here once the controller shows the job running finds
         // it to follow.
         let feed = self.feeds.open(&lease.job_id);
-        // A job the controller started with its lease (a slot was free for it) needs no confirmation.
-        if lease.started {
+        // A job the controller started with its lease (it had a place here) needs no confirmation, while this
+        // worker knows its session is live: a lease that was taken in before a pause (a frozen process) may be
+        // stale by now, and confirming its start is what tells.
+        let started = lease.started && self.in_touch();
+        if started {
             self.counters.started_with_lease.inc();
         }
-        let accepted = lease.started || {
+        let accepted = started || {
             let (reply, confirmation) = oneshot::channel();
             let waiting = ticket.has_slot();
             self.reports.send(Report::Start { lease: lease_ref, reply, waiting }).is_ok()
@@ -453,6 +463,19 @@ impl Agent {
             run.reporting();
         }
         self.steal_wake.notify_one();
+    }
+
+    /// The controller answered a request sent at `sent_at`: it saw this worker alive then.
+    fn heard(&self, sent_at: std::time::Instant) {
+        let ms = sent_at.saturating_duration_since(self.born).as_millis() as u64;
+        self.heard_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the controller saw this worker within half a lease timeout: its session is live for at least
+    /// another half (the controller gives up on a worker silent for a whole one).
+    fn in_touch(&self) -> bool {
+        let since = (self.born.elapsed().as_millis() as u64).saturating_sub(self.heard_ms.load(Ordering::Relaxed));
+        since < self.lease_timeout_ms.load(Ordering::Relaxed) / 2
     }
 
     /// The jobs it wants queued beyond those running now (see [`WorkerConfig::queue_target`]); `None`: all its
@@ -553,6 +576,7 @@ impl Agent {
             match answer {
                 Ok(resp) => {
                     last_answered = sent_at;
+                    self.heard(sent_at.into_std());
                     fenced = false;
                     let peers = resp.into_inner().peers;
                     let any = !peers.is_empty();
