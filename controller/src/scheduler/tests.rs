@@ -36,7 +36,12 @@ fn target(queue_target: Option<u32>) -> Wants {
 }
 
 fn submit(s: &mut Scheduler, n: usize) -> Vec<JobId> {
-    let (jobs, durable) = s.submit(vec![spec(); n], 1).unwrap();
+    submit_specs(s, vec![spec(); n])
+}
+
+/// Submits `specs` at time 1 and returns their ids once durable.
+fn submit_specs(s: &mut Scheduler, specs: Vec<JobSpec>) -> Vec<JobId> {
+    let (jobs, durable) = s.submit(specs, 1).unwrap();
     durable.now_or_never().unwrap().unwrap();
     jobs.into_iter().map(|j| j.job_id).collect()
 }
@@ -251,8 +256,7 @@ fn a_job_started_with_a_lease_that_never_reached_its_worker_loses_no_run() {
     let mut s = sched(RouterKind::Roundrobin);
     let a = register(&mut s, worker("a", 1, 1));
     let deadline = JobSpec { queue_timeout_ms: 3_600_000, ..spec() };
-    let (jobs, _) = s.submit(vec![deadline; 2], 1).unwrap();
-    let ids: Vec<JobId> = jobs.into_iter().map(|j| j.job_id).collect();
+    let ids = submit_specs(&mut s, vec![deadline; 2]);
     assert_eq!(s.job(&ids[0]).unwrap().1.state(), JobState::Running);
     assert_eq!(s.timers.len(), 1, "a started job has no queue deadline left");
     let returned = refs(&leases(&mut s, "a", a));
@@ -678,10 +682,7 @@ fn a_list_by_label_decodes_a_bounded_number_of_finished_jobs_per_call_and_paging
 }
 
 fn submit_as(s: &mut Scheduler, owner: &str, priority: i32, n: usize) -> Vec<JobId> {
-    let spec = JobSpec { owner: owner.into(), priority, ..spec() };
-    let (jobs, durable) = s.submit(vec![spec; n], 1).unwrap();
-    durable.now_or_never().unwrap().unwrap();
-    jobs.into_iter().map(|j| j.job_id).collect()
+    submit_specs(s, vec![JobSpec { owner: owner.into(), priority, ..spec() }; n])
 }
 
 /// Runs worker w1 one finished job at a time (`held`: what it holds); returns the owners of the jobs leased, in
@@ -769,9 +770,7 @@ fn after(ids: &[&JobId], any: &[&JobId]) -> JobSpec {
 }
 
 fn submit_spec(s: &mut Scheduler, spec: JobSpec) -> JobId {
-    let (jobs, durable) = s.submit(vec![spec], 1).unwrap();
-    durable.now_or_never().unwrap().unwrap();
-    jobs[0].job_id.clone()
+    submit_specs(s, vec![spec]).remove(0)
 }
 
 fn state_of(s: &Scheduler, id: &str) -> (JobState, Reason, String) {
