@@ -1,6 +1,7 @@
 //! Fault tests with the built binaries: a controller killed with SIGKILL and restarted on its data dir, a worker
-//! killed, a worker frozen past the lease timeout, a data dir that is not a store. Each asserts figures: jobs
-//! terminal, jobs lost, runs per job (each job appends a line to its own marker file).
+//! killed, a worker frozen past the lease timeout (with jobs running, or with a lease on its way), a data dir that
+//! is not a store. Each asserts figures: jobs terminal, jobs lost, runs per job (each job appends a line to its own
+//! marker file).
 
 mod procs;
 
@@ -183,6 +184,32 @@ fn a_worker_frozen_past_the_lease_timeout_gets_no_stale_result_accepted() {
         assert_eq!(last["worker_id"], "other", "{s}");
         assert_eq!(last["reason"], "REASON_EXITED");
     }
+}
+
+#[test]
+fn a_lease_started_while_its_worker_was_frozen_never_runs_after_the_thaw() {
+    // A job leased to a worker with a free slot is started with its lease: the worker runs it without confirming
+    // the start. One frozen with such a lease on its way must not run it when it thaws, after the job ran elsewhere.
+    let (_dir, data, out, markers) = dirs();
+    let (_ctl, addr) = controller("127.0.0.1:0", &data);
+    let url = format!("http://{addr}");
+    let frozen = worker(&addr, "frozen", "2", &out);
+    until("the worker", || (num(&stats(&url)["workers"])? == 1).then_some(()));
+    frozen.signal(libc::SIGSTOP);
+    let ids = submit_marked(&url, &markers, 1, "0");
+    until("the job started with its lease", || (num(&stats(&url)["running"])? == 1).then_some(()));
+    let mut other = worker(&addr, "other", "2", &out);
+    let statuses = wait_all(&url, &ids);
+    assert!(statuses.iter().all(|s| s["state"] == "JOB_STATE_SUCCEEDED" && s["worker_id"] == "other"), "{statuses:?}");
+    other.signal(libc::SIGTERM);
+    let _ = other.0.wait();
+    frozen.signal(libc::SIGCONT);
+    until("the frozen worker back", || (num(&stats(&url)["workers"])? == 1).then_some(()));
+    // Jobs only the thawed worker can run: once they are done, it has read the stale lease long before.
+    let after = submit_marked(&url, &markers, 2, "0");
+    let done = wait_all(&url, &after);
+    assert!(done.iter().all(|s| s["state"] == "JOB_STATE_SUCCEEDED" && s["worker_id"] == "frozen"), "{done:?}");
+    assert_eq!(runs(&markers)[&ids[0]], 1, "the stale lease ran on the thawed worker too");
 }
 
 #[test]
