@@ -39,12 +39,17 @@ impl LocalQueue {
         }
     }
 
-    /// Waits for the next lease.
-    pub async fn pop(&self) -> Lease {
+    /// Waits for the next lease and hands it to `then` before letting go of the queue: a reader that looks at the
+    /// queue and at where `then` puts the lease under the queue's lock ([`LocalQueue::ids_and`],
+    /// [`LocalQueue::refs_and`]) finds it in one or the other, never in neither.
+    pub async fn pop_then<T>(&self, then: impl FnOnce(Lease) -> T) -> T {
         loop {
             let arrived = self.arrived.notified();
-            if let Some(lease) = self.lock().pop_front() {
-                return lease;
+            {
+                let mut q = self.lock();
+                if let Some(lease) = q.pop_front() {
+                    return then(lease);
+                }
             }
             arrived.await;
         }
@@ -98,9 +103,13 @@ impl LocalQueue {
         q.len() < before
     }
 
-    /// The leases waiting in the queue, as references.
-    pub fn refs(&self) -> Vec<LeaseRef> {
-        self.lock().iter().map(Lease::to_ref).collect()
+    /// The leases waiting in the queue, as references, and then `also` (read under the queue's lock: see
+    /// [`LocalQueue::pop_then`]).
+    pub fn refs_and(&self, also: impl FnOnce() -> Vec<LeaseRef>) -> Vec<LeaseRef> {
+        let q = self.lock();
+        let mut refs: Vec<LeaseRef> = q.iter().map(Lease::to_ref).collect();
+        refs.extend(also());
+        refs
     }
 
     /// Removes every lease of `job_id`, whatever its epoch; says whether there was one.
@@ -111,9 +120,13 @@ impl LocalQueue {
         q.len() < before
     }
 
-    /// The job ids waiting in the queue.
-    pub fn ids(&self) -> Vec<String> {
-        self.lock().iter().map(|l| l.job_id.clone()).collect()
+    /// The job ids waiting in the queue, and then `also` (read under the queue's lock: see
+    /// [`LocalQueue::pop_then`]).
+    pub fn ids_and(&self, also: impl FnOnce() -> Vec<String>) -> Vec<String> {
+        let q = self.lock();
+        let mut ids: Vec<String> = q.iter().map(|l| l.job_id.clone()).collect();
+        ids.extend(also());
+        ids
     }
 
     /// Removes every lease (they belonged to a session the controller no longer knows).
@@ -142,9 +155,9 @@ mod tests {
         let q = LocalQueue::default();
         q.push([lease("a"), lease("b")]);
         q.push([lease("c")]);
-        assert_eq!(q.pop().await.job_id, "a");
-        assert_eq!(q.pop().await.job_id, "b");
-        assert_eq!(q.pop().await.job_id, "c");
+        assert_eq!(q.pop_then(|l| l).await.job_id, "a");
+        assert_eq!(q.pop_then(|l| l).await.job_id, "b");
+        assert_eq!(q.pop_then(|l| l).await.job_id, "c");
         assert!(q.is_empty());
     }
 
@@ -157,8 +170,8 @@ mod tests {
         };
         q.push([at("a", 0), at("b", 0), at("low", -1)]);
         q.push([at("urgent", 5), at("c", 0), at("urgent2", 5)]);
-        assert_eq!(q.ids(), ["urgent", "urgent2", "a", "b", "c", "low"]);
-        assert_eq!(q.pop().await.job_id, "urgent");
+        assert_eq!(q.ids_and(Vec::new), ["urgent", "urgent2", "a", "b", "c", "low"]);
+        assert_eq!(q.pop_then(|l| l).await.job_id, "urgent");
     }
 
     #[tokio::test]
@@ -167,9 +180,9 @@ mod tests {
         q.push(["a", "b", "c", "d"].map(lease));
         let taken = q.take_newest(|len| len / 2);
         assert_eq!(taken.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
-        assert_eq!(q.ids(), ["a", "b"]);
+        assert_eq!(q.ids_and(Vec::new), ["a", "b"]);
         q.put_back(taken);
-        assert_eq!(q.ids(), ["a", "b", "c", "d"]);
+        assert_eq!(q.ids_and(Vec::new), ["a", "b", "c", "d"]);
         assert!(q.take_newest(|_| 0).is_empty());
         assert_eq!(q.take_newest(|_| 99).len(), 4, "never more than there is");
     }
@@ -186,7 +199,7 @@ mod tests {
         });
         assert_eq!(seen, 2, "only those that may move are counted");
         assert_eq!(taken.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-        assert_eq!(q.ids(), ["b", "d"]);
+        assert_eq!(q.ids_and(Vec::new), ["b", "d"]);
         assert_eq!(q.take_all().len(), 2, "a drain hands them all back");
     }
 
@@ -195,11 +208,41 @@ mod tests {
         let q = std::sync::Arc::new(LocalQueue::default());
         let waiter = tokio::spawn({
             let q = q.clone();
-            async move { q.pop().await.job_id }
+            async move { q.pop_then(|l| l).await.job_id }
         });
         tokio::task::yield_now().await;
         q.push([lease("late")]);
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
         assert_eq!(got, "late");
+    }
+
+    #[test]
+    fn a_lease_on_its_way_out_is_never_missing_from_what_a_reader_sees() {
+        // The worker's heartbeat lists the jobs it knows (queued, or in its runs table); a lease it lists in
+        // neither, the controller takes for lost and gives to another worker, though this one runs it.
+        let q = std::sync::Arc::new(LocalQueue::default());
+        let taken = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for i in 0..50 {
+            let id = format!("j{i}");
+            q.push([Lease { job_id: id.clone(), epoch: 1, ..Lease::default() }]);
+            let reader = std::thread::spawn({
+                let (q, taken, id) = (q.clone(), taken.clone(), id.clone());
+                // Reads until the lease is where it went.
+                move || loop {
+                    let seen = q.ids_and(|| taken.lock().unwrap().clone());
+                    assert!(seen.contains(&id), "{id} missing from {seen:?}");
+                    if taken.lock().unwrap().contains(&id) {
+                        break;
+                    }
+                }
+            });
+            runtime.block_on(q.pop_then(|lease| {
+                // Slow to register it: a reader meanwhile must wait, not see it nowhere.
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                taken.lock().unwrap().push(lease.job_id);
+            }));
+            reader.join().expect("the reader saw the lease nowhere");
+        }
     }
 }

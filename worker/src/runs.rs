@@ -16,8 +16,8 @@
 //!   (a fence, a shutdown) gives them back when it is dropped, so the counts never stay high.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burst_proto::v1::{Lease, LeaseRef};
 use tokio::sync::oneshot;
@@ -58,17 +58,22 @@ enum Entry {
 impl Runs {
     /// Takes `lease` into a slot: it is in hand from now on, until the returned guard is dropped (or hands the
     /// lease to the reporter). A lease of the same job at an older epoch is stale by construction: it is stopped.
-    pub fn take(&self, lease: &Lease) -> Run<'_> {
+    /// So is `lease` itself if a newer one of its job is in hand already (a stale lease that came late): it never
+    /// starts, and the newer one is left alone.
+    pub fn take(self: &Arc<Self>, lease: &Lease) -> Run {
         let mut table = self.lock();
         let early = table.early_stops.iter().position(|r| r.job_id == lease.job_id && r.epoch == lease.epoch);
         let stopped = early.and_then(|at| table.early_stops.remove(at)).is_some();
-        let fresh = (lease.epoch, Entry::Starting { stopped });
-        if let Some((_, mut older)) = table.leases.insert(lease.job_id.clone(), fresh) {
-            stop_entry(&mut older);
+        let newer_in_hand = table.leases.get(&lease.job_id).is_some_and(|(epoch, _)| *epoch > lease.epoch);
+        if !newer_in_hand {
+            let fresh = (lease.epoch, Entry::Starting { stopped });
+            if let Some((_, mut older)) = table.leases.insert(lease.job_id.clone(), fresh) {
+                stop_entry(&mut older);
+            }
         }
         drop(table);
         self.busy.fetch_add(1, Ordering::Relaxed);
-        Run { runs: self, job: lease.job_id.clone(), epoch: lease.epoch, running: false, reporting: false }
+        Run { runs: self.clone(), job: lease.job_id.clone(), epoch: lease.epoch, running: false, reporting: false }
     }
 
     /// Marks `leases` as on their way to a thief until the guard is dropped.
@@ -164,15 +169,15 @@ fn stop_entry(entry: &mut Entry) {
 
 /// One lease in a slot. Dropping it frees the slot (and the running count), and forgets the lease unless it was
 /// handed to the reporter.
-pub struct Run<'a> {
-    runs: &'a Runs,
+pub struct Run {
+    runs: Arc<Runs>,
     job: String,
     epoch: u64,
     running: bool,
     reporting: bool,
 }
 
-impl Run<'_> {
+impl Run {
     /// The controller confirmed the start: the run may go, and is stopped through the returned receiver. `None`
     /// when a stop came first (or the lease is no longer in hand): it must not run.
     pub fn confirmed(&mut self) -> Option<oneshot::Receiver<()>> {
@@ -204,7 +209,7 @@ impl Run<'_> {
     }
 }
 
-impl Drop for Run<'_> {
+impl Drop for Run {
     fn drop(&mut self) {
         self.runs.busy.fetch_sub(1, Ordering::Relaxed);
         if self.running {
@@ -247,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_stop_that_comes_before_its_lease_keeps_the_run_from_starting() {
-        let runs = Runs::default();
+        let runs = Arc::new(Runs::default());
         assert!(!runs.stop(&r("a", 2)), "not in hand yet");
         let mut other = runs.take(&lease("a", 3));
         assert!(other.confirmed().is_some(), "a stop of another epoch stops nothing");
@@ -267,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_stop_before_the_start_is_confirmed_keeps_the_run_from_starting() {
-        let runs = Runs::default();
+        let runs = Arc::new(Runs::default());
         let mut run = runs.take(&lease("a", 1));
         assert!(runs.stop(&r("a", 1)), "in hand while its start is confirmed");
         assert!(run.confirmed().is_none(), "the stop came first: it must not run");
@@ -277,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_stop_reaches_only_the_lease_it_names() {
-        let runs = Runs::default();
+        let runs = Arc::new(Runs::default());
         let mut new = runs.take(&lease("a", 2));
         assert!(!runs.stop(&r("a", 1)), "an older epoch is not this run");
         let mut stopped = new.confirmed().expect("confirmed");
@@ -287,8 +292,19 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_lease_that_comes_after_a_newer_one_never_runs_and_leaves_the_newer_alone() {
+        let runs = Arc::new(Runs::default());
+        let mut new = runs.take(&lease("a", 2));
+        let mut stale = runs.take(&lease("a", 1));
+        assert!(stale.confirmed().is_none(), "the stale lease must not run");
+        drop(stale);
+        assert!(new.confirmed().is_some(), "the newer lease is not stopped by a stale one");
+        assert_eq!(runs.claims(), vec![r("a", 2)]);
+    }
+
+    #[test]
     fn a_newer_lease_of_the_same_job_stops_the_older_one() {
-        let runs = Runs::default();
+        let runs = Arc::new(Runs::default());
         let mut old = runs.take(&lease("a", 1));
         let _new = runs.take(&lease("a", 2));
         assert!(old.confirmed().is_none(), "the older lease is stale");
@@ -296,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_aborted_run_gives_back_its_slot_and_running_count() {
-        let runs = std::sync::Arc::new(Runs::default());
+        let runs = Arc::new(Runs::default());
         let task = tokio::spawn({
             let runs = runs.clone();
             async move {
@@ -317,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_reported_run_stays_in_hand_until_answered_and_a_steal_until_done() {
-        let runs = Runs::default();
+        let runs = Arc::new(Runs::default());
         let mut run = runs.take(&lease("a", 1));
         let _ = run.confirmed();
         run.reporting();
@@ -341,9 +357,9 @@ mod tests {
         println!("runs table: seeds {first}..{} (BURST_SEED=<n> replays one)", first + count);
         for seed in first..first + count {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-            let runs = Runs::default();
+            let runs = Arc::new(Runs::default());
             // Live guards: (job, epoch, confirmed, stopped before confirming).
-            let mut guards: Vec<(Run<'_>, bool, bool)> = Vec::new();
+            let mut guards: Vec<(Run, bool, bool)> = Vec::new();
             let mut reporting: Vec<LeaseRef> = Vec::new();
             let mut epoch = 0;
             let mut log = Vec::new();

@@ -623,7 +623,11 @@ fn a_registration_taken_over_by_a_second_process_is_told_so_not_forgotten() {
     // why (so it stops), instead of "unknown" (which makes it register again, and the two evict each other).
     let mut s = sched(RouterKind::Roundrobin);
     let first = register(&mut s, worker("w1", 1, 0));
+    let Ok((Poll::Wait(polling), _)) = s.take_leases("w1", first) else { panic!("a long poll waits") };
     let second = register(&mut s, worker("w1", 1, 0));
+    // Its long poll wakes at once, and hears it was replaced: it must not go on running what it holds.
+    assert!(polling.notified().now_or_never().is_some(), "the first process's poll was not woken");
+    assert!(matches!(s.take_leases("w1", first), Err(SchedError::Replaced(_))));
     let err = s.heartbeat("w1", first, &[], 0, Duration::from_secs(60), 2).map(|_| ()).unwrap_err();
     assert!(matches!(err, SchedError::Replaced(_)), "{err:?}");
     assert!(err.to_string().contains("another process"), "{err}");

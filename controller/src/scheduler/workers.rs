@@ -47,6 +47,9 @@ impl Scheduler {
         }
         if let Some(old) = old {
             info!(worker = %old.id(), "worker registered again; releasing what its previous session held");
+            // A process still polling under that session hears now that it was replaced (and stops), rather than
+            // at its next heartbeat: until then it would run what it holds that was started with its lease.
+            old.wake.notify_one();
             self.release_all(old, now_ms);
         }
         // A new worker may fit jobs that fit nobody before.

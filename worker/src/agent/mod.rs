@@ -74,7 +74,7 @@ pub struct Agent {
     pub(crate) queue: LocalQueue,
     slots: slots::Slots,
     /// Every lease taken out of the queue, until its result is answered.
-    pub(crate) runs: Runs,
+    pub(crate) runs: Arc<Runs>,
     /// Hunts processes that outlived their job (escaped its process group).
     pub(crate) sweeper: Arc<crate::sweep::Sweeper>,
     /// The running jobs' live output, for `burst logs -f`.
@@ -168,7 +168,7 @@ impl Agent {
             heard_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
             queue: LocalQueue::default(),
-            runs: Runs::default(),
+            runs: Arc::default(),
             sweeper: Arc::new(crate::sweep::Sweeper::default()),
             feeds: Arc::default(),
             counters: crate::metrics::Counters::default(),
@@ -217,16 +217,12 @@ impl Agent {
 
     /// Every lease this worker has, with its epoch: what it claims when it registers again.
     fn claims(&self) -> Vec<LeaseRef> {
-        let mut claims = self.queue.refs();
-        claims.extend(self.runs.claims());
-        claims
+        self.queue.refs_and(|| self.runs.claims())
     }
 
     /// Every job this worker has: queued, starting, running, reporting, or on its way to a thief.
     fn known(&self) -> Vec<String> {
-        let mut ids = self.queue.ids();
-        ids.extend(self.runs.known());
-        ids
+        self.queue.ids_and(|| self.runs.known())
     }
 
     /// Drops the named leases: a queued one is never started, a running one is stopped (its result then says
@@ -289,13 +285,15 @@ impl Agent {
                     let resp = resp.into_inner();
                     self.heartbeat_ms.store(resp.heartbeat_interval_ms.max(10), Ordering::Relaxed);
                     self.lease_timeout_ms.store(resp.lease_timeout_ms, Ordering::Relaxed);
-                    self.heard(sent_at);
                     // Claims that are no longer ours, at the epochs claimed (a newer lease of the same job that
                     // came meanwhile is not touched): never start the queued ones, stop the running ones.
                     let rejected: std::collections::HashSet<&str> = resp.rejected.iter().map(String::as_str).collect();
                     let rejected: Vec<LeaseRef> =
                         claims.iter().filter(|c| rejected.contains(c.job_id.as_str())).cloned().collect();
                     self.stop_jobs(&rejected);
+                    // In touch only now: one of the rejected leases, started with its lease, taken from the queue
+                    // before it was dropped must confirm its start (and be refused), not run.
+                    self.heard(sent_at);
                     self.session.send_replace(resp.session);
                     info!(
                         worker = %self.cfg.worker_id,
@@ -385,12 +383,13 @@ impl Agent {
     /// each in a task of [`Agent::jobs`].
     async fn run_loop(self: Arc<Self>) {
         while let Some(gate) = self.slots.gate().await {
-            let lease = self.queue.pop().await;
+            // In hand before it leaves the queue: a heartbeat or a registration meanwhile names it.
+            let (run, lease) = self.queue.pop_then(|lease| (self.runs.take(&lease), lease)).await;
             let ticket = self.slots.line_up(gate);
             let agent = self.clone();
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             while jobs.try_join_next().is_some() {}
-            jobs.spawn(async move { agent.run_one(lease, ticket).await });
+            jobs.spawn(async move { agent.run_one(lease, run, ticket).await });
         }
     }
 
@@ -405,8 +404,7 @@ impl Agent {
     /// the controller has answered its result, so a controller restart between the two cannot orphan it. The
     /// slot, the running count and the entry are held by the [`crate::runs::Run`] guard, so an abort at any await
     /// gives them back.
-    async fn run_one(&self, lease: Lease, ticket: slots::Ticket) {
-        let mut run = self.runs.take(&lease);
+    async fn run_one(&self, lease: Lease, mut run: crate::runs::Run, ticket: slots::Ticket) {
         let lease_ref = lease.to_ref();
         // A new attempt's output starts empty: an earlier attempt's files on this worker are not this run's
         // (a reader would take them for it). Only a retry can have left any.
@@ -422,7 +420,7 @@ impl Agent {
         // A job the controller started with its lease (it had a place here) needs no confirmation, while this
         // worker knows its session is live: a lease that was taken in before a pause (a frozen process) may be
         // stale by now, and confirming its start is what tells.
-        let started = lease.started && self.in_touch();
+        let started = lease.started && self.in_touch() && !*self.replaced.borrow();
         if started {
             self.counters.started_with_lease.inc();
         }
@@ -595,6 +593,15 @@ impl Agent {
     /// controller answers). The new registration makes the controller release whatever the old session held at
     /// once: it never counts a stopped job as running beside the new ones this worker takes.
     async fn fence(&self) {
+        // One registration at a time: a loop told meanwhile that session 0 is unknown waits here, and finds the
+        // new session once this is done (registered before the jobs are stopped, it would have them stopped
+        // under the new session, which the controller takes for cancellations). One that registered while this
+        // waited has brought the worker back in touch: nothing to fence.
+        let seen = self.current();
+        let _one_at_a_time = self.renewing.lock().await;
+        if self.current() != seen {
+            return;
+        }
         // Session 0 until registered again: leases or answers for the old session are dropped from now on (one
         // taken while the jobs are stopped would stay queued, and one the controller started with its lease
         // would run).
@@ -607,7 +614,8 @@ impl Agent {
         }
         let stopped = in_hand.len();
         warn!(worker = %self.cfg.worker_id, dropped, stopped, session = old, "cut off from the controller for a lease timeout; stopped every job");
-        if let Err(error) = self.renew(0).await {
+        warn!(worker = %self.cfg.worker_id, "registering again after a fence");
+        if let Err(error) = self.register().await {
             warn!(worker = %self.cfg.worker_id, %error, "registration refused after a fence");
         }
     }
