@@ -178,6 +178,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// Whether its lease is the one in hand for its job: not when a newer lease of the job came first (see
+    /// [`Runs::take`]), nor once every lease was dropped.
+    pub fn in_hand(&self) -> bool {
+        self.runs.lock().leases.get(&self.job).is_some_and(|(epoch, _)| *epoch == self.epoch)
+    }
+
     /// The controller confirmed the start: the run may go, and is stopped through the returned receiver. `None`
     /// when a stop came first (or the lease is no longer in hand): it must not run.
     pub fn confirmed(&mut self) -> Option<oneshot::Receiver<()>> {
@@ -296,6 +302,7 @@ mod tests {
         let runs = Arc::new(Runs::default());
         let mut new = runs.take(&lease("a", 2));
         let mut stale = runs.take(&lease("a", 1));
+        assert!(!stale.in_hand() && new.in_hand());
         assert!(stale.confirmed().is_none(), "the stale lease must not run");
         drop(stale);
         assert!(new.confirmed().is_some(), "the newer lease is not stopped by a stale one");

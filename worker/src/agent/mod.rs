@@ -65,6 +65,9 @@ pub struct Agent {
     session: watch::Sender<u64>,
     /// Serializes re-registration, so concurrent `NotFound`s register once.
     renewing: tokio::sync::Mutex<()>,
+    /// Fences begun and ended: odd while one is stopping every job. A registration made meanwhile may claim what
+    /// the fence stops, so it is made again (see [`Agent::register`]).
+    fences: watch::Sender<u64>,
     heartbeat_ms: AtomicU64,
     /// The controller's lease timeout, from the last registration.
     lease_timeout_ms: AtomicU64,
@@ -163,6 +166,7 @@ impl Agent {
             tls,
             session: watch::Sender::new(0),
             renewing: tokio::sync::Mutex::new(()),
+            fences: watch::Sender::new(0),
             heartbeat_ms: AtomicU64::new(1_000),
             lease_timeout_ms: AtomicU64::new(10_000),
             heard_ms: AtomicU64::new(0),
@@ -271,7 +275,10 @@ impl Agent {
             pool: self.cfg.pool.clone(),
         };
         let mut delays = backoff();
+        let mut fences = self.fences.subscribe();
         loop {
+            // Not while a fence stops every job: the claims would name jobs it is stopping.
+            let fence = fences.wait_for(|n| n % 2 == 0).await.map_or(0, |n| *n);
             let sent_at = std::time::Instant::now();
             let claims = self.claims();
             let req = RegisterWorkerRequest {
@@ -281,6 +288,11 @@ impl Agent {
                 start_ahead: Some(self.slots.start_ahead()),
             };
             match self.client.clone().register_worker(req).await {
+                Ok(_) if *self.fences.borrow() != fence => {
+                    // A fence stopped jobs this registration claimed (the controller now has them running
+                    // under it): register again with what is left, which releases them.
+                    debug!(worker = %self.cfg.worker_id, "a fence came during the registration; registering again");
+                }
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     self.heartbeat_ms.store(resp.heartbeat_interval_ms.max(10), Ordering::Relaxed);
@@ -405,6 +417,11 @@ impl Agent {
     /// slot, the running count and the entry are held by the [`crate::runs::Run`] guard, so an abort at any await
     /// gives them back.
     async fn run_one(&self, lease: Lease, mut run: crate::runs::Run, ticket: slots::Ticket) {
+        if !run.in_hand() {
+            // Stale: a newer lease of its job came first. Its output files and live feed are that run's.
+            debug!(job = %lease.job_id, epoch = lease.epoch, "a newer lease of this job is in hand; not running");
+            return;
+        }
         let lease_ref = lease.to_ref();
         // A new attempt's output starts empty: an earlier attempt's files on this worker are not this run's
         // (a reader would take them for it). Only a retry can have left any.
@@ -593,15 +610,9 @@ impl Agent {
     /// controller answers). The new registration makes the controller release whatever the old session held at
     /// once: it never counts a stopped job as running beside the new ones this worker takes.
     async fn fence(&self) {
-        // One registration at a time: a loop told meanwhile that session 0 is unknown waits here, and finds the
-        // new session once this is done (registered before the jobs are stopped, it would have them stopped
-        // under the new session, which the controller takes for cancellations). One that registered while this
-        // waited has brought the worker back in touch: nothing to fence.
-        let seen = self.current();
-        let _one_at_a_time = self.renewing.lock().await;
-        if self.current() != seen {
-            return;
-        }
+        // A registration made while the jobs are stopped is made again once they are (they would stay running
+        // under it at the controller, and end cancelled).
+        self.fences.send_modify(|n| *n += 1);
         // Session 0 until registered again: leases or answers for the old session are dropped from now on (one
         // taken while the jobs are stopped would stay queued, and one the controller started with its lease
         // would run).
@@ -613,9 +624,9 @@ impl Agent {
             self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &r.job_id, r.epoch));
         }
         let stopped = in_hand.len();
+        self.fences.send_modify(|n| *n += 1);
         warn!(worker = %self.cfg.worker_id, dropped, stopped, session = old, "cut off from the controller for a lease timeout; stopped every job");
-        warn!(worker = %self.cfg.worker_id, "registering again after a fence");
-        if let Err(error) = self.register().await {
+        if let Err(error) = self.renew(0).await {
             warn!(worker = %self.cfg.worker_id, %error, "registration refused after a fence");
         }
     }
