@@ -92,6 +92,26 @@ fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     (dir, data, out, markers)
 }
 
+/// A controller and one registered worker `id` of 2 slots, with the directories they use.
+struct OneWorker {
+    _dir: tempfile::TempDir,
+    _ctl: Proc,
+    addr: String,
+    url: String,
+    out: PathBuf,
+    markers: PathBuf,
+    worker: Proc,
+}
+
+fn one_worker(id: &str) -> OneWorker {
+    let (_dir, data, out, markers) = dirs();
+    let (_ctl, addr) = controller("127.0.0.1:0", &data);
+    let url = format!("http://{addr}");
+    let worker = worker(&addr, id, "2", &out);
+    until("the worker", || (num(&stats(&url)["workers"])? == 1).then_some(()));
+    OneWorker { _dir, _ctl, addr, url, out, markers, worker }
+}
+
 #[test]
 fn a_controller_killed_and_restarted_loses_no_job_and_reruns_none() {
     let (_dir, data, out, markers) = dirs();
@@ -157,11 +177,7 @@ fn a_worker_killed_mid_run_loses_no_job_and_only_its_running_jobs_run_again() {
 
 #[test]
 fn a_worker_frozen_past_the_lease_timeout_gets_no_stale_result_accepted() {
-    let (_dir, data, out, markers) = dirs();
-    let (_ctl, addr) = controller("127.0.0.1:0", &data);
-    let url = format!("http://{addr}");
-    let frozen = worker(&addr, "frozen", "2", &out);
-    until("the worker", || (num(&stats(&url)["workers"])? == 1).then_some(()));
+    let OneWorker { _dir, _ctl, addr, url, out, markers, worker: frozen } = one_worker("frozen");
     let ids = submit_marked(&url, &markers, 4, "1");
     until("two jobs running", || (num(&stats(&url)["running"])? == 2).then_some(()));
     frozen.signal(libc::SIGSTOP);
@@ -190,11 +206,7 @@ fn a_worker_frozen_past_the_lease_timeout_gets_no_stale_result_accepted() {
 fn a_lease_started_while_its_worker_was_frozen_never_runs_after_the_thaw() {
     // A job leased to a worker with a free slot is started with its lease: the worker runs it without confirming
     // the start. One frozen with such a lease on its way must not run it when it thaws, after the job ran elsewhere.
-    let (_dir, data, out, markers) = dirs();
-    let (_ctl, addr) = controller("127.0.0.1:0", &data);
-    let url = format!("http://{addr}");
-    let frozen = worker(&addr, "frozen", "2", &out);
-    until("the worker", || (num(&stats(&url)["workers"])? == 1).then_some(()));
+    let OneWorker { _dir, _ctl, addr, url, out, markers, worker: frozen } = one_worker("frozen");
     frozen.signal(libc::SIGSTOP);
     let ids = submit_marked(&url, &markers, 1, "0");
     until("the job started with its lease", || (num(&stats(&url)["running"])? == 1).then_some(()));

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use burst_proto::v1::{Lease, LeaseRef};
+use burst_proto::v1::Lease;
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -40,8 +40,7 @@ impl LocalQueue {
     }
 
     /// Waits for the next lease and hands it to `then` before letting go of the queue: a reader that looks at the
-    /// queue and at where `then` puts the lease under the queue's lock ([`LocalQueue::ids_and`],
-    /// [`LocalQueue::refs_and`]) finds it in one or the other, never in neither.
+    /// queue and at where `then` puts the lease under the queue's lock ([`LocalQueue::listed`]) finds it in one or the other, never in neither.
     pub async fn pop_then<T>(&self, then: impl FnOnce(Lease) -> T) -> T {
         loop {
             let arrived = self.arrived.notified();
@@ -103,13 +102,13 @@ impl LocalQueue {
         q.len() < before
     }
 
-    /// The leases waiting in the queue, as references, and then `also` (read under the queue's lock: see
+    /// `each` of the leases waiting in the queue, then `also` (read under the queue's lock: see
     /// [`LocalQueue::pop_then`]).
-    pub fn refs_and(&self, also: impl FnOnce() -> Vec<LeaseRef>) -> Vec<LeaseRef> {
+    pub fn listed<T>(&self, each: impl FnMut(&Lease) -> T, also: impl FnOnce() -> Vec<T>) -> Vec<T> {
         let q = self.lock();
-        let mut refs: Vec<LeaseRef> = q.iter().map(Lease::to_ref).collect();
-        refs.extend(also());
-        refs
+        let mut listed: Vec<T> = q.iter().map(each).collect();
+        listed.extend(also());
+        listed
     }
 
     /// Removes every lease of `job_id`, whatever its epoch; says whether there was one.
@@ -118,15 +117,6 @@ impl LocalQueue {
         let before = q.len();
         q.retain(|l| l.job_id != job_id);
         q.len() < before
-    }
-
-    /// The job ids waiting in the queue, and then `also` (read under the queue's lock: see
-    /// [`LocalQueue::pop_then`]).
-    pub fn ids_and(&self, also: impl FnOnce() -> Vec<String>) -> Vec<String> {
-        let q = self.lock();
-        let mut ids: Vec<String> = q.iter().map(|l| l.job_id.clone()).collect();
-        ids.extend(also());
-        ids
     }
 
     /// Removes every lease (they belonged to a session the controller no longer knows).
@@ -145,6 +135,10 @@ impl LocalQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ids(q: &LocalQueue) -> Vec<String> {
+        q.listed(|l| l.job_id.clone(), Vec::new)
+    }
 
     fn lease(id: &str) -> Lease {
         Lease { job_id: id.into(), ..Lease::default() }
@@ -170,7 +164,7 @@ mod tests {
         };
         q.push([at("a", 0), at("b", 0), at("low", -1)]);
         q.push([at("urgent", 5), at("c", 0), at("urgent2", 5)]);
-        assert_eq!(q.ids_and(Vec::new), ["urgent", "urgent2", "a", "b", "c", "low"]);
+        assert_eq!(ids(&q), ["urgent", "urgent2", "a", "b", "c", "low"]);
         assert_eq!(q.pop_then(|l| l).await.job_id, "urgent");
     }
 
@@ -180,9 +174,9 @@ mod tests {
         q.push(["a", "b", "c", "d"].map(lease));
         let taken = q.take_newest(|len| len / 2);
         assert_eq!(taken.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
-        assert_eq!(q.ids_and(Vec::new), ["a", "b"]);
+        assert_eq!(ids(&q), ["a", "b"]);
         q.put_back(taken);
-        assert_eq!(q.ids_and(Vec::new), ["a", "b", "c", "d"]);
+        assert_eq!(ids(&q), ["a", "b", "c", "d"]);
         assert!(q.take_newest(|_| 0).is_empty());
         assert_eq!(q.take_newest(|_| 99).len(), 4, "never more than there is");
     }
@@ -199,7 +193,7 @@ mod tests {
         });
         assert_eq!(seen, 2, "only those that may move are counted");
         assert_eq!(taken.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-        assert_eq!(q.ids_and(Vec::new), ["b", "d"]);
+        assert_eq!(ids(&q), ["b", "d"]);
         assert_eq!(q.take_all().len(), 2, "a drain hands them all back");
     }
 
@@ -230,7 +224,7 @@ mod tests {
                 let (q, taken, id) = (q.clone(), taken.clone(), id.clone());
                 // Reads until the lease is where it went.
                 move || loop {
-                    let seen = q.ids_and(|| taken.lock().unwrap().clone());
+                    let seen = q.listed(|l| l.job_id.clone(), || taken.lock().unwrap().clone());
                     assert!(seen.contains(&id), "{id} missing from {seen:?}");
                     if taken.lock().unwrap().contains(&id) {
                         break;

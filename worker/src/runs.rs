@@ -73,7 +73,8 @@ impl Runs {
         }
         drop(table);
         self.busy.fetch_add(1, Ordering::Relaxed);
-        Run { runs: self.clone(), job: lease.job_id.clone(), epoch: lease.epoch, running: false, reporting: false }
+        let job = lease.job_id.clone();
+        Run { runs: self.clone(), job, epoch: lease.epoch, superseded: newer_in_hand, running: false, reporting: false }
     }
 
     /// Marks `leases` as on their way to a thief until the guard is dropped.
@@ -173,15 +174,15 @@ pub struct Run {
     runs: Arc<Runs>,
     job: String,
     epoch: u64,
+    superseded: bool,
     running: bool,
     reporting: bool,
 }
 
 impl Run {
-    /// Whether its lease is the one in hand for its job: not when a newer lease of the job came first (see
-    /// [`Runs::take`]), nor once every lease was dropped.
-    pub fn in_hand(&self) -> bool {
-        self.runs.lock().leases.get(&self.job).is_some_and(|(epoch, _)| *epoch == self.epoch)
+    /// A newer lease of its job was in hand when it was taken (see [`Runs::take`]): it never runs.
+    pub fn superseded(&self) -> bool {
+        self.superseded
     }
 
     /// The controller confirmed the start: the run may go, and is stopped through the returned receiver. `None`
@@ -302,7 +303,7 @@ mod tests {
         let runs = Arc::new(Runs::default());
         let mut new = runs.take(&lease("a", 2));
         let mut stale = runs.take(&lease("a", 1));
-        assert!(!stale.in_hand() && new.in_hand());
+        assert!(stale.superseded() && !new.superseded());
         assert!(stale.confirmed().is_none(), "the stale lease must not run");
         drop(stale);
         assert!(new.confirmed().is_some(), "the newer lease is not stopped by a stale one");

@@ -221,12 +221,12 @@ impl Agent {
 
     /// Every lease this worker has, with its epoch: what it claims when it registers again.
     fn claims(&self) -> Vec<LeaseRef> {
-        self.queue.refs_and(|| self.runs.claims())
+        self.queue.listed(Lease::to_ref, || self.runs.claims())
     }
 
     /// Every job this worker has: queued, starting, running, reporting, or on its way to a thief.
     fn known(&self) -> Vec<String> {
-        self.queue.ids_and(|| self.runs.known())
+        self.queue.listed(|l| l.job_id.clone(), || self.runs.known())
     }
 
     /// Drops the named leases: a queued one is never started, a running one is stopped (its result then says
@@ -417,7 +417,7 @@ impl Agent {
     /// slot, the running count and the entry are held by the [`crate::runs::Run`] guard, so an abort at any await
     /// gives them back.
     async fn run_one(&self, lease: Lease, mut run: crate::runs::Run, ticket: slots::Ticket) {
-        if !run.in_hand() {
+        if run.superseded() {
             // Stale: a newer lease of its job came first. Its output files and live feed are that run's.
             debug!(job = %lease.job_id, epoch = lease.epoch, "a newer lease of this job is in hand; not running");
             return;
