@@ -187,6 +187,7 @@ async fn a_result_reported_three_times_is_applied_once() {
             take_leases: false,
             queue_target: None,
             start_ahead: None,
+            returned: vec![],
         };
         accepted += raw.report_job_result(req).await.unwrap().into_inner().accepted;
     }
@@ -410,6 +411,42 @@ async fn the_report_stream_answers_each_report_as_the_call_would_and_ends_on_an_
     c.shutdown().await.unwrap();
 }
 
+/// Leases a worker gives back unrun (`ReportJobResultRequest.returned`) are queued again as they were, the one
+/// whose start was confirmed too, and go out again under new epochs; a return of a lease no longer the worker's
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_given_back_unrun_are_queued_again_with_no_attempt_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let Leased { c, mut client, mut raw, session, ids, refs } = two_leased(dir.path(), 2).await;
+    let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.running, 1, "{stats:?}");
+    let give_back = |returned: Vec<LeaseRef>| ReportJobResultRequest {
+        worker_id: "fake".into(),
+        session,
+        returned,
+        ..Default::default()
+    };
+    let stale = ReportJobResultRequest { session: session.wrapping_add(100), ..give_back(refs.clone()) };
+    let err = raw.report_job_result(stale).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    // Cordoned, so that they stay in the queue to be seen there.
+    let cordon = |uncordon| CordonWorkersRequest { worker_ids: vec!["fake".into()], uncordon };
+    client.cordon_workers(cordon(false)).await.unwrap();
+    raw.report_job_result(give_back(refs.clone())).await.unwrap();
+    for id in &ids {
+        let s = client.get_job_status(GetJobStatusRequest { job_id: id.clone() }).await.unwrap().into_inner();
+        assert_eq!((s.state(), s.attempt, s.attempts.len()), (JobState::Queued, 1, 0), "{id}: {s:?}");
+    }
+    // Leased again (the fake worker is the only one), under new epochs: the old leases are stale.
+    client.cordon_workers(cordon(true)).await.unwrap();
+    let again = two_leases_first_started(&mut raw, session).await;
+    assert!(again.iter().zip(&refs).all(|(new, old)| new.job_id == old.job_id && new.epoch > old.epoch));
+    raw.report_job_result(give_back(refs.clone())).await.unwrap();
+    let stats = client.get_stats(GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.running, stats.queued), (1, 0), "a stale return changes nothing: {stats:?}");
+    c.shutdown().await.unwrap();
+}
+
 /// A cluster whose only worker is the fake one, with `jobs` × `/bin/true` submitted: the fake worker holds two
 /// leases, the first one's start confirmed.
 struct Leased {
@@ -479,5 +516,6 @@ fn result_then_start(session: u64, done: &LeaseRef, next: &LeaseRef, take_leases
         take_leases,
         queue_target: None,
         start_ahead: None,
+        returned: vec![],
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use burst_cli::commands::wait::wait_all;
 use burst_cli::local::{ClusterOptions, LocalCluster};
 use burst_controller::router::RouterKind;
-use burst_proto::v1::{GetStatsRequest, GetStatsResponse, JobSpec, JobState};
+use burst_proto::v1::{
+    CordonWorkersRequest, GetJobStatusRequest, GetStatsRequest, GetStatsResponse, JobSpec, JobState,
+};
 use common::{cluster, eventually, sh};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -164,5 +166,60 @@ async fn with_stealing_off_nothing_is_stolen() {
     assert_eq!((s.steal_attempts_total, s.steals_total, s.jobs_stolen_total), (0, 0, 0));
     assert!(statuses.iter().all(|s| s.worker_id == "worker-00" || s.worker_id == "worker-01"));
     assert!(statuses.iter().all(|s| s.stolen_from.is_empty()));
+    c.shutdown().await.unwrap();
+}
+
+/// The case stealing cannot reach: a worker of short jobs takes leases ahead of its slots, started with them (no
+/// start report), so no thief can take them. If long runs then hold every slot, those leases would wait behind
+/// them (shown running) while another worker idles. Once every slot has been held longer than a short job takes,
+/// the worker gives them back unrun, and the idle worker runs them: each job once, no attempt spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_started_ahead_of_slots_that_long_runs_hold_go_back_to_the_controller_and_an_idle_worker_runs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let markers = dir.path().join("markers");
+    std::fs::create_dir(&markers).unwrap();
+    let gate = dir.path().join("gate");
+    // No stealing: the jobs can reach the second worker only through the controller.
+    let opts = ClusterOptions {
+        router: RouterKind::Roundrobin,
+        queue_capacity: None,
+        steal: false,
+        heartbeat_interval: Duration::from_millis(100),
+        lease_timeout: Duration::from_millis(1_000),
+        ..ClusterOptions::new(2, 1, dir.path().to_path_buf())
+    };
+    let c = cluster(opts).await;
+    let mut client = c.client().await.unwrap();
+    let cordon = |uncordon| CordonWorkersRequest { worker_ids: vec!["worker-01".into()], uncordon };
+    client.cordon_workers(cordon(false)).await.unwrap();
+    // Short runs on worker-00 first: it learns to take leases ahead of its slot.
+    let warm = submit(&c, vec![common::process("/bin/true", &[]); 100]).await;
+    wait_all(&mut client, &warm, Some(LONG), false).await.unwrap();
+    // The gated jobs all go to worker-00 (worker-01 is cordoned): one holds its slot, the others wait behind it,
+    // those it took ahead of the slot started with their leases.
+    let ids = submit(&c, vec![gated(&gate, &markers); 5]).await;
+    client.cordon_workers(cordon(true)).await.unwrap();
+    eventually(Duration::from_secs(30), "a gated job on worker-01", || {
+        let (mut client, ids) = (client.clone(), ids.clone());
+        async move {
+            for job_id in ids {
+                let s = client.get_job_status(GetJobStatusRequest { job_id }).await.ok()?.into_inner();
+                if s.worker_id == "worker-01" {
+                    return Some(());
+                }
+            }
+            None
+        }
+    })
+    .await;
+    std::fs::write(&gate, b"open").unwrap();
+    let statuses = wait_all(&mut client, &ids, Some(LONG), false).await.unwrap();
+    for s in &statuses {
+        let seen = (s.state(), s.attempt, s.attempts.len());
+        assert_eq!(seen, (JobState::Succeeded, 1, 1), "{}: one run, no attempt lost: {s:?}", s.job_id);
+    }
+    let runs = runs(&markers);
+    assert!(runs.len() == 5 && runs.values().all(|&n| n == 1), "each job ran once: {runs:?}");
+    assert!(statuses.iter().any(|s| s.worker_id == "worker-01"));
     c.shutdown().await.unwrap();
 }

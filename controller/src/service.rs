@@ -104,8 +104,8 @@ impl ControllerService {
         self.auth.check_worker_id(&who, id)
     }
 
-    /// Results, then the starts after them (one lock, one commit), then the leases the freed places took: what a
-    /// `ReportJobResult` call or a message of the `Reports` stream answers.
+    /// Results, the leases given back unrun, then the starts after them (one lock, one commit), then the leases the
+    /// freed places took: what a `ReportJobResult` call or a message of the `Reports` stream answers.
     async fn report(&self, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
         let now = burst_proto::now_ms();
         // One lock for both, results first: a start never counts against a slot its result has not freed.
@@ -127,6 +127,12 @@ impl ControllerService {
                     (accepted, refused, Some(d))
                 }
             };
+            // Leases given back unrun: queued again before the starts and the leases taken below, which they
+            // may fill.
+            let returned = match req.returned.is_empty() {
+                true => None,
+                false => Some(sched.returned(&req.worker_id, req.session, &req.returned, now).map_err(sched_status)?.1),
+            };
             let (refused_starts, started) = match req.started.is_empty() {
                 true => (Vec::new(), None),
                 false => {
@@ -140,13 +146,13 @@ impl ControllerService {
                 true => Some(sched.take_leases(&req.worker_id, req.session).map_err(sched_status)?),
                 false => None,
             };
-            (grew, accepted, refused, refused_starts, done, started, taken)
+            (grew, accepted, refused, refused_starts, done.into_iter().chain(returned), started, taken)
         };
         if let Some(d) = grew {
             durable(d).await?;
         }
         // All were handed to the store together, so they share its next commit.
-        for d in [done, started].into_iter().flatten() {
+        for d in done.chain(started) {
             durable(d).await?;
         }
         let (leases, stop) = match taken {

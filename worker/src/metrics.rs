@@ -29,6 +29,8 @@ pub struct Counters {
     pub starts_refused: Counter,
     /// Jobs the controller started with their lease (a slot was free): run without a start report.
     pub started_with_lease: Counter,
+    /// Leases given back to the controller unrun: waiting behind long runs, or reaching a draining worker.
+    pub returned: Counter,
 }
 
 impl Default for Counters {
@@ -41,6 +43,7 @@ impl Default for Counters {
             given: Counter::default(),
             starts_refused: Counter::default(),
             started_with_lease: Counter::default(),
+            returned: Counter::default(),
         }
     }
 }
@@ -61,6 +64,9 @@ impl Metrics {
         registry.register("starts_refused", "Starts the controller refused (stale leases)", c.starts_refused);
         let with_lease = "Jobs the controller started with their lease (a slot was free): run without a start report";
         registry.register("started_with_lease", with_lease, c.started_with_lease);
+        let returned =
+            "Leases given back to the controller unrun: waiting behind long runs, or reaching a draining worker";
+        registry.register("leases_returned", returned, c.returned);
         registry.register_collector(Box::new(Live(agent)));
         Metrics { registry }
     }

@@ -84,6 +84,16 @@ impl LocalQueue {
         taken
     }
 
+    /// Takes the leases the controller started with their lease (`Lease.started`), oldest first, and hands them to
+    /// `then` before letting go of the queue (see [`LocalQueue::pop_then`]).
+    pub fn take_started_then<T>(&self, then: impl FnOnce(Vec<Lease>) -> T) -> T {
+        let mut q = self.lock();
+        let (started, rest): (VecDeque<Lease>, VecDeque<Lease>) =
+            std::mem::take(&mut *q).into_iter().partition(|l| l.started);
+        *q = rest;
+        then(started.into())
+    }
+
     /// Takes every lease, oldest first.
     pub fn take_all(&self) -> Vec<Lease> {
         self.lock().drain(..).collect()

@@ -287,6 +287,34 @@ fn a_job_started_with_a_lease_that_never_reached_its_worker_loses_no_run() {
 }
 
 #[test]
+fn leases_a_worker_gives_back_unrun_go_to_another_worker_with_no_run_lost_and_stale_ones_are_ignored() {
+    let mut s = sched(RouterKind::Roundrobin);
+    let a = register(&mut s, worker("a", 1, 1));
+    let ids = submit(&mut s, 2);
+    let got = leases(&mut s, "a", a);
+    assert_eq!(got.iter().map(|l| l.started).collect::<Vec<_>>(), [true, false]);
+    let _ = s.started("a", a, &refs(&got[1..]), 2).unwrap();
+    // A return under another epoch (a stale lease) or another session changes nothing.
+    let stale = LeaseRef { epoch: got[0].epoch + 1, ..got[0].to_ref() };
+    assert_eq!(s.returned("a", a, &[stale], 3).unwrap().0, 0);
+    assert!(s.returned("a", a + 1, &refs(&got), 3).is_err(), "not this worker's session");
+    // Another worker with room (and this one cordoned, so that they all go there).
+    let b = register(&mut s, worker("b", 1, 1));
+    let _ = s.cordon(&["a".into()], true, 3).unwrap();
+    let (requeued, _) = s.returned("a", a, &refs(&got), 3).unwrap();
+    assert_eq!(requeued, 2);
+    let on_b = leases(&mut s, "b", b);
+    assert_eq!(on_b.iter().map(|l| l.job_id.as_str()).collect::<Vec<_>>(), [&ids[0], &ids[1]], "in their order");
+    for id in &ids {
+        let st = s.job(id).unwrap().1;
+        assert_eq!((st.worker_id.as_str(), st.attempt, st.attempts.len()), ("b", 1, 0), "{id}: no run lost");
+    }
+    // The old leases are stale now: a result for one is refused.
+    let (accepted, refused, _) = s.finished("a", a, vec![ok_result(&got[0].to_ref())], 4).unwrap();
+    assert_eq!((accepted, refused.len()), (0, 1));
+}
+
+#[test]
 fn an_expired_workers_jobs_go_to_the_others() {
     let mut s = sched(RouterKind::Roundrobin);
     let a = register(&mut s, worker("a", 1, 0));

@@ -168,21 +168,27 @@ impl Scheduler {
         let w = self.live(worker, session)?;
         let outbox = std::mem::take(&mut w.outbox);
         self.registry.set_draining(worker);
-        // Oldest first (the worker's queue, then what it has not received yet); each goes to the front of the
-        // queue, so in reverse.
+        // Oldest first: the worker's queue, then what it has not received yet.
         let mut give_back = returned.to_vec();
         give_back.extend(outbox.iter().map(Lease::to_ref));
+        let requeued = self.hand_back(worker, session, &give_back);
+        info!(worker, requeued, "worker draining");
+        self.dispatch(now_ms);
+        Ok((requeued, self.flush()))
+    }
+
+    /// Queues again, as they were, the leases a worker gives back without having run them (oldest first; each
+    /// goes to the front of the queue): no attempt is spent, even for one recorded as running with its lease.
+    /// A lease no longer this worker's at that epoch is left alone. Returns how many were queued again.
+    pub(super) fn hand_back(&mut self, worker: &str, session: u64, returned: &[LeaseRef]) -> u32 {
         let mut requeued = 0;
-        for r in give_back.into_iter().rev() {
-            // Never ran: queued again as it was, even one recorded as running with its lease.
+        for r in returned.iter().rev() {
             let by = holder(worker, session, r.epoch);
             if self.transition(&r.job_id, |job| job.hand_back(&by)).is_ok() {
                 requeued += 1;
             }
         }
-        info!(worker, requeued, "worker draining");
-        self.dispatch(now_ms);
-        Ok((requeued, self.flush()))
+        requeued
     }
 
     /// Removes a worker that is leaving; whatever it still holds is queued again (a running job spends a lost
@@ -345,6 +351,22 @@ impl Scheduler {
     /// Fails unless `session` is `worker`'s current registration (which is then seen alive).
     pub fn check_session(&mut self, worker: &str, session: u64) -> Result<(), SchedError> {
         self.live(worker, session).map(drop)
+    }
+
+    /// Takes back the leases a worker returns unrun (see [`Scheduler::hand_back`]) and gives them out again.
+    /// Returns how many were queued again.
+    pub fn returned(
+        &mut self,
+        worker: &str,
+        session: u64,
+        returned: &[LeaseRef],
+        now_ms: u64,
+    ) -> Result<(u32, Durable), SchedError> {
+        self.live(worker, session)?;
+        let requeued = self.hand_back(worker, session, returned);
+        info!(worker, returned = returned.len(), requeued, "leases given back unrun");
+        self.dispatch(now_ms);
+        Ok((requeued, self.flush()))
     }
 
     /// Records results; returns how many were accepted and the ids refused as stale.

@@ -109,8 +109,21 @@ enum Report {
         waiting: bool,
     },
     Finished(JobResult),
+    /// A lease given back unrun (see [`Agent::return_waiting`]); it stays in hand until the controller answers.
+    Return(LeaseRef),
     /// Answered once every report queued before it has been sent.
     Flush(oneshot::Sender<()>),
+}
+
+/// A run waiting ready in line starts where a slot frees, or is given back unrun ([`Agent::return_waiting`]).
+impl slots::Start for executor::Launch {
+    fn start(self: Box<Self>, slot: slots::Slot) -> Option<slots::Slot> {
+        (*self).start(slot)
+    }
+
+    fn withdrawn(self: Box<Self>) {
+        (*self).withdraw();
+    }
 }
 
 /// The worker's loops: `intake` brings work in (poll, run, steal) and stops first when draining; `upkeep`
@@ -387,8 +400,44 @@ impl Agent {
         if self.intake.load(Ordering::Relaxed) {
             debug!(worker = %self.cfg.worker_id, count = leases.len(), "leases received");
             self.queue.push(leases);
+        } else if !leases.is_empty() {
+            // Draining: they are given back as they were (not held until the worker leaves, which would count a
+            // lost run for one started with its lease).
+            info!(worker = %self.cfg.worker_id, count = leases.len(), "leases reached a draining worker; giving them back");
+            self.give_back(&leases);
         }
         self.stop_jobs(stop);
+    }
+
+    /// Gives `leases` back to the controller unrun: each stays in hand (listed by heartbeats, claimed by a new
+    /// registration) until the controller answers.
+    fn give_back(&self, leases: &[Lease]) {
+        for lease in leases {
+            self.runs.take(lease).reporting();
+            self.counters.returned.inc();
+            let _ = self.reports.send(Report::Return(lease.to_ref()));
+        }
+    }
+
+    /// While every slot has been held by one run for longer than a short job takes, gives back to the controller
+    /// the leases this worker holds started that would wait behind those runs: those waiting ready in line for a
+    /// slot (taken ahead of the slots while jobs were short) and those the controller started with their lease
+    /// still in the queue. At the controller any worker with room takes them; here they were shown running, no
+    /// peer could steal them and their queue deadline did not count. Jobs count as long from then on, so none are
+    /// taken ahead again until short runs come back.
+    fn return_waiting(&self) {
+        if !self.slots.stalled() {
+            return;
+        }
+        // Each withdrawn run's task gives its own lease back (see `run_one`).
+        let withdrawn = self.slots.withdraw();
+        let queued = self.queue.take_started_then(|leases| {
+            self.give_back(&leases);
+            leases.len()
+        });
+        if withdrawn + queued > 0 {
+            info!(worker = %self.cfg.worker_id, withdrawn, queued, "every slot is held by a long run; giving back the leases waiting behind them");
+        }
     }
 
     /// Runs jobs as slots free up (or, while jobs are short, takes the next ones ahead of them: see [`slots`]),
@@ -462,11 +511,21 @@ impl Agent {
         // Confirmed ahead of a free slot, it waits in line for one, ready: the job that frees the slot starts it
         // from its own runner thread. Stopped meanwhile, it never runs.
         let (launch, pending) = executor::prepare(&lease, &self.cfg.exec, Some(feed.feed.clone()));
-        ticket.start(Box::new(move |slot| launch.start(slot)));
-        let (result, took) = pending.finish(stop).await;
-        // Only what ran: a burst of cancelled leases says nothing of how long jobs take.
-        if let Some(took) = took {
-            self.slots.ran(took);
+        ticket.start(Box::new(launch));
+        let (result, ran) = pending.finish(stop).await;
+        match ran {
+            // Only what ran: a burst of cancelled leases says nothing of how long jobs take.
+            executor::Ran::Took(took) => self.slots.ran(took),
+            executor::Ran::NotStarted => {}
+            executor::Ran::Withdrawn => {
+                // Given back from its place in line (see `return_waiting`): it stays in hand until answered.
+                debug!(job = %lease.job_id, epoch = lease.epoch, "withdrawn from the line; giving it back");
+                self.counters.returned.inc();
+                if self.reports.send(Report::Return(lease.to_ref())).is_ok() {
+                    run.reporting();
+                }
+                return;
+            }
         }
         drop(feed);
         self.sweeper.run_ended(crate::sweep::run_token(&self.cfg.worker_id, &lease.job_id, lease.epoch));
@@ -572,6 +631,8 @@ impl Agent {
                 fenced = true;
                 self.fence().await;
             }
+            // Before the request, which tells the controller to take none ahead again.
+            self.return_waiting();
             let sent_at = tokio::time::Instant::now();
             let session = self.current();
             let req = HeartbeatRequest {

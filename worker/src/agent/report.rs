@@ -28,7 +28,7 @@ fn lingers(batch: &[Report], confirmed_in_line: u32, slots: u32) -> bool {
     let mut results = 0u32;
     for report in batch {
         match report {
-            Report::Start { waiting: true, .. } | Report::Flush(_) => return false,
+            Report::Start { waiting: true, .. } | Report::Flush(_) | Report::Return(_) => return false,
             Report::Start { .. } => {}
             Report::Finished(_) => results += 1,
         }
@@ -59,19 +59,20 @@ impl Agent {
         while rx.recv_many(&mut batch, MAX_REPORT_BATCH).await > 0 {
             let until = tokio::time::Instant::now() + LINGER;
             gather(&mut rx, &mut batch, until, |b| lingers(b, self.slots.confirmed_in_line(), self.cfg.slots)).await;
-            let (mut starts, mut results, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut starts, mut results, mut returned, mut flushes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for report in batch.drain(..) {
                 match report {
                     Report::Start { lease, reply, .. } => starts.push((lease, reply)),
                     Report::Finished(result) => results.push(result),
+                    Report::Return(lease) => returned.push(lease),
                     Report::Flush(reply) => flushes.push(reply),
                 }
             }
             let (refs, replies): (Vec<LeaseRef>, Vec<_>) = starts.into_iter().unzip();
-            // Results and the starts after them go in one report (one round trip, one commit).
-            let refused = match results.is_empty() && refs.is_empty() {
+            // Results, leases given back and the starts after them go in one report (one round trip, one commit).
+            let refused = match results.is_empty() && refs.is_empty() && returned.is_empty() {
                 true => Refusals::default(),
-                false => self.report(&mut link, results, refs.clone()).await,
+                false => self.report(&mut link, results, returned, refs.clone()).await,
             };
             for (r, reply) in refs.iter().zip(replies) {
                 let _ = reply.send(!refused.refuses(r));
@@ -82,9 +83,16 @@ impl Agent {
         }
     }
 
-    /// Sends results, and the starts that follow them, until the controller answers; returns the starts it
-    /// refused. Results of a session it forgot are dropped: it has released those jobs already.
-    async fn report(&self, link: &mut Link, results: Vec<JobResult>, started: Vec<LeaseRef>) -> Refusals {
+    /// Sends results, leases given back unrun, and the starts that follow them, until the controller answers;
+    /// returns the starts it refused. Results of a session it forgot are dropped: it has released those jobs
+    /// already.
+    async fn report(
+        &self,
+        link: &mut Link,
+        results: Vec<JobResult>,
+        returned: Vec<LeaseRef>,
+        started: Vec<LeaseRef>,
+    ) -> Refusals {
         let mut delays = backoff();
         loop {
             let session = self.current();
@@ -97,6 +105,7 @@ impl Agent {
                 take_leases: !results.is_empty() && self.intake.load(Ordering::Relaxed),
                 queue_target: self.queue_target(),
                 start_ahead: Some(self.slots.start_ahead()),
+                returned: returned.clone(),
             };
             match self.send(link, req).await {
                 Ok(answer) => {
@@ -112,7 +121,7 @@ impl Agent {
                     if stale > 0 {
                         warn!(worker = %self.cfg.worker_id, refused = stale, "results refused as stale");
                     }
-                    for l in results.iter().filter_map(|r| r.lease.as_ref()) {
+                    for l in results.iter().filter_map(|r| r.lease.as_ref()).chain(&returned) {
                         self.runs.answered(l);
                     }
                     return Refusals { ids: refused_starts, leases: refused_start_leases };

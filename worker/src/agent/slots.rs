@@ -9,7 +9,11 @@
 //! are still busy, and each runs the moment a slot frees. The controller counts such a lease as running from its
 //! confirmation (its start time is then), so it may count up to nine times as many running jobs as the worker has
 //! slots, for a few milliseconds. Once jobs are long the worker goes back to confirming a start only when its slot
-//! is free, so a job is not shown running while it waits behind long ones.
+//! is free, so a job is not shown running while it waits behind long ones. Jobs that turn long while leases wait
+//! ahead of the slots are noticed before any of them ends: once every slot has been held longer than a short job
+//! takes ([`Slots::stalled`]), jobs count as long, and the runs waiting in line are withdrawn ([`Slots::withdraw`])
+//! and their leases given back to the controller, where any worker can take them (no peer can steal a lease
+//! whose start is confirmed).
 //!
 //! Answers to starts confirmed together arrive together; the slots still go to their leases in queue order,
 //! because each lease takes its place in the line for a slot as it leaves the queue ([`Slots::line_up`]). A lease
@@ -20,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -66,6 +70,8 @@ pub struct Line {
 struct LineState {
     free: u32,
     waiting: VecDeque<Waiter>,
+    /// When a slot was last handed to a lease: while none is free, every slot has been held at least since then.
+    handed_at: Option<Instant>,
 }
 
 /// A lease's place in line.
@@ -74,9 +80,23 @@ struct Waiter {
     place: Arc<Place>,
 }
 
-/// What starts a lease's run once a slot is its, on the thread that freed the slot (see [`Ticket::start`]); the
-/// run holds the slot until it ends, or hands it back at once (it had nothing to run) for the next in line.
-pub type Start = Box<dyn FnOnce(Slot) -> Option<Slot> + Send>;
+/// A lease's run waiting ready in line for its slot (see [`Ticket::start`]).
+pub trait Start: Send {
+    /// Starts the run in `slot`, on the thread that freed it; the run holds the slot until it ends, or hands it
+    /// back at once (it had nothing to run) for the next in line.
+    fn start(self: Box<Self>, slot: Slot) -> Option<Slot>;
+    /// Its place was given up before a slot reached it ([`Slots::withdraw`]): it never runs.
+    fn withdrawn(self: Box<Self>);
+}
+
+/// A closure starts a run; withdrawn, it is dropped.
+impl<F: FnOnce(Slot) -> Option<Slot> + Send> Start for F {
+    fn start(self: Box<Self>, slot: Slot) -> Option<Slot> {
+        (*self)(slot)
+    }
+
+    fn withdrawn(self: Box<Self>) {}
+}
 
 /// A place in line: where it stands, and the run waiting there for its slot, if it is ready.
 #[derive(Default)]
@@ -91,7 +111,7 @@ struct Place {
 
 /// A run ready for its slot, and its place ahead of the slots (given back once it has one).
 struct Ready {
-    start: Start,
+    start: Box<dyn Start>,
     _ahead: OwnedSemaphorePermit,
 }
 
@@ -109,12 +129,42 @@ impl Line {
         let mut state = self.lock();
         if state.free > 0 {
             state.free -= 1;
+            state.handed_at = Some(Instant::now());
             return Ok(Slot(Some(self.clone())));
         }
         let (turn, rx) = oneshot::channel();
         let place = Arc::new(Place::default());
         state.waiting.push_back(Waiter { turn, place: place.clone() });
         Err((rx, place))
+    }
+}
+
+impl Line {
+    /// How long every slot has been held, when none is free: since the last was handed to a lease.
+    fn all_held_for(&self) -> Option<Duration> {
+        let state = self.lock();
+        (state.free == 0).then_some(state.handed_at).flatten().map(|at| at.elapsed())
+    }
+
+    /// Takes the runs waiting ready in line out of it, so that they never start, and tells each so.
+    fn withdraw(&self) -> usize {
+        let mut taken = Vec::new();
+        {
+            let mut state = self.lock();
+            state.waiting.retain(|waiter| match waiter.place.ready().take() {
+                Some(ready) => {
+                    waiter.place.leave();
+                    taken.push(ready);
+                    false
+                }
+                None => true,
+            });
+        }
+        let withdrawn = taken.len();
+        for Ready { start, _ahead } in taken {
+            start.withdrawn();
+        }
+        withdrawn
     }
 }
 
@@ -157,12 +207,13 @@ impl Drop for Slot {
         let mut state = line.lock();
         while let Some(Waiter { turn, place }) = state.waiting.pop_front() {
             place.leave();
+            state.handed_at = Some(Instant::now());
             let slot = Slot(Some(line.clone()));
             let ready = place.ready().take();
             let unused = match ready {
                 Some(Ready { start, _ahead }) => {
                     drop(state);
-                    let back = start(slot);
+                    let back = start.start(slot);
                     state = line.lock();
                     back
                 }
@@ -207,9 +258,9 @@ impl Ticket {
     /// Starts the lease's run in its slot: at once if it has the slot, else once the leases in line before this
     /// one have theirs and one frees, on the thread that frees it. `start` is dropped without being called only if
     /// the line is gone.
-    pub fn start(self, start: Start) {
+    pub fn start(self, start: Box<dyn Start>) {
         let (line, mut turn, mut place, ahead) = match self {
-            Ticket::Slot(slot) => return drop(start(slot)),
+            Ticket::Slot(slot) => return drop(start.start(slot)),
             Ticket::InLine { line, turn, place, ahead } => (line, turn, place, ahead),
         };
         let Some(waiting) = place.0.take() else { return };
@@ -222,7 +273,7 @@ impl Ticket {
         }
         // Its turn came already: the slot was sent (under the line's lock, before this looked).
         if let Ok(slot) = turn.try_recv() {
-            drop(start(slot));
+            drop(start.start(slot));
         }
     }
 }
@@ -240,15 +291,17 @@ impl Slots {
     /// Waits for a free slot, or, while recent jobs are short, for a place ahead of the slots. `None` only if
     /// the slots are gone.
     pub async fn gate(&self) -> Option<Gate> {
-        match self.short_jobs() {
-            true => {
-                let share = MAX_AHEAD_PER_SLOT / ahead_per_slot(self.recent_run());
-                self.ahead.clone().acquire_many_owned(share).await.ok().map(Gate::Ahead)
+        if self.short_jobs() {
+            let share = MAX_AHEAD_PER_SLOT / ahead_per_slot(self.recent_run());
+            let ahead = self.ahead.clone().acquire_many_owned(share).await.ok()?;
+            // Jobs may have turned long while it waited (the places freed by a withdrawal, see `stalled`).
+            if self.short_jobs() {
+                return Some(Gate::Ahead(ahead));
             }
-            false => match self.line.join() {
-                Ok(slot) => Some(Gate::Slot(slot)),
-                Err((turn, _)) => turn.await.ok().map(Gate::Slot),
-            },
+        }
+        match self.line.join() {
+            Ok(slot) => Some(Gate::Slot(slot)),
+            Err((turn, _)) => turn.await.ok().map(Gate::Slot),
         }
     }
 
@@ -307,6 +360,21 @@ impl Slots {
             true => ahead_per_slot(self.recent_run()),
             false => 0,
         }
+    }
+
+    /// Whether every slot has been held by one lease for longer than a short job takes: the leases in line behind
+    /// them wait that long at least. Jobs count as long from then on (the leases ahead of the slots were taken
+    /// for short ones), until short runs bring the average back down.
+    pub fn stalled(&self) -> bool {
+        let Some(held) = self.line.all_held_for().filter(|held| *held >= SHORT_JOB) else { return false };
+        self.recent_run_us.fetch_max(held.as_micros().min(u128::from(u64::MAX / 16)) as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives up the runs waiting ready in line for a slot: each is told it is withdrawn and never starts (its
+    /// lease goes back to the controller). Returns how many.
+    pub fn withdraw(&self) -> usize {
+        self.line.withdraw()
     }
 
     /// Whether recent jobs were short enough to confirm starts ahead of a free slot.
@@ -539,5 +607,40 @@ mod tests {
         }
         let again = tokio::time::timeout(Duration::from_secs(5), slots.gate()).await;
         assert!(again.is_ok(), "places ahead given back once the runs had their slots");
+    }
+
+    /// Says whether its run was started or withdrawn.
+    struct Probe(std::sync::mpsc::Sender<&'static str>);
+
+    impl Start for Probe {
+        fn start(self: Box<Self>, _slot: Slot) -> Option<Slot> {
+            self.0.send("started").unwrap();
+            None
+        }
+
+        fn withdrawn(self: Box<Self>) {
+            self.0.send("withdrawn").unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn once_every_slot_is_held_past_a_short_job_jobs_count_as_long_and_the_runs_in_line_are_withdrawn() {
+        let (slots, first, second, third) = one_busy_slot_and_two_in_line().await;
+        assert!(!slots.stalled(), "the slot was just handed out");
+        let (tx, ran) = std::sync::mpsc::channel();
+        second.start(Box::new(Probe(tx)));
+        // The slot's run has gone on for as long as a short job takes.
+        slots.line.lock().handed_at = Instant::now().checked_sub(SHORT_JOB);
+        assert!(slots.stalled());
+        assert_eq!((slots.short_jobs(), slots.start_ahead()), (false, 0), "jobs count as long now");
+        let ahead = tokio::time::timeout(Duration::from_millis(20), slots.gate()).await;
+        assert!(ahead.is_err(), "no more leases ahead of the slot, though the withdrawn ones' places are free");
+        assert_eq!(slots.withdraw(), 1, "the run waiting ready; the other's start is not confirmed yet");
+        assert_eq!(ran.try_recv(), Ok("withdrawn"));
+        drop(first);
+        let slot = slot_of(third).await.expect("the slot goes to the next in line");
+        assert!(ran.try_recv().is_err(), "the withdrawn run never starts");
+        drop(slot);
+        assert!(!slots.stalled(), "a slot is free");
     }
 }

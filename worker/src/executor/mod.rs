@@ -135,6 +135,11 @@ impl Answer {
 }
 
 impl Launch {
+    /// Gives the run up before it started: it never will, and its [`Pending`] says [`Ran::Withdrawn`].
+    pub fn withdraw(self) {
+        let _ = self.answer.send(Answer::now(Ended::Withdrawn, None));
+    }
+
     /// Starts the run on its runner thread (its cgroup's, or a pooled one); `hold` is dropped on that thread the
     /// moment the job is over (its process reaped, its output read, its cgroup emptied), before the answer is
     /// sent. A slot held this way goes to the next run at once, and that run may start on this very thread.
@@ -202,8 +207,8 @@ pub struct Pending {
 
 impl Pending {
     /// Waits for the run to end (stopping it if `stop` fires first) and returns its result, with how long the
-    /// program ran (`None` if it never started).
-    pub async fn finish(self, stop: oneshot::Receiver<()>) -> (JobResult, Option<Duration>) {
+    /// program ran or why it did not.
+    pub async fn finish(self, stop: oneshot::Receiver<()>) -> (JobResult, Ran) {
         let Pending { mut answered, abandon, lease, timeout_ms, output_tail_bytes, paths } = self;
         let cancelled = async {
             if stop.await.is_err() {
@@ -224,10 +229,25 @@ impl Pending {
         drop(abandon);
         let Answer { ended, started_at_ms, finished_at_ms, took } =
             answer.unwrap_or_else(|_| Answer::now(Ended::SpawnFailed("no thread could run the job".into()), None));
+        let ran = match (&ended, took) {
+            (Ended::Withdrawn, _) => Ran::Withdrawn,
+            (_, Some(took)) => Ran::Took(took),
+            (_, None) => Ran::NotStarted,
+        };
         let mut result = JobResult { lease: Some(lease), started_at_ms, finished_at_ms, ..JobResult::default() };
         describe(&mut result, ended, (timeout_ms, output_tail_bytes), &paths);
-        (result, took)
+        (result, ran)
     }
+}
+
+/// How long a run's program ran, or why it did not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    Took(Duration),
+    /// Stopped before it started, or its end was known without running anything.
+    NotStarted,
+    /// Given up before its slot came ([`Launch::withdraw`]): the result is not the job's, and its lease goes back.
+    Withdrawn,
 }
 
 /// Fills in how the run ended.
@@ -248,7 +268,7 @@ fn describe(
             result.exit_code = Some(0);
             return;
         }
-        Ended::NotStarted => {
+        Ended::NotStarted | Ended::Withdrawn => {
             result.reason = Reason::Cancelled as i32;
             result.message = CANCELLED_BEFORE_START.into();
             return;
@@ -304,6 +324,8 @@ enum Ended {
     Rejected(String),
     /// Stopped before it was spawned (it waited for a slot).
     NotStarted,
+    /// Given up before its slot came ([`Launch::withdraw`]): its lease goes back to the controller.
+    Withdrawn,
     /// The no-op executor's (`ExecConfig::noop`): a success, with nothing run.
     Noop,
 }

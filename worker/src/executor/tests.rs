@@ -199,7 +199,7 @@ async fn a_run_stopped_before_its_slot_came_never_starts() {
     assert!(launch.start(()).is_none(), "the run keeps what it holds");
     let (r, took) = tokio::time::timeout(Duration::from_secs(10), finished).await.unwrap();
     assert_eq!((r.reason(), r.message.as_str()), (Reason::Cancelled, "the job was cancelled before it started"));
-    assert_eq!((r.exit_code, r.signal, took), (None, None, None));
+    assert_eq!((r.exit_code, r.signal, took), (None, None, Ran::NotStarted));
     assert!(!marker.exists(), "it never ran");
 }
 
@@ -385,11 +385,23 @@ async fn a_run_with_nothing_to_run_hands_its_slot_back_and_may_be_cancelled_whil
     let (launch, pending) = prepare(&lease("n1", process("/bin/true", &[])), &noop, None);
     assert_eq!(launch.start("the slot"), Some("the slot"), "nothing ran that could keep it");
     let (r, took) = pending.finish(oneshot::channel().1).await;
-    assert_eq!((r.reason(), r.exit_code, took), (Reason::Exited, Some(0), Some(Duration::ZERO)));
+    assert_eq!((r.reason(), r.exit_code, took), (Reason::Exited, Some(0), Ran::Took(Duration::ZERO)));
     // Cancelled before its slot came: it ends as cancelled without waiting for the slot.
     let (_launch, pending) = prepare(&lease("n2", process("/bin/true", &[])), &noop, None);
     let (stop, stopped) = oneshot::channel();
     stop.send(()).unwrap();
     let (r, took) = tokio::time::timeout(Duration::from_secs(10), pending.finish(stopped)).await.unwrap();
-    assert_eq!((r.reason(), took), (Reason::Cancelled, None));
+    assert_eq!((r.reason(), took), (Reason::Cancelled, Ran::NotStarted));
+}
+
+#[tokio::test]
+async fn a_run_withdrawn_before_its_slot_came_never_starts_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let (launch, pending) =
+        prepare(&lease("w1", process("/bin/touch", &[marker.to_str().unwrap()])), &cfg(dir.path()), None);
+    launch.withdraw();
+    let (_, ran) = tokio::time::timeout(Duration::from_secs(10), pending.finish(never())).await.unwrap();
+    assert_eq!(ran, Ran::Withdrawn);
+    assert!(!marker.exists(), "a withdrawn run never starts");
 }
