@@ -186,6 +186,7 @@ async fn leases_started_ahead_of_slots_that_long_runs_hold_go_back_to_the_contro
         steal: false,
         heartbeat_interval: Duration::from_millis(100),
         lease_timeout: Duration::from_millis(1_000),
+        http_listen: Some(([127, 0, 0, 1], 0).into()),
         ..ClusterOptions::new(2, 1, dir.path().to_path_buf())
     };
     let c = cluster(opts).await;
@@ -221,5 +222,10 @@ async fn leases_started_ahead_of_slots_that_long_runs_hold_go_back_to_the_contro
     let runs = runs(&markers);
     assert!(runs.len() == 5 && runs.values().all(|&n| n == 1), "each job ran once: {runs:?}");
     assert!(statuses.iter().any(|s| s.worker_id == "worker-01"));
+    // They reached worker-01 because worker-00 gave them back (not because they were never its).
+    let (code, metrics) = common::http(c.workers[0].http.unwrap(), "GET", "/metrics", &[], "");
+    let returned = metrics.lines().find_map(|l| l.strip_prefix("burst_worker_leases_returned_total "));
+    let returned: u32 = returned.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{code}: {metrics}"));
+    assert!(returned >= 1, "{metrics}");
     c.shutdown().await.unwrap();
 }

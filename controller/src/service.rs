@@ -434,6 +434,7 @@ impl ControllerRpc for ControllerService {
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
             lease_timeout_ms: config.lease_timeout.as_millis() as u64,
             rejected,
+            takes_returns: true,
         }))
     }
 

@@ -97,6 +97,9 @@ pub struct Agent {
     intake: std::sync::atomic::AtomicBool,
     /// Turns true when another process registered with this worker's id: this one must stop.
     replaced: watch::Sender<bool>,
+    /// Whether the controller takes leases given back unrun (`RegisterWorkerResponse.takes_returns`), as of the
+    /// last registration.
+    takes_returns: std::sync::atomic::AtomicBool,
 }
 
 /// What the run loop tells the reporter.
@@ -196,6 +199,7 @@ impl Agent {
             reports,
             intake: std::sync::atomic::AtomicBool::new(true),
             replaced: watch::Sender::new(false),
+            takes_returns: std::sync::atomic::AtomicBool::new(false),
         };
         let reports = Reports(reports_rx);
         (Arc::new(agent), reports)
@@ -309,6 +313,7 @@ impl Agent {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     self.heartbeat_ms.store(resp.heartbeat_interval_ms.max(10), Ordering::Relaxed);
+                    self.takes_returns.store(resp.takes_returns, Ordering::Relaxed);
                     self.lease_timeout_ms.store(resp.lease_timeout_ms, Ordering::Relaxed);
                     // Claims that are no longer ours, at the epochs claimed (a newer lease of the same job that
                     // came meanwhile is not touched): never start the queued ones, stop the running ones.
@@ -400,7 +405,7 @@ impl Agent {
         if self.intake.load(Ordering::Relaxed) {
             debug!(worker = %self.cfg.worker_id, count = leases.len(), "leases received");
             self.queue.push(leases);
-        } else if !leases.is_empty() {
+        } else if !leases.is_empty() && self.takes_returns.load(Ordering::Relaxed) {
             // Draining: they are given back as they were (not held until the worker leaves, which would count a
             // lost run for one started with its lease).
             info!(worker = %self.cfg.worker_id, count = leases.len(), "leases reached a draining worker; giving them back");
@@ -413,9 +418,12 @@ impl Agent {
     /// registration) until the controller answers.
     fn give_back(&self, leases: &[Lease]) {
         for lease in leases {
-            self.runs.take(lease).reporting();
-            self.counters.returned.inc();
-            let _ = self.reports.send(Report::Return(lease.to_ref()));
+            let run = self.runs.take(lease);
+            // Stale: a newer lease of its job is in hand, and the controller would ignore it.
+            if !run.superseded() && self.reports.send(Report::Return(lease.to_ref())).is_ok() {
+                run.reporting();
+                self.counters.returned.inc();
+            }
         }
     }
 
@@ -426,7 +434,7 @@ impl Agent {
     /// peer could steal them and their queue deadline did not count. Jobs count as long from then on, so none are
     /// taken ahead again until short runs come back.
     fn return_waiting(&self) {
-        if !self.slots.stalled() {
+        if !self.slots.stalled() || !self.takes_returns.load(Ordering::Relaxed) {
             return;
         }
         // Each withdrawn run's task gives its own lease back (see `run_one`).
@@ -520,9 +528,9 @@ impl Agent {
             executor::Ran::Withdrawn => {
                 // Given back from its place in line (see `return_waiting`): it stays in hand until answered.
                 debug!(job = %lease.job_id, epoch = lease.epoch, "withdrawn from the line; giving it back");
-                self.counters.returned.inc();
                 if self.reports.send(Report::Return(lease.to_ref())).is_ok() {
                     run.reporting();
+                    self.counters.returned.inc();
                 }
                 return;
             }

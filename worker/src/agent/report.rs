@@ -185,7 +185,7 @@ impl Agent {
     /// `ReportJobResult`.
     async fn call(&self, req: ReportJobResultRequest) -> Result<ReportJobResultResponse, Status> {
         let mut client = self.client.clone();
-        if !req.results.is_empty() {
+        if !req.results.is_empty() || !req.returned.is_empty() {
             return client.report_job_result(req).await.map(tonic::Response::into_inner);
         }
         let starts = ReportJobStartedRequest { worker_id: req.worker_id, session: req.session, started: req.started };
