@@ -74,7 +74,8 @@ pub struct Args {
     /// Memory this worker offers, in bytes [default: detected].
     #[arg(long, env = "BURST_MEMORY_BYTES")]
     pub memory_bytes: Option<u64>,
-    /// GPUs this worker offers [default: `nvidia-smi -L`, else 0].
+    /// GPUs this worker offers [default: `nvidia-smi -L`, else 0]. Each job gets the devices it asks for, and no
+    /// other job has, in `CUDA_VISIBLE_DEVICES`.
     #[arg(long, env = "BURST_GPUS")]
     pub gpus: Option<u32>,
     /// Label for routing and display, KEY=VALUE; repeatable.
@@ -196,6 +197,8 @@ pub struct ExecConfig {
     pub limits: JobLimits,
     /// Where runs get their own pids cgroup; found when the worker starts (see [`crate::limits`]).
     pub cgroups: Option<Cgroups>,
+    /// The GPUs runs are given, as many as the worker offers (`resources.gpus`); set when the worker starts.
+    pub gpus: crate::gpus::Gpus,
     /// Complete every job at once, successfully, without running anything: for measuring the controller's own
     /// ceiling (`burst bench --workload w4`) only. No flag or config key sets it.
     pub noop: bool,
@@ -239,6 +242,7 @@ impl WorkerConfig {
                 kill_grace: DEFAULT_KILL_GRACE,
                 limits: JobLimits::default(),
                 cgroups: None,
+                gpus: Default::default(),
                 noop: false,
             },
         }
@@ -355,6 +359,7 @@ impl Args {
                         .unwrap_or(defaults.max_memory_bytes),
                 },
                 cgroups: None,
+                gpus: Default::default(),
                 noop: false,
             },
             worker_id,

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod gpus;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
@@ -99,6 +100,7 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     }
     let mut cfg = cfg;
     cfg.exec.cgroups = limits::Cgroups::detect(&cfg.worker_id);
+    cfg.exec.gpus = gpus::Gpus::new(cfg.resources.gpus);
     limits::apply_to_worker(cfg.exec.limits, cfg.exec.cgroups.is_some());
     std::fs::create_dir_all(&cfg.exec.output_dir)
         .with_context(|| format!("cannot create output dir {}", cfg.exec.output_dir.display()))?;

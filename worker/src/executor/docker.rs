@@ -1,11 +1,18 @@
-//! `docker` jobs: `docker run --rm --name burst-<job id>` (an array index's colon a dot) with the job's cpu and memory as limits, its env and
-//! working dir passed in, and `docker kill` to stop it.
+//! `docker` jobs: `docker run --rm --name burst-<job id>` (an array index's colon a dot) with the job's cpu and memory as limits, the
+//! GPUs it was given, its env and working dir passed in, and `docker kill` to stop it.
 
 use burst_proto::v1::{DockerSpec, JobSpec};
 
 use super::Invocation;
 
-pub fn invocation(job_id: &str, spec: &JobSpec, d: &DockerSpec, docker: &str) -> Result<Invocation, String> {
+/// `gpus`: the devices the job was given (`0,2`), passed to the container with `--gpus`.
+pub fn invocation(
+    job_id: &str,
+    spec: &JobSpec,
+    d: &DockerSpec,
+    docker: &str,
+    gpus: Option<&str>,
+) -> Result<Invocation, String> {
     if d.image.is_empty() || d.image.starts_with('-') {
         return Err(format!("docker image {:?} is not an image reference", d.image));
     }
@@ -19,6 +26,10 @@ pub fn invocation(job_id: &str, spec: &JobSpec, d: &DockerSpec, docker: &str) ->
     }
     if res.memory_bytes > 0 {
         args.extend(["--memory".into(), format!("{}b", res.memory_bytes)]);
+    }
+    // Quoted: docker reads the value as CSV, and a list of devices has commas.
+    if let Some(devices) = gpus.filter(|d| !d.is_empty()) {
+        args.extend(["--gpus".into(), format!("\"device={devices}\"")]);
     }
     let mut env: Vec<_> = spec.env.iter().collect();
     env.sort();

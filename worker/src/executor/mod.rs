@@ -43,12 +43,18 @@ pub struct Invocation {
     pub launch_failures: &'static [i32],
 }
 
-/// The argv for a spec. Errors are input errors: the job is reported as rejected.
-pub fn invocation(job_id: &str, spec: &JobSpec, cfg: &ExecConfig) -> Result<Invocation, String> {
+/// The argv for a spec, given the GPUs the run was given (`gpus`, see [`crate::gpus`]). Errors are input errors:
+/// the job is reported as rejected.
+pub fn invocation(
+    job_id: &str,
+    spec: &JobSpec,
+    cfg: &ExecConfig,
+    gpus: Option<&crate::gpus::Devices>,
+) -> Result<Invocation, String> {
     match &spec.kind {
         Some(Kind::Process(p)) => process::invocation(p),
         Some(Kind::Python(p)) => python::invocation(p, &cfg.python),
-        Some(Kind::Docker(d)) => docker::invocation(job_id, spec, d, &cfg.docker),
+        Some(Kind::Docker(d)) => docker::invocation(job_id, spec, d, &cfg.docker, gpus.map(|g| g.list()).as_deref()),
         None => Err("spec has no kind".into()),
     }
 }
@@ -350,7 +356,9 @@ fn plan(
     (out, err): (&Path, &Path),
     feed: Option<output::Feed>,
 ) -> Result<(supervise::Plan, Option<crate::limits::CgroupOrder>), Ended> {
-    let inv = invocation(&lease.job_id, spec, cfg).map_err(Ended::Rejected)?;
+    // A worker with GPUs names a run's own (none for a job that asks for none); held until the run is over.
+    let gpus = cfg.gpus.any().then(|| cfg.gpus.take(spec.resources.map_or(0, |r| r.gpus)));
+    let inv = invocation(&lease.job_id, spec, cfg, gpus.as_ref()).map_err(Ended::Rejected)?;
     let token = crate::sweep::run_token(&cfg.worker_id, &lease.job_id, lease.epoch);
     let mut cmd = Command::new(&inv.program);
     // The worker's own settings (its token, certificate paths) are not the job's business.
@@ -363,6 +371,10 @@ fn plan(
         .env("BURST_ATTEMPT", lease.attempt.to_string())
         .env("BURST_WORKER_ID", &cfg.worker_id)
         .env(crate::sweep::RUN_VAR, &token);
+    // After the job's own env: a job cannot name devices it was not given.
+    if let Some(gpus) = &gpus {
+        cmd.env("CUDA_VISIBLE_DEVICES", gpus.list());
+    }
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);
     }
@@ -388,6 +400,7 @@ fn plan(
         timeout: (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms)),
         kill_grace: cfg.kill_grace,
         runtime: tokio::runtime::Handle::current(),
+        gpus,
     };
     Ok((plan, cfg.run_cgroup(memory)))
 }

@@ -38,6 +38,8 @@ pub(super) struct Plan {
     pub kill_grace: Duration,
     /// The worker's runtime, whose threads start the stop command outside the job's cgroup.
     pub runtime: tokio::runtime::Handle,
+    /// The GPUs the run was given, held until it is over.
+    pub gpus: Option<crate::gpus::Devices>,
 }
 
 /// What a run's task and its thread share: the stop request, and the job's process group for the task to kill
@@ -140,6 +142,7 @@ pub(super) fn run(plan: Plan) -> Ended {
         timeout,
         kill_grace,
         runtime,
+        gpus: _gpus,
     } = plan;
     if *control.lock() == Group::Abandoned {
         if let Some(cgroup) = cgroup {

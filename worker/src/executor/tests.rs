@@ -16,6 +16,7 @@ fn cfg(dir: &Path) -> ExecConfig {
         kill_grace: Duration::from_millis(200),
         limits: crate::limits::JobLimits::default(),
         cgroups: None,
+        gpus: Default::default(),
         noop: false,
     }
 }
@@ -143,12 +144,16 @@ fn docker_jobs_carry_name_limits_and_env() {
         ..JobSpec::default()
     };
     let d = DockerSpec { image: "busybox:1".into(), command: "echo".into(), args: vec!["hi".into()] };
-    let inv = docker::invocation("abc", &spec, &d, "docker").unwrap();
+    let inv = docker::invocation("abc", &spec, &d, "docker", None).unwrap();
     let line = inv.args.join(" ");
     assert!(line.starts_with("run --rm --name burst-abc"), "{line}");
     assert!(line.contains("--cpus 0.500 --memory 1048576b --env A=1 busybox:1 echo hi"), "{line}");
     assert_eq!(inv.stop.unwrap(), ["docker", "kill", "burst-abc"]);
-    assert!(docker::invocation("abc", &spec, &DockerSpec { image: "--privileged".into(), ..d }, "docker").is_err());
+    let gpus = docker::invocation("abc", &spec, &d, "docker", Some("0,2")).unwrap().args.join(" ");
+    assert!(gpus.contains("--gpus \"device=0,2\" --env A=1"), "{gpus}");
+    assert!(
+        docker::invocation("abc", &spec, &DockerSpec { image: "--privileged".into(), ..d }, "docker", None).is_err()
+    );
 }
 
 #[tokio::test]
@@ -401,4 +406,25 @@ async fn a_run_withdrawn_before_its_slot_came_never_starts_and_says_so() {
     launch.withdraw();
     let (r, ran) = tokio::time::timeout(Duration::from_secs(10), pending.finish(never())).await.unwrap();
     assert_eq!((ran, r.exit_code), (Ran::Withdrawn, None), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_job_sees_only_the_gpus_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_gpus = ExecConfig { gpus: crate::gpus::Gpus::new(2), ..cfg(dir.path()) };
+    let print = |gpus| JobSpec {
+        resources: Some(Resources { gpus, ..Resources::default() }),
+        env: HashMap::from([("CUDA_VISIBLE_DEVICES".to_string(), "0,1".to_string())]),
+        ..process("/bin/sh", &["-c", "echo \"[$CUDA_VISIBLE_DEVICES]\""])
+    };
+    let seen = |r: JobResult| std::fs::read_to_string(&r.stdout_path).unwrap();
+    // Another run holds device 0.
+    let held = with_gpus.gpus.take(1);
+    assert_eq!(seen(run(&lease("one", print(1)), &with_gpus, never(), None).await), "[1]\n");
+    let none = run(&lease("none", print(0)), &with_gpus, never(), None).await;
+    assert_eq!(seen(none), "[]\n", "a job that asks for none sees none, whatever its env says");
+    drop(held);
+    assert_eq!(seen(run(&lease("two", print(2)), &with_gpus, never(), None).await), "[0,1]\n");
+    // A worker without GPUs leaves the variable to the job.
+    assert_eq!(seen(run(&lease("own", print(0)), &cfg(dir.path()), never(), None).await), "[0,1]\n");
 }
