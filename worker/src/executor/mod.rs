@@ -54,7 +54,7 @@ pub fn invocation(
     match &spec.kind {
         Some(Kind::Process(p)) => process::invocation(p),
         Some(Kind::Python(p)) => python::invocation(p, &cfg.python),
-        Some(Kind::Docker(d)) => docker::invocation(job_id, spec, d, &cfg.docker, gpus.map(|g| g.list()).as_deref()),
+        Some(Kind::Docker(d)) => docker::invocation(job_id, spec, d, &cfg.docker, gpus.map(crate::gpus::Devices::list)),
         None => Err("spec has no kind".into()),
     }
 }

@@ -411,7 +411,7 @@ async fn a_run_withdrawn_before_its_slot_came_never_starts_and_says_so() {
 #[tokio::test]
 async fn a_job_sees_only_the_gpus_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
-    let with_gpus = ExecConfig { gpus: crate::gpus::Gpus::new(2), ..cfg(dir.path()) };
+    let with_gpus = ExecConfig { gpus: crate::gpus::Gpus::new(2, None), ..cfg(dir.path()) };
     let print = |gpus| JobSpec {
         resources: Some(Resources { gpus, ..Resources::default() }),
         env: HashMap::from([("CUDA_VISIBLE_DEVICES".to_string(), "0,1".to_string())]),
