@@ -74,8 +74,8 @@ pub struct Args {
     /// Memory this worker offers, in bytes [default: detected].
     #[arg(long, env = "BURST_MEMORY_BYTES")]
     pub memory_bytes: Option<u64>,
-    /// GPUs this worker offers [default: `nvidia-smi -L`, else 0]. Each job gets the devices it asks for, and no
-    /// other job has, in `CUDA_VISIBLE_DEVICES`.
+    /// GPUs this worker offers [default: `nvidia-smi -L`, at most those its own CUDA_VISIBLE_DEVICES names, else
+    /// 0]. Each job gets the devices it asks for, and no other job has, in `CUDA_VISIBLE_DEVICES`.
     #[arg(long, env = "BURST_GPUS")]
     pub gpus: Option<u32>,
     /// Label for routing and display, KEY=VALUE; repeatable.

@@ -101,6 +101,11 @@ pub async fn start(cfg: WorkerConfig) -> anyhow::Result<RunningWorker> {
     let mut cfg = cfg;
     cfg.exec.cgroups = limits::Cgroups::detect(&cfg.worker_id);
     cfg.exec.gpus = gpus::Gpus::new(cfg.resources.gpus, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
+    if cfg.exec.gpus.count() < cfg.resources.gpus {
+        let (offered, asked) = (cfg.exec.gpus.count(), cfg.resources.gpus);
+        tracing::warn!(worker = %cfg.worker_id, offered, asked, "CUDA_VISIBLE_DEVICES names fewer GPUs than --gpus; offering those");
+        cfg.resources.gpus = offered;
+    }
     limits::apply_to_worker(cfg.exec.limits, cfg.exec.cgroups.is_some());
     std::fs::create_dir_all(&cfg.exec.output_dir)
         .with_context(|| format!("cannot create output dir {}", cfg.exec.output_dir.display()))?;

@@ -33,13 +33,8 @@ fn gpus() -> u32 {
         Ok(out) if out.status.success() => count_gpus(&String::from_utf8_lossy(&out.stdout)),
         _ => 0,
     };
-    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-    listed.min(visible.as_deref().map_or(u32::MAX, count_visible))
-}
-
-/// How many devices a `CUDA_VISIBLE_DEVICES` value names (none for an empty one; an unset one limits nothing).
-fn count_visible(list: &str) -> u32 {
-    list.split(',').filter(|d| !d.trim().is_empty()).count() as u32
+    let inherited = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    listed.min(inherited.map_or(u32::MAX, |list| crate::gpus::visible(&list).len() as u32))
 }
 
 fn count_gpus(listing: &str) -> u32 {
@@ -61,7 +56,6 @@ mod tests {
         let listing = "GPU 0: NVIDIA A100 (UUID: GPU-1)\nGPU 1: NVIDIA A100 (UUID: GPU-2)\n";
         assert_eq!(count_gpus(listing), 2);
         assert_eq!(count_gpus(""), 0);
-        assert_eq!([count_visible("2,3"), count_visible(" 1 "), count_visible("")], [2, 1, 0]);
     }
 
     #[test]

@@ -5,7 +5,11 @@ use burst_proto::v1::{DockerSpec, JobSpec};
 
 use super::Invocation;
 
-/// `gpus`: the devices the job was given (`0,2`), passed to the container with `--gpus`.
+/// Which GPUs the NVIDIA container runtime shows a container.
+const NVIDIA_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
+
+/// `gpus`, on a worker with GPUs: the devices the job was given (`0,2`), passed to the container with `--gpus`;
+/// empty, it sees none.
 pub fn invocation(
     job_id: &str,
     spec: &JobSpec,
@@ -27,11 +31,14 @@ pub fn invocation(
     if res.memory_bytes > 0 {
         args.extend(["--memory".into(), format!("{}b", res.memory_bytes)]);
     }
-    // Quoted: docker reads the value as CSV, and a list of devices has commas.
-    if let Some(devices) = gpus.filter(|d| !d.is_empty()) {
-        args.extend(["--gpus".into(), format!("\"device={devices}\"")]);
+    // On a worker with GPUs the container sees its own devices, or none: not the image's or the job's choice.
+    match gpus {
+        // Quoted: docker reads the value as CSV, and a list of devices has commas.
+        Some(devices) if !devices.is_empty() => args.extend(["--gpus".into(), format!("\"device={devices}\"")]),
+        Some(_) => args.extend(["--env".into(), format!("{NVIDIA_DEVICES}=void")]),
+        None => {}
     }
-    let mut env: Vec<_> = spec.env.iter().collect();
+    let mut env: Vec<_> = spec.env.iter().filter(|(k, _)| gpus.is_none() || k.as_str() != NVIDIA_DEVICES).collect();
     env.sort();
     for (k, v) in env {
         args.extend(["--env".into(), format!("{k}={v}")]);

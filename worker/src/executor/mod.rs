@@ -373,7 +373,7 @@ fn plan(
         .env(crate::sweep::RUN_VAR, &token);
     // After the job's own env: a job cannot name devices it was not given.
     if let Some(gpus) = &gpus {
-        cmd.env("CUDA_VISIBLE_DEVICES", gpus.list());
+        cmd.env("CUDA_VISIBLE_DEVICES", gpus.list()).env("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
     }
     if !spec.working_dir.is_empty() {
         cmd.current_dir(&spec.working_dir);

@@ -151,6 +151,13 @@ fn docker_jobs_carry_name_limits_and_env() {
     assert_eq!(inv.stop.unwrap(), ["docker", "kill", "burst-abc"]);
     let gpus = docker::invocation("abc", &spec, &d, "docker", Some("0,2")).unwrap().args.join(" ");
     assert!(gpus.contains("--gpus \"device=0,2\" --env A=1"), "{gpus}");
+    // On a GPU worker a container sees its own devices or none, whatever the job's env says.
+    let choosy =
+        JobSpec { env: HashMap::from([("NVIDIA_VISIBLE_DEVICES".to_string(), "all".to_string())]), ..spec.clone() };
+    let none = docker::invocation("abc", &choosy, &d, "docker", Some("")).unwrap().args.join(" ");
+    assert!(none.contains("--env NVIDIA_VISIBLE_DEVICES=void") && !none.contains("=all"), "{none}");
+    let own = docker::invocation("abc", &choosy, &d, "docker", None).unwrap().args.join(" ");
+    assert!(own.contains("--env NVIDIA_VISIBLE_DEVICES=all") && !own.contains("--gpus"), "no GPUs here: {own}");
     assert!(
         docker::invocation("abc", &spec, &DockerSpec { image: "--privileged".into(), ..d }, "docker", None).is_err()
     );
@@ -421,10 +428,12 @@ async fn a_job_sees_only_the_gpus_it_was_given() {
     // Another run holds device 0.
     let held = with_gpus.gpus.take(1);
     assert_eq!(seen(run(&lease("one", print(1)), &with_gpus, never(), None).await), "[1]\n");
+    assert_eq!(with_gpus.gpus.take(1).list(), "1", "the run gave its device back");
     let none = run(&lease("none", print(0)), &with_gpus, never(), None).await;
     assert_eq!(seen(none), "[]\n", "a job that asks for none sees none, whatever its env says");
     drop(held);
     assert_eq!(seen(run(&lease("two", print(2)), &with_gpus, never(), None).await), "[0,1]\n");
+    assert!(with_gpus.gpus.wait_free(2, Duration::ZERO).await, "both given back");
     // A worker without GPUs leaves the variable to the job.
     assert_eq!(seen(run(&lease("own", print(0)), &cfg(dir.path()), never(), None).await), "[0,1]\n");
 }
