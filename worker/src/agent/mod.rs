@@ -516,13 +516,13 @@ impl Agent {
             return;
         };
         ticket.confirmed();
-        // Confirmed ahead of a free slot, it waits in line for one, ready: the job that frees the slot starts it
-        // from its own runner thread. Stopped meanwhile, it never runs.
         // GPUs a stopped job's processes still hold (their kill grace) are waited for, not shared (see `crate::gpus`).
         let gpus = lease.spec.as_ref().and_then(|s| s.resources).map_or(0, |r| r.gpus);
         if gpus > 0 && !self.cfg.exec.gpus.wait_free(gpus, crate::gpus::WAIT_FOR_DEVICES).await {
             warn!(job = %lease.job_id, gpus, "its GPUs were not freed in time; sharing them");
         }
+        // Confirmed ahead of a free slot, it waits in line for one, ready: the job that frees the slot starts it
+        // from its own runner thread. Stopped meanwhile, it never runs.
         let (launch, pending) = executor::prepare(&lease, &self.cfg.exec, Some(feed.feed.clone()));
         ticket.start(Box::new(launch));
         let (result, ran) = pending.finish(stop).await;

@@ -137,9 +137,7 @@ impl Line {
         state.waiting.push_back(Waiter { turn, place: place.clone() });
         Err((rx, place))
     }
-}
 
-impl Line {
     /// How long every slot has been held, when none is free: since the last was handed to a lease.
     fn all_held_for(&self) -> Option<Duration> {
         let state = self.lock();
