@@ -28,6 +28,8 @@ pub struct Gpus(Arc<Inner>);
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// How many there are: fixed at start, read for every job without the lock.
+    count: u32,
     devices: Mutex<Vec<(String, u32)>>,
     freed: Notify,
 }
@@ -46,13 +48,14 @@ impl Gpus {
             Some(list) => visible(list).into_iter().take(count as usize).collect(),
             None => (0..count).map(|i| i.to_string()).collect(),
         };
+        let count = names.len() as u32;
         let devices = Mutex::new(names.into_iter().map(|name| (name, 0)).collect());
-        Gpus(Arc::new(Inner { devices, freed: Notify::new() }))
+        Gpus(Arc::new(Inner { count, devices, freed: Notify::new() }))
     }
 
     /// How many devices the worker offers.
     pub fn count(&self) -> u32 {
-        self.lock().len() as u32
+        self.0.count
     }
 
     /// Whether the worker offers any device (only then are jobs' devices named).
