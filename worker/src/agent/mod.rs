@@ -388,7 +388,12 @@ impl Agent {
                 Ok(resp) => {
                     delays = backoff();
                     let PollJobResponse { leases, stop } = resp.into_inner();
+                    let some = !leases.is_empty();
                     self.take(session, leases, &stop);
+                    // The run loop, woken by the leases, goes first: they start before the next poll is sent.
+                    if some {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Err(status) => self.on_error("poll", status, session, &mut delays).await,
             }
