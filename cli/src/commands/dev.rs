@@ -78,7 +78,12 @@ pub async fn run(ctx: &Ctx, args: DevArgs) -> anyhow::Result<u8> {
             None
         } else {
             let (argv, jobs, threads) = (argv.clone(), args.jobs, (workers * slots) as usize);
-            Some(tokio::task::spawn_blocking(move || spawner::run_threads(&argv, jobs, threads)).await??)
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    spawner::run_threads(&argv, jobs, threads, spawner::Isolation::Plain)
+                })
+                .await??,
+            )
         };
         print_summary(ctx, &argv, &report, baseline, workers * slots);
         if !report.failed().is_empty() {

@@ -191,22 +191,33 @@ async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Resu
     })
 }
 
-/// A spawner's line: `threads` for the OS-thread spawner, else tokio's.
-async fn spawner_line(plan: &Plan, threads: bool) -> anyhow::Result<Line> {
+/// The spawners burst is compared with (see [`spawner`]).
+#[derive(Clone, Copy)]
+enum Spawner {
+    Threads(spawner::Isolation),
+    Tokio,
+}
+
+async fn spawner_line(plan: &Plan, which: Spawner) -> anyhow::Result<Line> {
     let concurrency = plan.concurrency() as usize;
-    let label = match threads {
-        true => format!("plain spawner: {concurrency} threads x Command::status()"),
-        false => format!("tokio spawner ({concurrency} at once)"),
+    let label = match which {
+        Spawner::Threads(spawner::Isolation::Plain) => {
+            format!("plain spawner: {concurrency} threads x Command::status()")
+        }
+        Spawner::Threads(spawner::Isolation::Grouped) => {
+            format!("isolated spawner: {concurrency} threads, group + pipes + pidfd per job")
+        }
+        Spawner::Tokio => format!("tokio spawner ({concurrency} at once)"),
     };
     eprintln!("{}: the same through the {label} ...", plan.name);
     let before = cpu_seconds();
-    let (time, failed) = match threads {
-        true => {
+    let (time, failed) = match which {
+        Spawner::Threads(isolation) => {
             let argv = plan.argv.clone();
             let jobs = plan.jobs as u64;
-            tokio::task::spawn_blocking(move || spawner::run_threads(&argv, jobs, concurrency)).await??
+            tokio::task::spawn_blocking(move || spawner::run_threads(&argv, jobs, concurrency, isolation)).await??
         }
-        false => spawner::run(&plan.argv, plan.jobs as u64, concurrency).await?,
+        Spawner::Tokio => spawner::run(&plan.argv, plan.jobs as u64, concurrency).await?,
     };
     let (own_cpu, jobs_cpu) = cpu_per_job(before, cpu_seconds(), plan.jobs);
     let elapsed = time.as_secs_f64();
@@ -222,8 +233,9 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
     for setup in setups {
         burst.push(burst_line(args, &plan, *setup).await?);
     }
-    let threads = spawner_line(&plan, true).await?;
-    let tokio = spawner_line(&plan, false).await?;
+    let threads = spawner_line(&plan, Spawner::Threads(spawner::Isolation::Plain)).await?;
+    let isolated = spawner_line(&plan, Spawner::Threads(spawner::Isolation::Grouped)).await?;
+    let tokio = spawner_line(&plan, Spawner::Tokio).await?;
     let rate = Line::rate;
     let base_rate = rate(&threads);
     let main = &burst[0];
@@ -248,15 +260,17 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
         "ideal_s": ideal,
         "ideal_ratio": ideal.map(|i| i / main.elapsed),
         "failed": failed,
-        "baseline_failed": threads.failed + tokio.failed,
+        "baseline_failed": threads.failed + isolated.failed + tokio.failed,
         "cpu_us_per_job": main.own_cpu,
         "baseline_cpu_us_per_job": threads.own_cpu,
         "job_cpu_us_per_job": main.jobs_cpu,
         "baseline_job_cpu_us_per_job": threads.jobs_cpu,
+        "isolated_jobs_per_sec": rate(&isolated),
+        "isolated_ratio": rate(&isolated) / base_rate,
         "tokio_jobs_per_sec": rate(&tokio),
         "tokio_ratio": rate(&tokio) / base_rate,
     });
-    json["lines"] = burst.iter().chain([&threads, &tokio]).map(|l| l.json(base_rate)).collect();
+    json["lines"] = burst.iter().chain([&threads, &isolated, &tokio]).map(|l| l.json(base_rate)).collect();
     for (key, line) in [("memory", burst.get(1)), ("plaintext", burst.get(2))] {
         if let Some(line) = line {
             json[format!("{key}_jobs_per_sec")] = json!(rate(line));
@@ -283,7 +297,7 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
         "OWN CPU/JOB".into(),
         "JOBS' CPU/JOB".into(),
     ]];
-    for line in burst.iter().chain([&threads, &tokio]) {
+    for line in burst.iter().chain([&threads, &isolated, &tokio]) {
         let mut own = match line.split {
             Some([c, w, cli]) => format!("{:.0} µs (controller {c:.0}, workers {w:.0}, cli {cli:.0})", line.own_cpu),
             None => format!("{:.0} µs", line.own_cpu),
