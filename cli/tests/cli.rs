@@ -281,8 +281,15 @@ fn bench_refuses_what_it_cannot_run_with_one_line() {
 /// Each of W1-W4, small: it runs, nothing fails, and its JSON carries the figures the README quotes.
 #[test]
 fn bench_workloads_print_their_figures_as_json() {
-    let throughput =
-        &["jobs_per_sec", "baseline_jobs_per_sec", "ratio", "memory_ratio", "plaintext_ratio", "tokio_ratio"];
+    let throughput = &[
+        "jobs_per_sec",
+        "baseline_jobs_per_sec",
+        "ratio",
+        "memory_ratio",
+        "plaintext_ratio",
+        "tokio_ratio",
+        "isolated_ratio",
+    ];
     for (workload, jobs, extra, keys) in [
         ("w1", "60", &[][..], &throughput[..]),
         ("w1-output", "20", &["--main-only"][..], &["jobs_per_sec", "ratio", "cpu_us_per_job"][..]),
