@@ -327,6 +327,10 @@ fn bench_workloads_print_their_figures_as_json() {
         if workload != "w4" {
             assert_eq!((v["store"].as_str(), v["tls"].as_bool()), (Some("durable"), Some(true)), "{v}");
         }
+        // A spawner whose jobs failed would look fast.
+        if workload.starts_with("w1") || workload == "w2" {
+            assert_eq!(v["baseline_failed"].as_u64(), Some(0), "{v}");
+        }
         for key in keys {
             assert!(v[*key].as_f64().is_some_and(|x| x > 0.0), "{workload}: {key} in {v}");
         }

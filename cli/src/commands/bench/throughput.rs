@@ -7,6 +7,7 @@
 //! and workers in processes of their own, the batch submitted by `burst submit --wait`). The in-memory store
 //! and plaintext are extra lines, so what each costs shows in the same run.
 
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::processes::Shape;
@@ -192,7 +193,6 @@ async fn burst_line(args: &BenchArgs, plan: &Plan, setup: Setup) -> anyhow::Resu
 }
 
 /// The spawners burst is compared with (see [`spawner`]).
-#[derive(Clone, Copy)]
 enum Spawner {
     Threads(spawner::Isolation),
     Tokio,
@@ -204,7 +204,7 @@ async fn spawner_line(plan: &Plan, which: Spawner) -> anyhow::Result<Line> {
         Spawner::Threads(spawner::Isolation::Plain) => {
             format!("plain spawner: {concurrency} threads x Command::status()")
         }
-        Spawner::Threads(spawner::Isolation::Grouped) => {
+        Spawner::Threads(spawner::Isolation::Grouped(_)) => {
             format!("isolated spawner: {concurrency} threads, group + pipes + pidfd per job")
         }
         Spawner::Tokio => format!("tokio spawner ({concurrency} at once)"),
@@ -234,7 +234,11 @@ async fn measure(args: &BenchArgs, plan: Plan) -> anyhow::Result<Measured> {
         burst.push(burst_line(args, &plan, *setup).await?);
     }
     let threads = spawner_line(&plan, Spawner::Threads(spawner::Isolation::Plain)).await?;
-    let isolated = spawner_line(&plan, Spawner::Threads(spawner::Isolation::Grouped)).await?;
+    // Its outputs where a worker's would be, and kept as long (see `Scratch`).
+    let scratch = Scratch::new(&format!("{}-isolated", plan.name));
+    let out = scratch.0.join("out");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let isolated = spawner_line(&plan, Spawner::Threads(spawner::Isolation::Grouped(Some(out)))).await?;
     let tokio = spawner_line(&plan, Spawner::Tokio).await?;
     let rate = Line::rate;
     let base_rate = rate(&threads);
