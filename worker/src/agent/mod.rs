@@ -388,10 +388,8 @@ impl Agent {
                 Ok(resp) => {
                     delays = backoff();
                     let PollJobResponse { leases, stop } = resp.into_inner();
-                    let some = !leases.is_empty();
-                    self.take(session, leases, &stop);
                     // The run loop, woken by the leases, goes first: they start before the next poll is sent.
-                    if some {
+                    if self.take(session, leases, &stop) {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -403,11 +401,14 @@ impl Agent {
     /// Queues leases the controller handed over (by poll or with a result report) and stops what it says to,
     /// unless they belong to a session that has ended since the call was made. A draining worker does not queue
     /// them: the controller queues them again (unknown to this worker's heartbeats, or when it deregisters).
-    fn take(&self, session: u64, leases: Vec<Lease>, stop: &[LeaseRef]) {
+    /// Returns whether it queued any.
+    fn take(&self, session: u64, leases: Vec<Lease>, stop: &[LeaseRef]) -> bool {
         if self.current() != session {
-            return;
+            return false;
         }
-        if self.intake.load(Ordering::Relaxed) {
+        let intake = self.intake.load(Ordering::Relaxed);
+        let queued = intake && !leases.is_empty();
+        if intake {
             debug!(worker = %self.cfg.worker_id, count = leases.len(), "leases received");
             self.queue.push(leases);
         } else if !leases.is_empty() && self.takes_returns.load(Ordering::Relaxed) {
@@ -417,6 +418,7 @@ impl Agent {
             self.give_back(&leases);
         }
         self.stop_jobs(stop);
+        queued
     }
 
     /// Gives `leases` back to the controller unrun: each stays in hand (listed by heartbeats, claimed by a new
