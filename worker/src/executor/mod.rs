@@ -29,7 +29,7 @@ use crate::output::{self, Captured};
 
 /// After the program exits, how long its output pipes may stay open (held by an escaped grandchild) before the
 /// capture stops reading.
-const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A program to run for a job, and how to stop it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,8 +169,12 @@ impl Launch {
             Some(order) => (order.take(), None),
             None => (None, crate::runner::idle_runner()),
         };
-        if here && cgroup.is_none() && idle.is_none() {
-            let runtime = plan.runtime.clone();
+        // (A worker's plan always has its runtime.)
+        if here
+            && cgroup.is_none()
+            && idle.is_none()
+            && let Some(runtime) = plan.runtime.clone()
+        {
             let launch = Launch { how: How::Run { plan, cgroups }, answer };
             // A runtime shut down drops the launch, and `hold` with it.
             runtime.spawn(async move { launch.start(hold) });
@@ -399,10 +403,39 @@ fn plan(
         feed,
         timeout: (spec.timeout_ms > 0).then(|| Duration::from_millis(spec.timeout_ms)),
         kill_grace: cfg.kill_grace,
-        runtime: tokio::runtime::Handle::current(),
+        runtime: Some(tokio::runtime::Handle::current()),
         gpus,
     };
     Ok((plan, cfg.run_cgroup(memory)))
+}
+
+/// Runs `cmd` to its end on this thread, supervised as a job's run is (in a process group of its own, its output
+/// captured into `out` and `err`, each made once there is output and kept up to `cap` bytes, its end seen on a
+/// pidfd, its group killed when it ends, its pipes read for [`PIPE_DRAIN_LIMIT`] after), with no cgroup, lease,
+/// timeout or report: `burst bench`'s isolated spawner, the best a scheduler that runs jobs this way could do.
+pub fn run_supervised(cmd: Command, (out, err): (&Path, &Path), cap: u64) -> std::io::Result<std::process::ExitStatus> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let plan = supervise::Plan {
+        job_id: program.clone(),
+        cmd,
+        inv: Invocation { program, args: Vec::new(), stop: None, launch_failures: &[] },
+        working_dir: String::new(),
+        cgroup: None,
+        control: Arc::new(supervise::Control::new()?),
+        out: out.to_path_buf(),
+        err: err.to_path_buf(),
+        cap,
+        feed: None,
+        timeout: None,
+        kill_grace: Duration::ZERO,
+        runtime: None,
+        gpus: None,
+    };
+    match supervise::run(plan) {
+        Ended::Exited { status, .. } => Ok(status),
+        Ended::SpawnFailed(message) | Ended::Rejected(message) => Err(std::io::Error::other(message)),
+        Ended::NotStarted | Ended::Withdrawn | Ended::Noop => Err(std::io::Error::other("the program did not run")),
+    }
 }
 
 /// Kills the job's process group if the run's task is dropped before the run ends, so that a job whose worker

@@ -36,8 +36,9 @@ pub(super) struct Plan {
     pub feed: Option<Feed>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
-    /// The worker's runtime, whose threads start the stop command outside the job's cgroup.
-    pub runtime: tokio::runtime::Handle,
+    /// The worker's runtime, whose threads start the stop command outside the job's cgroup; `None` for a run
+    /// without a stop command ([`super::run_supervised`]).
+    pub runtime: Option<tokio::runtime::Handle>,
     /// The GPUs the run was given, held until it is over.
     pub gpus: Option<crate::gpus::Devices>,
 }
@@ -245,7 +246,7 @@ pub(super) fn run(plan: Plan) -> Ended {
                 how = Ending::TimedOut;
             }
             debug!(job = %job_id, ?how, "stopping the job");
-            begin_stop(pid, &inv, &runtime);
+            begin_stop(pid, &inv, runtime.as_ref());
             stopping = true;
             deadline = Some(Instant::now() + kill_grace);
         } else if stopping && ended.is_none() && deadline.is_some_and(|d| now >= d) {
@@ -325,9 +326,10 @@ fn read_once(pipe: &mut Pipe<'_>, small: &mut [u8; 512], large: &mut Vec<u8>) {
 /// The job's stop command (a container's), then SIGTERM to its group. The command is started by the runtime's
 /// threads, outside the job's cgroup (it must not count against the job's process limit), and waited for
 /// [`STOP_COMMAND_LIMIT`] at most.
-fn begin_stop(pid: i32, inv: &Invocation, runtime: &tokio::runtime::Handle) {
+fn begin_stop(pid: i32, inv: &Invocation, runtime: Option<&tokio::runtime::Handle>) {
     if let Some(stop) = &inv.stop
         && let Some((program, args)) = stop.split_first()
+        && let Some(runtime) = runtime
     {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
